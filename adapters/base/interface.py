@@ -1,0 +1,210 @@
+"""The replica interface every provider implements, defined once.
+
+Like Litestream's ``ReplicaClient`` it is deliberately narrow: seven primitives. Helpers
+that work over any replica (tombstoning, batching, retries) are free functions beside
+it, not methods every backend must repeat.
+"""
+
+from __future__ import annotations
+
+import enum
+from abc import ABC, abstractmethod
+from dataclasses import dataclass, field
+from typing import Any, ClassVar, Iterator, Literal, Mapping, Sequence
+
+from .errors import RecordError
+from .record import KeySchema, Record, RecordKey, ReplicationMeta, vectors_concurrent
+
+DatasetKind = Literal["document", "blob"]
+Cursor = dict[str, Any]
+"""An opaque, JSON-serialisable capture position. Only the adapter that made it reads it."""
+
+
+@dataclass(frozen=True)
+class ReplicaTarget:
+    """Everything an adapter needs to reach one dataset in one replica.
+
+    A plain, picklable description (no clients, no sockets) so work units built from it
+    can run in another process or on another machine.
+
+    ``resource`` is the provider's own container name (table, container, bucket);
+    ``options`` carries provider-specific connection settings (endpoint, database,
+    credential mode, prefix …) that only that adapter reads.
+    """
+
+    replica: str                      # "provider:region", the replica's name everywhere
+    provider: str
+    region: str
+    dataset: str
+    kind: DatasetKind
+    key_schema: KeySchema
+    resource: str
+    options: Mapping[str, Any] = field(default_factory=dict)
+
+
+@dataclass(frozen=True)
+class Capabilities:
+    """What a backend can do; the engine picks fallbacks from these flags, never from names."""
+
+    incremental_capture: bool          # a change log with old versions (streams, change feed)
+    transactional_batch: bool          # several conditional writes in one atomic call
+    max_record_bytes: int              # largest encoded record the store accepts
+    capture_sees_deletes: bool         # a native delete shows up in capture (else only tombstones)
+
+
+@dataclass(frozen=True)
+class Change:
+    """One captured change: the record as it now is (or its tombstone).
+
+    ``record.meta`` is ``None`` for native writes (not made by mcrepl); ``previous`` is
+    the metadata the item carried before the change when the store's change log has
+    it (a DynamoDB stream's old image), so the engine can extend its version vector.
+    ``observed_ms`` is the store's own time for the change when it has one.
+    """
+
+    record: Record
+    observed_ms: int | None = None
+    previous: ReplicationMeta | None = None
+    native_delete: bool = False
+
+
+@dataclass
+class ChangePage:
+    """A page of changes and the cursor to resume after them.
+
+    Saving ``cursor`` only after every change in the page is applied everywhere gives
+    at-least-once delivery; conditional apply turns that into exactly-once in effect.
+    """
+
+    changes: list[Change]
+    cursor: Cursor
+    more: bool
+    scanned: bool = False             # produced by a full scan (no usable change log cursor)
+
+
+class ApplyOutcome(str, enum.Enum):
+    """What one conditional write did."""
+
+    APPLIED = "applied"     # the replica now holds this version
+    REPLAYED = "replayed"   # the replica already held exactly this version: a no-op
+    STALE = "stale"         # the replica holds a newer version: a no-op
+    REJECTED = "rejected"   # the target cannot hold this record (see ``error``)
+
+
+@dataclass(frozen=True)
+class ApplyResult:
+    """The outcome of applying one record to one replica.
+
+    ``conflict_with`` is set when the replica's stored version vector was concurrent
+    with the incoming one (neither had seen the other): the write still resolved by
+    version order, and the engine logs the conflict or runs a merge.
+    ``existing`` is the stored record when the adapter saw it (for merges and reports).
+    """
+
+    key: RecordKey
+    outcome: ApplyOutcome
+    conflict_with: ReplicationMeta | None = None
+    existing: Record | None = None
+    error: RecordError | None = None
+
+
+@dataclass(frozen=True)
+class Digest:
+    """Key, version and content hash of a stored record: what ``verify`` compares.
+
+    ``version`` is ``None`` for a native record the store holds without valid mcrepl
+    metadata (its hash is then computed from the body).
+    """
+
+    key_id: str
+    version: str | None
+    content_hash: str
+    tombstone: bool
+
+
+class ReplicaAdapter(ABC):
+    """One dataset in one store, behind the common replication interface.
+
+    Implementations translate every SDK exception into :mod:`adapters.base.errors`
+    (no SDK type escapes their package) and honour these guarantees:
+
+    * :meth:`apply_batch` is idempotent and conditional: a record lands only if its
+      version is newer than the stored one; replays and stale writes are reported as
+      no-ops; a record the target can't hold is ``REJECTED`` with a :class:`RecordError`
+      and the rest of the batch still lands.
+    * :meth:`capture_changes` returns every change after ``cursor`` at least once, in
+      per-key order; re-reading from a saved cursor never skips a change.
+    """
+
+    capabilities: ClassVar[Capabilities]
+
+    def __init__(self, target: ReplicaTarget) -> None:
+        self.target = target
+
+    @abstractmethod
+    def ensure_ready(self) -> None:
+        """Create the table/container/bucket if it is missing (local stacks, tests).
+
+        On real clouds the Pulumi program provisions them; this then only checks access.
+        """
+
+    @abstractmethod
+    def capture_changes(self, cursor: Cursor | None, limit: int = 500) -> ChangePage:
+        """Changes after ``cursor`` (``None``: everything, by a full scan first)."""
+
+    @abstractmethod
+    def current_cursor(self) -> Cursor:
+        """A cursor at 'now': capture from it returns only changes made after this call."""
+
+    @abstractmethod
+    def apply_batch(self, records: Sequence[Record]) -> list[ApplyResult]:
+        """Apply stamped records conditionally; one result per record, in order."""
+
+    @abstractmethod
+    def read(self, key: RecordKey) -> Record | None:
+        """The stored record (tombstones included), or ``None``."""
+
+    @abstractmethod
+    def list_digests(self) -> Iterator[Digest]:
+        """Every stored record's digest, reading metadata rather than bodies where possible."""
+
+    @abstractmethod
+    def drop(self) -> None:
+        """Delete the table/container/bucket (tests and ``local down`` clean-up only)."""
+
+    def close(self) -> None:
+        """Release clients and connections."""
+
+    def __enter__(self) -> "ReplicaAdapter":
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+
+def apply_one(adapter: ReplicaAdapter, record: Record) -> ApplyResult:
+    """Apply a single record (convenience over :meth:`ReplicaAdapter.apply_batch`)."""
+    return adapter.apply_batch([record])[0]
+
+
+def rejected(record: Record, error: RecordError, target: ReplicaTarget) -> ApplyResult:
+    """The ``REJECTED`` result for ``record``, its error located at ``target``."""
+    return ApplyResult(record.key, ApplyOutcome.REJECTED,
+                       error=error.located(dataset=target.dataset, key=record.key.id,
+                                           target=target.replica))
+
+
+def decide(incoming: ReplicationMeta, stored: ReplicationMeta | None) -> ApplyOutcome:
+    """Version-order decision shared by every adapter that reads before it writes."""
+    if stored is None:
+        return ApplyOutcome.APPLIED
+    if incoming.version == stored.version:
+        return ApplyOutcome.REPLAYED
+    return ApplyOutcome.APPLIED if incoming.version > stored.version else ApplyOutcome.STALE
+
+
+def conflict_between(incoming: ReplicationMeta, stored: ReplicationMeta | None) -> ReplicationMeta | None:
+    """``stored`` when its vector is concurrent with ``incoming``'s, else ``None``."""
+    if stored is None or incoming.version == stored.version:
+        return None
+    return stored if vectors_concurrent(incoming.vector, stored.vector) else None

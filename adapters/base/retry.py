@@ -1,0 +1,76 @@
+"""The one retry policy: full-jitter exponential backoff, honouring the store's hint, under a deadline.
+
+Adapters wrap each SDK call in :func:`call_with_retry`; it retries only errors whose
+``retryable`` bit is set and never sleeps past the deadline, so throttling slows a job
+down but never drops data and never hangs it.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from dataclasses import dataclass
+from typing import Callable, TypeVar
+
+from tenacity import RetryCallState, Retrying, retry_if_exception, stop_after_delay, wait_random_exponential
+
+from .errors import AdapterError
+
+T = TypeVar("T")
+log = logging.getLogger("mcrepl.retry")
+
+
+@dataclass(frozen=True)
+class RetryPolicy:
+    """How long and how hard to retry a retryable store error."""
+
+    deadline_s: float = 60.0
+    initial_s: float = 0.05
+    max_backoff_s: float = 5.0
+
+
+DEFAULT_POLICY = RetryPolicy()
+_listeners: list[Callable[[AdapterError], None]] = []
+
+
+def on_retry(listener: Callable[[AdapterError], None]) -> None:
+    """Register a callback run before each retry (the metrics module counts retries here)."""
+    _listeners.append(listener)
+
+
+def _retryable(exc: BaseException) -> bool:
+    return isinstance(exc, AdapterError) and exc.retryable
+
+
+class _HintedWait:
+    """Full jitter, but never shorter than the store's own ``retry_after`` hint."""
+
+    def __init__(self, policy: RetryPolicy) -> None:
+        self._jitter = wait_random_exponential(multiplier=policy.initial_s, max=policy.max_backoff_s)
+
+    def __call__(self, state: RetryCallState) -> float:
+        wait = self._jitter(state)
+        exc = state.outcome.exception() if state.outcome else None
+        if isinstance(exc, AdapterError) and exc.retry_after:
+            wait = max(wait, exc.retry_after)
+        return wait
+
+
+def _before_sleep(state: RetryCallState) -> None:
+    exc = state.outcome.exception() if state.outcome else None
+    if isinstance(exc, AdapterError):
+        log.debug("retrying after %s (attempt %d)", exc, state.attempt_number)
+        for listener in _listeners:
+            listener(exc)
+
+
+def call_with_retry(fn: Callable[[], T], policy: RetryPolicy = DEFAULT_POLICY) -> T:
+    """Run ``fn``, retrying retryable :class:`AdapterError` until ``policy.deadline_s``.
+
+    The last error is re-raised unchanged when the deadline passes, so callers see the
+    store's real complaint rather than a wrapper.
+    """
+    retrying = Retrying(retry=retry_if_exception(_retryable), wait=_HintedWait(policy),
+                        stop=stop_after_delay(policy.deadline_s), reraise=True,
+                        before_sleep=_before_sleep, sleep=time.sleep)
+    return retrying(fn)

@@ -1,0 +1,1 @@
+"""The orchestrator: configuration, the sync engine, state, observability and the CLI."""

@@ -1,0 +1,23 @@
+"""The ``mcrepl`` command line: thin commands over the same library the tests call.
+
+Each command group lives in its own module with a ``register(app)`` function; heavy
+imports (cloud SDKs) happen inside the commands, so ``mcrepl --help`` stays fast.
+"""
+
+from __future__ import annotations
+
+import typer
+
+from . import drill_cmd, local_cmd, policy_cmd, sync_cmd, validate_cmd, verify_cmd
+
+app = typer.Typer(
+    name="mcrepl", no_args_is_help=True, add_completion=False,
+    help="Replicate datasets across DynamoDB, Cosmos DB and Cloud Storage, and prove the copies agree.")
+
+for module in (local_cmd, validate_cmd, sync_cmd, policy_cmd, verify_cmd, drill_cmd):
+    module.register(app)
+
+
+def main() -> None:
+    """Console-script entry point."""
+    app()

@@ -1,0 +1,341 @@
+"""``mcrepl.yaml``: one file drives sync, validate, Pulumi and drills.
+
+Validated by pydantic; every error names the file, the path inside it and the fix.
+The model keeps provider connection settings apart from datasets so a dataset says only
+*where* it lives (``provider:region``) and the providers block says *how to reach* it.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+from datetime import timedelta
+from pathlib import Path
+from typing import Any, Literal, Mapping
+
+import yaml
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
+
+from mcrepl.adapters.base import ConfigError, KeyAttribute, KeySchema, ReplicaTarget
+
+PROVIDERS = ("dynamodb", "cosmos", "gcs")
+_DURATION = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*(ms|s|m|h|d)\s*$")
+_UNITS = {"ms": 0.001, "s": 1, "m": 60, "h": 3600, "d": 86400}
+
+
+def parse_duration(text: str | int | float) -> timedelta:
+    """``"30s"``, ``"5m"``, ``"7d"`` or plain seconds → :class:`timedelta`."""
+    if isinstance(text, (int, float)):
+        return timedelta(seconds=float(text))
+    m = _DURATION.match(str(text))
+    if not m:
+        raise ValueError(f"{text!r} is not a duration; write e.g. 30s, 5m, 2h or 7d")
+    return timedelta(seconds=float(m.group(1)) * _UNITS[m.group(2)])
+
+
+Duration = timedelta
+
+
+class _Strict(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    @field_validator("*", mode="before")
+    @classmethod
+    def _durations(cls, v: Any, info: Any) -> Any:
+        field = cls.model_fields.get(info.field_name)
+        if field is not None and field.annotation in (timedelta, timedelta | None) and v is not None \
+                and not isinstance(v, timedelta):
+            return parse_duration(v)
+        return v
+
+
+class DynamoDBSettings(_Strict):
+    """How to reach DynamoDB. ``endpoint: local`` means the stack from ``mcrepl local up``."""
+
+    endpoint: str | None = None
+    profile: str | None = None
+    table_prefix: str = ""
+
+
+class CosmosSettings(_Strict):
+    """How to reach Cosmos DB: by account key (from an env var) or by Entra ID (``aad``)."""
+
+    endpoint: str | None = None
+    auth: Literal["key", "aad"] = "key"
+    key_env: str = "MCREPL_COSMOS_KEY"
+    database: str = "mcrepl"
+
+
+class GCSSettings(_Strict):
+    """How to reach Cloud Storage: ADC on real GCP, anonymous for the emulator."""
+
+    endpoint: str | None = None
+    project: str = "mcrepl-local"
+    auth: Literal["adc", "anonymous"] = "adc"
+    bucket_prefix: str = "mcrepl"
+
+
+class Providers(_Strict):
+    dynamodb: DynamoDBSettings = DynamoDBSettings()
+    cosmos: CosmosSettings = CosmosSettings()
+    gcs: GCSSettings = GCSSettings()
+
+
+class KeyField(_Strict):
+    name: str
+    type: Literal["S", "N", "B"] = "S"
+
+
+class KeySpec(_Strict):
+    """``partition: customer_id`` or ``partition: {name: id, type: N}``, optional ``sort``."""
+
+    partition: KeyField
+    sort: KeyField | None = None
+
+    @field_validator("partition", "sort", mode="before")
+    @classmethod
+    def _short_form(cls, v: Any) -> Any:
+        return {"name": v} if isinstance(v, str) else v
+
+    def schema(self) -> KeySchema:
+        return KeySchema(KeyAttribute(self.partition.name, self.partition.type),
+                         KeyAttribute(self.sort.name, self.sort.type) if self.sort else None)
+
+
+class ReplicaRef(_Strict):
+    """A replica location ``provider:region`` with an optional resource-name override."""
+
+    at: str
+    resource: str | None = None
+
+    @field_validator("at")
+    @classmethod
+    def _provider_region(cls, v: str) -> str:
+        provider, sep, region = v.partition(":")
+        if not sep or not region:
+            raise ValueError(f"{v!r} is not provider:region; write e.g. dynamodb:eu-west-1, "
+                             "cosmos:westeurope or gcs:europe-west1")
+        if provider not in PROVIDERS:
+            raise ValueError(f"unknown provider {provider!r} in {v!r}; use one of {', '.join(PROVIDERS)}")
+        return v
+
+    @property
+    def provider(self) -> str:
+        return self.at.split(":", 1)[0]
+
+    @property
+    def region(self) -> str:
+        return self.at.split(":", 1)[1]
+
+
+class Schedule(_Strict):
+    """When the dataset's sync job runs: ``every: 30s`` or ``cron: "*/5 * * * *"``."""
+
+    every: timedelta | None = None
+    cron: str | None = None
+
+    @model_validator(mode="after")
+    def _one_of(self) -> "Schedule":
+        if (self.every is None) == (self.cron is None):
+            raise ValueError("give exactly one of 'every' (e.g. 30s) or 'cron' (e.g. '*/5 * * * *')")
+        if self.cron is not None:
+            from croniter import croniter
+            if not croniter.is_valid(self.cron):
+                raise ValueError(f"{self.cron!r} is not a valid cron expression (5 fields: "
+                                 "minute hour day month weekday)")
+        return self
+
+
+class ConflictSpec(_Strict):
+    """``resolver: lww`` (default) or ``resolver: merge`` with ``function: module:callable``."""
+
+    resolver: Literal["lww", "merge"] = "lww"
+    function: str | None = None
+
+    @model_validator(mode="after")
+    def _needs_function(self) -> "ConflictSpec":
+        if self.resolver == "merge" and not self.function:
+            raise ValueError("resolver 'merge' needs 'function: package.module:callable'")
+        return self
+
+
+class Dataset(_Strict):
+    """One replicated dataset: where its primary and replicas live and how it syncs."""
+
+    kind: Literal["document", "blob"] = "document"
+    key: KeySpec | None = None
+    primary: ReplicaRef
+    replicas: list[ReplicaRef] = Field(min_length=1)
+    schedule: Schedule = Schedule(every=timedelta(seconds=60))
+    conflict: ConflictSpec = ConflictSpec()
+    classification: str = "internal"
+    sensitive_fields: list[str] = Field(default_factory=list)
+    fields: dict[str, str] = Field(default_factory=dict, description="field → classification")
+
+    @field_validator("primary", mode="before")
+    @classmethod
+    def _primary_short(cls, v: Any) -> Any:
+        return {"at": v} if isinstance(v, str) else v
+
+    @field_validator("replicas", mode="before")
+    @classmethod
+    def _replicas_short(cls, v: Any) -> Any:
+        return [{"at": r} if isinstance(r, str) else r for r in v] if isinstance(v, list) else v
+
+    @model_validator(mode="after")
+    def _check(self) -> "Dataset":
+        if self.kind == "document" and self.key is None:
+            raise ValueError("a document dataset needs 'key: {partition: FIELD}'")
+        seen = {self.primary.at}
+        for r in self.replicas:
+            if r.at in seen:
+                raise ValueError(f"replica {r.at} is listed twice (or is also the primary)")
+            seen.add(r.at)
+        return self
+
+    def key_schema(self) -> KeySchema:
+        return self.key.schema() if self.key else KeySchema(KeyAttribute("name", "S"))
+
+    @property
+    def locations(self) -> list[ReplicaRef]:
+        return [self.primary, *self.replicas]
+
+
+class SyncSettings(_Strict):
+    """Tuning shared by every sync job."""
+
+    batch_size: int = Field(200, ge=1, le=1000)
+    max_in_flight: int = Field(4, ge=1, le=64)
+    deadline: timedelta = timedelta(minutes=10)
+    retry_deadline: timedelta = timedelta(seconds=60)
+    tombstone_retention: timedelta = timedelta(days=7)
+    max_replica_outage: timedelta = timedelta(days=3)
+    breaker_failures: int = Field(5, ge=1)
+    breaker_reset: timedelta = timedelta(seconds=30)
+
+    @model_validator(mode="after")
+    def _retention_outlives_outage(self) -> "SyncSettings":
+        if self.tombstone_retention <= self.max_replica_outage:
+            raise ValueError("tombstone_retention must be longer than max_replica_outage, or a "
+                             "replica that comes back after a long outage could resurrect deletes")
+        return self
+
+
+class McreplConfig(_Strict):
+    """The whole ``mcrepl.yaml``."""
+
+    version: Literal[1] = 1
+    profile: Literal["local", "cloud"] = "cloud"
+    state_dir: str = ".mcrepl"
+    providers: Providers = Providers()
+    datasets: dict[str, Dataset] = Field(min_length=1)
+    sync: SyncSettings = SyncSettings()
+    policies: dict[str, Any] = Field(default_factory=dict)
+    verify: dict[str, Any] = Field(default_factory=dict)
+
+    @field_validator("datasets")
+    @classmethod
+    def _names(cls, v: dict[str, Dataset]) -> dict[str, Dataset]:
+        for name in v:
+            if not re.fullmatch(r"[a-z][a-z0-9-]{1,40}", name):
+                raise ValueError(f"dataset name {name!r} must be 2-41 lowercase letters, digits or "
+                                 "'-', starting with a letter (it becomes table, container and "
+                                 "bucket names)")
+        return v
+
+    # -- resolution into adapter targets ------------------------------------------------
+
+    def target(self, dataset: str, location: str, local_endpoints: Mapping[str, str] | None = None,
+               namespace: str = "") -> ReplicaTarget:
+        """The adapter target for ``dataset`` at ``location`` (``provider:region``)."""
+        ds = self.datasets[dataset]
+        ref = next((r for r in ds.locations if r.at == location), None)
+        if ref is None:
+            raise ConfigError(f"dataset {dataset!r} has no replica {location!r}",
+                              path=f"datasets.{dataset}",
+                              fix=f"use one of {', '.join(r.at for r in ds.locations)}")
+        return ReplicaTarget(replica=ref.at, provider=ref.provider, region=ref.region,
+                             dataset=dataset, kind=ds.kind, key_schema=ds.key_schema(),
+                             resource=ref.resource or self._resource_name(ref, dataset, namespace),
+                             options=self._options(ref, local_endpoints, namespace))
+
+    def targets(self, dataset: str, local_endpoints: Mapping[str, str] | None = None,
+                namespace: str = "") -> list[ReplicaTarget]:
+        """Primary first, then each replica."""
+        return [self.target(dataset, r.at, local_endpoints, namespace)
+                for r in self.datasets[dataset].locations]
+
+    def _resource_name(self, ref: ReplicaRef, dataset: str, namespace: str) -> str:
+        base = f"{namespace}{dataset}"
+        if ref.provider == "dynamodb":
+            return f"{self.providers.dynamodb.table_prefix}{base}"
+        if ref.provider == "cosmos":
+            return base
+        bucket = f"{self.providers.gcs.bucket_prefix}-{base}-{ref.region}".lower()
+        return re.sub(r"[^a-z0-9-]", "-", bucket)[:63].strip("-")
+
+    def _options(self, ref: ReplicaRef, local: Mapping[str, str] | None, namespace: str) -> dict[str, Any]:
+        settings = getattr(self.providers, ref.provider)
+        opts = settings.model_dump()
+        endpoint = os.environ.get(f"MCREPL_{ref.provider.upper()}_ENDPOINT") or opts.get("endpoint")
+        if endpoint == "local":
+            if not local or ref.provider not in local:
+                raise ConfigError(f"providers.{ref.provider}.endpoint is 'local' but the local "
+                                  "stack is not running", path=f"providers.{ref.provider}.endpoint",
+                                  fix="run 'mcrepl local up' first")
+            endpoint = local[ref.provider]
+            opts["local"] = True
+        opts["endpoint"] = endpoint
+        if ref.provider == "cosmos" and opts.get("local"):
+            # one emulator serves every region: a database per region keeps replicas apart
+            opts["database"] = f"{namespace}{opts['database']}-{ref.region}"
+        return opts
+
+
+def _loc(loc: tuple) -> str:
+    return ".".join(str(p) for p in loc if not str(p).startswith("function-"))
+
+
+def _fix_for(err: Mapping[str, Any]) -> str:
+    kind = err.get("type", "")
+    if kind == "extra_forbidden":
+        return "remove it, or check its spelling against docs/configuration.md"
+    if kind == "missing":
+        return "add this field"
+    if kind.startswith("literal_error"):
+        return f"use one of {err.get('ctx', {}).get('expected', 'the allowed values')}"
+    return "see docs/configuration.md"
+
+
+def load_config(path: str | Path) -> McreplConfig:
+    """Read and validate ``path``; raise :class:`ConfigError` for the first problem found.
+
+    All problems are listed in the error message, each as ``file:path: message (fix: …)``.
+    """
+    path = Path(path)
+    try:
+        raw = yaml.safe_load(path.read_text(encoding="utf-8"))
+    except FileNotFoundError:
+        raise ConfigError("file not found", file=str(path),
+                          fix="pass the path of your mcrepl.yaml (see examples/mcrepl.yaml)") from None
+    except yaml.YAMLError as exc:
+        mark = getattr(exc, "problem_mark", None)
+        where = f"line {mark.line + 1}" if mark else None
+        raise ConfigError(f"not valid YAML: {getattr(exc, 'problem', exc)}", file=str(path), path=where,
+                          fix="fix the YAML syntax at that line") from None
+    if not isinstance(raw, dict):
+        raise ConfigError("the file must hold a mapping (datasets:, providers:, …)", file=str(path),
+                          fix="start from examples/mcrepl.yaml")
+    try:
+        return McreplConfig.model_validate(raw)
+    except ValidationError as exc:
+        problems = []
+        for err in exc.errors():
+            msg = str(err["msg"]).removeprefix("Value error, ")
+            fix = _fix_for(err) if err["type"] != "value_error" else None
+            problems.append(ConfigError(msg, file=str(path), path=_loc(err["loc"]), fix=fix))
+        first = problems[0]
+        if len(problems) > 1:
+            first = ConfigError("\n  ".join(str(p) for p in problems), fix=None)
+            first.file = None
+        raise first from None
