@@ -10,7 +10,7 @@ from __future__ import annotations
 import enum
 from abc import ABC, abstractmethod
 from dataclasses import dataclass, field
-from typing import Any, ClassVar, Iterator, Literal, Mapping, Sequence
+from typing import Any, Iterator, Literal, Mapping, Sequence
 
 from .errors import RecordError
 from .record import KeySchema, Record, RecordKey, ReplicationMeta, vectors_concurrent
@@ -136,7 +136,9 @@ class ReplicaAdapter(ABC):
       per-key order; re-reading from a saved cursor never skips a change.
     """
 
-    capabilities: ClassVar[Capabilities]
+    #: class default; an adapter may set a narrower value per instance (e.g. Cosmos DB
+    #: on an emulator without an incremental change feed)
+    capabilities: Capabilities
 
     def __init__(self, target: ReplicaTarget) -> None:
         self.target = target
@@ -167,6 +169,26 @@ class ReplicaAdapter(ABC):
     @abstractmethod
     def list_digests(self) -> Iterator[Digest]:
         """Every stored record's digest, reading metadata rather than bodies where possible."""
+
+    @abstractmethod
+    def write_native(self, records: Sequence[Record]) -> None:
+        """Write bodies as an application would: plain writes, no mcrepl metadata.
+
+        Seeds primaries in the demo, drills and tests; capture must then report these
+        records with ``meta=None``.
+        """
+
+    @abstractmethod
+    def delete_native(self, keys: Sequence[RecordKey]) -> None:
+        """Delete as an application would (a physical delete, no tombstone)."""
+
+    @abstractmethod
+    def purge_tombstones(self, older_than_ms: int) -> int:
+        """Physically remove tombstones whose version wall time is before ``older_than_ms``.
+
+        Called only after the configured retention (longer than any tolerated replica
+        outage) so a delete can never be resurrected. Returns how many were removed.
+        """
 
     @abstractmethod
     def drop(self) -> None:

@@ -159,6 +159,9 @@ class ReplicationMeta:
     ``vector`` maps each origin replica to the token of the latest write from it that
     this version has seen; it tells real conflicts from ordinary succession.
     ``epoch`` is the primary-pointer epoch (fencing token) the write was made under.
+    ``content_hash`` always describes the body as stored; ``plain_hash`` is set when the
+    stored body was transformed on the way (client-side field encryption) and holds the
+    hash of the plaintext record, which is what replicas are compared on.
     """
 
     version: Version
@@ -166,11 +169,20 @@ class ReplicationMeta:
     tombstone: bool = False
     vector: Mapping[str, str] = field(default_factory=dict)
     epoch: int = 0
+    plain_hash: str | None = None
+
+    @property
+    def comparable_hash(self) -> str:
+        """The hash replicas are compared on: the plaintext's, whatever is stored."""
+        return self.plain_hash or self.content_hash
 
     def to_dict(self) -> dict[str, object]:
         """Compact, JSON-compatible form (all strings, bools and ints)."""
-        return {"v": self.version.token, "h": self.content_hash, "t": self.tombstone,
-                "vv": dict(self.vector), "e": self.epoch}
+        d: dict[str, object] = {"v": self.version.token, "h": self.content_hash, "t": self.tombstone,
+                                "vv": dict(self.vector), "e": self.epoch}
+        if self.plain_hash:
+            d["ph"] = self.plain_hash
+        return d
 
     @classmethod
     def from_dict(cls, d: Mapping[str, object]) -> "ReplicationMeta":
@@ -178,7 +190,8 @@ class ReplicationMeta:
         if isinstance(vv, str):
             vv = json.loads(vv)
         return cls(Version.parse(str(d["v"])), str(d["h"]), _as_bool(d.get("t", False)),
-                   {str(k): str(v) for k, v in dict(vv).items()}, int(str(d.get("e", 0))))
+                   {str(k): str(v) for k, v in dict(vv).items()}, int(str(d.get("e", 0))),
+                   str(d["ph"]) if d.get("ph") else None)
 
 
 def _as_bool(v: object) -> bool:

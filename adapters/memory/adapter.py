@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import threading
-from typing import ClassVar, Iterator, Sequence
+from typing import Iterator, Sequence
 
 from ..base import (ApplyOutcome, ApplyResult, Capabilities, Change, ChangePage, Cursor, Digest,
                     Record, RecordKey, ReplicaAdapter, ReplicaTarget, conflict_between, decide,
@@ -23,7 +23,7 @@ class _Store:
 class MemoryAdapter(ReplicaAdapter):
     """Process-local store; ``options['namespace']`` isolates tests from each other."""
 
-    capabilities: ClassVar[Capabilities] = Capabilities(
+    capabilities = Capabilities(
         incremental_capture=True, transactional_batch=True,
         max_record_bytes=16 * 1024 * 1024, capture_sees_deletes=True)
 
@@ -37,17 +37,26 @@ class MemoryAdapter(ReplicaAdapter):
     def ensure_ready(self) -> None:
         """Nothing to create: the store exists from construction."""
 
-    def write_native(self, record: Record) -> None:
-        """Write as an application would (no metadata check): used to seed primaries in tests."""
+    def write_native(self, records: Sequence[Record]) -> None:
         with self._store.lock:
-            self._store.items[record.key] = record
-            self._store.log.append(record)
+            for record in records:
+                native = Record(record.key, record.body, None)
+                self._store.items[record.key] = native
+                self._store.log.append(native)
 
-    def delete_native(self, key: RecordKey) -> None:
-        """Delete as an application would; capture reports a native delete."""
+    def delete_native(self, keys: Sequence[RecordKey]) -> None:
         with self._store.lock:
-            self._store.items.pop(key, None)
-            self._store.log.append(Record(key, None, None))
+            for key in keys:
+                self._store.items.pop(key, None)
+                self._store.log.append(Record(key, None, None))
+
+    def purge_tombstones(self, older_than_ms: int) -> int:
+        with self._store.lock:
+            old = [k for k, r in self._store.items.items()
+                   if r.tombstone and r.meta is not None and r.meta.version.wall_ms < older_than_ms]
+            for k in old:
+                del self._store.items[k]
+        return len(old)
 
     def capture_changes(self, cursor: Cursor | None, limit: int = 500) -> ChangePage:
         pos = int((cursor or {}).get("pos", 0))
@@ -87,7 +96,7 @@ class MemoryAdapter(ReplicaAdapter):
         for rec in items:
             meta = meta_if_valid(rec)
             yield Digest(rec.key.id, meta.version.token if meta else None,
-                         meta.content_hash if meta else rec.digest_hash(False),
+                         meta.comparable_hash if meta else rec.digest_hash(False),
                          rec.tombstone)
 
     def drop(self) -> None:

@@ -1,0 +1,57 @@
+"""The routing hook between the sync engine and the policy engine.
+
+For each captured record the engine asks a :class:`RecordRouter` which replicas may
+receive it and in what form (fields encrypted for some replicas). The default
+:class:`PassThroughRouter` sends every record everywhere unchanged; the policy engine's
+router enforces residency and field encryption.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Protocol, Sequence
+
+from mcrepl.adapters.base import Record
+
+
+@dataclass(frozen=True)
+class Withheld:
+    """Why a record was not sent to a replica: the rule id and a value-free reason."""
+
+    rule: str
+    reason: str
+
+
+@dataclass
+class RouteDecision:
+    """Per replica: the record to write there, or why it is withheld.
+
+    A record in ``send`` may differ from the captured one (encrypted fields); its
+    metadata then keeps the version and sets ``plain_hash`` so replicas still compare.
+    """
+
+    send: dict[str, Record] = field(default_factory=dict)
+    withheld: dict[str, Withheld] = field(default_factory=dict)
+
+
+class RecordRouter(Protocol):
+    """Decides where a stamped record may go and how it must look there."""
+
+    def route(self, dataset: str, record: Record, replicas: Sequence[str]) -> RouteDecision:
+        """``replicas`` are ``provider:region`` names; every one ends in send or withheld."""
+        ...
+
+
+class PassThroughRouter:
+    """Sends every record to every replica unchanged (no policies configured)."""
+
+    def route(self, dataset: str, record: Record, replicas: Sequence[str]) -> RouteDecision:
+        return RouteDecision(send={r: record for r in replicas})
+
+
+def passthrough() -> RecordRouter:
+    """The default router."""
+    return PassThroughRouter()
+
+
+__all__: Sequence[str] = ["RecordRouter", "RouteDecision", "Withheld", "PassThroughRouter", "passthrough"]
