@@ -12,6 +12,7 @@ from .record import (KeyAttribute, KeySchema, Record, RecordKey, ReplicationMeta
                      blob, document, meta_if_valid, tombstone_of, vector_dominates,
                      vectors_concurrent)
 from .retry import RetryPolicy, call_with_retry
+from .conditional import PreconditionFailed, StoredState, apply_each, read_decide_write
 
 __all__ = [
     "AdapterError", "ApplyOutcome", "ApplyResult", "Capabilities", "Change", "ChangePage",
@@ -20,5 +21,6 @@ __all__ = [
     "RecordKey", "ReplicaAdapter", "ReplicaTarget", "ReplicationMeta", "RetryPolicy",
     "ThrottledError", "UnavailableError", "Version", "apply_one", "blob", "call_with_retry",
     "conflict_between", "decide", "document", "meta_if_valid", "rejected", "tombstone_of",
-    "vector_dominates", "vectors_concurrent",
+    "vector_dominates", "vectors_concurrent", "PreconditionFailed", "StoredState", "apply_each",
+    "read_decide_write",
 ]
