@@ -17,6 +17,7 @@ import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
 from mcrepl.adapters.base import ConfigError, KeyAttribute, KeySchema, ReplicaTarget
+from mcrepl.orchestrator.provisioning import Provisioning
 
 PROVIDERS = ("dynamodb", "cosmos", "gcs")
 _DURATION = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*(ms|s|m|h|d)\s*$")
@@ -107,6 +108,7 @@ class ReplicaRef(_Strict):
 
     at: str
     resource: str | None = None
+    kms_key: str | None = None        # CMK: KMS key ARN, Key Vault key URI or GCP KMS key name (pulumi/)
 
     @field_validator("at")
     @classmethod
@@ -232,6 +234,7 @@ class McreplConfig(_Strict):
     sync: SyncSettings = SyncSettings()
     policies: dict[str, Any] = Field(default_factory=dict)
     verify: dict[str, Any] = Field(default_factory=dict)
+    provisioning: Provisioning = Provisioning()   # read only by pulumi/ (orchestrator/provisioning.py)
 
     @field_validator("datasets")
     @classmethod
@@ -302,6 +305,8 @@ def _fix_for(err: Mapping[str, Any]) -> str:
         return "remove it, or check its spelling against docs/configuration.md"
     if kind == "missing":
         return "add this field"
+    if kind == "too_short":
+        return "add at least one entry"
     if kind.startswith("literal_error"):
         return f"use one of {err.get('ctx', {}).get('expected', 'the allowed values')}"
     return "see docs/configuration.md"
@@ -334,8 +339,7 @@ def load_config(path: str | Path) -> McreplConfig:
             msg = str(err["msg"]).removeprefix("Value error, ")
             fix = _fix_for(err) if err["type"] != "value_error" else None
             problems.append(ConfigError(msg, file=str(path), path=_loc(err["loc"]), fix=fix))
-        first = problems[0]
-        if len(problems) > 1:
-            first = ConfigError("\n  ".join(str(p) for p in problems), fix=None)
-            first.file = None
-        raise first from None
+        if len(problems) == 1:
+            raise problems[0] from None
+        listing = "\n  ".join(str(p) for p in problems)
+        raise ConfigError(f"{len(problems)} problems in {path}:\n  {listing}") from None

@@ -1,0 +1,278 @@
+"""The adapter contract: what every backend guarantees, checked on every backend.
+
+Each test body runs once per backend (ids like ``test_replay_is_noop[cosmos-emulator]``);
+nothing here branches on which backend it is. Where a backend cannot do something by
+nature, the test skips by capability and says why.
+"""
+
+from __future__ import annotations
+
+import random
+from decimal import Decimal
+from typing import Callable
+
+import pytest
+from hypothesis import HealthCheck, given, settings
+
+from mcrepl.adapters.base import (ApplyOutcome, Record, RecordKey, ReplicaAdapter, Version, blob,
+                                  tombstone_of)
+
+from .backends import Backend
+from .records import ORIGIN, SCHEMA, bodies, doc, stamped, version
+
+pytestmark = pytest.mark.contract
+
+
+def drain(adapter: ReplicaAdapter, cursor: dict | None, limit: int = 500) -> tuple[list, dict]:
+    """All changes after ``cursor`` and the cursor after them."""
+    changes = []
+    while True:
+        page = adapter.capture_changes(cursor, limit=limit)
+        changes += page.changes
+        cursor = page.cursor
+        if not page.more:
+            return changes, cursor
+
+
+# --- round trips ---------------------------------------------------------------------------
+
+@settings(max_examples=15, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture,
+                                                                  HealthCheck.too_slow])
+@given(body=bodies)
+def test_round_trip_is_lossless(store: ReplicaAdapter, body: dict) -> None:
+    rec = stamped(f"k-{random.getrandbits(40)}", **body)
+    assert store.apply_batch([rec])[0].outcome is ApplyOutcome.APPLIED
+    back = store.read(rec.key)
+    assert back is not None
+    assert back.body == rec.body
+    assert back.meta == rec.meta
+
+
+@pytest.mark.parametrize("value", [
+    2**53 + 1, -(2**63), Decimal("0.1"), Decimal("1234567890.123456789012345678"),
+    Decimal("1E+100"), Decimal("-1E-100"), b"\x00\xff", frozenset({1, Decimal("2.5")}),
+    frozenset({b"a", b"b"}), {"$mcrepl": "num", "v": "1"}, "", [None, True, {"a": []}],
+], ids=["2^53+1", "int64-min", "0.1", "28-digit-decimal", "1e100", "-1e-100", "bytes", "number-set",
+        "binary-set", "tag-lookalike-map", "empty-string", "mixed-list"])
+def test_edge_values_round_trip(store: ReplicaAdapter, value: object) -> None:
+    rec = stamped("edge", version(), None, value=value)
+    assert store.apply_batch([rec])[0].outcome is ApplyOutcome.APPLIED
+    assert store.read(rec.key).body == rec.body
+
+
+@pytest.mark.parametrize("pk", ["a/b", "a\\b", "a?b", "a#b", "50%", "a|b", "ünïcødé ✓", " spaced "])
+def test_awkward_keys_round_trip(store: ReplicaAdapter, pk: str) -> None:
+    rec = stamped(pk, n=1)
+    assert store.apply_batch([rec])[0].outcome is ApplyOutcome.APPLIED
+    back = store.read(rec.key)
+    assert back is not None and back.key == rec.key and back.body == rec.body
+    assert rec.key.id in {d.key_id for d in store.list_digests()}
+
+
+def test_blob_round_trip(open_store: Callable[..., ReplicaAdapter]) -> None:
+    store = open_store(kind="blob")
+    data = bytes(range(256)) * 40
+    rec = blob("invoices/2026/11/inv-1.pdf", data).stamped(version())
+    assert store.apply_batch([rec])[0].outcome is ApplyOutcome.APPLIED
+    back = store.read(rec.key)
+    assert back.body == data and back.meta == rec.meta
+
+
+def test_composite_numeric_key(open_store: Callable[..., ReplicaAdapter]) -> None:
+    from mcrepl.adapters.base import KeyAttribute, KeySchema, document
+    schema = KeySchema(KeyAttribute("tenant"), KeyAttribute("seq", "N"))
+    store = open_store(key_schema=schema)
+    rec = document(schema, {"tenant": "t|1", "seq": 42, "x": "y"}).stamped(version())
+    assert store.apply_batch([rec])[0].outcome is ApplyOutcome.APPLIED
+    assert store.read(RecordKey(("t|1", 42))).body == rec.body
+
+
+# --- conditional apply ---------------------------------------------------------------------
+
+def test_newer_version_wins(store: ReplicaAdapter) -> None:
+    old, new = stamped("k", version(), n=1), stamped("k", version(), n=2)
+    assert [r.outcome for r in store.apply_batch([old])] == [ApplyOutcome.APPLIED]
+    assert [r.outcome for r in store.apply_batch([new])] == [ApplyOutcome.APPLIED]
+    assert store.read(new.key).body["n"] == 2
+
+
+def test_stale_write_is_noop(store: ReplicaAdapter) -> None:
+    old, new = stamped("k", version(), n=1), stamped("k", version(), n=2)
+    store.apply_batch([new])
+    assert store.apply_batch([old])[0].outcome is ApplyOutcome.STALE
+    assert store.read(new.key).meta == new.meta
+
+
+def test_replay_is_noop(store: ReplicaAdapter) -> None:
+    rec = stamped("k", n=1)
+    outcomes = [store.apply_batch([rec])[0].outcome for _ in range(3)]
+    assert outcomes == [ApplyOutcome.APPLIED, ApplyOutcome.REPLAYED, ApplyOutcome.REPLAYED]
+
+
+def test_out_of_order_delivery_converges(store: ReplicaAdapter) -> None:
+    history = [stamped(f"k{i % 5}", n=i) for i in range(25)]
+    latest = {r.key: r for r in history}
+    shuffled = history * 2
+    random.Random(7).shuffle(shuffled)
+    for i in range(0, len(shuffled), 10):
+        store.apply_batch(shuffled[i:i + 10])
+    for key, rec in latest.items():
+        assert store.read(key).meta == rec.meta
+
+
+def test_concurrent_versions_are_reported_as_conflicts(store: ReplicaAdapter) -> None:
+    a = stamped("k", Version(100, 0, "dynamodb:eu-west-1"), side="a")
+    b = stamped("k", Version(200, 0, "cosmos:westeurope"), side="b")    # never saw a
+    store.apply_batch([a])
+    result = store.apply_batch([b])[0]
+    assert result.outcome is ApplyOutcome.APPLIED
+    assert result.conflict_with is not None and result.conflict_with.version == a.meta.version
+    descendant = stamped("k", Version(300, 0, "cosmos:westeurope"), dict(b.meta.vector), side="c")
+    assert store.apply_batch([descendant])[0].conflict_with is None
+
+
+# --- change capture --------------------------------------------------------------------------
+
+def test_capture_returns_each_change_once_across_restart(backend: Backend, endpoints: dict,
+                                                         store: ReplicaAdapter) -> None:
+    start = store.current_cursor()
+    first = [doc(f"n{i}", i=i) for i in range(7)]
+    store.write_native(first)
+    seen: list[Record] = []
+    cursor = start
+    for _ in range(20):                        # restart from the saved cursor after every page
+        reopened = backend.open(endpoints, name=store.target.resource)
+        page = reopened.capture_changes(cursor, limit=3)
+        seen += [c.record for c in page.changes]
+        cursor = page.cursor
+        reopened.close()
+        if not page.more:
+            break
+    assert sorted(r.key.id for r in seen) == sorted(r.key.id for r in first)
+    assert all(r.meta is None for r in seen), "native writes carry no mcrepl metadata"
+    assert {r.key: r.body for r in seen} == {r.key: r.body for r in first}
+
+    more = [doc("n0", i=100), doc("n99", i=99)]
+    store.write_native(more)
+    later, _ = drain(store, cursor)
+    assert sorted(c.record.key.id for c in later) == ["n0", "n99"]
+
+
+def test_capture_carries_metadata_of_replicated_writes(store: ReplicaAdapter) -> None:
+    cursor = store.current_cursor()
+    rec = stamped("k", n=1)
+    store.apply_batch([rec])
+    changes, _ = drain(store, cursor)
+    assert [c.record.meta for c in changes] == [rec.meta]
+
+
+def test_capture_from_scratch_sees_existing_records(store: ReplicaAdapter) -> None:
+    store.write_native([doc(f"s{i}") for i in range(5)])
+    changes, _ = drain(store, None, limit=2)
+    assert {c.record.key.id for c in changes} >= {f"s{i}" for i in range(5)}
+
+
+# --- deletes and tombstones ------------------------------------------------------------------
+
+def test_delete_arrives_as_tombstone(store: ReplicaAdapter) -> None:
+    live = stamped("gone", n=1)
+    store.apply_batch([live])
+    cursor = store.current_cursor()
+    dead = tombstone_of(SCHEMA, live.key, version())
+    assert store.apply_batch([dead])[0].outcome is ApplyOutcome.APPLIED
+    changes, _ = drain(store, cursor)
+    assert [(c.record.key, c.record.tombstone) for c in changes] == [(live.key, True)]
+    assert store.read(live.key).tombstone
+    assert store.apply_batch([live])[0].outcome is ApplyOutcome.STALE, "a delete must not be resurrected"
+
+
+def test_native_delete_is_captured(store: ReplicaAdapter) -> None:
+    if not store.capabilities.capture_sees_deletes:
+        pytest.skip(f"{store.target.provider} capture in this mode cannot see native deletes "
+                    "(no change log with deletes); mcrepl tombstones are still captured")
+    store.write_native([doc("d1")])
+    cursor = store.current_cursor()
+    store.delete_native([RecordKey(("d1",))])
+    changes, _ = drain(store, cursor)
+    assert [(c.record.key.id, c.native_delete) for c in changes] == [("d1", True)]
+
+
+def test_purge_removes_only_old_tombstones(store: ReplicaAdapter) -> None:
+    old = tombstone_of(SCHEMA, RecordKey(("old",)), Version(1_000, 0, ORIGIN))
+    new = tombstone_of(SCHEMA, RecordKey(("new",)), Version(9_000_000_000_000, 0, ORIGIN))
+    live = stamped("live", Version(2_000, 0, ORIGIN), n=1)
+    store.apply_batch([old, new, live])
+    assert store.purge_tombstones(older_than_ms=5_000) == 1
+    assert store.read(old.key) is None
+    assert store.read(new.key).tombstone and store.read(live.key) is not None
+
+
+# --- digests ---------------------------------------------------------------------------------
+
+def test_digests_agree_with_reference(store: ReplicaAdapter) -> None:
+    recs = [stamped(f"d{i}", n=i, s="x" * i) for i in range(10)]
+    recs.append(tombstone_of(SCHEMA, RecordKey(("d-dead",)), version()))
+    store.apply_batch(recs)
+    store.write_native([doc("native", n=1)])
+    digests = {d.key_id: d for d in store.list_digests()}
+    for r in recs:
+        d = digests[r.key.id]
+        assert (d.version, d.content_hash, d.tombstone) == (r.meta.version.token, r.meta.content_hash,
+                                                            r.tombstone)
+    native = digests["native"]
+    assert native.version is None and native.content_hash == doc("native", n=1).digest_hash(False)
+
+
+# --- bad input: a specific error, and nothing else in the batch lost ---------------------------
+
+NESTED: dict = {}
+_cursor = NESTED
+for _ in range(33):
+    _cursor["n"] = {}
+    _cursor = _cursor["n"]
+
+BAD_INPUTS = {
+    # case: (field value, {provider: rule it must be rejected with}; others must round-trip)
+    "39-digit-number": (Decimal("1" * 39), {"dynamodb": "number-precision"}),
+    "number-out-of-range": (Decimal("1E+200"), {"dynamodb": "number-range"}),
+    "empty-set": (frozenset(), {"dynamodb": "empty-set"}),
+    "nesting-33-levels": (NESTED, {"dynamodb": "nesting-depth"}),
+    "item-450kb": ("x" * 450_000, {"dynamodb": "item-too-large"}),
+    "item-2.1mb": ("x" * 2_100_000, {"dynamodb": "item-too-large", "cosmos": "item-too-large"}),
+}
+
+
+@pytest.mark.parametrize("case", BAD_INPUTS)
+def test_unrepresentable_value_rejected_alone(store: ReplicaAdapter, case: str) -> None:
+    value, rules = BAD_INPUTS[case]
+    good1, bad, good2 = stamped("g1", n=1), stamped("bad", field=value), stamped("g2", n=2)
+    results = store.apply_batch([good1, bad, good2])
+    assert [r.key for r in results] == [good1.key, bad.key, good2.key]
+    assert results[0].outcome is results[2].outcome is ApplyOutcome.APPLIED
+    expected_rule = rules.get(store.target.provider)
+    if expected_rule is None:
+        assert results[1].outcome is ApplyOutcome.APPLIED
+        assert store.read(bad.key).body == bad.body
+    else:
+        err = results[1].error
+        assert results[1].outcome is ApplyOutcome.REJECTED and err is not None
+        assert err.rule == expected_rule
+        assert (err.dataset, err.key, err.target) == ("contract", "bad", store.target.replica)
+        assert err.field in ("field", None) or err.field.startswith("field")
+        assert store.read(bad.key) is None
+    assert store.read(good1.key).body["n"] == 1 and store.read(good2.key).body["n"] == 2
+
+
+def test_overlong_object_name_rejected_alone(open_store: Callable[..., ReplicaAdapter]) -> None:
+    store = open_store(kind="blob")
+    long_name = "é" * 600                      # 1,200 UTF-8 bytes
+    ok, bad = blob("ok", b"1").stamped(version()), blob(long_name, b"2").stamped(version())
+    results = store.apply_batch([ok, bad])
+    assert results[0].outcome is ApplyOutcome.APPLIED
+    limit = {"gcs": "name-too-long", "cosmos": "id-too-long", "dynamodb": None, "memory": None}
+    rule = limit[store.target.provider]
+    if rule is None:
+        assert results[1].outcome is ApplyOutcome.APPLIED
+    else:
+        assert results[1].outcome is ApplyOutcome.REJECTED and results[1].error.rule == rule
+    assert store.read(ok.key).body == b"1"

@@ -1,0 +1,77 @@
+"""mcrepl.yaml validation: errors name the file, the path and the fix."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from mcrepl.adapters.base import ConfigError
+from mcrepl.orchestrator.config import load_config, parse_duration
+
+EXAMPLES = Path(__file__).resolve().parent.parent / "examples"
+LOCAL = {"dynamodb": "http://127.0.0.1:1", "cosmos": "https://127.0.0.1:2", "gcs": "http://127.0.0.1:3"}
+
+
+def write(tmp_path: Path, text: str) -> Path:
+    path = tmp_path / "mcrepl.yaml"
+    path.write_text(text)
+    return path
+
+
+def test_example_config_loads_and_resolves_targets() -> None:
+    cfg = load_config(EXAMPLES / "mcrepl.yaml")
+    targets = cfg.targets("customers", LOCAL)
+    assert [t.replica for t in targets] == ["dynamodb:eu-west-1", "cosmos:westeurope", "gcs:europe-west1"]
+    assert targets[0].options["endpoint"] == LOCAL["dynamodb"]
+    assert targets[1].options["database"] == "mcrepl-westeurope", "one emulator: a database per region"
+    assert targets[2].resource == "mcrepl-customers-europe-west1"
+
+
+@pytest.mark.parametrize("body, path, words", [
+    ("datasets:\n  c:\n    primary: dynamo:eu\n    replicas: [gcs:eu]\n    key: {partition: id}\n",
+     "datasets.c.primary.at", "unknown provider 'dynamo'"),
+    ("datasets:\n  c:\n    primary: dynamodb\n    replicas: [gcs:eu]\n    key: {partition: id}\n",
+     "datasets.c.primary.at", "not provider:region"),
+    ("datasets:\n  c:\n    primary: dynamodb:x\n    replicas: [gcs:eu]\n",
+     "datasets.c", "needs 'key: {partition: FIELD}'"),
+    ("datasets:\n  c:\n    primary: dynamodb:x\n    replicas: [gcs:eu]\n    key: {partition: id}\n    colour: red\n",
+     "datasets.c.colour", "remove it"),
+    ("datasets:\n  c:\n    primary: dynamodb:x\n    replicas: [gcs:eu]\n    key: {partition: id}\n"
+     "    schedule: {every: 5x}\n", "datasets.c.schedule.every", "not a duration"),
+    ("datasets:\n  c:\n    primary: dynamodb:x\n    replicas: [gcs:eu]\n    key: {partition: id}\n"
+     "    schedule: {cron: 'every day'}\n", "datasets.c.schedule", "not a valid cron"),
+    ("datasets:\n  c:\n    primary: dynamodb:x\n    replicas: [dynamodb:x]\n    key: {partition: id}\n",
+     "datasets.c", "listed twice"),
+    ("datasets:\n  c:\n    primary: dynamodb:x\n    replicas: [gcs:eu]\n    key: {partition: id}\n"
+     "sync: {tombstone_retention: 1d, max_replica_outage: 2d}\n", "sync", "resurrect"),
+])
+def test_errors_name_file_path_and_fix(tmp_path: Path, body: str, path: str, words: str) -> None:
+    cfg = write(tmp_path, body)
+    with pytest.raises(ConfigError) as info:
+        load_config(cfg)
+    text = str(info.value)
+    assert f"{cfg}:{path}:" in text and words in text
+
+
+def test_yaml_syntax_error_names_the_line(tmp_path: Path) -> None:
+    with pytest.raises(ConfigError, match=r"line \d+"):
+        load_config(write(tmp_path, "datasets:\n  c: [unclosed\n"))
+
+
+def test_missing_file_says_what_to_pass(tmp_path: Path) -> None:
+    with pytest.raises(ConfigError, match="examples/mcrepl.yaml"):
+        load_config(tmp_path / "nope.yaml")
+
+
+def test_local_endpoint_without_stack_says_run_local_up() -> None:
+    cfg = load_config(EXAMPLES / "mcrepl.yaml")
+    with pytest.raises(ConfigError, match="mcrepl local up"):
+        cfg.targets("customers", None)
+
+
+def test_durations() -> None:
+    assert parse_duration("90s").total_seconds() == 90
+    assert parse_duration("7d").days == 7
+    with pytest.raises(ValueError):
+        parse_duration("soon")

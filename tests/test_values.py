@@ -1,0 +1,72 @@
+"""Canonical values, tagged JSON and content hashes."""
+
+from __future__ import annotations
+
+from datetime import datetime, timedelta, timezone
+from decimal import Decimal
+
+import pytest
+from hypothesis import given
+
+from mcrepl.adapters.base import RecordError
+from mcrepl.adapters.base import tagged_json as tj
+from mcrepl.adapters.base.values import content_hash, normalize
+
+from .contract.records import bodies
+
+
+@pytest.mark.parametrize("raw, canonical", [
+    (1.50, Decimal("1.5")), (2.0, 2), (Decimal("1.10"), Decimal("1.1")), (Decimal("1E+2"), 100),
+    (0.1, Decimal("0.1")), (True, True), (bytearray(b"x"), b"x"),
+])
+def test_numbers_and_bytes_normalise(raw: object, canonical: object) -> None:
+    out = normalize(raw)
+    assert out == canonical and type(out) is type(canonical)
+
+
+@pytest.mark.parametrize("bad, rule", [
+    (float("nan"), "non-finite-number"), (float("inf"), "non-finite-number"),
+    (Decimal("-Infinity"), "non-finite-number"), (datetime(2026, 1, 1), "naive-datetime"),
+    ({1: "x"}, "non-string-field-name"), ({"a", 1}, "mixed-set"), (object(), "unsupported-type"),
+])
+def test_unrepresentable_values_name_field_and_rule(bad: object, rule: str) -> None:
+    with pytest.raises(RecordError) as info:
+        normalize({"outer": {"inner": bad}})
+    assert info.value.rule == rule
+    assert info.value.field.startswith("outer.inner")
+
+
+def test_datetimes_are_stored_in_utc() -> None:
+    local = datetime(2026, 3, 1, 12, tzinfo=timezone(timedelta(hours=5)))
+    assert normalize(local) == datetime(2026, 3, 1, 7, tzinfo=timezone.utc)
+
+
+@given(body=bodies)
+def test_tagged_json_round_trips(body: dict) -> None:
+    canon = normalize(body)
+    assert tj.loads(tj.dumps(canon)) == canon
+
+
+def test_tagged_json_keeps_json_readable_and_tags_only_what_json_cannot_hold() -> None:
+    encoded = tj.to_json(normalize({"n": 5, "f": 0.25, "big": 2**60, "exact": Decimal("0.1000000000000000000001")}))
+    assert encoded["n"] == 5 and encoded["f"] == 0.25
+    assert encoded["big"] == {"$mcrepl": "num", "v": str(2**60)}
+    assert encoded["exact"]["$mcrepl"] == "num"
+
+
+def test_user_map_that_looks_like_a_tag_is_escaped() -> None:
+    body = {"m": {"$mcrepl": "bytes", "v": "AAAA"}}
+    assert tj.loads(tj.dumps(body)) == body
+
+
+def test_json_constants_are_rejected() -> None:
+    with pytest.raises(RecordError, match="NaN"):
+        tj.loads(b'{"a": NaN}')
+
+
+def test_content_hash_is_independent_of_number_spelling_and_key_order() -> None:
+    a = content_hash("k", normalize({"x": 1.50, "y": [1, 2]}), False)
+    b = content_hash("k", normalize({"y": [1, 2.0], "x": Decimal("1.500")}), False)
+    assert a == b
+    assert a != content_hash("k", normalize({"x": 1.5, "y": [1, 2]}), True)
+    assert a != content_hash("k", normalize({"x": "1.5", "y": [1, 2]}), False)
