@@ -1,7 +1,122 @@
-"""Command group placeholder: its owner adds commands in ``register``."""
+"""``mcrepl verify`` and ``mcrepl repair``."""
+
+from __future__ import annotations
+
+import json
+from contextlib import ExitStack
+from pathlib import Path
+from typing import Optional
 
 import typer
+from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
+from rich.table import Table
+
+from .common import EXIT_FOUND, ConfigOption, check_dataset, cli_errors, console, load, local_endpoints
+
+
+def _replicas(text: str | None) -> list[str] | None:
+    return [r.strip() for r in text.split(",") if r.strip()] if text else None
+
+
+def _progress(enabled: bool) -> Progress:
+    return Progress(TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn(),
+                    console=console, disable=not enabled, transient=True)
+
+
+def _print_report(report) -> None:  # type: ignore[no-untyped-def]
+    status = "[green]clean[/]" if report.clean else f"[red]{report.divergent} divergent keys[/]"
+    console.print(f"[bold]{report.dataset}[/]: {status} — {sum(report.keys.values())} digests in "
+                  f"{report.seconds:.2f}s ({report.keys_per_second:,.0f} keys/s), reference {report.reference}")
+    table = Table("replica", "keys", "divergent", "by kind", "ranges compared")
+    for pair in report.pairs:
+        kinds = ", ".join(f"{k}={n}" for k, n in sorted(pair.by_kind().items())) or "-"
+        table.add_row(pair.other, str(report.keys.get(pair.other, 0)), str(len(pair.divergences)), kinds,
+                      str(pair.ranges_compared))
+    console.print(table)
+    for pair in report.pairs:
+        for d in pair.divergences[:report.sample_size]:
+            newer = f" (newer: {d.newer})" if d.newer else ""
+            console.print(f"  {d.kind.value:16} {d.key_id}  {d.reference} vs {d.other}{newer}", highlight=False)
+    for breach in report.breaches:
+        console.print(f"[red]threshold breached:[/] {breach}")
 
 
 def register(app: typer.Typer) -> None:
-    """Add this module's commands to ``app``."""
+    """Add ``verify`` and ``repair``."""
+
+    @app.command()
+    def verify(config: Path = ConfigOption,
+               dataset: Optional[str] = typer.Option(None, "--dataset", "-d", help="Only this dataset."),
+               replicas: Optional[str] = typer.Option(None, help="Comma-separated replicas to compare; the "
+                                                      "first is the reference (default: primary, then replicas)."),
+               output: str = typer.Option("text", "--format", help="text or json."),
+               alert: bool = typer.Option(True, help="Call the configured alert hook on a breach.")) -> None:
+        """Compare replicas by range digests; exit 1 when a divergence threshold is breached.
+
+        Reports keys missing, extra, with different content, stale versions (and which side is
+        newer) and tombstone mismatches — keys and versions only, never field values.
+        """
+        from mcrepl.orchestrator.verify import verify_dataset
+        cfg = load(config)
+        reports = []
+        with cli_errors(), _progress(output == "text") as bar:
+            for name in check_dataset(cfg, dataset):
+                task = bar.add_task(f"listing {name}", total=None)
+                reports.append(verify_dataset(cfg, name, _replicas(replicas), local_endpoints=local_endpoints(cfg),
+                                              progress=lambda _r, n, _t=task: bar.advance(_t, n), alert=alert))
+                bar.remove_task(task)
+        if output == "json":
+            console.print_json(json.dumps([r.to_dict() for r in reports]))
+        else:
+            for r in reports:
+                _print_report(r)
+        if any(r.breaches for r in reports):
+            raise typer.Exit(EXIT_FOUND)
+
+    @app.command()
+    def repair(config: Path = ConfigOption,
+               dataset: str = typer.Option(..., "--dataset", "-d", help="The dataset to repair."),
+               replicas: Optional[str] = typer.Option(None, help="Comma-separated replicas; the first is the "
+                                                      "reference (default: primary, then replicas)."),
+               dry_run: bool = typer.Option(False, "--dry-run", help="Show the plan; write nothing."),
+               output: str = typer.Option("text", "--format", help="text or json.")) -> None:
+        """Plan the writes that bring replicas to the resolved state, show them, and apply them.
+
+        Resolution follows the sync engine: the newer version wins, concurrent versions go to the
+        dataset's resolver, tombstones are respected. Writes are conditional, so re-running after
+        success plans nothing.
+        """
+        from mcrepl.orchestrator.verify import (apply_repair, compare_adapters, open_dataset_adapters,
+                                                plan_dataset_repair)
+        cfg = load(config)
+        check_dataset(cfg, dataset)
+        with cli_errors(), ExitStack() as stack:
+            adapters = open_dataset_adapters(cfg, dataset, _replicas(replicas),
+                                             local_endpoints=local_endpoints(cfg), stack=stack)
+            report = compare_adapters(dataset, adapters)
+            plan = plan_dataset_repair(cfg, dataset, report, adapters)
+            result = None
+            if plan.actions and not dry_run:
+                with _progress(output == "text") as bar:
+                    task = bar.add_task("repairing", total=len(plan.actions))
+                    result = apply_repair(plan, adapters, on_progress=lambda n: bar.advance(task, n))
+        if output == "json":
+            console.print_json(json.dumps({"plan": plan.to_dict(), "dry_run": dry_run,
+                                           "result": result.to_dict() if result else None}))
+            return
+        if not plan.actions:
+            console.print(f"[green]{dataset}: nothing to repair[/] ({report.divergent} divergent keys)")
+            return
+        table = Table("replica", "key", "write", "reason")
+        for a in plan.actions[:200]:
+            table.add_row(a.replica, a.record.key.id, "tombstone" if a.record.tombstone else "record", a.reason)
+        console.print(table)
+        if len(plan.actions) > 200:
+            console.print(f"… and {len(plan.actions) - 200} more")
+        if dry_run:
+            console.print(f"[yellow]dry run:[/] {len(plan.actions)} writes planned, none made")
+        elif result:
+            for replica, counts in result.outcomes.items():
+                console.print(f"{replica}: " + ", ".join(f"{k}={v}" for k, v in counts.items() if v))
+
+

@@ -21,7 +21,8 @@ def endpoints(backend: Backend, request: pytest.FixtureRequest) -> dict[str, str
     """Local-stack endpoints; the memory backend needs none, so it never starts emulators."""
     if backend.endpoint_key is None:
         return {}
-    return request.getfixturevalue("local_stack").endpoints
+    stack = request.getfixturevalue("local_stack")
+    return {backend.endpoint_key: stack.endpoint(backend.endpoint_key)}
 
 
 @pytest.fixture

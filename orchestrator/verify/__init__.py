@@ -1,0 +1,100 @@
+"""Verify and repair: find divergence between replicas fast, report it, fix it safely.
+
+The library API the CLI and the failover drills share::
+
+    report = verify_dataset(config, "customers", local_endpoints=eps)
+    plan = plan_dataset_repair(config, "customers", report, local_endpoints=eps)
+    apply_repair(plan, adapters)
+"""
+
+from __future__ import annotations
+
+import time
+from contextlib import ExitStack
+from typing import Callable, Iterator, Mapping, Sequence
+
+from mcrepl.adapters import open_adapter
+from mcrepl.adapters.base import ConfigError, ReplicaAdapter
+from mcrepl.orchestrator.config import McreplConfig
+from mcrepl.orchestrator.hlc import HybridLogicalClock
+
+from .alerts import breaches, send_alert
+from .compare import Divergence, DivergenceKind, diff
+from .merkle import DigestIndex
+from .repair import RepairPlan, RepairResult, apply_repair, plan_repair
+from .report import PairReport, VerifyReport
+
+Progress = Callable[[str, int], None]
+"""Called with (replica, digests read since the last call) while listings stream."""
+
+
+def open_dataset_adapters(config: McreplConfig, dataset: str, replicas: Sequence[str] | None = None, *,
+                          local_endpoints: Mapping[str, str] | None = None, namespace: str = "",
+                          stack: ExitStack) -> dict[str, ReplicaAdapter]:
+    """Open adapters for ``replicas`` (default: primary then every replica), closed by ``stack``."""
+    ds = config.datasets.get(dataset)
+    if ds is None:
+        raise ConfigError(f"no dataset {dataset!r}", path="datasets", fix=f"use one of {', '.join(config.datasets)}")
+    names = list(replicas) if replicas else [r.at for r in ds.locations]
+    adapters = {}
+    for name in names:
+        adapter = open_adapter(config.target(dataset, name, local_endpoints, namespace))
+        stack.callback(adapter.close)
+        adapters[name] = adapter
+    return adapters
+
+
+def compare_adapters(dataset: str, adapters: Mapping[str, ReplicaAdapter], *,
+                     progress: Progress | None = None, sample_size: int = 20) -> VerifyReport:
+    """Compare every adapter with the first (the reference) by range digests."""
+    names = list(adapters)
+    if len(names) < 2:
+        raise ConfigError("verify needs at least two replicas to compare", path="--replicas",
+                          fix="name two or more replicas, e.g. --replicas dynamodb:eu-west-1,gcs:europe-west1")
+    start = time.monotonic()
+    with DigestIndex() as index:
+        for name in names:
+            index.load(name, adapters[name].list_digests(),
+                       on_progress=(lambda n, _name=name: progress(_name, n)) if progress else None)
+        pairs = []
+        for other in names[1:]:
+            found, compared = diff(index, names[0], other)
+            pairs.append(PairReport(names[0], other, compared, found))
+        counts = dict(index.counts)
+    return VerifyReport(dataset, names[0], counts, pairs, time.monotonic() - start, sample_size=sample_size)
+
+
+def verify_dataset(config: McreplConfig, dataset: str, replicas: Sequence[str] | None = None, *,
+                   local_endpoints: Mapping[str, str] | None = None, namespace: str = "",
+                   progress: Progress | None = None, alert: bool = True) -> VerifyReport:
+    """Verify one dataset, evaluate its thresholds and, on a breach, call the alert hook."""
+    with ExitStack() as stack:
+        adapters = open_dataset_adapters(config, dataset, replicas, local_endpoints=local_endpoints,
+                                         namespace=namespace, stack=stack)
+        report = compare_adapters(dataset, adapters, progress=progress, sample_size=config.verify.sample_size)
+    thresholds = config.datasets[dataset].verify or config.verify.thresholds
+    report.breaches = breaches(report, thresholds)
+    if report.breaches and alert:
+        send_alert(report, config.verify.alert)
+    return report
+
+
+def plan_dataset_repair(config: McreplConfig, dataset: str, report: VerifyReport,
+                        adapters: Mapping[str, ReplicaAdapter],
+                        clock: HybridLogicalClock | None = None) -> RepairPlan:
+    """The repair plan for a verify report, resolved with the dataset's conflict rules."""
+    ds = config.datasets[dataset]
+    merge = ds.conflict.function if ds.conflict.resolver == "merge" else None
+    return plan_repair(report, adapters, ds.key_schema(), blob_dataset=ds.kind == "blob", merge=merge,
+                       clock=clock)
+
+
+def iter_divergences(report: VerifyReport) -> Iterator[Divergence]:
+    """Every divergence in every pair of a report."""
+    for pair in report.pairs:
+        yield from pair.divergences
+
+
+__all__ = ["Divergence", "DivergenceKind", "PairReport", "RepairPlan", "RepairResult", "VerifyReport",
+           "apply_repair", "compare_adapters", "iter_divergences", "open_dataset_adapters",
+           "plan_dataset_repair", "verify_dataset"]
