@@ -1,0 +1,112 @@
+"""Baselines: each store written directly with its own SDK, the way a skilled user would.
+
+These are the ceilings the sync engine is compared with, measured in the same run on
+the same records. Every writer uses a thread pool over one shared, thread-safe client
+(the SDKs' default pools hold 10 connections, enough for the default 8 threads):
+
+* Cosmos DB: ``upsert_item`` per document (the emulator has no bulk API);
+* Cloud Storage: ``upload_from_string`` per object;
+* DynamoDB: ``BatchWriteItem`` in batches of 25 through boto3's ``batch_writer``
+  (which resends unprocessed items).
+"""
+
+from __future__ import annotations
+
+import json
+import time
+import warnings
+from concurrent.futures import ThreadPoolExecutor
+from datetime import datetime
+from decimal import Decimal
+from typing import Any, Callable, Sequence
+
+from mcrepl.adapters.base import Record
+
+
+def json_safe(value: Any) -> Any:
+    """Decimals → float, datetimes → ISO strings: what a user would store in a JSON store."""
+    if isinstance(value, dict):
+        return {k: json_safe(v) for k, v in value.items()}
+    if isinstance(value, list):
+        return [json_safe(v) for v in value]
+    if isinstance(value, Decimal):
+        return float(value)
+    if isinstance(value, datetime):
+        return value.isoformat()
+    return value
+
+
+def _timed_pool(items: Sequence[Any], write: Callable[[Any], None], threads: int) -> float:
+    started = time.perf_counter()
+    with ThreadPoolExecutor(max_workers=threads) as pool:
+        for _ in pool.map(write, items):
+            pass
+    return len(items) / (time.perf_counter() - started)
+
+
+def cosmos_upserts(endpoint: str, key: str, database: str, records: Sequence[Record], threads: int) -> float:
+    """Documents per second written with ``upsert_item`` from ``threads`` threads."""
+    from azure.cosmos import CosmosClient, PartitionKey
+    warnings.filterwarnings("ignore", message="Unverified HTTPS request")
+    client = CosmosClient(endpoint, credential=key, connection_verify=False)
+    db = client.create_database_if_not_exists(database)
+    container = db.create_container_if_not_exists("raw", PartitionKey("/id"))
+    docs = [{"id": r.key.id, **json_safe(r.body)} for r in records]
+    try:
+        return _timed_pool(docs, container.upsert_item, threads)
+    finally:
+        client.delete_database(database)
+
+
+def gcs_uploads(endpoint: str, bucket_name: str, records: Sequence[Record], threads: int) -> float:
+    """Objects per second written with ``upload_from_string`` from ``threads`` threads."""
+    from google.auth.credentials import AnonymousCredentials
+    from google.cloud import storage
+    client = storage.Client(project="mcrepl-bench", credentials=AnonymousCredentials(),
+                            client_options={"api_endpoint": endpoint})
+    bucket = client.create_bucket(bucket_name)
+    payloads = [(f"{r.key.id}.json", json.dumps(json_safe(r.body)).encode()) for r in records]
+
+    def upload(item: tuple[str, bytes]) -> None:
+        bucket.blob(item[0]).upload_from_string(item[1], content_type="application/json")
+
+    try:
+        return _timed_pool(payloads, upload, threads)
+    finally:
+        _empty_and_delete(bucket, threads)
+
+
+def _empty_and_delete(bucket: Any, threads: int) -> None:
+    names = [b.name for b in bucket.list_blobs()]
+    with ThreadPoolExecutor(max_workers=threads) as pool:
+        list(pool.map(lambda n: bucket.blob(n).delete(), names))
+    bucket.delete()
+
+
+def dynamodb_batch_writes(endpoint: str, table_name: str, key_field: str, records: Sequence[Record],
+                          threads: int) -> float:
+    """Items per second written with ``BatchWriteItem`` (25 per call) from ``threads`` threads."""
+    import boto3
+    from botocore.config import Config
+    dynamodb = boto3.resource("dynamodb", endpoint_url=endpoint, region_name="us-east-1",
+                              aws_access_key_id="bench", aws_secret_access_key="bench",
+                              config=Config(max_pool_connections=max(10, threads)))
+    table = dynamodb.create_table(TableName=table_name, BillingMode="PAY_PER_REQUEST",
+                                  AttributeDefinitions=[{"AttributeName": key_field, "AttributeType": "S"}],
+                                  KeySchema=[{"AttributeName": key_field, "KeyType": "HASH"}])
+    table.wait_until_exists()
+    items = [{k: (v.isoformat() if isinstance(v, datetime) else v) for k, v in r.body.items()} for r in records]
+    slices = [items[i:i + 500] for i in range(0, len(items), 500)]
+
+    def write_slice(chunk: list[dict[str, Any]]) -> None:
+        with table.batch_writer() as writer:
+            for item in chunk:
+                writer.put_item(Item=item)
+
+    try:
+        started = time.perf_counter()
+        with ThreadPoolExecutor(max_workers=threads) as pool:
+            list(pool.map(write_slice, slices))
+        return len(items) / (time.perf_counter() - started)
+    finally:
+        table.delete()
