@@ -14,7 +14,7 @@ from typing import Callable, Generic, Sequence, TypeVar
 
 from .errors import AdapterError, RecordError
 from .interface import ApplyOutcome, ApplyResult, ReplicaTarget, conflict_between, decide, rejected
-from .record import Record, meta_if_valid
+from .record import Record, ReplicationMeta, meta_if_valid
 
 Token = TypeVar("Token")
 
@@ -24,13 +24,20 @@ class PreconditionFailed(AdapterError):
 
 
 class StoredState(Generic[Token]):
-    """What the adapter read: the stored record (or ``None``) and its concurrency token."""
+    """What the adapter read: the stored record (or ``None``) and its concurrency token.
 
-    __slots__ = ("record", "token")
+    ``meta`` is metadata the adapter has already proven valid without reading the body
+    (GCS: the object's own MD5 equals the one recorded at write time); when given, the
+    loop trusts it instead of re-hashing ``record.body``.
+    """
 
-    def __init__(self, record: Record | None, token: Token | None) -> None:
+    __slots__ = ("record", "token", "meta")
+
+    def __init__(self, record: Record | None, token: Token | None,
+                 meta: ReplicationMeta | None = None) -> None:
         self.record = record
         self.token = token
+        self.meta = meta
 
 
 def read_decide_write(record: Record, load: Callable[[], StoredState[Token]],
@@ -44,7 +51,7 @@ def read_decide_write(record: Record, load: Callable[[], StoredState[Token]],
     last: PreconditionFailed | None = None
     for _ in range(attempts):
         stored = load()
-        stored_meta = meta_if_valid(stored.record) if stored.record is not None else None
+        stored_meta = stored.meta or (meta_if_valid(stored.record) if stored.record is not None else None)
         outcome = decide(record.meta, stored_meta)
         if outcome is ApplyOutcome.APPLIED:
             try:

@@ -1,0 +1,102 @@
+"""Listing-vs-manifest capture: which objects changed or vanished since the last listing.
+
+Pure logic over listed ``(name, generation)`` entries in GCS listing order (names in
+UTF-8 byte order); the adapter supplies the listing and turns the events into records.
+
+One *pass* walks the whole bucket in name order. A page stops after ``limit`` events
+and records the last name it handled, so the next page lists from there
+(``start_offset``) rather than from the start. Every object is compared with the
+manifest as it is reached, so each change is reported exactly once per pass:
+
+* listed and its generation differs from the manifest (or is new): *changed*;
+* in the manifest but skipped over by the listing (names between two listed names, or
+  after the last one): *gone* — a delete.
+
+A change made behind the pass position is seen by the next pass; one ahead of it is
+seen by this pass. Resuming from a saved cursor re-walks from the saved position with
+the saved manifest, so a page that was not acknowledged is reported again (at least
+once) and one that was is never reported twice.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Iterator
+from dataclasses import dataclass
+from typing import Any
+
+from .cursor import Manifest
+
+
+@dataclass(frozen=True)
+class Listed:
+    """One object as the listing reported it; ``blob`` is the SDK object, opaque here."""
+
+    name: str
+    generation: int
+    blob: Any = None
+
+
+@dataclass(frozen=True)
+class Event:
+    """A changed object (``listed`` set) or a vanished one (``listed`` is ``None``)."""
+
+    name: str
+    listed: Listed | None
+
+
+@dataclass
+class ScanPage:
+    """Events of one page, where the pass stands after them, and whether it went on."""
+
+    events: list[Event]
+    at: str | None          # last name handled; ``None`` when the pass finished
+    more: bool
+
+
+def scan(manifest: Manifest, listing: Iterable[Listed], after: str | None, limit: int) -> ScanPage:
+    """Compare ``listing`` (names ≥ ``after``, in order) with ``manifest``; at most ``limit`` events.
+
+    Does not change ``manifest``: the caller records each event's outcome, because an
+    object can change again between the listing and the download.
+    """
+    limit = max(1, limit)
+    events: list[Event] = []
+    known = _Peekable(manifest.names_after(after))
+    at = after
+    for obj in listing:
+        if after is not None and obj.name <= after:
+            continue                       # start_offset is inclusive
+        for gone in known.take_before(obj.name):
+            events.append(Event(gone, None))
+            at = gone
+            if len(events) >= limit:
+                return ScanPage(events, at, True)
+        known.skip(obj.name)
+        if manifest.generation(obj.name) != obj.generation:
+            events.append(Event(obj.name, obj))
+        at = obj.name
+        if len(events) >= limit:
+            return ScanPage(events, at, True)
+    for gone in known.take_before(None):
+        events.append(Event(gone, None))
+        if len(events) >= limit:
+            return ScanPage(events, gone, True)
+    return ScanPage(events, None, False)
+
+
+class _Peekable:
+    """Sorted manifest names, consumed in step with the listing."""
+
+    def __init__(self, names: Iterator[str]) -> None:
+        self._names = names
+        self._head: str | None = next(names, None)
+
+    def take_before(self, bound: str | None) -> Iterator[str]:
+        """Yield (and consume) names strictly before ``bound`` (all names when ``None``)."""
+        while self._head is not None and (bound is None or self._head < bound):
+            name, self._head = self._head, next(self._names, None)
+            yield name
+
+    def skip(self, name: str) -> None:
+        if self._head == name:
+            self._head = next(self._names, None)
