@@ -1,0 +1,146 @@
+"""A detached local stack that outlives the command that started it.
+
+``up`` starts services through :class:`LocalStack` and records them (endpoint, pid,
+process group, start time, log file) in ``endpoints.json`` inside the local dir
+(``$MCREPL_LOCAL_DIR``, default ``./.mcrepl/local``). ``status`` and ``down`` work from
+that file alone, so they can run in any later process.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+from collections.abc import Iterable
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from pathlib import Path
+
+from . import process
+from .process import ProcessRef
+from .stack import LocalStack
+
+ENDPOINTS_FILE = "endpoints.json"
+
+
+def local_dir() -> Path:
+    """Where the detached stack keeps its state, logs and data."""
+    return Path(os.environ.get("MCREPL_LOCAL_DIR") or Path.cwd() / ".mcrepl" / "local")
+
+
+@dataclass(frozen=True)
+class ServiceStatus:
+    """One recorded service and whether its process still runs."""
+
+    name: str
+    endpoint: str
+    pid: int
+    up: bool
+    log_file: str
+
+
+def _state_file(directory: Path | None) -> Path:
+    return (directory or local_dir()) / ENDPOINTS_FILE
+
+
+def _read_state(directory: Path | None) -> dict | None:
+    path = _state_file(directory)
+    try:
+        return json.loads(path.read_text())
+    except FileNotFoundError:
+        return None
+    except (OSError, json.JSONDecodeError):
+        return {"services": {}}  # unreadable: treat as a stack with nothing we can find
+
+
+def status(directory: Path | None = None) -> list[ServiceStatus] | None:
+    """Each recorded service with up/down, or ``None`` when no stack was started."""
+    state = _read_state(directory)
+    if state is None:
+        return None
+    result = []
+    for name, entry in state.get("services", {}).items():
+        ref = ProcessRef.from_dict(entry)
+        up_now = ref.alive() and process.answers(entry["endpoint"], timeout=1.0)
+        result.append(ServiceStatus(name, entry["endpoint"], ref.pid, up_now, entry.get("log", "")))
+    return result
+
+
+def read_endpoints(directory: Path | None = None) -> dict[str, str] | None:
+    """``{service: url}`` of the running local stack, or ``None`` if none is running.
+
+    Services whose process has gone are left out, so a config with ``endpoint: local``
+    fails early with "run 'mcrepl local up'" rather than with a connection error.
+    """
+    state = _read_state(directory)
+    if not state:
+        return None
+    live = {name: entry["endpoint"] for name, entry in state.get("services", {}).items()
+            if ProcessRef.from_dict(entry).alive()}
+    return live or None
+
+
+def up(services: Iterable[str], directory: Path | None = None) -> tuple[dict[str, str], bool]:
+    """Start ``services`` detached and record them; returns (endpoints, started_any).
+
+    Services already recorded and running are kept as they are (``started_any`` is
+    false when nothing needed starting); requested ones that are missing are started and
+    added to the record. A record with a dead service is cleaned up and started afresh.
+    On any failure or interrupt, everything this call started is stopped.
+    """
+    directory = directory or local_dir()
+    wanted = tuple(services)
+    current = status(directory)
+    if current is not None and not all(s.up for s in current):
+        down(directory)
+        current = None
+    kept = {s.name: s.endpoint for s in current or []}
+    missing = [name for name in wanted if name not in kept]
+    if not missing:
+        return kept, False
+    directory.mkdir(parents=True, exist_ok=True)
+    stack = LocalStack(missing, work_dir=directory)
+    try:
+        stack.start()
+        _write_state(directory, stack)
+    except BaseException:
+        stack.stop()
+        if not kept:
+            _state_file(directory).unlink(missing_ok=True)
+        raise
+    return kept | stack.endpoints, True
+
+
+def _write_state(directory: Path, stack: LocalStack) -> None:
+    """Add the stack's services to the record (written atomically: temp file + rename)."""
+    state = _read_state(directory) or {}
+    services = dict(state.get("services", {}))
+    for name, svc in stack.running.items():
+        assert svc.ref is not None  # a detached stack has no external services
+        services[name] = {"endpoint": svc.endpoint, **svc.ref.to_dict(), "log": str(svc.log_file)}
+    state = {"created": state.get("created") or datetime.now(UTC).isoformat(timespec="seconds"),
+             "services": services}
+    tmp = _state_file(directory).with_suffix(".tmp")
+    tmp.write_text(json.dumps(state, indent=2))
+    tmp.replace(_state_file(directory))
+
+
+def down(directory: Path | None = None) -> list[str]:
+    """Stop every recorded service (SIGTERM, then SIGKILL) and remove the record.
+
+    Idempotent: returns the names it stopped ([] when nothing was recorded). Logs are
+    kept for inspection; emulator data (in-memory anyway) is removed.
+    """
+    directory = directory or local_dir()
+    state = _read_state(directory)
+    if state is None:
+        return []
+    stopped = []
+    for name, entry in state.get("services", {}).items():
+        ref = ProcessRef.from_dict(entry)
+        if ref.group_alive():
+            process.stop(ref)
+            stopped.append(name)
+    _state_file(directory).unlink(missing_ok=True)
+    shutil.rmtree(directory / "data", ignore_errors=True)
+    return stopped
