@@ -12,10 +12,9 @@ import pytest
 import yaml
 from typer.testing import CliRunner
 
-from mcrepl.adapters.base import Digest, RecordKey, Version, tombstone_of
+from mcrepl.adapters.base import Digest, RecordKey, tombstone_of
 from mcrepl.orchestrator.cli import app
-from mcrepl.orchestrator.verify import (DivergenceKind, apply_repair, compare_adapters, iter_divergences,
-                                        plan_dataset_repair)
+from mcrepl.orchestrator.verify import (DivergenceKind, apply_repair, compare_adapters, iter_divergences)
 from mcrepl.orchestrator.verify.compare import classify
 from mcrepl.orchestrator.verify.merkle import DigestIndex, KeyRow
 from mcrepl.orchestrator.verify.repair import plan_repair
