@@ -12,11 +12,13 @@ import re
 from datetime import timedelta
 from pathlib import Path
 from typing import Any, Literal, Mapping
+from urllib.parse import urlparse
 
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
 from mcrepl.adapters.base import ConfigError, KeyAttribute, KeySchema, ReplicaTarget
+from mcrepl.policies.model import Policies
 from mcrepl.orchestrator.provisioning import Provisioning
 
 PROVIDERS = ("dynamodb", "cosmos", "gcs")
@@ -65,6 +67,9 @@ class CosmosSettings(_Strict):
     auth: Literal["key", "aad"] = "key"
     key_env: str = "MCREPL_COSMOS_KEY"
     database: str = "mcrepl"
+    #: capture by change feed ("on"), by `_ts` window query ("off"), or "auto": the feed
+    #: except on the local emulator, which has no incremental change feed
+    change_feed: Literal["auto", "on", "off"] = "auto"
 
 
 class GCSSettings(_Strict):
@@ -104,10 +109,15 @@ class KeySpec(_Strict):
 
 
 class ReplicaRef(_Strict):
-    """A replica location ``provider:region`` with an optional resource-name override."""
+    """A replica location ``provider:region`` with optional resource-name and endpoint overrides.
+
+    A per-location endpoint lets two regions of one provider be reached separately (each
+    behind its own fault proxy in drills, or a regional endpoint in real clouds).
+    """
 
     at: str
     resource: str | None = None
+    endpoint: str | None = None       # overrides providers.<provider>.endpoint for this location only
     kms_key: str | None = None        # CMK: KMS key ARN, Key Vault key URI or GCP KMS key name (pulumi/)
 
     @field_validator("at")
@@ -173,6 +183,7 @@ class Dataset(_Strict):
     classification: str = "internal"
     sensitive_fields: list[str] = Field(default_factory=list)
     fields: dict[str, str] = Field(default_factory=dict, description="field → classification")
+    verify: VerifyThresholds | None = None
 
     @field_validator("primary", mode="before")
     @classmethod
@@ -201,6 +212,39 @@ class Dataset(_Strict):
     @property
     def locations(self) -> list[ReplicaRef]:
         return [self.primary, *self.replicas]
+
+
+class VerifyThresholds(_Strict):
+    """How much divergence ``verify`` tolerates before it exits non-zero and alerts.
+
+    ``max_divergent`` counts distinct differing keys; ``max_ratio`` is that count over the
+    reference replica's key count. Either one breached is a breach.
+    """
+
+    max_divergent: int | None = Field(0, ge=0)
+    max_ratio: float | None = Field(None, ge=0, le=1)
+
+
+class AlertHook(_Strict):
+    """Where a threshold breach is reported: a command (report JSON on stdin) and/or a webhook (POST)."""
+
+    command: str | None = None
+    webhook: str | None = None
+
+    @field_validator("webhook")
+    @classmethod
+    def _http(cls, v: str | None) -> str | None:
+        if v is not None and not v.startswith(("http://", "https://")):
+            raise ValueError(f"webhook {v!r} must be an http(s) URL")
+        return v
+
+
+class VerifySettings(_Strict):
+    """Defaults for ``mcrepl verify``; a dataset's own ``verify:`` thresholds override them."""
+
+    thresholds: VerifyThresholds = VerifyThresholds()
+    alert: AlertHook = AlertHook()
+    sample_size: int = Field(20, ge=0, le=10_000)
 
 
 class SyncSettings(_Strict):
@@ -232,8 +276,8 @@ class McreplConfig(_Strict):
     providers: Providers = Providers()
     datasets: dict[str, Dataset] = Field(min_length=1)
     sync: SyncSettings = SyncSettings()
-    policies: dict[str, Any] = Field(default_factory=dict)
-    verify: dict[str, Any] = Field(default_factory=dict)
+    policies: Policies = Policies()
+    verify: VerifySettings = VerifySettings()
     provisioning: Provisioning = Provisioning()   # read only by pulumi/ (orchestrator/provisioning.py)
 
     @field_validator("datasets")
@@ -280,7 +324,7 @@ class McreplConfig(_Strict):
     def _options(self, ref: ReplicaRef, local: Mapping[str, str] | None, namespace: str) -> dict[str, Any]:
         settings = getattr(self.providers, ref.provider)
         opts = settings.model_dump()
-        endpoint = os.environ.get(f"MCREPL_{ref.provider.upper()}_ENDPOINT") or opts.get("endpoint")
+        endpoint = ref.endpoint or os.environ.get(f"MCREPL_{ref.provider.upper()}_ENDPOINT") or opts.get("endpoint")
         if endpoint == "local":
             if not local or ref.provider not in local:
                 raise ConfigError(f"providers.{ref.provider}.endpoint is 'local' but the local "
@@ -288,11 +332,19 @@ class McreplConfig(_Strict):
                                   fix="run 'mcrepl local up' first")
             endpoint = local[ref.provider]
             opts["local"] = True
+        elif self.profile == "local" and endpoint and is_loopback_url(endpoint):
+            opts["local"] = True          # an emulator at an explicit loopback address
         opts["endpoint"] = endpoint
         if ref.provider == "cosmos" and opts.get("local"):
             # one emulator serves every region: a database per region keeps replicas apart
             opts["database"] = f"{namespace}{opts['database']}-{ref.region}"
         return opts
+
+
+def is_loopback_url(url: str) -> bool:
+    """True for http(s) URLs on 127.0.0.0/8, ::1 or localhost: the only place emulators run."""
+    host = urlparse(url).hostname or ""
+    return host == "localhost" or host == "::1" or host.startswith("127.")
 
 
 def _loc(loc: tuple) -> str:

@@ -1,0 +1,150 @@
+"""Pure conversion between canonical records and Cosmos DB documents (no SDK, no I/O).
+
+Layout (a key-value layout: partition key path ``/id``, so every record is its own
+logical partition and every read is a point lookup by id)::
+
+    {"id": <escaped RecordKey.id>,
+     <body fields, tagged_json-encoded>,
+     "_mcrepl_fields": {<body fields that would collide with Cosmos/mcrepl names>},
+     "_mcrepl": ReplicationMeta.to_dict()}            # absent on native documents
+
+Blob datasets store ``{"id", "name", "data": <tagged bytes>}`` (``data`` absent on a
+tombstone).
+
+Guarantees:
+
+* **Ids** — Cosmos forbids ``/ \\ ? #``, tabs and newlines in ids and an id ending in a
+  space. :func:`document_id` percent-escapes exactly those (and ``%`` itself), so the
+  mapping is reversible and :func:`key_of_document` recovers the :class:`RecordKey`.
+* **Reserved names** — a top-level body field named ``id`` or ``ttl`` or starting with
+  ``_`` would collide with the document id, Cosmos system properties (``_rid``, ``_ts``
+  …), per-item TTL or our own metadata. Such fields are stored, unchanged, inside the
+  ``_mcrepl_fields`` wrapper and put back on read: lossless, and the wrapper is itself a
+  reserved name, so a user field called ``_mcrepl_fields`` is wrapped too.
+* **Numbers** — Cosmos numbers are IEEE doubles; integers beyond 2**53 and decimals a
+  double cannot hold exactly are written as ``tagged_json`` text, never rounded.
+* **Size** — a document whose JSON exceeds :data:`MAX_DOCUMENT_BYTES` is refused with a
+  ``RecordError`` (rule ``item-too-large``) naming the largest field.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+from collections.abc import Mapping
+from typing import Any
+
+from ..base.errors import RecordError
+from ..base.interface import DatasetKind
+from ..base.record import KeySchema, Record, RecordKey, ReplicationMeta
+from ..base.tagged_json import from_json, to_json
+
+META_FIELD = "_mcrepl"
+WRAPPED_FIELDS = "_mcrepl_fields"
+SYSTEM_FIELDS = frozenset({"_rid", "_self", "_etag", "_attachments", "_ts", "_lsn"})
+#: Cosmos DB's documented item size limit (2 MB), measured on the JSON we send.
+MAX_DOCUMENT_BYTES = 2 * 1024 * 1024
+#: Cosmos DB's documented id length limit.
+MAX_ID_BYTES = 1023
+
+_ID_FORBIDDEN = {"%": "%25", "/": "%2F", "\\": "%5C", "?": "%3F", "#": "%23",
+                 "\t": "%09", "\r": "%0D", "\n": "%0A"}
+_PERCENT_CODE = re.compile(r"%([0-9A-F]{2})")
+
+
+def document_id(key: RecordKey) -> str:
+    """The Cosmos id of ``key``: ``key.id`` with the characters Cosmos forbids escaped."""
+    text = "".join(_ID_FORBIDDEN.get(ch, ch) for ch in key.id)
+    if text.endswith(" "):
+        text = text[:-1] + "%20"
+    if len(text.encode("utf-8")) > MAX_ID_BYTES:
+        raise RecordError("id-too-long", f"the escaped key is {len(text.encode('utf-8'))} bytes; "
+                          f"Cosmos DB ids hold at most {MAX_ID_BYTES} bytes: use shorter keys")
+    return text
+
+
+def key_id_of(doc_id: str) -> str:
+    """Inverse of :func:`document_id` at the text level (``RecordKey.id``)."""
+    return _PERCENT_CODE.sub(lambda m: chr(int(m.group(1), 16)), doc_id)
+
+
+def _reserved(name: str) -> bool:
+    return name in ("id", "ttl") or name.startswith("_")
+
+
+def to_document(record: Record, kind: DatasetKind, *, with_meta: bool = True) -> dict[str, Any]:
+    """The Cosmos document for ``record`` (``with_meta=False``: as an application writes it)."""
+    doc: dict[str, Any] = {"id": document_id(record.key)}
+    if kind == "blob":
+        doc["name"] = record.key.parts[0]
+        if record.body is not None:
+            if not isinstance(record.body, bytes):
+                raise RecordError("not-bytes", "a blob dataset's body must be bytes", field="data")
+            doc["data"] = to_json(record.body)
+    else:
+        if not isinstance(record.body, dict):
+            raise RecordError("not-a-document", "a document dataset's body must be a mapping")
+        wrapped: dict[str, Any] = {}
+        for name, value in record.body.items():
+            (wrapped if _reserved(name) else doc)[name] = to_json(value)
+        if wrapped:
+            doc[WRAPPED_FIELDS] = wrapped
+    if with_meta and record.meta is not None:
+        doc[META_FIELD] = record.meta.to_dict()
+    check_size(doc)
+    return doc
+
+
+def check_size(doc: Mapping[str, Any]) -> int:
+    """The encoded size of ``doc``; ``item-too-large`` when Cosmos would refuse it."""
+    size = len(json.dumps(doc, separators=(",", ":"), ensure_ascii=False).encode("utf-8"))
+    if size > MAX_DOCUMENT_BYTES:
+        largest = max((n for n in doc if n != "id"), default=None,
+                      key=lambda n: len(json.dumps(doc[n], ensure_ascii=False)))
+        raise RecordError("item-too-large", f"the encoded document is {size} bytes; Cosmos DB items "
+                          f"hold at most {MAX_DOCUMENT_BYTES} bytes: split the record or keep large "
+                          "payloads in a blob dataset", field=largest)
+    return size
+
+
+def key_of_document(doc: Mapping[str, Any], schema: KeySchema) -> RecordKey:
+    """The record key: parsed from the document id, else (a foreign id) from the key fields."""
+    try:
+        return schema.parse_id(key_id_of(str(doc["id"])))
+    except (RecordError, ValueError) as first:
+        try:
+            return schema.key_of(_body_fields(doc))
+        except RecordError:
+            raise RecordError("bad-key", f"document id {doc.get('id')!r} is not an mcrepl key and "
+                              "the key fields are missing", key=str(doc.get("id"))) from first
+
+
+def _body_fields(doc: Mapping[str, Any]) -> dict[str, Any]:
+    """Decoded user fields: top-level minus id/system/meta, plus the wrapped ones."""
+    fields = {n: v for n, v in doc.items()
+              if n not in SYSTEM_FIELDS and n not in ("id", META_FIELD, WRAPPED_FIELDS)}
+    wrapped = doc.get(WRAPPED_FIELDS)
+    if isinstance(wrapped, dict):
+        fields.update(wrapped)
+    return {n: from_json(v, n) for n, v in fields.items()}
+
+
+def from_document(doc: Mapping[str, Any], schema: KeySchema, kind: DatasetKind) -> Record:
+    """The canonical record a stored document holds (system properties dropped).
+
+    ``meta`` is ``None`` when the document has no ``_mcrepl`` attribute (a native write);
+    whether existing metadata still matches the body is for ``meta_if_valid`` to judge.
+    """
+    key = key_of_document(doc, schema)
+    raw_meta = doc.get(META_FIELD)
+    meta = ReplicationMeta.from_dict(raw_meta) if isinstance(raw_meta, dict) else None
+    body: dict[str, Any] | bytes | None
+    if kind == "blob":
+        data = doc.get("data")
+        body = None if data is None else from_json(data, "data")
+        if body is not None and not isinstance(body, bytes):
+            raise RecordError("not-bytes", "blob document's data is not tagged bytes",
+                              key=key.id, field="data")
+    else:
+        body = _body_fields(doc)
+    return Record(key, body, meta)

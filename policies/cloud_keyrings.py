@@ -1,0 +1,158 @@
+"""Keyrings backed by AWS KMS, Azure Key Vault and Google Cloud KMS.
+
+Each SDK is imported only when its keyring is built; a missing one raises a
+:class:`ConfigError` saying what to ``pip install``. SDK exceptions are translated here
+into :class:`CredentialsError` / :class:`UnavailableError` and never leave this module.
+The KEK never leaves the KMS: data keys travel to it to be wrapped and unwrapped.
+
+Context binding: AWS KMS and Cloud KMS take the wrap context as encryption context /
+additional authenticated data. Key Vault's key wrap has no such input, so the context's
+SHA-256 is wrapped together with the data key and checked on unwrap.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import importlib
+from typing import Any, Callable, Mapping, TypeVar
+
+from mcrepl.adapters.base import ConfigError, CredentialsError, UnavailableError
+
+from .keyring import WrappedKey, context_bytes
+
+T = TypeVar("T")
+
+
+def _require(module: str, package: str) -> Any:
+    try:
+        return importlib.import_module(module)
+    except ImportError:
+        raise ConfigError(f"this keyring needs the {package} package", path="policies.encryption.keyring",
+                          fix=f"pip install {package}") from None
+
+
+def _kms_call(provider: str, operation: str, fn: Callable[[], T]) -> T:
+    """Run one KMS call, translating SDK errors (the message never includes key material)."""
+    try:
+        return fn()
+    except (ConfigError, CredentialsError):
+        raise
+    except Exception as exc:  # noqa: BLE001 - every SDK's own error tree ends here
+        name = type(exc).__name__
+        code = str(getattr(exc, "response", {}).get("Error", {}).get("Code", "")) if hasattr(exc, "response") else ""
+        denied = any(w in (name + code).lower() for w in ("denied", "auth", "forbidden", "invalidciphertext",
+                                                          "notfound", "disabled", "permission"))
+        err = CredentialsError if denied else UnavailableError
+        raise err(f"{provider} {operation} failed: {code or name}", provider=provider,
+                  operation=operation) from None
+
+
+class AwsKmsKeyring:
+    """AWS KMS: ``key_id`` is a key ARN or alias ARN; rotation is KMS on-demand rotation
+    (old key material stays usable for decryption, new wraps use the new material)."""
+
+    def __init__(self, key_id: str, region: str | None = None, endpoint_url: str | None = None,
+                 session: Any = None) -> None:
+        boto3 = _require("boto3", "boto3")
+        self.key_id = key_id
+        region = region or (key_id.split(":")[3] if key_id.startswith("arn:") else None)
+        self._kms = (session or boto3.session.Session()).client("kms", region_name=region,
+                                                                endpoint_url=endpoint_url)
+
+    def current(self) -> str:
+        return self.key_id
+
+    def wrap(self, data_key: bytes, context: Mapping[str, str]) -> WrappedKey:
+        out = _kms_call("aws-kms", "encrypt", lambda: self._kms.encrypt(
+            KeyId=self.key_id, Plaintext=data_key, EncryptionContext=dict(context)))
+        return WrappedKey(str(out["KeyId"]), bytes(out["CiphertextBlob"]))
+
+    def unwrap(self, wrapped: WrappedKey, context: Mapping[str, str]) -> bytes:
+        out = _kms_call("aws-kms", "decrypt", lambda: self._kms.decrypt(
+            KeyId=wrapped.kek, CiphertextBlob=wrapped.blob, EncryptionContext=dict(context)))
+        return bytes(out["Plaintext"])
+
+    def rotate(self) -> str:
+        _kms_call("aws-kms", "rotate", lambda: self._kms.rotate_key_on_demand(KeyId=self.key_id))
+        return self.key_id
+
+
+class AzureKeyVaultKeyring:
+    """Azure Key Vault RSA key (``https://VAULT.vault.azure.net/keys/NAME``), RSA-OAEP-256 wrap;
+    rotation creates a new key version, older versions still unwrap."""
+
+    def __init__(self, key_id: str, credential: Any = None) -> None:
+        crypto = _require("azure.keyvault.keys.crypto", "azure-keyvault-keys==4.11.3")
+        keys = _require("azure.keyvault.keys", "azure-keyvault-keys==4.11.3")
+        identity = _require("azure.identity", "azure-identity")
+        self.key_id = key_id.rstrip("/")
+        self._credential = credential or identity.DefaultAzureCredential()
+        self._crypto_mod, self._keys_mod = crypto, keys
+        vault, _, rest = self.key_id.partition("/keys/")
+        self._vault, self._name = vault, rest.split("/")[0]
+
+    def _client(self, key_id: str) -> Any:
+        return self._crypto_mod.CryptographyClient(key_id, self._credential)
+
+    def current(self) -> str:
+        key = _kms_call("azure-keyvault", "get_key", lambda: self._keys_mod.KeyClient(
+            self._vault, self._credential).get_key(self._name))
+        return str(key.id)
+
+    def wrap(self, data_key: bytes, context: Mapping[str, str]) -> WrappedKey:
+        payload = data_key + hashlib.sha256(context_bytes(context)).digest()
+        alg = self._crypto_mod.KeyWrapAlgorithm.rsa_oaep_256
+        out = _kms_call("azure-keyvault", "wrap_key", lambda: self._client(self.key_id).wrap_key(alg, payload))
+        return WrappedKey(str(out.key_id), bytes(out.encrypted_key))
+
+    def unwrap(self, wrapped: WrappedKey, context: Mapping[str, str]) -> bytes:
+        alg = self._crypto_mod.KeyWrapAlgorithm.rsa_oaep_256
+        out = _kms_call("azure-keyvault", "unwrap_key",
+                        lambda: self._client(wrapped.kek).unwrap_key(alg, wrapped.blob))
+        key, digest = bytes(out.key[:-32]), bytes(out.key[-32:])
+        if digest != hashlib.sha256(context_bytes(context)).digest():
+            raise CredentialsError("data key does not match its context (dataset or key id)",
+                                   provider="azure-keyvault", operation="unwrap_key")
+        return key
+
+    def rotate(self) -> str:
+        key = _kms_call("azure-keyvault", "rotate_key", lambda: self._keys_mod.KeyClient(
+            self._vault, self._credential).rotate_key(self._name))
+        return str(key.id)
+
+
+class GcpKmsKeyring:
+    """Cloud KMS symmetric key (``projects/P/locations/L/keyRings/R/cryptoKeys/K``); rotation
+    adds a primary key version, older enabled versions still decrypt."""
+
+    def __init__(self, key_name: str, client: Any = None) -> None:
+        kms = _require("google.cloud.kms", "google-cloud-kms==3.18.0")
+        self.key_name = key_name
+        self._kms = client or kms.KeyManagementServiceClient()
+
+    def current(self) -> str:
+        key = _kms_call("gcp-kms", "get_crypto_key", lambda: self._kms.get_crypto_key(name=self.key_name))
+        return str(key.primary.name)
+
+    def wrap(self, data_key: bytes, context: Mapping[str, str]) -> WrappedKey:
+        out = _kms_call("gcp-kms", "encrypt", lambda: self._kms.encrypt(request={
+            "name": self.key_name, "plaintext": data_key,
+            "additional_authenticated_data": context_bytes(context)}))
+        return WrappedKey(str(out.name), bytes(out.ciphertext))
+
+    def unwrap(self, wrapped: WrappedKey, context: Mapping[str, str]) -> bytes:
+        out = _kms_call("gcp-kms", "decrypt", lambda: self._kms.decrypt(request={
+            "name": self.key_name, "ciphertext": wrapped.blob,
+            "additional_authenticated_data": context_bytes(context)}))
+        return bytes(out.plaintext)
+
+    def rotate(self) -> str:
+        version = _kms_call("gcp-kms", "create_crypto_key_version", lambda: self._kms.create_crypto_key_version(
+            request={"parent": self.key_name, "crypto_key_version": {}}))
+        version_id = str(version.name).rsplit("/", 1)[-1]
+        _kms_call("gcp-kms", "update_crypto_key_primary_version", lambda: self._kms.update_crypto_key_primary_version(
+            request={"name": self.key_name, "crypto_key_version_id": version_id}))
+        return str(version.name)
+
+
+__all__ = ["AwsKmsKeyring", "AzureKeyVaultKeyring", "GcpKmsKeyring"]

@@ -1,0 +1,114 @@
+"""Evaluate every plan-time rule against a config: what ``mcrepl validate`` and the Pulumi
+program call before anything is provisioned or replicated.
+
+Two kinds of output, never mixed (as in Cloud Custodian): a *bad policy section* (a rule
+naming a dataset that does not exist, an unknown jurisdiction) raises
+:class:`ConfigError` — the policy cannot be evaluated; a *finding* is a
+:class:`Violation` in the returned list — the policy was evaluated and refuses the plan.
+"""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING, Any, Mapping
+
+from mcrepl.adapters.base import ConfigError
+
+from .decisions import encrypted_fields
+from .plan_rules import PlanContext
+from .residency import ANYWHERE, catalogue
+from .rules import REGISTRY, Violation, rules_of
+
+if TYPE_CHECKING:
+    from mcrepl.orchestrator.config import McreplConfig
+
+
+def evaluate(config: "McreplConfig", stack_outputs: Mapping[str, Any] | None = None) -> list[Violation]:
+    """Every violation of every enabled plan rule, sorted by rule id then resource.
+
+    ``stack_outputs`` (``pulumi stack output --json``, format ``mcrepl-stack/1``) adds what
+    was actually provisioned: keys at rest, endpoints, Cosmos auth mode, and the IAM
+    documents under ``identities`` (linted with :func:`mcrepl.policies.iam.lint`).
+    Raises :class:`ConfigError` when the policy section itself is invalid.
+    """
+    errors = policy_errors(config)
+    if errors:
+        raise errors[0] if len(errors) == 1 else ConfigError(
+            "\n  ".join(str(e) for e in errors), fix=None)
+    ctx = PlanContext(config, stack_outputs or {})
+    disabled = set(config.policies.disabled)
+    found: list[Violation] = []
+    for rule in rules_of("plan"):
+        if rule.id not in disabled:
+            found.extend(rule.check(ctx))  # type: ignore[attr-defined]
+    if stack_outputs and stack_outputs.get("identities"):
+        from .iam_lint import lint
+        found.extend(v for v in lint(dict(stack_outputs["identities"]), "stack:identities")
+                     if v.rule_id not in disabled)
+    return sorted(set(found))
+
+
+def policy_errors(config: "McreplConfig") -> list[ConfigError]:
+    """Problems that make the policy section meaningless, each naming its path and the fix."""
+    p = config.policies
+    known_j = catalogue().known_jurisdictions() | {ANYWHERE}
+    errors: list[ConfigError] = []
+
+    def jurisdictions(path: str, names: list[str]) -> None:
+        for j in names:
+            if j not in known_j:
+                errors.append(ConfigError(f"unknown jurisdiction {j!r}", path=f"policies.{path}",
+                                          fix="use a jurisdiction (EU, UK, CH, US, ...) or a country "
+                                              "code from policies/data/regions.yaml, or \"*\""))
+
+    def dataset(path: str, name: str, documents_only: bool = False) -> bool:
+        ds = config.datasets.get(name)
+        if ds is None:
+            errors.append(ConfigError(f"no dataset named {name!r}", path=f"policies.{path}",
+                                      fix=f"use one of {', '.join(config.datasets)}"))
+            return False
+        if documents_only and ds.kind != "document":
+            errors.append(ConfigError(f"dataset {name!r} holds blobs; field rules need documents",
+                                      path=f"policies.{path}", fix="remove the dataset from this rule"))
+            return False
+        return True
+
+    for klass, names in p.residency.classes.items():
+        jurisdictions(f"residency.classes.{klass}", names)
+    for i, rule in enumerate(p.residency.records):
+        for name in rule.datasets:
+            dataset(f"residency.records[{i}].datasets", name, documents_only=True)
+        jurisdictions(f"residency.records[{i}].restrict", rule.restrict or [])
+        for home, extra in rule.also.items():
+            jurisdictions(f"residency.records[{i}].also", [home, *extra])
+    seen: set[str] = set()
+    for i, rule in enumerate(p.encryption.fields):
+        if rule.dataset in seen:
+            errors.append(ConfigError(f"dataset {rule.dataset!r} has two field rules",
+                                      path=f"policies.encryption.fields[{i}]", fix="merge them"))
+        seen.add(rule.dataset)
+        if dataset(f"encryption.fields[{i}].dataset", rule.dataset, documents_only=True):
+            names = encrypted_fields(config, rule.dataset)
+            if not names:
+                errors.append(ConfigError(
+                    f"field rule for {rule.dataset!r} names no fields", path=f"policies.encryption.fields[{i}]",
+                    fix="list fields, or set sensitive_fields on the dataset"))
+            keys = {a.name for a in config.datasets[rule.dataset].key_schema().attributes}
+            for name in sorted(keys & set(names)):
+                errors.append(ConfigError(
+                    f"key field {name!r} cannot be encrypted (replicas look records up by it)",
+                    path=f"policies.encryption.fields[{i}].fields", fix=f"remove {name} from the list"))
+        jurisdictions(f"encryption.fields[{i}].plaintext_in", rule.plaintext_in)
+    kr = p.encryption.keyring
+    if kr.type != "local" and not kr.key_id:
+        errors.append(ConfigError(f"keyring type {kr.type} needs key_id", path="policies.encryption.keyring",
+                                  fix="set key_id to the key-encryption key's id"))
+    for rule_id in p.disabled:
+        if rule_id not in REGISTRY:
+            from .rules import load_all
+            if rule_id not in load_all():
+                errors.append(ConfigError(f"unknown rule id {rule_id!r}", path="policies.disabled",
+                                          fix=f"use one of {', '.join(sorted(REGISTRY))}"))
+    return errors
+
+
+__all__ = ["Violation", "evaluate", "policy_errors"]
