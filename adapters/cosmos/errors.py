@@ -81,8 +81,8 @@ def translate(exc: BaseException, target: ReplicaTarget, operation: str,
         if status == 404:
             return NotFoundError(
                 f"Cosmos DB database {database!r} or container {container!r} does not exist at "
-                f"{target.options.get('endpoint')}: run ensure_ready ('mcrepl local up' on the "
-                "local stack) or provision it with the Pulumi program", **ctx)
+                f"{target.options.get('endpoint')}: on the local stack 'mcrepl sync' and 'mcrepl local "
+                "seed' create it; on Azure provision it with the Pulumi program in pulumi/", **ctx)
         if status in (409, 412):
             return PreconditionFailed(f"the item changed since it was read (HTTP {status})", **ctx)
         if status == 413:
