@@ -416,7 +416,7 @@ def test_error_translation(exc: BaseException, kind: type, retryable: bool) -> N
     if kind is CredentialsError:
         assert "MCREPL_COSMOS_KEY" in str(err) or "Entra" in str(err)
     if kind is NotFoundError:
-        assert target.resource in str(err) and "ensure_ready" in str(err) and "Pulumi" in str(err)
+        assert target.resource in str(err) and "mcrepl sync" in str(err) and "Pulumi" in str(err)
 
 
 def test_too_large_reply_becomes_a_record_error() -> None:
