@@ -440,7 +440,7 @@ def test_missing_container_says_how_to_fix(endpoint: str) -> None:
     try:
         with pytest.raises(NotFoundError) as err:
             adapter.read(SCHEMA.key_of({"pk": "x"}))
-        assert "ensure_ready" in str(err.value) and not err.value.retryable
+        assert "mcrepl sync" in str(err.value) and not err.value.retryable
     finally:
         adapter.close()
 
