@@ -112,7 +112,9 @@ def render_azure(role: str, scope: str, principal_id: str = "${principalId}") ->
         return doc
     definition_id = f"{account}/sqlRoleDefinitions/{uuid.uuid5(uuid.NAMESPACE_URL, f'mcrepl:{role}:{scope}')}"
     doc["roleDefinition"] = {"id": definition_id, "properties": {
-        "roleName": f"mcrepl-{role}", "type": "CustomRole", "assignableScopes": [scope],
+        # role names must be unique within a Cosmos account: name the scope they cover
+        "roleName": f"mcrepl-{role}-{scope.split('/dbs/', 1)[1].replace('/colls/', '-')}",
+        "type": "CustomRole", "assignableScopes": [scope],
         "permissions": [{"dataActions": list(_AZURE_DATA_ACTIONS[role]), "notDataActions": []}]}}
     doc["roleAssignment"] = {"properties": {"roleDefinitionId": definition_id, "scope": scope,
                                             "principalId": principal_id}}
