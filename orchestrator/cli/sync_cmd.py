@@ -1,7 +1,229 @@
-"""Command group placeholder: its owner adds commands in ``register``."""
+"""``mcrepl sync``, ``mcrepl status``, ``mcrepl conflicts list``, ``mcrepl quarantine list``.
+
+Thin commands over :class:`mcrepl.orchestrator.sync.SyncEngine` and the state store.
+The state file is ``<state_dir>/state.db`` (``state_dir`` from the config, relative to
+the working directory). ``--namespace`` (or ``$MCREPL_NAMESPACE``) prefixes every table,
+container and bucket name so tests and benchmarks never collide with real data.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import os
+import signal
+import sys
+from datetime import datetime, timezone
+from pathlib import Path
+from typing import Any, Mapping, Optional
 
 import typer
 
+from mcrepl.adapters.base import ConfigError, McreplError
+
+log = logging.getLogger("mcrepl.cli.sync")
+
+ConfigOpt = typer.Option(Path("mcrepl.yaml"), "--config", "-c", help="The mcrepl.yaml to use.")
+DatasetOpt = typer.Option(None, "--dataset", "-d", help="Only this dataset.")
+FormatOpt = typer.Option("table", "--format", "-f", help="table or json.")
+NamespaceOpt = typer.Option("", "--namespace", envvar="MCREPL_NAMESPACE",
+                            help="Prefix for every resource name (tests, benchmarks).")
+
+
+def state_path(config: Any) -> Path:
+    """Where the sync state of ``config`` lives."""
+    return Path(config.state_dir) / "state.db"
+
+
+def _load(config_file: Path) -> Any:
+    from mcrepl.orchestrator.config import load_config
+    return load_config(config_file)
+
+
+def _local_endpoints(config: Any) -> Mapping[str, str] | None:
+    """Endpoints of ``mcrepl local up`` when any provider says ``endpoint: local``.
+
+    ``$MCREPL_LOCAL_ENDPOINTS`` (a JSON object ``{"dynamodb": URL, ...}``) overrides the
+    running stack's file: test fixtures and external supervisors that started the
+    emulators themselves pass their endpoints this way.
+    """
+    if not any(getattr(config.providers, p).endpoint == "local" for p in ("dynamodb", "cosmos", "gcs")):
+        return None
+    if os.environ.get("MCREPL_LOCAL_ENDPOINTS"):
+        try:
+            return dict(json.loads(os.environ["MCREPL_LOCAL_ENDPOINTS"]))
+        except (ValueError, TypeError):
+            raise ConfigError("MCREPL_LOCAL_ENDPOINTS is not a JSON object of provider → URL",
+                              fix='set it like {"dynamodb": "http://127.0.0.1:4566"}') from None
+    try:
+        from mcrepl.orchestrator.localstack import read_endpoints
+    except ImportError:
+        raise ConfigError("the config uses 'endpoint: local' but the local stack module is not "
+                          "installed", fix="run 'mcrepl local up' from a full mcrepl install") from None
+    return read_endpoints()
+
+
+def _fail(exc: Exception, code: int = 1) -> None:
+    typer.secho(f"error: {exc}", fg=typer.colors.RED, err=True)
+    raise typer.Exit(code)
+
+
+def _when(ts: float | None) -> str:
+    return datetime.fromtimestamp(ts, timezone.utc).strftime("%Y-%m-%d %H:%M:%SZ") if ts else "-"
+
+
+def _observability(config: Any, metrics_port: int | None, log_level: str) -> tuple[Any, Any]:
+    """Metrics, audit trail and redacting logs, each only if its module is installed."""
+    sensitive = sorted({f for ds in config.datasets.values() for f in ds.sensitive_fields})
+    try:
+        from mcrepl.orchestrator.observability.logging import configure_logging
+        configure_logging(log_level, sensitive)
+    except ImportError:
+        logging.basicConfig(level=log_level.upper(), format="%(asctime)s %(levelname)s %(name)s %(message)s")
+    metrics = audit = None
+    if metrics_port is not None:
+        from mcrepl.orchestrator.observability.metrics import SyncMetrics
+        metrics = SyncMetrics()
+        metrics.serve(metrics_port)
+    try:
+        from mcrepl.orchestrator.observability.audit import AuditTrail, audit_path
+        audit = AuditTrail(audit_path(config.state_dir))
+    except ImportError:
+        log.warning("audit trail module not installed; batches are not audited")
+    return metrics, audit
+
+
+def sync(config_file: Path = ConfigOpt, once: bool = typer.Option(False, "--once", help="One pass, then exit."),
+         schedule: bool = typer.Option(False, "--schedule", help="Run each dataset on its schedule until stopped."),
+         dataset: Optional[str] = DatasetOpt,
+         metrics_port: Optional[int] = typer.Option(None, "--metrics-port", help="Serve Prometheus metrics here."),
+         namespace: str = NamespaceOpt, output: str = FormatOpt,
+         log_level: str = typer.Option("warning", "--log-level")) -> None:
+    """Replicate every dataset (or one) from its primary to its replicas."""
+    if once == schedule:
+        _fail(ConfigError("give exactly one of --once or --schedule"), 2)
+    from mcrepl.orchestrator.state import StateStore
+    from mcrepl.orchestrator.sync import SyncDeadlineExceeded, SyncEngine
+    try:
+        config = _load(config_file)
+        metrics, audit = _observability(config, metrics_port, log_level)
+        state = StateStore(state_path(config))
+        engine = SyncEngine(config, state, local_endpoints=_local_endpoints(config), namespace=namespace,
+                            metrics=metrics, audit=audit, progress=once and output == "table" and sys.stderr.isatty())
+    except McreplError as exc:
+        _fail(exc)
+    for sig in (signal.SIGINT, signal.SIGTERM):
+        signal.signal(sig, lambda *_: engine.request_stop())
+    try:
+        if schedule:
+            from mcrepl.orchestrator.sync.schedule import run_scheduled
+            run_scheduled(engine, config, dataset)
+            return
+        report = engine.run_once(dataset)
+    except SyncDeadlineExceeded as exc:
+        _print_report(exc.report, output)
+        _fail(exc)
+    except McreplError as exc:
+        _fail(exc)
+    finally:
+        engine.close()
+    _print_report(report, output)
+    raise typer.Exit(0 if report.ok else 3)
+
+
+def _print_report(report: Any, output: str) -> None:
+    if report is None:
+        return
+    if output == "json":
+        typer.echo(json.dumps(report.to_dict(), indent=2))
+        return
+    from rich.console import Console
+    from rich.table import Table
+    table = Table(title=f"sync pass ({report.seconds:.1f}s)")
+    for col in ("dataset", "replica", "captured", "applied", "replayed", "stale", "quarantined", "withheld",
+                "conflicts", "errors", "converged"):
+        table.add_column(col)
+    for ds in report.datasets.values():
+        for lane in ds.lanes.values():
+            table.add_row(ds.dataset, lane.replica, str(ds.captured), str(lane.applied), str(lane.replayed),
+                          str(lane.stale), str(lane.quarantined), str(lane.withheld), str(lane.conflicts),
+                          str(lane.errors), "yes" if lane.converged else f"no: {lane.last_error or 'stopped'}")
+    Console().print(table)
+
+
+def status(config_file: Path = ConfigOpt, dataset: Optional[str] = DatasetOpt, output: str = FormatOpt) -> None:
+    """Lag, checkpoints, backlog, conflicts, quarantine and errors per dataset and replica."""
+    from mcrepl.orchestrator.state import StateStore
+    from mcrepl.orchestrator.sync.status import lane_status
+    try:
+        config = _load(config_file)
+        rows = lane_status(config, StateStore(state_path(config)), dataset)
+    except McreplError as exc:
+        _fail(exc)
+    if output == "json":
+        typer.echo(json.dumps(rows, indent=2))
+        return
+    from rich.console import Console
+    from rich.table import Table
+    table = Table(title="mcrepl status")
+    for col in ("dataset", "replica", "lag (s)", "lag (changes)", "last checkpoint", "backlog (batches)",
+                "conflicts", "quarantined", "breaker", "last error"):
+        table.add_column(col)
+    for r in rows:
+        table.add_row(r["dataset"], r["replica"], f"{r['lag_seconds']:.1f}", str(r["lag_changes"]),
+                      _when(r["last_checkpoint"]), str(r["backlog_batches"]), str(r["conflicts"]),
+                      str(r["quarantined"]), r["breaker"], (r["last_error"] or "-")[:120])
+    Console().print(table)
+
+
+def _list_rows(kind: str, config_file: Path, dataset: str | None, output: str) -> None:
+    from mcrepl.orchestrator.state import StateStore
+    try:
+        config = _load(config_file)
+        journal = StateStore(state_path(config)).journal
+    except McreplError as exc:
+        _fail(exc)
+    rows = journal.conflicts(dataset) if kind == "conflicts" else journal.quarantined(dataset)
+    if output == "json":
+        typer.echo(json.dumps(rows, indent=2, default=str))
+        return
+    from rich.console import Console
+    from rich.table import Table
+    table = Table(title=f"{kind} ({len(rows)})")
+    if kind == "conflicts":
+        cols = ("at", "dataset", "key", "replica", "incoming", "stored", "winner", "resolver")
+        cells = [(_when(r["at"]), r["dataset"], r["key_id"], r["replica"], r["incoming"]["v"],
+                  r["stored"]["v"], r["winner"], r["resolver"]) for r in rows]
+    else:
+        cols = ("at", "dataset", "key", "replica", "version", "rule", "field", "message")
+        cells = [(_when(r["at"]), r["dataset"], r["key_id"], r["replica"], r["version"], r["rule"],
+                  r["field"] or "-", r["message"]) for r in rows]
+    for col in cols:
+        table.add_column(col)
+    for row in cells:
+        table.add_row(*row)
+    Console().print(table)
+
+
+def conflicts_list(config_file: Path = ConfigOpt, dataset: Optional[str] = DatasetOpt,
+                   output: str = FormatOpt) -> None:
+    """Every logged conflict: both versions (metadata only) and the winner."""
+    _list_rows("conflicts", config_file, dataset, output)
+
+
+def quarantine_list(config_file: Path = ConfigOpt, dataset: Optional[str] = DatasetOpt,
+                    output: str = FormatOpt) -> None:
+    """Records a replica could not hold: key, rule, field and why (never the values)."""
+    _list_rows("quarantine", config_file, dataset, output)
+
 
 def register(app: typer.Typer) -> None:
-    """Add this module's commands to ``app``."""
+    """Add ``sync``, ``status``, ``conflicts list`` and ``quarantine list`` to ``app``."""
+    app.command("sync")(sync)
+    app.command("status")(status)
+    conflicts = typer.Typer(help="Conflicts between concurrent versions.", no_args_is_help=True)
+    conflicts.command("list")(conflicts_list)
+    app.add_typer(conflicts, name="conflicts")
+    quarantine = typer.Typer(help="Records a replica could not hold.", no_args_is_help=True)
+    quarantine.command("list")(quarantine_list)
+    app.add_typer(quarantine, name="quarantine")

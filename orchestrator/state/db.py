@@ -1,0 +1,122 @@
+"""The SQLite connection behind the state store: WAL mode, one writer, atomic transactions.
+
+Why these settings: WAL lets ``mcrepl status`` read while a sync writes;
+``synchronous=FULL`` makes every committed transaction survive a crash of the process
+(SIGKILL) and of the machine; ``BEGIN IMMEDIATE`` takes the write lock up front so two
+processes sharing one state file never deadlock half-way through a transaction.
+"""
+
+from __future__ import annotations
+
+import sqlite3
+import threading
+from contextlib import contextmanager
+from pathlib import Path
+from typing import Any, Iterator, Sequence
+
+SCHEMA_VERSION = 1
+
+SCHEMA = """
+CREATE TABLE IF NOT EXISTS meta (name TEXT PRIMARY KEY, value TEXT NOT NULL);
+CREATE TABLE IF NOT EXISTS clock (name TEXT PRIMARY KEY, wall_ms INTEGER NOT NULL, counter INTEGER NOT NULL);
+CREATE TABLE IF NOT EXISTS primary_pointer (
+    dataset TEXT PRIMARY KEY, location TEXT NOT NULL, epoch INTEGER NOT NULL, changed_at REAL NOT NULL);
+CREATE TABLE IF NOT EXISTS datasets (
+    dataset TEXT PRIMARY KEY, head_seq INTEGER NOT NULL DEFAULT 0,
+    captured_total INTEGER NOT NULL DEFAULT 0, echo_total INTEGER NOT NULL DEFAULT 0,
+    last_capture_at REAL, last_purge_at REAL);
+CREATE TABLE IF NOT EXISTS capture_cursor (
+    dataset TEXT NOT NULL, location TEXT NOT NULL, cursor TEXT, updated_at REAL NOT NULL,
+    PRIMARY KEY (dataset, location));
+CREATE TABLE IF NOT EXISTS capture_log (
+    dataset TEXT NOT NULL, seq INTEGER NOT NULL, key TEXT NOT NULL, token TEXT NOT NULL,
+    meta TEXT NOT NULL, body_kind TEXT NOT NULL, body BLOB, captured_at REAL NOT NULL,
+    PRIMARY KEY (dataset, seq)) WITHOUT ROWID;
+CREATE TABLE IF NOT EXISTS heads (
+    dataset TEXT NOT NULL, key_id TEXT NOT NULL, meta TEXT NOT NULL, covered_ms INTEGER,
+    PRIMARY KEY (dataset, key_id)) WITHOUT ROWID;
+CREATE TABLE IF NOT EXISTS lanes (
+    dataset TEXT NOT NULL, replica TEXT NOT NULL, offset INTEGER NOT NULL DEFAULT 0,
+    last_applied_at REAL, last_error TEXT, last_error_at REAL,
+    breaker_failures INTEGER NOT NULL DEFAULT 0, breaker_opened_at REAL,
+    applied INTEGER NOT NULL DEFAULT 0, replayed INTEGER NOT NULL DEFAULT 0,
+    stale INTEGER NOT NULL DEFAULT 0, rejected INTEGER NOT NULL DEFAULT 0,
+    withheld INTEGER NOT NULL DEFAULT 0, conflicts INTEGER NOT NULL DEFAULT 0,
+    errors INTEGER NOT NULL DEFAULT 0, batches INTEGER NOT NULL DEFAULT 0,
+    last_purge_at REAL,
+    PRIMARY KEY (dataset, replica));
+CREATE TABLE IF NOT EXISTS conflicts (
+    id INTEGER PRIMARY KEY AUTOINCREMENT, dataset TEXT NOT NULL, key_id TEXT NOT NULL,
+    replica TEXT NOT NULL, incoming TEXT NOT NULL, stored TEXT NOT NULL, winner TEXT NOT NULL,
+    resolver TEXT NOT NULL, at REAL NOT NULL);
+CREATE TABLE IF NOT EXISTS quarantine (
+    id INTEGER PRIMARY KEY AUTOINCREMENT, dataset TEXT NOT NULL, key_id TEXT NOT NULL,
+    replica TEXT NOT NULL, version TEXT NOT NULL, rule TEXT NOT NULL, field TEXT,
+    message TEXT NOT NULL, at REAL NOT NULL, UNIQUE (dataset, key_id, replica, version));
+"""
+
+
+class Database:
+    """One SQLite file shared by every thread of a process.
+
+    All statements run under one re-entrant lock, so a thread's transaction is never
+    interleaved with another thread's statements; nested :meth:`transaction` blocks join
+    the outer one and commit with it.
+    """
+
+    def __init__(self, path: str | Path) -> None:
+        self.path = Path(path)
+        if str(path) != ":memory:":
+            self.path.parent.mkdir(parents=True, exist_ok=True)
+        self._conn = sqlite3.connect(str(path), check_same_thread=False, isolation_level=None,
+                                     timeout=30.0)
+        self._lock = threading.RLock()
+        self._depth = 0
+        with self._lock:
+            self._conn.execute("PRAGMA journal_mode=WAL")
+            self._conn.execute("PRAGMA synchronous=FULL")
+            self._conn.execute("PRAGMA busy_timeout=30000")
+            self._conn.executescript(SCHEMA)
+            self._conn.execute("INSERT OR IGNORE INTO meta(name, value) VALUES ('schema_version', ?)",
+                               (str(SCHEMA_VERSION),))
+
+    @contextmanager
+    def transaction(self) -> Iterator[sqlite3.Connection]:
+        """Run the block atomically: everything in it commits together or not at all."""
+        with self._lock:
+            outer = self._depth == 0
+            if outer:
+                self._conn.execute("BEGIN IMMEDIATE")
+            self._depth += 1
+            try:
+                yield self._conn
+            except BaseException:
+                self._depth -= 1
+                if outer:
+                    self._conn.execute("ROLLBACK")
+                raise
+            self._depth -= 1
+            if outer:
+                self._conn.execute("COMMIT")
+
+    def execute(self, sql: str, params: Sequence[Any] = ()) -> None:
+        """One write statement (joins the caller's transaction when there is one)."""
+        with self._lock:
+            self._conn.execute(sql, params)
+
+    def rows(self, sql: str, params: Sequence[Any] = ()) -> list[sqlite3.Row]:
+        """All rows of a read query, as name-addressable rows."""
+        with self._lock:
+            cur = self._conn.execute(sql, params)
+            cur.row_factory = sqlite3.Row
+            return cur.fetchall()
+
+    def one(self, sql: str, params: Sequence[Any] = ()) -> sqlite3.Row | None:
+        """The first row of a read query, or ``None``."""
+        found = self.rows(sql, params)
+        return found[0] if found else None
+
+    def close(self) -> None:
+        """Close the connection (pending work was already committed by transactions)."""
+        with self._lock:
+            self._conn.close()

@@ -1,0 +1,86 @@
+"""Conflict log and quarantine: what a user must look at, stored without record values.
+
+Conflict rows keep both versions' metadata (version, vector, content hash, tombstone) and
+the winner; quarantine rows keep the rule a record broke and the error message (which
+names the field, never its value), so neither table can leak sensitive data.
+"""
+
+from __future__ import annotations
+
+import json
+import time
+from dataclasses import dataclass
+from typing import Any
+
+from mcrepl.adapters.base import RecordError, ReplicationMeta
+
+from .db import Database
+
+
+@dataclass(frozen=True)
+class ConflictRow:
+    """Two concurrent versions of one key met at one replica."""
+
+    dataset: str
+    key: str
+    replica: str
+    incoming: ReplicationMeta
+    stored: ReplicationMeta
+    winner: str
+    resolver: str
+
+
+@dataclass(frozen=True)
+class QuarantineRow:
+    """A record one replica cannot hold, and why."""
+
+    dataset: str
+    key: str
+    replica: str
+    version: str
+    rule: str
+    field: str | None
+    message: str
+
+
+class Journal:
+    """Appends and lists conflicts and quarantined records."""
+
+    def __init__(self, db: Database) -> None:
+        self._db = db
+
+    def add_conflict(self, row: ConflictRow) -> None:
+        """Log a conflict (joins the caller's transaction)."""
+        self._db.execute(
+            "INSERT INTO conflicts(dataset, key_id, replica, incoming, stored, winner, resolver, at) "
+            "VALUES (?,?,?,?,?,?,?,?)",
+            (row.dataset, row.key, row.replica, json.dumps(row.incoming.to_dict(), sort_keys=True),
+             json.dumps(row.stored.to_dict(), sort_keys=True), row.winner, row.resolver, time.time()))
+
+    def add_quarantine(self, dataset: str, replica: str, version: str, error: RecordError) -> None:
+        """Quarantine one record at one replica; re-quarantining the same version is a no-op."""
+        self._db.execute(
+            "INSERT OR IGNORE INTO quarantine(dataset, key_id, replica, version, rule, field, message, at) "
+            "VALUES (?,?,?,?,?,?,?,?)",
+            (dataset, error.key or "", replica, version, error.rule, error.field, error.message, time.time()))
+
+    def conflicts(self, dataset: str | None = None, limit: int = 1000) -> list[dict[str, Any]]:
+        """Logged conflicts, newest first, as plain dicts (for tables and JSON)."""
+        where, params = ("WHERE dataset=?", [dataset]) if dataset else ("", [])
+        rows = self._db.rows(f"SELECT dataset, key_id, replica, incoming, stored, winner, resolver, at "
+                             f"FROM conflicts {where} ORDER BY id DESC LIMIT ?", [*params, limit])
+        return [{**dict(r), "incoming": json.loads(r["incoming"]), "stored": json.loads(r["stored"])}
+                for r in rows]
+
+    def quarantined(self, dataset: str | None = None, limit: int = 1000) -> list[dict[str, Any]]:
+        """Quarantined records, newest first, as plain dicts."""
+        where, params = ("WHERE dataset=?", [dataset]) if dataset else ("", [])
+        rows = self._db.rows(f"SELECT dataset, key_id, replica, version, rule, field, message, at "
+                             f"FROM quarantine {where} ORDER BY id DESC LIMIT ?", [*params, limit])
+        return [dict(r) for r in rows]
+
+    def counts(self, dataset: str, replica: str) -> tuple[int, int]:
+        """``(conflicts, quarantined)`` rows recorded for one lane."""
+        c = self._db.one("SELECT COUNT(*) AS n FROM conflicts WHERE dataset=? AND replica=?", (dataset, replica))
+        q = self._db.one("SELECT COUNT(*) AS n FROM quarantine WHERE dataset=? AND replica=?", (dataset, replica))
+        return (int(c["n"]) if c else 0, int(q["n"]) if q else 0)

@@ -1,0 +1,61 @@
+"""``mcrepl status``, ``conflicts list`` and ``quarantine list`` read the state file alone."""
+
+from __future__ import annotations
+
+import json
+import uuid
+from pathlib import Path
+
+import yaml
+from typer.testing import CliRunner
+
+from mcrepl.adapters.base import document
+from mcrepl.orchestrator.cli import app
+from mcrepl.orchestrator.state import StateStore
+from mcrepl.orchestrator.sync import SyncEngine
+
+from .test_sync_helpers import COSMOS, GCS, MemoryWorld, PRIMARY, customer, make_config, raw_config
+
+
+def test_status_conflicts_and_quarantine_commands(tmp_path: Path) -> None:
+    config = make_config(tmp_path)
+    config_file = tmp_path / "mcrepl.yaml"
+    config_file.write_text(yaml.safe_dump(raw_config(tmp_path)))
+    world = MemoryWorld(f"c{uuid.uuid4().hex[:8]}")
+    try:
+        schema = config.datasets["customers"].key_schema()
+        world.adapter(config, GCS).reject_field = "ssn"
+        world.adapter(config, PRIMARY).write_native([document(schema, customer(i)) for i in range(5)]
+                                                    + [document(schema, customer(9, ssn="secret-value"))])
+        state = StateStore(Path(config.state_dir) / "state.db")
+        SyncEngine(config, state, adapter_factory=world.factory).run_once()
+        runner = CliRunner()
+        status = runner.invoke(app, ["status", "--config", str(config_file), "--format", "json"])
+        assert status.exit_code == 0, status.output
+        rows = {r["replica"]: r for r in json.loads(status.output)}
+        assert set(rows) == {COSMOS, GCS} and rows[GCS]["quarantined"] == 1 and rows[COSMOS]["lag_changes"] == 0
+        table = runner.invoke(app, ["status", "--config", str(config_file)], env={"COLUMNS": "200"})
+        assert table.exit_code == 0 and "customers" in table.output
+        quarantine = runner.invoke(app, ["quarantine", "list", "--config", str(config_file), "--format", "json"])
+        (row,) = json.loads(quarantine.output)
+        assert row["key_id"] == "c00009" and row["field"] == "ssn"
+        assert "secret-value" not in quarantine.output
+        conflicts = runner.invoke(app, ["conflicts", "list", "--config", str(config_file), "--dataset", "customers"],
+                                  env={"COLUMNS": "200"})
+        assert conflicts.exit_code == 0 and "conflicts (0)" in conflicts.output
+    finally:
+        world.drop()
+
+
+def test_sync_needs_once_or_schedule(tmp_path: Path) -> None:
+    result = CliRunner().invoke(app, ["sync", "--config", str(tmp_path / "missing.yaml")])
+    assert result.exit_code == 2 and "--once or --schedule" in result.output
+
+
+def test_scheduler_has_one_non_overlapping_job_per_dataset(tmp_path: Path) -> None:
+    from mcrepl.orchestrator.sync.schedule import build_scheduler
+    config = make_config(tmp_path)
+    scheduler = build_scheduler(object(), config)
+    (job,) = scheduler.get_jobs()
+    assert job.id == "sync:customers" and job.max_instances == 1 and job.coalesce is True
+    assert job.trigger.interval.total_seconds() == 1.0

@@ -1,0 +1,359 @@
+"""Sync engine behaviour on the in-memory reference adapter (fast; no emulators).
+
+The same engine code runs against the emulators in ``test_sync_emulators.py``; here the
+stores are our own reference implementation, which lets tests switch a replica off,
+crash the engine mid-batch, and reject records on purpose.
+"""
+
+from __future__ import annotations
+
+import random
+import uuid
+from pathlib import Path
+
+import pytest
+
+import dataclasses
+import time
+
+from mcrepl.adapters.base import Record, Version, document
+from mcrepl.adapters.memory import MemoryAdapter
+from mcrepl.orchestrator.hlc import HybridLogicalClock
+from mcrepl.orchestrator.state import StateStore
+from mcrepl.orchestrator.sync import SyncDeadlineExceeded, SyncEngine
+from mcrepl.orchestrator.sync.capture import PageCapturer
+from mcrepl.policies.routing import RouteDecision, Withheld
+
+from .test_sync_helpers import (COSMOS, GCS, PRIMARY, MemoryWorld, SimulatedCrash, customer, digests, live,
+                                make_config)
+
+
+@pytest.fixture()
+def world() -> MemoryWorld:
+    w = MemoryWorld(f"t{uuid.uuid4().hex[:8]}")
+    yield w
+    w.drop()
+
+
+def _engine(config, state, world, **kw) -> SyncEngine:  # type: ignore[no-untyped-def]
+    return SyncEngine(config, state, adapter_factory=world.factory, **kw)
+
+
+def _seed(config, world, n: int, start: int = 0, **extra) -> list[Record]:  # type: ignore[no-untyped-def]
+    schema = config.datasets["customers"].key_schema()
+    records = [document(schema, customer(i, **extra)) for i in range(start, start + n)]
+    world.adapter(config, PRIMARY).write_native(records)
+    return records
+
+
+def _assert_converged(config, world) -> None:  # type: ignore[no-untyped-def]
+    primary = live(world.adapter(config, PRIMARY))
+    cosmos, gcs = world.adapter(config, COSMOS), world.adapter(config, GCS)
+    assert digests(cosmos) == digests(gcs)
+    assert live(cosmos) == primary
+
+
+def test_inserts_updates_deletes_converge_and_second_pass_is_a_noop(tmp_path: Path, world: MemoryWorld) -> None:
+    config = make_config(tmp_path)
+    state = StateStore(tmp_path / "state.db")
+    records = _seed(config, world, 120)
+    primary = world.adapter(config, PRIMARY)
+    schema = config.datasets["customers"].key_schema()
+    primary.write_native([document(schema, customer(i, tier=9)) for i in range(0, 30)])
+    primary.delete_native([r.key for r in records[100:110]])
+    report = _engine(config, state, world).run_once()
+    ds = report.datasets["customers"]
+    assert ds.captured == 120 + 30 + 10 - 0 and report.ok
+    assert sorted(report.converged_lanes) == [("customers", COSMOS), ("customers", GCS)]
+    for lane in ds.lanes.values():
+        assert lane.applied == ds.captured and lane.replayed == lane.stale == 0
+    _assert_converged(config, world)
+    tombstones = [k for k, (_, t) in digests(world.adapter(config, COSMOS)).items() if t]
+    assert sorted(tombstones) == sorted(r.key.id for r in records[100:110])
+    again = _engine(config, state, world).run_once()
+    assert again.datasets["customers"].captured == 0 and again.ok
+    assert state.log.retained("customers") == 0, "entries every lane acknowledged are truncated"
+
+
+def test_delivering_stamped_changes_thrice_or_shuffled_equals_one_ordered_delivery(
+        tmp_path: Path, world: MemoryWorld) -> None:
+    config = make_config(tmp_path)
+    state = StateStore(tmp_path / "state.db")
+    schema = config.datasets["customers"].key_schema()
+    primary = world.adapter(config, PRIMARY)
+    _seed(config, world, 40)
+    primary.write_native([document(schema, customer(i, tier=7)) for i in range(10)])
+    primary.delete_native([document(schema, customer(i)).key for i in range(30, 35)])
+    clock = HybridLogicalClock(PRIMARY)
+    capturer = PageCapturer(config.target("customers", PRIMARY), primary, state, clock, 1, 1000)
+    assert capturer.capture_page().stamped == 55
+    stamped = [e.record for e in state.log.read("customers", 0, 1000)]   # the engine's own stamped changes
+    base = config.target("customers", GCS)
+    ordered, thrice, shuffled = (MemoryAdapter(dataclasses.replace(
+        base, provider="memory", replica=f"memory:{n}", options={"namespace": world.namespace})) for n in range(3))
+    ordered.apply_batch(stamped)
+    outcomes = [r.outcome.value for _ in range(3) for r in thrice.apply_batch(stamped)]
+    mixed = stamped * 3
+    random.Random(7).shuffle(mixed)
+    outcomes_shuffled = [r.outcome.value for r in shuffled.apply_batch(mixed)]
+    assert digests(thrice) == digests(ordered) == digests(shuffled)
+    assert len(live(ordered)) == 35
+    # one in-order delivery applies each version once; everything else is a counted no-op
+    # (15 keys have two versions: on a re-delivery their first version is older than what is stored)
+    assert outcomes.count("applied") == len(stamped)
+    assert outcomes.count("replayed") == 2 * (len(stamped) - 15) and outcomes.count("stale") == 2 * 15
+    assert outcomes_shuffled.count("applied") <= len(stamped)
+    assert outcomes_shuffled.count("replayed") + outcomes_shuffled.count("stale") \
+        == len(mixed) - outcomes_shuffled.count("applied")
+    assert outcomes_shuffled.count("stale") > 0, "older versions arriving after newer ones are stale"
+    for store in (ordered, thrice, shuffled):
+        store.drop()
+
+
+def test_engine_replays_are_counted_as_noops(tmp_path: Path, world: MemoryWorld) -> None:
+    """A batch the replica acknowledged but whose offset was never committed comes back as replays."""
+    config = make_config(tmp_path, sync={"batch_size": 20})
+    state = StateStore(tmp_path / "state.db")
+    _seed(config, world, 60)
+    gcs = world.adapter(config, GCS)
+    gcs.crash_in, gcs.crash_after_apply = 2, True            # 2nd batch lands, then the process "dies"
+    with pytest.raises(SimulatedCrash):
+        _engine(config, state, world).run_once()
+    state.close()
+    state = StateStore(tmp_path / "state.db")
+    report = _engine(config, state, world).run_once()
+    lane = report.datasets["customers"].lanes[GCS]
+    assert lane.replayed == 20 and report.ok
+    total = state.lanes.get("customers", GCS)
+    assert total.applied == 40 + 0 and total.applied + total.replayed == 60
+    _assert_converged(config, world)
+
+
+@pytest.mark.parametrize("seed", [1, 2, 3])
+def test_crashes_at_random_points_lose_and_duplicate_nothing(tmp_path: Path, world: MemoryWorld, seed: int) -> None:
+    rng = random.Random(seed)
+    config = make_config(tmp_path, sync={"batch_size": 15, "max_in_flight": 2})
+    schema = config.datasets["customers"].key_schema()
+    primary = world.adapter(config, PRIMARY)
+    _seed(config, world, 150)
+    expected_changes = 150
+    for round_ in range(6):
+        for replica in (PRIMARY, COSMOS, GCS):
+            adapter = world.adapter(config, replica)
+            adapter.crash_in = rng.randint(1, 8)
+            adapter.crash_after_apply = rng.random() < 0.5
+        state = StateStore(tmp_path / "state.db")
+        try:
+            _engine(config, state, world).run_once()
+        except SimulatedCrash:
+            pass
+        state.close()
+        updated = rng.sample(range(150), 10)
+        primary.write_native([document(schema, customer(i, tier=100 + round_)) for i in updated])
+        expected_changes += 10
+    for replica in (PRIMARY, COSMOS, GCS):
+        world.adapter(config, replica).crash_in = None
+    state = StateStore(tmp_path / "state.db")
+    report = _engine(config, state, world).run_once()
+    assert report.ok
+    _assert_converged(config, world)
+    captured = state.log.totals("customers")["captured_total"]
+    assert captured == expected_changes, "every native change stamped exactly once"
+    for replica in (COSMOS, GCS):
+        lane = state.lanes.get("customers", replica)
+        assert lane.applied + lane.replayed + lane.stale == captured, "every logged change committed once"
+        assert lane.applied <= captured
+
+
+def test_unreachable_replica_stops_only_its_lane_and_drains_after_healing(tmp_path: Path,
+                                                                         world: MemoryWorld) -> None:
+    config = make_config(tmp_path, sync={"batch_size": 10, "breaker_failures": 2, "breaker_reset": "200ms",
+                                         "retry_deadline": "100ms"})
+    state = StateStore(tmp_path / "state.db")
+    _seed(config, world, 50)
+    engine = _engine(config, state, world)
+    engine.run_once()
+    gcs = world.adapter(config, GCS)
+    gcs.down = True
+    _seed(config, world, 40, start=50)
+    report = engine.run_once()
+    lanes = report.datasets["customers"].lanes
+    assert lanes[COSMOS].converged and not lanes[GCS].converged
+    assert lanes[GCS].breaker == "open" and lanes[GCS].errors == 2
+    assert "unreachable" in (lanes[GCS].last_error or "")
+    assert live(world.adapter(config, COSMOS)) == live(world.adapter(config, PRIMARY))
+    skipped = engine.run_once()                                # breaker still open: lane skipped, others run
+    assert skipped.datasets["customers"].lanes[GCS].breaker == "open"
+    assert state.lanes.get("customers", GCS).offset == 50, "the failed lane keeps its place"
+    gcs.down = False
+    time.sleep(0.25)                                           # breaker half-opens
+    healed = engine.run_once()
+    assert healed.ok and healed.datasets["customers"].lanes[GCS].applied == 40
+    _assert_converged(config, world)
+
+
+def test_rejected_records_are_quarantined_without_values_and_the_lane_goes_on(tmp_path: Path,
+                                                                            world: MemoryWorld) -> None:
+    config = make_config(tmp_path)
+    state = StateStore(tmp_path / "state.db")
+    world.adapter(config, GCS).reject_field = "ssn"
+    _seed(config, world, 10)
+    _seed(config, world, 2, start=10, ssn="123-45-6789")
+    report = _engine(config, state, world).run_once()
+    lane = report.datasets["customers"].lanes[GCS]
+    assert lane.rejected == lane.quarantined == 2 and lane.applied == 10 and lane.converged
+    rows = state.journal.quarantined("customers")
+    assert {r["key_id"] for r in rows} == {"c00010", "c00011"}
+    assert all(r["rule"] == "test-reject" and r["field"] == "ssn" and "123-45" not in r["message"] for r in rows)
+
+
+class _NoGcsForVip:
+    def route(self, dataset, record, replicas):  # type: ignore[no-untyped-def]
+        if isinstance(record.body, dict) and record.body.get("tier") == 2:
+            return RouteDecision(send={r: record for r in replicas if r != GCS},
+                                 withheld={GCS: Withheld("residency", "tier 2 stays out of gcs")} if GCS in replicas else {})
+        return RouteDecision(send={r: record for r in replicas})
+
+
+def test_router_withholds_records_from_a_replica(tmp_path: Path, world: MemoryWorld) -> None:
+    config = make_config(tmp_path)
+    state = StateStore(tmp_path / "state.db")
+    _seed(config, world, 30)
+    report = SyncEngine(config, state, adapter_factory=world.factory, router=_NoGcsForVip()).run_once()
+    lanes = report.datasets["customers"].lanes
+    assert lanes[GCS].withheld == 10 and lanes[GCS].applied == 20 and lanes[COSMOS].applied == 30
+    assert len(live(world.adapter(config, GCS))) == 20
+
+
+def _concurrent_write_on_replica(config, world, replica: str, key_index: int, **fields):  # type: ignore[no-untyped-def]
+    """A version written at ``replica`` while it was primary (another origin, unseen by ours)."""
+    schema = config.datasets["customers"].key_schema()
+    rec = document(schema, customer(key_index, **fields)).stamped(Version(1, 0, replica))
+    world.adapter(config, replica).inner.apply_batch([rec])
+
+
+def test_concurrent_versions_are_logged_as_conflicts_and_lww_wins(tmp_path: Path, world: MemoryWorld) -> None:
+    config = make_config(tmp_path)
+    state = StateStore(tmp_path / "state.db")
+    _seed(config, world, 3)
+    _concurrent_write_on_replica(config, world, COSMOS, 1, note="written on cosmos")
+    report = _engine(config, state, world).run_once()
+    assert report.datasets["customers"].lanes[COSMOS].conflicts == 1
+    (row,) = state.journal.conflicts("customers")
+    assert row["key_id"] == "c00001" and row["resolver"] == "lww"
+    assert row["stored"]["v"].endswith(COSMOS) and row["winner"] == row["incoming"]["v"]
+    _assert_converged(config, world)
+
+
+def merge_notes(stored: dict, incoming: dict) -> dict:
+    """Test merge function: incoming wins but keeps the stored note."""
+    return {**incoming, "note": stored.get("note")}
+
+
+def test_merge_resolver_converges_every_store_on_the_merged_body(tmp_path: Path, world: MemoryWorld) -> None:
+    config = make_config(tmp_path, conflict={"resolver": "merge",
+                                             "function": "tests.test_sync_engine:merge_notes"})
+    state = StateStore(tmp_path / "state.db")
+    _seed(config, world, 3)
+    _concurrent_write_on_replica(config, world, COSMOS, 1, note="written on cosmos")
+    engine = _engine(config, state, world)
+    report = engine.run_once()
+    assert report.datasets["customers"].lanes[COSMOS].merged == 1
+    key = document(config.datasets["customers"].key_schema(), customer(1)).key
+    for replica in (PRIMARY, COSMOS, GCS):
+        body = world.adapter(config, replica).read(key).body
+        assert body["note"] == "written on cosmos" and body["name"] == "customer 1", replica
+    assert engine.run_once().datasets["customers"].captured == 0, "the merge written to the primary is no echo"
+    assert digests(world.adapter(config, COSMOS)) == digests(world.adapter(config, GCS))
+
+
+def test_deletes_are_not_resurrected_by_a_late_replica_within_retention(tmp_path: Path,
+                                                                        world: MemoryWorld) -> None:
+    config = make_config(tmp_path, sync={"breaker_failures": 1, "breaker_reset": "50ms",
+                                         "retry_deadline": "50ms"})
+    state = StateStore(tmp_path / "state.db")
+    records = _seed(config, world, 5)
+    engine = _engine(config, state, world)
+    engine.run_once()
+    gcs, cosmos = world.adapter(config, GCS), world.adapter(config, COSMOS)
+    old_version = gcs.read(records[0].key)
+    gcs.down = True                                            # gcs misses the delete
+    world.adapter(config, PRIMARY).delete_native([records[0].key])
+    report = engine.run_once()
+    assert report.datasets["customers"].purged == 0, "the purge ran, but nothing is past retention"
+    assert cosmos.read(records[0].key).tombstone, "the tombstone is kept within retention"
+    # the late replica's old live version reaching cosmos (a repair, a lagging path) is stale
+    (result,) = cosmos.apply_batch([old_version])
+    assert result.outcome.value == "stale"
+    gcs.down = False
+    time.sleep(0.1)                                            # breaker half-opens
+    assert engine.run_once().ok
+    assert gcs.read(records[0].key).tombstone
+    assert digests(gcs) == digests(cosmos)
+
+
+def test_tombstones_older_than_retention_are_purged(tmp_path: Path, world: MemoryWorld) -> None:
+    config = make_config(tmp_path, sync={"tombstone_retention": "2s", "max_replica_outage": "1s"})
+    state = StateStore(tmp_path / "state.db")
+    records = _seed(config, world, 4)
+    world.adapter(config, PRIMARY).delete_native([records[0].key])
+    first = _engine(config, state, world).run_once()
+    assert first.datasets["customers"].purged == 0
+    time.sleep(2.1)
+    state.set_meta("unused", "x")
+    with state.transaction() as conn:                          # make the purge due now
+        conn.execute("UPDATE datasets SET last_purge_at=0 WHERE dataset='customers'")
+    second = _engine(config, state, world).run_once()
+    assert second.datasets["customers"].purged == 2            # the tombstone at cosmos and at gcs
+    assert records[0].key.id not in digests(world.adapter(config, COSMOS))
+
+
+def test_deadline_fails_the_pass_with_checkpoints_intact(tmp_path: Path, world: MemoryWorld) -> None:
+    config = make_config(tmp_path, sync={"batch_size": 5, "max_in_flight": 1, "deadline": "1ms"})
+    state = StateStore(tmp_path / "state.db")
+    _seed(config, world, 200)
+    with pytest.raises(SyncDeadlineExceeded) as err:
+        _engine(config, state, world).run_once()
+    assert "deadline" in str(err.value) and err.value.report is not None
+    offsets = {r: state.lanes.get("customers", r).offset for r in (COSMOS, GCS)}
+    assert max(offsets.values()) < 200
+    report = _engine(make_config(tmp_path, sync={"batch_size": 50}), state, world).run_once()
+    assert report.ok
+    _assert_converged(config, world)
+    assert state.log.totals("customers")["captured_total"] == 200
+
+
+def test_status_reports_lag_and_errors_per_lane(tmp_path: Path, world: MemoryWorld) -> None:
+    from mcrepl.orchestrator.sync.status import lane_status
+    config = make_config(tmp_path, sync={"breaker_failures": 1, "retry_deadline": "50ms"})
+    state = StateStore(tmp_path / "state.db")
+    _seed(config, world, 25)
+    world.adapter(config, GCS).down = True
+    _engine(config, state, world).run_once()
+    rows = {r["replica"]: r for r in lane_status(config, state)}
+    assert rows[COSMOS]["lag_changes"] == 0 and rows[COSMOS]["lag_seconds"] == 0.0
+    assert rows[GCS]["lag_changes"] == 25 and rows[GCS]["lag_seconds"] >= 0.0
+    assert rows[GCS]["breaker"] == "open" and "unreachable" in rows[GCS]["last_error"]
+    assert rows[COSMOS]["last_checkpoint"] is not None and rows[GCS]["last_checkpoint"] is None
+
+
+def test_metrics_and_audit_trail_record_every_batch(tmp_path: Path, world: MemoryWorld) -> None:
+    from mcrepl.orchestrator.observability.audit import AuditTrail
+    from mcrepl.orchestrator.observability.metrics import SyncMetrics
+    config = make_config(tmp_path, sync={"batch_size": 10, "breaker_failures": 1, "retry_deadline": "50ms"})
+    state = StateStore(tmp_path / "state.db")
+    metrics, audit = SyncMetrics(), AuditTrail(tmp_path / "audit.jsonl")
+    _seed(config, world, 25, ssn="x")
+    world.adapter(config, GCS).reject_field = "ssn"
+    _engine(config, state, world, metrics=metrics, audit=audit).run_once()
+    assert metrics.value("mcrepl_changes_total", dataset="customers", replica=COSMOS, outcome="applied") == 25
+    assert metrics.value("mcrepl_changes_total", dataset="customers", replica=GCS, outcome="quarantined") == 25
+    assert metrics.value("mcrepl_replica_lag_changes", dataset="customers", replica=GCS) == 0
+    entries = list(audit.entries())
+    assert entries[0]["kind"] == "config" and len(entries[0]["payload"]["sha256"]) == 64
+    batches = [e["payload"] for e in entries if e["kind"] == "batch"]
+    assert sum(b["applied"] for b in batches if b["replica"] == COSMOS) == 25 and len(batches) == 6
+    assert "x" not in {str(v) for b in batches for v in b.values()}, "audit entries hold counts, not values"
+    assert audit.verify().ok
+    _engine(config, state, world, metrics=metrics, audit=audit).run_once()
+    assert [e["kind"] for e in audit.entries()].count("config") == 1, "an unchanged config is audited once"
