@@ -2,39 +2,17 @@
 
 Versions in succession (one vector dominates) are not conflicts: the newer wins. For
 concurrent versions the dataset's resolver decides: last-writer-wins by version (HLC,
-then origin as the deterministic tie-break), or a merge function named in the config
-(``conflict: {resolver: merge, function: "package.module:callable"}``) that receives
-both bodies and returns the merged one.
+then origin as the deterministic tie-break), or the merge function named in the config,
+applied exactly as the sync engine applies it (:mod:`mcrepl.orchestrator.sync.merge`).
 """
 
 from __future__ import annotations
 
-import importlib
 from dataclasses import dataclass
-from functools import lru_cache
-from typing import Any, Callable
+from typing import Callable
 
-from mcrepl.adapters.base import ConfigError, Record, Version, vectors_concurrent
-
-MergeFunction = Callable[[Any, Any], Any]
-
-
-@lru_cache(maxsize=32)
-def load_merge(spec: str) -> MergeFunction:
-    """Import ``package.module:callable``, with an error that names the spec and the fix."""
-    module_name, _, attr = spec.partition(":")
-    if not module_name or not attr:
-        raise ConfigError(f"merge function {spec!r} is not 'package.module:callable'",
-                          path="datasets.*.conflict.function", fix="write it as package.module:callable")
-    try:
-        fn = getattr(importlib.import_module(module_name), attr)
-    except (ImportError, AttributeError) as exc:
-        raise ConfigError(f"merge function {spec!r} cannot be imported ({exc})",
-                          path="datasets.*.conflict.function",
-                          fix="check the module is importable from where mcrepl runs") from exc
-    if not callable(fn):
-        raise ConfigError(f"merge function {spec!r} is not callable", path="datasets.*.conflict.function")
-    return fn
+from mcrepl.adapters.base import Record, ReplicaTarget, Version, vectors_concurrent
+from mcrepl.orchestrator.sync.merge import MergeFunction, merged_record
 
 
 @dataclass(frozen=True)
@@ -46,23 +24,19 @@ class Resolution:
     merged: bool = False
 
 
-def resolve(a: Record, b: Record, *, merge: str | None = None,
+def resolve(a: Record, b: Record, *, merge: MergeFunction | None = None, target: ReplicaTarget | None = None,
             next_version: Callable[[], Version] | None = None) -> Resolution:
     """Resolve two stamped versions of one key.
 
-    With ``merge`` set and concurrent versions, the merge function builds a new body,
-    stamped with ``next_version()`` and the union of both vectors, so it dominates both.
+    With ``merge`` set and concurrent live versions, the merge function builds a new body
+    stamped with ``next_version()`` and a vector that has seen both, so it dominates both.
     """
     assert a.meta is not None and b.meta is not None, "resolve needs stamped records"
     concurrent = vectors_concurrent(a.meta.vector, b.meta.vector)
     newer, older = (a, b) if a.meta.version >= b.meta.version else (b, a)
     if not concurrent or merge is None or a.tombstone or b.tombstone:
         return Resolution(newer, concurrent)
-    if next_version is None:
-        raise ValueError("a merge needs next_version to stamp the merged record")
-    body = load_merge(merge)(older.body, newer.body)
-    vector = dict(a.meta.vector)
-    for origin, token in b.meta.vector.items():
-        vector[origin] = max(vector.get(origin, ""), token)
-    merged = Record(newer.key, body).stamped(next_version(), vector, epoch=newer.meta.epoch)
+    if next_version is None or target is None:
+        raise ValueError("a merge needs the dataset's target and next_version to stamp the merged record")
+    merged = merged_record(merge, target, older, newer, next_version(), newer.meta.epoch)
     return Resolution(merged, True, merged=True)

@@ -14,7 +14,7 @@ from typing import Callable, Generic, Sequence, TypeVar
 
 from .errors import AdapterError, RecordError
 from .interface import ApplyOutcome, ApplyResult, ReplicaTarget, conflict_between, decide, rejected
-from .record import Record, ReplicationMeta, meta_if_valid
+from .record import Record, RecordKey, ReplicationMeta, meta_if_valid
 
 Token = TypeVar("Token")
 
@@ -68,6 +68,11 @@ def apply_each(target: ReplicaTarget, records: Sequence[Record],
                apply: Callable[[Record], ApplyResult], workers: int = 8) -> list[ApplyResult]:
     """Run ``apply`` over ``records`` concurrently, results in input order.
 
+    Records of one key never run at the same time: they go in rounds (the first record
+    of every key, then the second, …) so a batch holding v1, v2, v3 of a key applies
+    them in batch order and reports each as a store would, exactly as one-at-a-time
+    delivery would. Different keys run concurrently.
+
     A :class:`RecordError` for one record becomes its ``REJECTED`` result and the rest
     of the batch still lands; any other error propagates after the batch settles, so
     the caller (and its retry) sees the failure instead of a silent gap.
@@ -80,6 +85,23 @@ def apply_each(target: ReplicaTarget, records: Sequence[Record],
 
     if len(records) <= 1 or workers <= 1:
         return [one(r) for r in records]
+    results: list[ApplyResult | None] = [None] * len(records)
     with ThreadPoolExecutor(max_workers=min(workers, len(records)),
                             thread_name_prefix=f"apply-{target.provider}") as pool:
-        return list(pool.map(one, records))
+        for round_ in rounds_by_key(records):
+            for i, result in zip(round_, pool.map(one, [records[i] for i in round_])):
+                results[i] = result
+    return [r for r in results if r is not None]
+
+
+def rounds_by_key(records: Sequence[Record]) -> list[list[int]]:
+    """Record indexes split into rounds holding at most one record per key, in batch order."""
+    rounds: list[list[int]] = []
+    seen: dict[RecordKey, int] = {}
+    for i, record in enumerate(records):
+        k = seen.get(record.key, 0)
+        seen[record.key] = k + 1
+        if k == len(rounds):
+            rounds.append([])
+        rounds[k].append(i)
+    return rounds

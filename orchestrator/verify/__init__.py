@@ -17,6 +17,7 @@ from mcrepl.adapters import open_adapter
 from mcrepl.adapters.base import ConfigError, ReplicaAdapter
 from mcrepl.orchestrator.config import McreplConfig
 from mcrepl.orchestrator.hlc import HybridLogicalClock
+from mcrepl.orchestrator.sync.merge import load_merge_function
 
 from .alerts import breaches, send_alert
 from .compare import Divergence, DivergenceKind, diff
@@ -84,7 +85,8 @@ def plan_dataset_repair(config: McreplConfig, dataset: str, report: VerifyReport
                         clock: HybridLogicalClock | None = None) -> RepairPlan:
     """The repair plan for a verify report, resolved with the dataset's conflict rules."""
     ds = config.datasets[dataset]
-    merge = ds.conflict.function if ds.conflict.resolver == "merge" else None
+    merge = (load_merge_function(ds.conflict.function or "", dataset)
+             if ds.conflict.resolver == "merge" else None)
     return plan_repair(report, adapters, ds.key_schema(), blob_dataset=ds.kind == "blob", merge=merge,
                        clock=clock)
 

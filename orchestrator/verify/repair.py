@@ -15,10 +15,11 @@ from collections import defaultdict
 from dataclasses import dataclass, field
 from typing import Callable, Mapping
 
-from mcrepl.adapters.base import (ApplyOutcome, KeySchema, Record, RecordKey, ReplicaAdapter, meta_if_valid,
-                                  tombstone_of)
+from mcrepl.adapters.base import (ApplyOutcome, KeySchema, Record, RecordKey, ReplicaAdapter, ReplicaTarget,
+                                  meta_if_valid, tombstone_of)
 from mcrepl.orchestrator.hlc import HybridLogicalClock
 from mcrepl.orchestrator.resolver import resolve
+from mcrepl.orchestrator.sync.merge import MergeFunction
 
 from .report import VerifyReport
 
@@ -60,7 +61,7 @@ class RepairResult:
 
 
 def plan_repair(report: VerifyReport, adapters: Mapping[str, ReplicaAdapter], schema: KeySchema, *,
-                blob_dataset: bool, merge: str | None = None,
+                blob_dataset: bool, merge: MergeFunction | None = None,
                 clock: HybridLogicalClock | None = None) -> RepairPlan:
     """The writes that make every compared replica hold the resolved record of each divergent key."""
     clock = clock or HybridLogicalClock(report.reference)
@@ -70,7 +71,8 @@ def plan_repair(report: VerifyReport, adapters: Mapping[str, ReplicaAdapter], sc
     for key_id in keys:
         key = schema.parse_id(key_id)
         stored = {name: adapter.read(key) for name, adapter in adapters.items()}
-        winner = _resolve_key(report.reference, stored, schema, key, clock, blob_dataset, merge)
+        winner = _resolve_key(report.reference, stored, schema, key, clock, blob_dataset, merge,
+                              adapters[report.reference].target)
         if winner is None:
             continue
         for name, current in stored.items():
@@ -99,7 +101,8 @@ def _holds(current: Record | None, winner: Record) -> bool:
 
 
 def _resolve_key(reference: str, stored: Mapping[str, Record | None], schema: KeySchema, key: RecordKey,
-                 clock: HybridLogicalClock, blob_dataset: bool, merge: str | None) -> Record | None:
+                 clock: HybridLogicalClock, blob_dataset: bool, merge: MergeFunction | None,
+                 target: ReplicaTarget) -> Record | None:
     """The record every replica should hold for ``key``."""
     for rec in stored.values():
         if rec is not None and rec.meta is not None:
@@ -119,7 +122,7 @@ def _resolve_key(reference: str, stored: Mapping[str, Record | None], schema: Ke
     winner = ref
     for other in versioned:
         if other is not ref:
-            winner = resolve(winner, other, merge=merge, next_version=clock.tick).winner
+            winner = resolve(winner, other, merge=merge, target=target, next_version=clock.tick).winner
     return winner
 
 

@@ -1,0 +1,252 @@
+"""DynamoDB behind the replica interface: one table per dataset per region.
+
+Each item is the record's body in native DynamoDB types plus the reserved ``_mcrepl``
+map (see :mod:`.wire`). Apply needs no read: every record is one conditional
+``PutItem`` whose condition compares version tokens inside DynamoDB
+(``attribute_not_exists(#m) OR #m.#v < :v``); the item returned with a failed condition
+tells a replay (same token) from a stale write, and the item returned on success is the
+version just overwritten, checked for a concurrent vector (a conflict).
+"""
+
+from __future__ import annotations
+
+import random
+import time
+from collections.abc import Iterator, Sequence
+from concurrent.futures import ThreadPoolExecutor
+from functools import partial
+from typing import Any
+
+from ..base.conditional import apply_each
+from ..base.errors import AdapterError, RecordError
+from ..base.interface import (
+    ApplyOutcome,
+    ApplyResult,
+    Capabilities,
+    ChangePage,
+    Cursor,
+    Digest,
+    ReplicaAdapter,
+    ReplicaTarget,
+    conflict_between,
+    decide,
+)
+from ..base.record import Record, RecordKey, ReplicationMeta, meta_if_valid
+from .capture import capture, current_position
+from .clients import DynamoDBClients
+from .errors import error_code, error_item
+from .tables import drop_table, ensure_table
+from .wire import META_ATTR, Item, decode_item, decode_meta, encode_item, encode_key
+
+_NEWER = "attribute_not_exists(#m) OR #m.#v < :v"
+_UNCHANGED_META = "#m = :old"          # overwrite exactly the native-edited state we read
+_SCAN_SEGMENTS = 4
+_BATCH_WRITE_MAX = 25
+_APPLY_ATTEMPTS = 8
+
+
+class DynamoDBAdapter(ReplicaAdapter):
+    """One DynamoDB table (``target.resource``) in ``target.region``.
+
+    ``target.options``: ``endpoint`` (None for AWS), ``profile``, ``table_prefix`` and
+    ``local`` (dummy credentials for the local stack). Clients are created on first use,
+    so an adapter can be built cheaply from a picklable target anywhere.
+    """
+
+    capabilities = Capabilities(incremental_capture=True, transactional_batch=True,
+                                max_record_bytes=400 * 1024, capture_sees_deletes=True)
+
+    def __init__(self, target: ReplicaTarget, workers: int = 8) -> None:
+        super().__init__(target)
+        self.workers = workers
+        self.clients = DynamoDBClients(target, max_connections=max(10, 2 * workers))
+
+    # --- lifecycle ---------------------------------------------------------------------------
+
+    def ensure_ready(self) -> None:
+        """Create the table (on-demand, stream with both images) or check the existing one."""
+        ensure_table(self.clients, self.target)
+
+    def drop(self) -> None:
+        """Delete the table (tests and ``local down``); an absent table is not an error."""
+        drop_table(self.clients, self.target)
+
+    def close(self) -> None:
+        """Close the boto3 clients; they are rebuilt if the adapter is used again."""
+        self.clients.close()
+
+    # --- capture -------------------------------------------------------------------------------
+
+    def capture_changes(self, cursor: Cursor | None, limit: int = 500) -> ChangePage:
+        """Scan first (``cursor=None``), then the stream; see :mod:`.capture` for the guarantees."""
+        return capture(self.clients, self.target, cursor, limit)
+
+    def current_cursor(self) -> Cursor:
+        """A stream cursor after every record the stream holds (cost grows with the stream)."""
+        return current_position(self.clients, self.target)
+
+    # --- apply -----------------------------------------------------------------------------------
+
+    def apply_batch(self, records: Sequence[Record]) -> list[ApplyResult]:
+        """One conditional ``PutItem`` per record, ``workers`` at a time; results in input order.
+
+        Records of one key are applied in batch order (the k-th record of every key goes
+        in round k), so a batch carrying a key's successive versions reports each as
+        applied, exactly as delivering them one by one would; distinct keys run concurrently.
+        """
+        return apply_each(self.target, records, self._apply_one, workers=self.workers)
+
+    def _apply_one(self, record: Record) -> ApplyResult:
+        if record.meta is None:
+            raise RecordError("unstamped", "apply_batch needs records stamped with a version")
+        item = encode_item(record, self.target.key_schema, self.target.kind)
+        condition, values = _NEWER, {":v": {"S": record.meta.version.token}}
+        for _ in range(_APPLY_ATTEMPTS):
+            landed, old_item = self._put_if(record, item, condition, values)
+            old = decode_item(old_item, self.target.key_schema, self.target.kind) if old_item else None
+            stored = meta_if_valid(old) if old is not None else None
+            conflict = conflict_between(record.meta, stored)
+            if landed:
+                return ApplyResult(record.key, ApplyOutcome.APPLIED, conflict, existing=old)
+            outcome = decide(record.meta, stored)
+            if outcome is not ApplyOutcome.APPLIED:
+                return ApplyResult(record.key, outcome, conflict, existing=old)
+            # the stored item's metadata no longer describes its body (an application edited
+            # it in place): it counts as unversioned, so overwrite exactly what we read
+            if old_item is None or META_ATTR not in old_item:
+                condition, values = _NEWER, {":v": {"S": record.meta.version.token}}
+            else:
+                condition, values = _UNCHANGED_META, {":old": old_item[META_ATTR]}
+        raise AdapterError("conditional write kept losing races with concurrent writers", retryable=True,
+                           provider="dynamodb", replica=self.target.replica, dataset=self.target.dataset,
+                           operation="apply_batch", key=record.key.id)
+
+    def _put_if(self, record: Record, item: Item, condition: str,
+                values: dict[str, Any]) -> tuple[bool, Item | None]:
+        """(landed, the item as it was): the item before the write, or the one that blocked it."""
+        names = {"#m": META_ATTR} | ({"#v": "v"} if "#v" in condition else {})
+
+        def put() -> tuple[bool, Item | None]:
+            try:
+                resp = self.clients.table.put_item(
+                    TableName=self.target.resource, Item=item, ConditionExpression=condition,
+                    ExpressionAttributeNames=names, ExpressionAttributeValues=values,
+                    ReturnValues="ALL_OLD", ReturnValuesOnConditionCheckFailure="ALL_OLD")
+            except Exception as exc:
+                if error_code(exc) == "ConditionalCheckFailedException":
+                    return False, error_item(exc)
+                raise
+            return True, resp.get("Attributes") or None
+        return self.clients.guard("put_item", put, key=record.key.id)
+
+    # --- reads -----------------------------------------------------------------------------------
+
+    def read(self, key: RecordKey) -> Record | None:
+        """The stored record with its metadata as stored (consistent read)."""
+        resp = self.clients.guard("get_item", lambda: self.clients.table.get_item(
+            TableName=self.target.resource, Key=encode_key(key, self.target.key_schema),
+            ConsistentRead=True), key=key.id)
+        item = resp.get("Item")
+        return decode_item(item, self.target.key_schema, self.target.kind) if item else None
+
+    def list_digests(self) -> Iterator[Digest]:
+        """Digests from a parallel scan (``_SCAN_SEGMENTS`` segments, one page each in flight)."""
+        for item in self._parallel_scan():
+            record = decode_item(item, self.target.key_schema, self.target.kind)
+            meta = meta_if_valid(record)
+            if meta is not None:
+                yield Digest(record.key.id, meta.version.token, meta.comparable_hash, meta.tombstone)
+            else:
+                yield Digest(record.key.id, None, record.digest_hash(False), False)
+
+    def _parallel_scan(self, **extra: Any) -> Iterator[Item]:
+        """Every item, read by parallel scan segments; memory stays at one page per segment."""
+        last: dict[int, Any] = {seg: None for seg in range(_SCAN_SEGMENTS)}
+
+        def page(seg: int) -> tuple[int, dict[str, Any]]:
+            kwargs: dict[str, Any] = {"TableName": self.target.resource, "Segment": seg,
+                                      "TotalSegments": _SCAN_SEGMENTS, "ConsistentRead": True, **extra}
+            if last[seg] is not None:
+                kwargs["ExclusiveStartKey"] = last[seg]
+            return seg, self.clients.guard("scan", lambda: self.clients.table.scan(**kwargs))
+
+        with ThreadPoolExecutor(max_workers=_SCAN_SEGMENTS, thread_name_prefix="scan-dynamodb") as pool:
+            active = list(last)
+            while active:
+                results = list(pool.map(page, active))
+                active = []
+                for seg, resp in results:
+                    yield from resp.get("Items", [])
+                    last[seg] = resp.get("LastEvaluatedKey")
+                    if last[seg] is not None:
+                        active.append(seg)
+
+    # --- native writes -------------------------------------------------------------------------
+
+    def write_native(self, records: Sequence[Record]) -> None:
+        """Plain ``BatchWriteItem`` puts, no ``_mcrepl``; a key written twice keeps its last body."""
+        latest: dict[RecordKey, Item] = {}
+        for record in records:
+            item = encode_item(record, self.target.key_schema, self.target.kind, with_meta=False)
+            latest.pop(record.key, None)
+            latest[record.key] = item
+        self._batch_write([{"PutRequest": {"Item": item}} for item in latest.values()])
+
+    def delete_native(self, keys: Sequence[RecordKey]) -> None:
+        """Plain ``BatchWriteItem`` deletes (physical, no tombstone)."""
+        unique = list(dict.fromkeys(keys))
+        self._batch_write([{"DeleteRequest": {"Key": encode_key(k, self.target.key_schema)}}
+                           for k in unique])
+
+    def _batch_write(self, requests: list[dict[str, Any]]) -> None:
+        """Write in chunks of 25, re-sending ``UnprocessedItems`` with jittered backoff."""
+        for start in range(0, len(requests), _BATCH_WRITE_MAX):
+            pending = requests[start:start + _BATCH_WRITE_MAX]
+            delay = 0.05
+            deadline = time.monotonic() + self.clients.policy.deadline_s
+            while pending:
+                batch = {self.target.resource: pending}
+                resp = self.clients.guard("batch_write_item",
+                                          partial(self.clients.table.batch_write_item,
+                                                  RequestItems=batch))
+                pending = resp.get("UnprocessedItems", {}).get(self.target.resource, [])
+                if pending:
+                    if time.monotonic() > deadline:
+                        raise AdapterError(f"DynamoDB left {len(pending)} writes unprocessed until the "
+                                           "retry deadline (throttled)", retryable=True,
+                                           provider="dynamodb", replica=self.target.replica,
+                                           dataset=self.target.dataset, operation="batch_write_item")
+                    time.sleep(random.uniform(0, delay))
+                    delay = min(delay * 2, self.clients.policy.max_backoff_s)
+
+    # --- tombstones ----------------------------------------------------------------------------
+
+    def purge_tombstones(self, older_than_ms: int) -> int:
+        """Delete tombstones older than ``older_than_ms``, each only if its version is unchanged."""
+        removed = 0
+        names = {"#m": META_ATTR, "#t": "t"}
+        for item in self._parallel_scan(FilterExpression="#m.#t = :true",
+                                        ExpressionAttributeNames=names,
+                                        ExpressionAttributeValues={":true": {"BOOL": True}}):
+            meta = decode_meta(item.get(META_ATTR))
+            if meta is None or not meta.tombstone or meta.version.wall_ms >= older_than_ms:
+                continue
+            removed += self._delete_if_version(item, meta)
+        return removed
+
+    def _delete_if_version(self, item: Item, meta: ReplicationMeta) -> int:
+        key = {a.name: item[a.name] for a in self.target.key_schema.attributes}
+
+        def delete() -> int:
+            try:
+                self.clients.table.delete_item(
+                    TableName=self.target.resource, Key=key, ConditionExpression="#m.#v = :v",
+                    ExpressionAttributeNames={"#m": META_ATTR, "#v": "v"},
+                    ExpressionAttributeValues={":v": {"S": meta.version.token}})
+            except Exception as exc:
+                if error_code(exc) == "ConditionalCheckFailedException":
+                    return 0                 # a newer version landed since the scan: keep it
+                raise
+            return 1
+        return self.clients.guard("delete_item", delete)
+

@@ -1,0 +1,118 @@
+"""boto3 clients for one target, and the guarded call every SDK request goes through.
+
+Credentials: a local endpoint (the local stack, or any loopback address) gets dummy
+keys, so tests and demos never read the user's real AWS credentials; otherwise a boto3
+``Session`` resolves them from the standard chain (the configured profile if any).
+Nothing here logs or stores a secret. botocore's own retries are switched off so that
+:func:`mcrepl.adapters.base.retry.call_with_retry` is the one retry policy.
+"""
+
+from __future__ import annotations
+
+import os
+import threading
+from collections.abc import Callable
+from typing import Any, TypeVar
+from urllib.parse import urlparse
+
+import boto3
+import botocore.session
+from botocore.config import Config
+
+from ..base.interface import ReplicaTarget
+from ..base.retry import DEFAULT_POLICY, RetryPolicy, call_with_retry
+from .errors import is_sdk_error, translate
+
+T = TypeVar("T")
+
+_LOOPBACK = {"127.0.0.1", "localhost", "::1", "[::1]"}
+_DUMMY = "testing"
+
+
+def is_local(options: dict[str, Any]) -> bool:
+    """True when the endpoint is an emulator on this machine (dummy credentials are used)."""
+    endpoint = options.get("endpoint")
+    if options.get("local"):
+        return True
+    return bool(endpoint) and (urlparse(str(endpoint)).hostname or "") in _LOOPBACK
+
+
+def _isolated_botocore_session() -> botocore.session.Session:
+    """A botocore session that reads no AWS profile, config or credentials file, nor AWS_PROFILE.
+
+    Explicit dummy keys alone are not enough: botocore still resolves ``AWS_PROFILE``
+    and fails when it names a profile this machine doesn't have.
+    """
+    return botocore.session.Session(session_vars={
+        "profile": (None, None, None, None),
+        "config_file": (None, None, os.devnull, None),
+        "credentials_file": (None, None, os.devnull, None),
+    })
+
+
+class DynamoDBClients:
+    """Thread-safe boto3 clients (DynamoDB and DynamoDB Streams) for one target, made lazily.
+
+    boto3 *clients* are thread-safe; sessions are not, so each instance builds its
+    session once under a lock.
+    """
+
+    def __init__(self, target: ReplicaTarget, policy: RetryPolicy = DEFAULT_POLICY,
+                 max_connections: int = 16) -> None:
+        self.target = target
+        self.policy = policy
+        self._max_connections = max_connections
+        self._lock = threading.Lock()
+        self._table: Any = None
+        self._streams: Any = None
+
+    def _build(self) -> None:
+        opts = dict(self.target.options)
+        config = Config(retries={"total_max_attempts": 1}, max_pool_connections=self._max_connections,
+                        connect_timeout=5, read_timeout=30)
+        if is_local(opts):
+            session = boto3.session.Session(aws_access_key_id=_DUMMY, aws_secret_access_key=_DUMMY,
+                                            region_name=self.target.region,
+                                            botocore_session=_isolated_botocore_session())
+        else:
+            session = boto3.session.Session(profile_name=opts.get("profile") or None,
+                                            region_name=self.target.region)
+        endpoint = opts.get("endpoint") or None
+        self._table = session.client("dynamodb", endpoint_url=endpoint, config=config)
+        self._streams = session.client("dynamodbstreams", endpoint_url=endpoint, config=config)
+
+    @property
+    def table(self) -> Any:
+        """The ``dynamodb`` client."""
+        if self._table is None:
+            with self._lock:
+                if self._table is None:
+                    self.guard("connect", self._build)
+        return self._table
+
+    @property
+    def streams(self) -> Any:
+        """The ``dynamodbstreams`` client."""
+        if self._streams is None:
+            _ = self.table
+        return self._streams
+
+    def guard(self, operation: str, fn: Callable[[], T], *, key: str | None = None) -> T:
+        """Run one SDK call under the retry policy, translating botocore errors into mcrepl's."""
+        def attempt() -> T:
+            try:
+                return fn()
+            except Exception as exc:
+                if not is_sdk_error(exc):
+                    raise
+                raise translate(exc, replica=self.target.replica, dataset=self.target.dataset,
+                                operation=operation, key=key, resource=self.target.resource) from exc
+        return call_with_retry(attempt, self.policy)
+
+    def close(self) -> None:
+        """Close the clients' connection pools."""
+        with self._lock:
+            for client in (self._table, self._streams):
+                if client is not None:
+                    client.close()
+            self._table = self._streams = None

@@ -1,0 +1,240 @@
+"""Reading a DynamoDB stream shard by shard, with a cursor of per-shard sequence numbers.
+
+Guarantees (what :mod:`.capture` builds on):
+
+* every record after the cursor is returned once: ``GetRecords`` is asked for at most
+  the records still wanted, and the cursor keeps the sequence number of the last record
+  returned per shard, so a restart resumes exactly after it (``AFTER_SEQUENCE_NUMBER``);
+* per-key order: a key's changes move to a child shard only when its parent closes, and
+  a child is read only after its parent is finished;
+* a position the stream can no longer serve (trimmed data, a vanished shard or stream,
+  an expired iterator) raises :class:`CursorUnusable`; the caller falls back to a full scan.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass, field
+from datetime import datetime
+from functools import partial
+from typing import Any
+
+from ..base.interface import Change, Cursor, DatasetKind
+from ..base.record import KeySchema, Record, meta_if_valid
+from .clients import DynamoDBClients
+from .errors import error_code
+from .wire import META_ATTR, decode_item, decode_key, decode_meta, key_body
+
+#: errors meaning "this stream position is gone", answered by a fresh full scan
+LOST_POSITION_CODES = frozenset({"TrimmedDataAccessException", "ExpiredIteratorException",
+                                 "ResourceNotFoundException"})
+_MAX_RECORDS_PER_CALL = 1000        # GetRecords' own upper limit
+_MAX_EMPTY_READS_CLOSED = 50        # a closed shard may answer empty pages before its end
+
+
+class CursorUnusable(Exception):
+    """The saved stream position can't be resumed; ``reason`` says why (for the log)."""
+
+    def __init__(self, reason: str) -> None:
+        super().__init__(reason)
+        self.reason = reason
+
+
+@dataclass(frozen=True)
+class Shard:
+    """One stream shard: its id, its parent's id and whether it is closed (has an end)."""
+
+    id: str
+    parent: str | None
+    closed: bool
+
+
+@dataclass
+class StreamPosition:
+    """Where capture stands in one stream: the last sequence number returned per shard.
+
+    ``shards[id] is None`` means "read from the shard's start"; ``finished`` lists
+    closed shards read to their end (dropped once the stream no longer lists them).
+    """
+
+    stream: str
+    shards: dict[str, str | None] = field(default_factory=dict)
+    finished: set[str] = field(default_factory=set)
+
+    def to_cursor(self) -> Cursor:
+        """The JSON-safe stream-phase cursor for this position."""
+        return {"phase": "stream", "stream": self.stream, "shards": dict(self.shards),
+                "finished": sorted(self.finished)}
+
+    @classmethod
+    def from_cursor(cls, cursor: Mapping[str, Any]) -> StreamPosition:
+        """Read a stream-phase cursor back; a malformed one is :class:`CursorUnusable`."""
+        try:
+            shards = {str(k): (str(v) if v is not None else None) for k, v in dict(cursor["shards"]).items()}
+            return cls(str(cursor["stream"]), shards, {str(s) for s in cursor.get("finished", [])})
+        except (KeyError, TypeError, ValueError) as exc:
+            raise CursorUnusable(f"the stream cursor is malformed ({type(exc).__name__})") from exc
+
+
+def _stream_call(clients: DynamoDBClients, operation: str, fn: Callable[[], Any]) -> Any:
+    """A guarded streams call where 'position lost' errors become :class:`CursorUnusable`."""
+    def attempt() -> Any:
+        try:
+            return fn()
+        except Exception as exc:
+            code = error_code(exc)
+            if code in LOST_POSITION_CODES:
+                raise CursorUnusable(f"{operation} answered {code}") from exc
+            raise
+    return clients.guard(operation, attempt)
+
+
+def list_shards(clients: DynamoDBClients, stream_arn: str) -> list[Shard]:
+    """Every shard the stream lists, parents before children."""
+    shards: list[Shard] = []
+    start: str | None = None
+    while True:
+        kwargs: dict[str, Any] = {"StreamArn": stream_arn}
+        if start:
+            kwargs["ExclusiveStartShardId"] = start
+        desc = _stream_call(clients, "describe_stream",
+                            partial(clients.streams.describe_stream, **kwargs))["StreamDescription"]
+        for s in desc.get("Shards", []):
+            shards.append(Shard(s["ShardId"], s.get("ParentShardId"),
+                                "EndingSequenceNumber" in s.get("SequenceNumberRange", {})))
+        start = desc.get("LastEvaluatedShardId")
+        if not start:
+            return _parents_first(shards)
+
+
+def _parents_first(shards: Sequence[Shard]) -> list[Shard]:
+    by_id = {s.id: s for s in shards}
+
+    def depth(s: Shard) -> int:
+        d, seen = 0, {s.id}
+        while s.parent in by_id and s.parent not in seen:
+            s = by_id[s.parent]
+            seen.add(s.id)
+            d += 1
+        return d
+    return sorted(shards, key=lambda s: (depth(s), s.id))
+
+
+def _iterator(clients: DynamoDBClients, arn: str, shard: str, after: str | None) -> str | None:
+    kwargs: dict[str, Any] = {"StreamArn": arn, "ShardId": shard}
+    if after is None:
+        kwargs["ShardIteratorType"] = "TRIM_HORIZON"
+    else:
+        kwargs |= {"ShardIteratorType": "AFTER_SEQUENCE_NUMBER", "SequenceNumber": after}
+    return _stream_call(clients, "get_shard_iterator",
+                        partial(clients.streams.get_shard_iterator, **kwargs)).get("ShardIterator")
+
+
+def read_shard(clients: DynamoDBClients, arn: str, shard: Shard, after: str | None,
+               limit: int) -> tuple[list[dict[str, Any]], bool]:
+    """Up to ``limit`` raw records after ``after``, and whether a closed shard was read to its end.
+
+    An open shard is read until it answers an empty page (its tip).
+    """
+    iterator = _iterator(clients, arn, shard.id, after)
+    records: list[dict[str, Any]] = []
+    empty_reads = 0
+    while iterator and len(records) < limit:
+        want = min(_MAX_RECORDS_PER_CALL, limit - len(records))
+        resp = _stream_call(clients, "get_records",
+                            partial(clients.streams.get_records, ShardIterator=iterator,
+                                    Limit=want))
+        batch = resp.get("Records", [])
+        records += batch
+        iterator = resp.get("NextShardIterator")
+        if batch:
+            empty_reads = 0
+            continue
+        empty_reads += 1
+        if not shard.closed or empty_reads >= _MAX_EMPTY_READS_CLOSED:
+            break
+    return records, iterator is None
+
+
+def read_changes(clients: DynamoDBClients, schema: KeySchema, kind: DatasetKind,
+                 pos: StreamPosition, limit: int) -> tuple[list[Change], StreamPosition, bool]:
+    """The next changes after ``pos`` (at most ``limit``), the position after them, and ``more``."""
+    shards = list_shards(clients, pos.stream)
+    known = {s.id for s in shards}
+    for sid, seq in pos.shards.items():
+        if sid not in known and seq is not None and sid not in pos.finished:
+            raise CursorUnusable(f"shard {sid} left the stream before it was read to its end "
+                                 "(its records were trimmed)")
+    new = StreamPosition(pos.stream, {s: q for s, q in pos.shards.items() if s in known},
+                         {s for s in pos.finished if s in known})
+    changes: list[Change] = []
+    more = False
+    for shard in shards:
+        if shard.id in new.finished:
+            continue
+        if shard.parent in known and shard.parent not in new.finished:
+            more = True                  # its parent still has records to give first
+            continue
+        remaining = limit - len(changes)
+        if remaining <= 0:
+            more = True
+            break
+        records, ended = read_shard(clients, pos.stream, shard, new.shards.get(shard.id), remaining)
+        if records:
+            new.shards[shard.id] = records[-1]["dynamodb"]["SequenceNumber"]
+        else:
+            new.shards.setdefault(shard.id, None)
+        changes += [c for c in (to_change(r, schema, kind) for r in records) if c is not None]
+        if ended:
+            new.finished.add(shard.id)
+            new.shards.pop(shard.id, None)
+        elif len(records) >= remaining:
+            more = True
+    return changes, new, more
+
+
+def position_at_end(clients: DynamoDBClients, stream_arn: str) -> StreamPosition:
+    """A position after every record the stream holds now (reads each shard to its end)."""
+    pos = StreamPosition(stream_arn)
+    for shard in list_shards(clients, stream_arn):
+        last: str | None = None
+        while True:
+            records, ended = read_shard(clients, stream_arn, shard, last, 10 * _MAX_RECORDS_PER_CALL)
+            if records:
+                last = records[-1]["dynamodb"]["SequenceNumber"]
+            if ended:
+                pos.finished.add(shard.id)
+                break
+            if not records:
+                pos.shards[shard.id] = last
+                break
+    return pos
+
+
+def to_change(raw: Mapping[str, Any], schema: KeySchema, kind: DatasetKind) -> Change | None:
+    """One stream record as a :class:`Change` (``None`` for the removal of a purged tombstone).
+
+    An item whose metadata no longer matches its body was written by an application
+    (``record.meta=None``); ``previous`` is the metadata the old image carried, so the
+    engine can extend that version's vector.
+    """
+    ddb = raw["dynamodb"]
+    observed = _millis(ddb.get("ApproximateCreationDateTime"))
+    old = ddb.get("OldImage")
+    previous = decode_meta(old.get(META_ATTR)) if old else None
+    if raw.get("eventName") == "REMOVE":
+        if previous is not None and previous.tombstone:
+            return None                  # purge_tombstones at work, not an application delete
+        key = decode_key(ddb["Keys"], schema)
+        return Change(Record(key, key_body(key, schema, kind), None), observed, previous,
+                      native_delete=True)
+    record = decode_item(ddb["NewImage"], schema, kind)
+    return Change(Record(record.key, record.body, meta_if_valid(record)), observed, previous)
+
+
+def _millis(value: Any) -> int | None:
+    if isinstance(value, datetime):
+        return int(value.timestamp() * 1000)
+    if isinstance(value, (int, float)):
+        return int(value * 1000)
+    return None
