@@ -40,7 +40,7 @@ Duration = timedelta
 
 
 class _Strict(BaseModel):
-    model_config = ConfigDict(extra="forbid", frozen=True)
+    model_config = ConfigDict(extra="forbid", frozen=True, ser_json_timedelta="float")
 
     @field_validator("*", mode="before")
     @classmethod
@@ -384,7 +384,7 @@ def load_config(path: str | Path) -> McreplConfig:
         raise ConfigError("the file must hold a mapping (datasets:, providers:, …)", file=str(path),
                           fix="start from examples/mcrepl.yaml")
     try:
-        return McreplConfig.model_validate(raw)
+        config = McreplConfig.model_validate(raw)
     except ValidationError as exc:
         problems = []
         for err in exc.errors():
@@ -395,3 +395,7 @@ def load_config(path: str | Path) -> McreplConfig:
             raise problems[0] from None
         listing = "\n  ".join(str(p) for p in problems)
         raise ConfigError(f"{len(problems)} problems in {path}:\n  {listing}") from None
+    # a relative state_dir belongs to the config file, not to wherever the command runs
+    if not Path(config.state_dir).is_absolute():
+        config = config.model_copy(update={"state_dir": str((path.parent / config.state_dir).resolve())})
+    return config

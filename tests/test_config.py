@@ -5,6 +5,7 @@ from __future__ import annotations
 from pathlib import Path
 
 import pytest
+import yaml
 
 from mcrepl.adapters.base import ConfigError
 from mcrepl.orchestrator.config import load_config, parse_duration
@@ -75,3 +76,14 @@ def test_durations() -> None:
     assert parse_duration("7d").days == 7
     with pytest.raises(ValueError):
         parse_duration("soon")
+
+
+def test_dumped_config_loads_back_unchanged(tmp_path: Path) -> None:
+    cfg = load_config(EXAMPLES / "mcrepl.yaml")
+    path = write(tmp_path, yaml.safe_dump(cfg.model_dump(mode="json")))
+    assert load_config(path) == cfg
+
+
+def test_relative_state_dir_belongs_to_the_config_file(tmp_path: Path) -> None:
+    body = "state_dir: st\ndatasets:\n  cc:\n    primary: dynamodb:x\n    replicas: [gcs:eu]\n    key: {partition: id}\n"
+    assert load_config(write(tmp_path, body)).state_dir == str(tmp_path / "st")

@@ -10,7 +10,7 @@ from __future__ import annotations
 import logging
 import time
 from dataclasses import dataclass
-from typing import Callable, TypeVar
+from typing import Callable, Mapping, TypeVar
 
 from tenacity import RetryCallState, Retrying, retry_if_exception, stop_after_delay, wait_random_exponential
 
@@ -30,6 +30,13 @@ class RetryPolicy:
 
 
 DEFAULT_POLICY = RetryPolicy()
+
+
+def policy_for(options: Mapping[str, object]) -> RetryPolicy:
+    """The retry policy a target asks for: ``options['retry_deadline_s']`` (set by the sync
+    engine from ``sync.retry_deadline``), else the default 60 s deadline."""
+    deadline = options.get("retry_deadline_s")
+    return RetryPolicy(deadline_s=float(deadline)) if deadline else DEFAULT_POLICY  # type: ignore[arg-type]
 _listeners: list[Callable[[AdapterError], None]] = []
 
 

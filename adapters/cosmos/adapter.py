@@ -42,6 +42,7 @@ from ..base.interface import (
     ReplicaTarget,
 )
 from ..base.record import Record, RecordKey, meta_if_valid
+from ..base.retry import policy_for
 from .auth import close_client, make_client
 from .capture import ChangeFeedCapture, TsWindowCapture
 from .errors import cosmos_call
@@ -92,6 +93,7 @@ class CosmosAdapter(ReplicaAdapter):
             incremental_capture=self._feed, transactional_batch=False,
             max_record_bytes=MAX_DOCUMENT_BYTES, capture_sees_deletes=False)
         self._database_name = str(target.options.get("database") or "mcrepl")
+        self._policy = policy_for(target.options)
         self._client: CosmosClient | None = None
         self._client_lock = threading.Lock()
         self._capture_lock = threading.Lock()
@@ -99,7 +101,7 @@ class CosmosAdapter(ReplicaAdapter):
     # --- plumbing ------------------------------------------------------------------------
 
     def _call(self, fn: Callable[[], T], operation: str, key: str | None = None) -> T:
-        return cosmos_call(fn, self.target, operation, key)
+        return cosmos_call(fn, self.target, operation, key, self._policy)
 
     @property
     def _cosmos(self) -> CosmosClient:

@@ -32,6 +32,7 @@ from ..base.interface import (
     decide,
 )
 from ..base.record import Record, RecordKey, ReplicationMeta, meta_if_valid
+from ..base.retry import policy_for
 from .capture import capture, current_position
 from .clients import DynamoDBClients
 from .errors import error_code, error_item
@@ -59,7 +60,7 @@ class DynamoDBAdapter(ReplicaAdapter):
     def __init__(self, target: ReplicaTarget, workers: int = 8) -> None:
         super().__init__(target)
         self.workers = workers
-        self.clients = DynamoDBClients(target, max_connections=max(10, 2 * workers))
+        self.clients = DynamoDBClients(target, policy_for(target.options), max_connections=max(10, 2 * workers))
 
     # --- lifecycle ---------------------------------------------------------------------------
 

@@ -18,7 +18,7 @@ from ..base.errors import NotFoundError, RecordError, UnavailableError
 from ..base.interface import (ApplyResult, Capabilities, Change, ChangePage, Cursor, Digest,
                               ReplicaAdapter, ReplicaTarget, conflict_between)
 from ..base.record import Record, RecordKey
-from ..base.retry import DEFAULT_POLICY, RetryPolicy
+from ..base.retry import RetryPolicy, policy_for
 from ..base.values import content_hash
 from . import wire
 from .bucket_io import BucketIO
@@ -44,9 +44,9 @@ class GCSAdapter(ReplicaAdapter):
     capabilities = Capabilities(incremental_capture=False, transactional_batch=False,
                                 max_record_bytes=wire.MAX_OBJECT_BYTES, capture_sees_deletes=True)
 
-    def __init__(self, target: ReplicaTarget, policy: RetryPolicy = DEFAULT_POLICY) -> None:
+    def __init__(self, target: ReplicaTarget, policy: RetryPolicy | None = None) -> None:
         super().__init__(target)
-        self.io = BucketIO(target, policy)
+        self.io = BucketIO(target, policy or policy_for(target.options))
         self._kind = target.kind
         self._schema = target.key_schema
         # the manifest behind the last cursor returned, so the usual next call (with that

@@ -6,6 +6,7 @@ Exit codes: 0 success, 1 the check found problems (divergence, violations), 2 ba
 
 from __future__ import annotations
 
+import json
 import os
 from contextlib import contextmanager
 from pathlib import Path
@@ -53,10 +54,21 @@ def load(path: Path) -> McreplConfig:
 
 
 def local_endpoints(config: McreplConfig) -> Mapping[str, str] | None:
-    """Endpoints of the running local stack when any provider is set to ``endpoint: local``."""
+    """Endpoints of the local stack when any provider is set to ``endpoint: local``.
+
+    ``$MCREPL_LOCAL_ENDPOINTS`` (a JSON object ``{"dynamodb": URL, ...}``) wins over the
+    file ``mcrepl local up`` writes: test fixtures and supervisors that started the
+    emulators themselves pass their endpoints this way.
+    """
     wants_local = any(getattr(config.providers, p).endpoint == "local" for p in ("dynamodb", "cosmos", "gcs"))
     if not wants_local:
         return None
+    if os.environ.get("MCREPL_LOCAL_ENDPOINTS"):
+        try:
+            return {str(k): str(v) for k, v in json.loads(os.environ["MCREPL_LOCAL_ENDPOINTS"]).items()}
+        except (ValueError, TypeError, AttributeError):
+            raise ConfigError("MCREPL_LOCAL_ENDPOINTS is not a JSON object of service → URL",
+                              fix='set it like {"dynamodb": "http://127.0.0.1:4566"}') from None
     from mcrepl.orchestrator.localstack import read_endpoints
     return read_endpoints()
 

@@ -1,29 +1,28 @@
 """``mcrepl sync``, ``mcrepl status``, ``mcrepl conflicts list``, ``mcrepl quarantine list``.
 
 Thin commands over :class:`mcrepl.orchestrator.sync.SyncEngine` and the state store.
-The state file is ``<state_dir>/state.db`` (``state_dir`` from the config, relative to
-the working directory). ``--namespace`` (or ``$MCREPL_NAMESPACE``) prefixes every table,
+The state file is ``<state_dir>/state.db`` (a relative ``state_dir`` is taken from the
+config file's folder). ``--namespace`` (or ``$MCREPL_NAMESPACE``) prefixes every table,
 container and bucket name so tests and benchmarks never collide with real data.
+
+Exit codes of ``sync --once``: 0 every lane converged, 2 bad input, 3 a lane did not
+converge (store unreachable, breaker open) or the deadline passed — checkpoints intact.
 """
 
 from __future__ import annotations
 
 import json
-import logging
-import os
 import signal
 import sys
 from datetime import datetime, timezone
 from pathlib import Path
-from typing import Any, Mapping, Optional
+from typing import Any, Optional
 
 import typer
 
-from mcrepl.adapters.base import ConfigError, McreplError
 
-log = logging.getLogger("mcrepl.cli.sync")
+from .common import EXIT_INPUT, EXIT_STORE, ConfigOption, cli_errors, fail, load, local_endpoints
 
-ConfigOpt = typer.Option(Path("mcrepl.yaml"), "--config", "-c", help="The mcrepl.yaml to use.")
 DatasetOpt = typer.Option(None, "--dataset", "-d", help="Only this dataset.")
 FormatOpt = typer.Option("table", "--format", "-f", help="table or json.")
 NamespaceOpt = typer.Option("", "--namespace", envvar="MCREPL_NAMESPACE",
@@ -35,100 +34,64 @@ def state_path(config: Any) -> Path:
     return Path(config.state_dir) / "state.db"
 
 
-def _load(config_file: Path) -> Any:
-    from mcrepl.orchestrator.config import load_config
-    return load_config(config_file)
-
-
-def _local_endpoints(config: Any) -> Mapping[str, str] | None:
-    """Endpoints of ``mcrepl local up`` when any provider says ``endpoint: local``.
-
-    ``$MCREPL_LOCAL_ENDPOINTS`` (a JSON object ``{"dynamodb": URL, ...}``) overrides the
-    running stack's file: test fixtures and external supervisors that started the
-    emulators themselves pass their endpoints this way.
-    """
-    if not any(getattr(config.providers, p).endpoint == "local" for p in ("dynamodb", "cosmos", "gcs")):
-        return None
-    if os.environ.get("MCREPL_LOCAL_ENDPOINTS"):
-        try:
-            return dict(json.loads(os.environ["MCREPL_LOCAL_ENDPOINTS"]))
-        except (ValueError, TypeError):
-            raise ConfigError("MCREPL_LOCAL_ENDPOINTS is not a JSON object of provider → URL",
-                              fix='set it like {"dynamodb": "http://127.0.0.1:4566"}') from None
-    try:
-        from mcrepl.orchestrator.localstack import read_endpoints
-    except ImportError:
-        raise ConfigError("the config uses 'endpoint: local' but the local stack module is not "
-                          "installed", fix="run 'mcrepl local up' from a full mcrepl install") from None
-    return read_endpoints()
-
-
-def _fail(exc: Exception, code: int = 1) -> None:
-    typer.secho(f"error: {exc}", fg=typer.colors.RED, err=True)
-    raise typer.Exit(code)
-
-
 def _when(ts: float | None) -> str:
     return datetime.fromtimestamp(ts, timezone.utc).strftime("%Y-%m-%d %H:%M:%SZ") if ts else "-"
 
 
 def _observability(config: Any, metrics_port: int | None, log_level: str) -> tuple[Any, Any]:
-    """Metrics, audit trail and redacting logs, each only if its module is installed."""
+    """Redacting logs, the audit trail, and metrics when a port is given."""
+    from mcrepl.orchestrator.observability.audit import AuditTrail, audit_path
+    from mcrepl.orchestrator.observability.logging import configure_logging
     sensitive = sorted({f for ds in config.datasets.values() for f in ds.sensitive_fields})
-    try:
-        from mcrepl.orchestrator.observability.logging import configure_logging
-        configure_logging(log_level, sensitive)
-    except ImportError:
-        logging.basicConfig(level=log_level.upper(), format="%(asctime)s %(levelname)s %(name)s %(message)s")
-    metrics = audit = None
+    configure_logging(log_level, sensitive)
+    metrics = None
     if metrics_port is not None:
         from mcrepl.orchestrator.observability.metrics import SyncMetrics
         metrics = SyncMetrics()
         metrics.serve(metrics_port)
-    try:
-        from mcrepl.orchestrator.observability.audit import AuditTrail, audit_path
-        audit = AuditTrail(audit_path(config.state_dir))
-    except ImportError:
-        log.warning("audit trail module not installed; batches are not audited")
-    return metrics, audit
+    return metrics, AuditTrail(audit_path(config.state_dir))
 
 
-def sync(config_file: Path = ConfigOpt, once: bool = typer.Option(False, "--once", help="One pass, then exit."),
+def sync(config_file: Path = ConfigOption, once: bool = typer.Option(False, "--once", help="One pass, then exit."),
          schedule: bool = typer.Option(False, "--schedule", help="Run each dataset on its schedule until stopped."),
          dataset: Optional[str] = DatasetOpt,
          metrics_port: Optional[int] = typer.Option(None, "--metrics-port", help="Serve Prometheus metrics here."),
          namespace: str = NamespaceOpt, output: str = FormatOpt,
          log_level: str = typer.Option("warning", "--log-level")) -> None:
-    """Replicate every dataset (or one) from its primary to its replicas."""
+    """Replicate every dataset (or one) from its primary to its replicas.
+
+    Residency and field-encryption policies in the config are enforced on every record.
+    """
     if once == schedule:
-        _fail(ConfigError("give exactly one of --once or --schedule"), 2)
+        fail("give exactly one of --once or --schedule", EXIT_INPUT)
     from mcrepl.orchestrator.state import StateStore
     from mcrepl.orchestrator.sync import SyncDeadlineExceeded, SyncEngine
-    try:
-        config = _load(config_file)
+    from mcrepl.policies.router import router_for
+    config = load(config_file)
+    with cli_errors():
         metrics, audit = _observability(config, metrics_port, log_level)
         state = StateStore(state_path(config))
-        engine = SyncEngine(config, state, local_endpoints=_local_endpoints(config), namespace=namespace,
-                            metrics=metrics, audit=audit, progress=once and output == "table" and sys.stderr.isatty())
-    except McreplError as exc:
-        _fail(exc)
+        engine = SyncEngine(config, state, local_endpoints=local_endpoints(config), namespace=namespace,
+                            router=router_for(config), metrics=metrics, audit=audit,
+                            progress=once and output == "table" and sys.stderr.isatty())
     for sig in (signal.SIGINT, signal.SIGTERM):
         signal.signal(sig, lambda *_: engine.request_stop())
     try:
         if schedule:
             from mcrepl.orchestrator.sync.schedule import run_scheduled
-            run_scheduled(engine, config, dataset)
+            with cli_errors():
+                run_scheduled(engine, config, dataset)
             return
-        report = engine.run_once(dataset)
-    except SyncDeadlineExceeded as exc:
-        _print_report(exc.report, output)
-        _fail(exc)
-    except McreplError as exc:
-        _fail(exc)
+        with cli_errors():
+            try:
+                report = engine.run_once(dataset)
+            except SyncDeadlineExceeded as exc:
+                _print_report(exc.report, output)
+                fail(str(exc), EXIT_STORE)
     finally:
         engine.close()
     _print_report(report, output)
-    raise typer.Exit(0 if report.ok else 3)
+    raise typer.Exit(0 if report.ok else EXIT_STORE)
 
 
 def _print_report(report: Any, output: str) -> None:
@@ -151,15 +114,13 @@ def _print_report(report: Any, output: str) -> None:
     Console().print(table)
 
 
-def status(config_file: Path = ConfigOpt, dataset: Optional[str] = DatasetOpt, output: str = FormatOpt) -> None:
+def status(config_file: Path = ConfigOption, dataset: Optional[str] = DatasetOpt, output: str = FormatOpt) -> None:
     """Lag, checkpoints, backlog, conflicts, quarantine and errors per dataset and replica."""
     from mcrepl.orchestrator.state import StateStore
     from mcrepl.orchestrator.sync.status import lane_status
-    try:
-        config = _load(config_file)
+    config = load(config_file)
+    with cli_errors():
         rows = lane_status(config, StateStore(state_path(config)), dataset)
-    except McreplError as exc:
-        _fail(exc)
     if output == "json":
         typer.echo(json.dumps(rows, indent=2))
         return
@@ -178,11 +139,9 @@ def status(config_file: Path = ConfigOpt, dataset: Optional[str] = DatasetOpt, o
 
 def _list_rows(kind: str, config_file: Path, dataset: str | None, output: str) -> None:
     from mcrepl.orchestrator.state import StateStore
-    try:
-        config = _load(config_file)
+    config = load(config_file)
+    with cli_errors():
         journal = StateStore(state_path(config)).journal
-    except McreplError as exc:
-        _fail(exc)
     rows = journal.conflicts(dataset) if kind == "conflicts" else journal.quarantined(dataset)
     if output == "json":
         typer.echo(json.dumps(rows, indent=2, default=str))
@@ -205,13 +164,13 @@ def _list_rows(kind: str, config_file: Path, dataset: str | None, output: str) -
     Console().print(table)
 
 
-def conflicts_list(config_file: Path = ConfigOpt, dataset: Optional[str] = DatasetOpt,
+def conflicts_list(config_file: Path = ConfigOption, dataset: Optional[str] = DatasetOpt,
                    output: str = FormatOpt) -> None:
     """Every logged conflict: both versions (metadata only) and the winner."""
     _list_rows("conflicts", config_file, dataset, output)
 
 
-def quarantine_list(config_file: Path = ConfigOpt, dataset: Optional[str] = DatasetOpt,
+def quarantine_list(config_file: Path = ConfigOption, dataset: Optional[str] = DatasetOpt,
                     output: str = FormatOpt) -> None:
     """Records a replica could not hold: key, rule, field and why (never the values)."""
     _list_rows("quarantine", config_file, dataset, output)

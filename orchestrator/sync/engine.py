@@ -11,12 +11,12 @@ from __future__ import annotations
 import contextlib
 import dataclasses
 import hashlib
-import inspect
 import logging
 import threading
 import time
 from typing import Any, Callable, Iterator, Mapping
 
+from mcrepl.adapters import open_adapter
 from mcrepl.adapters.base import ConfigError, ReplicaAdapter, ReplicaTarget
 from mcrepl.orchestrator.config import McreplConfig
 from mcrepl.orchestrator.hlc import HybridLogicalClock
@@ -32,25 +32,6 @@ from .report import DatasetReport, LaneReport, SyncReport
 
 log = logging.getLogger("mcrepl.sync")
 AdapterFactory = Callable[[ReplicaTarget], ReplicaAdapter]
-
-
-def default_factory(retry_deadline_s: float) -> AdapterFactory:
-    """Open adapters through the provider registry, retrying each call for ``retry_deadline_s``.
-
-    The deadline reaches adapters that take a ``policy`` argument directly, and every
-    adapter as ``options['retry_deadline_s']``.
-    """
-    from mcrepl.adapters import adapter_class
-    from mcrepl.adapters.base import RetryPolicy
-
-    policy = RetryPolicy(deadline_s=retry_deadline_s)
-
-    def open_with_policy(target: ReplicaTarget) -> ReplicaAdapter:
-        cls = adapter_class(target.provider)
-        if "policy" in inspect.signature(cls.__init__).parameters:
-            return cls(target, policy=policy)  # type: ignore[call-arg]
-        return cls(target)
-    return open_with_policy
 
 
 class SyncEngine:
@@ -73,7 +54,7 @@ class SyncEngine:
         self.metrics = metrics
         self.audit = audit
         self.progress = progress
-        self._factory = adapter_factory or default_factory(config.sync.retry_deadline.total_seconds())
+        self._factory = adapter_factory or open_adapter
         self._adapters: dict[tuple[str, str], ReplicaAdapter] = {}
         self._adapter_locks: dict[tuple[str, str], threading.Lock] = {}
         self._lock = threading.Lock()
