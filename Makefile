@@ -10,6 +10,9 @@ PYTEST_ARGS ?= tests
 DEMO_CONFIG := examples/mcrepl.yaml
 # the demo keeps its stack apart from one you may have started with `mcrepl local up`
 DEMO_DIR  := $(CURDIR)/.mcrepl/demo
+# sync state of the example config (its state_dir, relative to the config file); the demo's
+# emulators start empty every time, so its state starts empty too
+DEMO_STATE := examples/.mcrepl
 SUDO      := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
 
 .PHONY: venv node java test demo clean distclean
@@ -39,13 +42,24 @@ test: venv node java
 	if [ $$rc -eq 5 ]; then echo "pytest collected no tests: treating that as a failure" >&2; fi; \
 	exit $$rc
 
-## demo: start the stack, validate the example config, seed and read back; always stops the stack
+## demo: the whole loop on fresh local emulators: validate, seed the primary, sync to both
+##       replicas, change the data, sync again, show status, verify; always stops the stack
 demo: venv node java
 	@set -e; export MCREPL_LOCAL_DIR="$(DEMO_DIR)"; \
 	trap '$(MCREPL) local down' EXIT; \
+	rm -rf $(DEMO_STATE); \
 	$(MCREPL) local up; \
 	$(MCREPL) validate $(DEMO_CONFIG); \
+	$(MCREPL) keys init -c $(DEMO_CONFIG); \
+	echo "== seed 200 customers into the primary (DynamoDB eu-west-1)"; \
 	$(MCREPL) local seed $(DEMO_CONFIG) --dataset customers --count 200; \
+	echo "== first sync: DynamoDB -> Cosmos DB westeurope and GCS europe-west1"; \
+	$(MCREPL) sync --once -c $(DEMO_CONFIG) --dataset customers; \
+	echo "== change 50 customers in the primary, then sync again (incremental)"; \
+	$(MCREPL) local seed $(DEMO_CONFIG) --dataset customers --count 50 --seed 7; \
+	$(MCREPL) sync --once -c $(DEMO_CONFIG) --dataset customers; \
+	$(MCREPL) status -c $(DEMO_CONFIG); \
+	$(MCREPL) verify -c $(DEMO_CONFIG) --dataset customers; \
 	$(MCREPL) local peek $(DEMO_CONFIG) --dataset customers
 
 ## clean: stop local stacks, remove their files, caches and build output (sync state in .mcrepl/ is kept)
