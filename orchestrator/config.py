@@ -7,6 +7,7 @@ The model keeps provider connection settings apart from datasets so a dataset sa
 
 from __future__ import annotations
 
+import hashlib
 import os
 import re
 from datetime import timedelta
@@ -76,7 +77,7 @@ class GCSSettings(_Strict):
     """How to reach Cloud Storage: ADC on real GCP, anonymous for the emulator."""
 
     endpoint: str | None = None
-    project: str = "mcrepl-local"
+    project: str | None = None        # default: ADC's project on GCP, "mcrepl-local" on the emulator
     auth: Literal["adc", "anonymous"] = "adc"
     bucket_prefix: str = "mcrepl"
 
@@ -280,6 +281,19 @@ class McreplConfig(_Strict):
     verify: VerifySettings = VerifySettings()
     provisioning: Provisioning = Provisioning()   # read only by pulumi/ (orchestrator/provisioning.py)
 
+    @model_validator(mode="after")
+    def _cosmos_locations_apart(self) -> "McreplConfig":
+        if self.profile == "local":
+            return self            # one emulator: a database per region keeps them apart
+        for name, ds in self.datasets.items():
+            cosmos = [r for r in ds.locations if r.provider == "cosmos"]
+            places = {(r.endpoint or self.providers.cosmos.endpoint, r.resource or name) for r in cosmos}
+            if len(places) < len(cosmos):
+                raise ValueError(f"dataset {name!r} has {len(cosmos)} Cosmos DB locations that resolve to the "
+                                 "same account, database and container; give each its own 'endpoint' (one "
+                                 "account per region; a multi-region account replicates itself) or 'resource'")
+        return self
+
     @field_validator("datasets")
     @classmethod
     def _names(cls, v: dict[str, Dataset]) -> dict[str, Dataset]:
@@ -318,17 +332,26 @@ class McreplConfig(_Strict):
             return f"{self.providers.dynamodb.table_prefix}{base}"
         if ref.provider == "cosmos":
             return base
-        bucket = f"{self.providers.gcs.bucket_prefix}-{base}-{ref.region}".lower()
-        return re.sub(r"[^a-z0-9-]", "-", bucket)[:63].strip("-")
+        return bucket_name(self.providers.gcs.bucket_prefix, base, ref.region)
+
+    def _endpoint(self, ref: ReplicaRef) -> str | None:
+        """The location's endpoint: its own, else the environment override, else the provider's."""
+        provider: str | None = getattr(self.providers, ref.provider).endpoint
+        return ref.endpoint or os.environ.get(f"MCREPL_{ref.provider.upper()}_ENDPOINT") or provider
+
+    def uses_local_stack(self) -> bool:
+        """Whether any location resolves to ``endpoint: local`` (the stack of ``mcrepl local up``)."""
+        return any(self._endpoint(ref) == "local" for ds in self.datasets.values() for ref in ds.locations)
 
     def _options(self, ref: ReplicaRef, local: Mapping[str, str] | None, namespace: str) -> dict[str, Any]:
         settings = getattr(self.providers, ref.provider)
         opts = settings.model_dump()
-        endpoint = ref.endpoint or os.environ.get(f"MCREPL_{ref.provider.upper()}_ENDPOINT") or opts.get("endpoint")
+        endpoint = self._endpoint(ref)
         if endpoint == "local":
             if not local or ref.provider not in local:
-                raise ConfigError(f"providers.{ref.provider}.endpoint is 'local' but the local "
-                                  "stack is not running", path=f"providers.{ref.provider}.endpoint",
+                where = "the location's endpoint" if ref.endpoint else f"providers.{ref.provider}.endpoint"
+                raise ConfigError(f"{where} is 'local' but the local stack is not running (or has no "
+                                  f"{ref.provider} service)", path=where if not ref.endpoint else ref.at,
                                   fix="run 'mcrepl local up' first")
             endpoint = local[ref.provider]
             opts["local"] = True
@@ -339,6 +362,21 @@ class McreplConfig(_Strict):
             # one emulator serves every region: a database per region keeps replicas apart
             opts["database"] = f"{namespace}{opts['database']}-{ref.region}"
         return opts
+
+
+def bucket_name(prefix: str, base: str, region: str) -> str:
+    """``prefix-dataset-region`` as a valid GCS bucket name (3-63 of ``a-z0-9-``).
+
+    Too long a name is shortened in its dataset part, with a hash of the full name so two
+    long datasets never collide, and keeps its region so two regions never collide either.
+    """
+    clean = lambda s: re.sub(r"[^a-z0-9-]", "-", s.lower()).strip("-")  # noqa: E731
+    full = clean(f"{prefix}-{base}-{region}")
+    if len(full) <= 63:
+        return full
+    digest = hashlib.sha256(full.encode()).hexdigest()[:8]
+    room = 63 - len(clean(prefix)) - len(clean(region)) - len(digest) - 3
+    return f"{clean(prefix)}-{clean(base)[:max(room, 1)].strip('-')}-{digest}-{clean(region)}"[:63]
 
 
 def is_loopback_url(url: str) -> bool:

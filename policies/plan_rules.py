@@ -338,7 +338,7 @@ class CosmosRbac(PlanRule):
           orders:
             key: {partition: id}
             primary: cosmos:westeurope
-            replicas: [cosmos:northeurope]
+            replicas: [gcs:europe-west1]
 
     Allowed::
 
@@ -349,7 +349,7 @@ class CosmosRbac(PlanRule):
           orders:
             key: {partition: id}
             primary: cosmos:westeurope
-            replicas: [cosmos:northeurope]
+            replicas: [gcs:europe-west1]
     """
 
     id = "iam.cosmos-rbac"

@@ -87,3 +87,26 @@ def test_dumped_config_loads_back_unchanged(tmp_path: Path) -> None:
 def test_relative_state_dir_belongs_to_the_config_file(tmp_path: Path) -> None:
     body = "state_dir: st\ndatasets:\n  cc:\n    primary: dynamodb:x\n    replicas: [gcs:eu]\n    key: {partition: id}\n"
     assert load_config(write(tmp_path, body)).state_dir == str(tmp_path / "st")
+
+
+def test_long_bucket_names_stay_valid_and_distinct_per_region() -> None:
+    from mcrepl.orchestrator.config import bucket_name
+    a = bucket_name("mcrepl", "a-very-long-dataset-name-that-goes-on-and-on-and-on", "europe-west1")
+    b = bucket_name("mcrepl", "a-very-long-dataset-name-that-goes-on-and-on-and-on", "europe-west4")
+    assert a != b and len(a) <= 63 and len(b) <= 63 and a.endswith("europe-west1")
+    assert bucket_name("mcrepl", "orders", "us-east1") == "mcrepl-orders-us-east1"
+
+
+def test_per_location_local_endpoint_uses_the_local_stack(tmp_path: Path) -> None:
+    body = ("datasets:\n  cc:\n    primary: {at: 'dynamodb:x', endpoint: local}\n    replicas: [gcs:eu]\n"
+            "    key: {partition: id}\n")
+    cfg = load_config(write(tmp_path, body))
+    assert cfg.uses_local_stack()
+    assert cfg.target("cc", "dynamodb:x", LOCAL).options["endpoint"] == LOCAL["dynamodb"]
+
+
+def test_two_cosmos_regions_on_one_real_account_are_refused(tmp_path: Path) -> None:
+    body = ("datasets:\n  cc:\n    primary: cosmos:westeurope\n    replicas: [cosmos:northeurope]\n"
+            "    key: {partition: id}\n")
+    with pytest.raises(ConfigError, match="own 'endpoint'"):
+        load_config(write(tmp_path, body))

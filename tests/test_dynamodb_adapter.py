@@ -519,3 +519,10 @@ def test_unreachable_endpoint_is_unavailable_and_retried_until_deadline() -> Non
     with pytest.raises(UnavailableError):
         clients.guard("describe_table", lambda: clients.table.describe_table(TableName="t"))
     clients.close()
+
+
+def test_native_lookalike_map_with_naive_datetime_stays_a_map() -> None:
+    """We only ever write aware UTC datetimes; a naive look-alike was written by someone else."""
+    from mcrepl.adapters.dynamodb.wire import decode_value
+    lookalike = {"M": {"$mcrepl": {"S": "datetime"}, "v": {"S": "2026-01-01T00:00:00"}}}
+    assert decode_value(lookalike, "f") == {"$mcrepl": "datetime", "v": "2026-01-01T00:00:00"}

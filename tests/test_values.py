@@ -70,3 +70,9 @@ def test_content_hash_is_independent_of_number_spelling_and_key_order() -> None:
     assert a == b
     assert a != content_hash("k", normalize({"x": 1.5, "y": [1, 2]}), True)
     assert a != content_hash("k", normalize({"x": "1.5", "y": [1, 2]}), False)
+
+
+def test_tagged_datetime_without_zone_is_refused_on_read() -> None:
+    with pytest.raises(RecordError) as info:
+        tj.loads(b'{"at": {"$mcrepl": "datetime", "v": "2026-01-01T00:00:00"}}')
+    assert (info.value.rule, info.value.field) == ("naive-datetime", "at")

@@ -204,3 +204,26 @@ def test_threshold_breach_exits_nonzero_and_alerts(tmp_path: Path, local_stack, 
         for s in stores:
             s.drop()
             s.close()
+
+
+def test_key_written_natively_on_a_replica_only_is_repaired() -> None:
+    memory = next(b for b in BACKENDS if b.id == "memory")
+    pair = {"primary": memory.open({}), "replica": memory.open({})}
+    pair["replica"].write_native([doc("stray", n=1)])
+    report = compare_adapters("contract", pair)
+    assert [(d.key_id, d.kind) for d in iter_divergences(report)] == [("stray", DivergenceKind.EXTRA)]
+    apply_repair(plan_repair(report, pair, SCHEMA, blob_dataset=False), pair)
+    assert compare_adapters("contract", pair).clean
+    assert pair["replica"].read(RecordKey(("stray",))).tombstone
+
+
+def test_dataset_thresholds_override_the_global_ones_field_by_field(tmp_path: Path) -> None:
+    from mcrepl.orchestrator.config import load_config
+    from mcrepl.orchestrator.verify import thresholds_for
+    path = tmp_path / "mcrepl.yaml"
+    path.write_text(yaml.safe_dump({
+        "verify": {"thresholds": {"max_divergent": 5, "max_ratio": 0.5}},
+        "datasets": {"orders": {"key": {"partition": "pk"}, "primary": "dynamodb:eu-west-1",
+                                "replicas": ["gcs:europe-west1"], "verify": {"max_ratio": 0.01}}}}))
+    t = thresholds_for(load_config(path), "orders")
+    assert (t.max_divergent, t.max_ratio) == (5, 0.01)

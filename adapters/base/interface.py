@@ -145,9 +145,11 @@ class ReplicaAdapter(ABC):
 
     @abstractmethod
     def ensure_ready(self) -> None:
-        """Create the table/container/bucket if it is missing (local stacks, tests).
+        """Make sure the table/container/bucket exists and is usable; create it if missing.
 
-        On real clouds the Pulumi program provisions them; this then only checks access.
+        On real clouds the Pulumi program is the intended way to provision (keys, IAM,
+        PITR); an adapter creates what it can where the credentials allow (DynamoDB, GCS)
+        or only checks (Cosmos DB outside the emulator, whose account needs provisioning).
         """
 
     @abstractmethod

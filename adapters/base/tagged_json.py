@@ -26,7 +26,7 @@ from decimal import Decimal
 from typing import Any
 
 from .errors import RecordError
-from .values import Value, normalize_number, number_text, parse_decimal
+from .values import Value, normalize, normalize_number, number_text, parse_decimal
 
 TAG = "$mcrepl"
 MAX_SAFE_INT = 2**53
@@ -87,7 +87,7 @@ def _untag(tag: str, payload: Any, field: str) -> Value:
     if tag == "bytes":
         return base64.b64decode(payload)
     if tag == "datetime":
-        return datetime.fromisoformat(payload)
+        return normalize(datetime.fromisoformat(payload), field)   # refuses a naive datetime
     if tag == "set":
         return frozenset(from_json(x, field) for x in payload)
     if tag == "map":

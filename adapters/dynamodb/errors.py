@@ -117,12 +117,12 @@ def _from_client_error(exc: ClientError, ctx: dict[str, Any], resource: str | No
         return ThrottledError(f"DynamoDB throttled the request ({code})", **ctx)
     if code in CREDENTIAL_CODES:
         return CredentialsError(f"DynamoDB refused the credentials ({code}); check the profile's keys "
-                                "and its IAM permissions (mcrepl policy render shows the needed ones)",
+                                "and its IAM permissions (mcrepl iam render shows the needed ones)",
                                 **ctx)
     if code == "ResourceNotFoundException":
         name = f"table {resource!r}" if resource else "the table or stream"
         return NotFoundError(f"DynamoDB {name} not found: {_short(message)} (fix: provision it with "
-                             "the Pulumi program, or 'mcrepl local up' for the local stack)", **ctx)
+                             "the Pulumi program; on the local stack 'mcrepl sync' and 'mcrepl local seed' create it)", **ctx)
     if code == "ValidationException":
         record_error = _record_error(message)
         if record_error is not None:

@@ -17,7 +17,7 @@ from __future__ import annotations
 
 import base64
 from collections.abc import Mapping
-from datetime import datetime
+from datetime import datetime, timezone
 from decimal import Decimal
 from typing import Any
 
@@ -162,9 +162,12 @@ def _decode_map(payload: Mapping[str, Any], field: str) -> Value:
         tag, inner = payload[TAG]["S"], payload["v"]
         if tag == "datetime" and set(inner) == {"S"}:
             try:
-                return datetime.fromisoformat(inner["S"])
+                stamp = datetime.fromisoformat(inner["S"])
             except ValueError:
-                pass                     # a user's look-alike map written natively: keep it as a map
+                stamp = None
+            if stamp is not None and stamp.utcoffset() is not None:
+                return stamp.astimezone(timezone.utc)
+            # otherwise a user's look-alike map written natively (we only write aware UTC): keep it
         elif tag == "map" and set(inner) == {"M"}:
             return {k: decode_value(x, f"{field}.{k}" if field else k) for k, x in inner["M"].items()}
     return {k: decode_value(x, f"{field}.{k}" if field else k) for k, x in payload.items()}

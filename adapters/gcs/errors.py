@@ -91,12 +91,12 @@ def _from_status(exc: api_exceptions.GoogleAPICallError, ctx: dict[str, Any], bu
     if code in CREDENTIAL_STATUS:
         return CredentialsError(f"GCS refused the credentials (HTTP {code}) (fix: grant the "
                                 f"identity storage access on bucket {bucket!r}, see "
-                                "'mcrepl policy render')", **ctx)
+                                "'mcrepl iam render')", **ctx)
     if code == 404:
         if object_call:
             return ObjectMissing("the object is no longer there", **ctx)
-        return NotFoundError(f"GCS bucket {bucket!r} does not exist (fix: run 'mcrepl local up' "
-                             "for the local stack, or provision it with the Pulumi program)", **ctx)
+        return NotFoundError(f"GCS bucket {bucket!r} does not exist (fix: provision it with the "
+                             "Pulumi program; on the local stack 'mcrepl sync' and 'mcrepl local seed' create it)", **ctx)
     return AdapterError(f"GCS answered HTTP {code}: {exc.message}", **ctx)
 
 

@@ -34,17 +34,18 @@ def fail(message: str, code: int = EXIT_INPUT) -> NoReturn:
     raise typer.Exit(code)
 
 
+def exit_code_for(exc: McreplError) -> int:
+    """2 for bad input (config, arguments, policy), 3 for a store that failed."""
+    return EXIT_STORE if isinstance(exc, AdapterError) else EXIT_INPUT
+
+
 @contextmanager
 def cli_errors() -> Iterator[None]:
     """Turn mcrepl's errors into a one-line message and the documented exit code."""
     try:
         yield
-    except ConfigError as exc:
-        fail(str(exc), EXIT_INPUT)
-    except AdapterError as exc:
-        fail(str(exc), EXIT_STORE)
     except McreplError as exc:
-        fail(str(exc), EXIT_INPUT)
+        fail(str(exc), exit_code_for(exc))
 
 
 def load(path: Path) -> McreplConfig:
@@ -60,8 +61,7 @@ def local_endpoints(config: McreplConfig) -> Mapping[str, str] | None:
     file ``mcrepl local up`` writes: test fixtures and supervisors that started the
     emulators themselves pass their endpoints this way.
     """
-    wants_local = any(getattr(config.providers, p).endpoint == "local" for p in ("dynamodb", "cosmos", "gcs"))
-    if not wants_local:
+    if not config.uses_local_stack():
         return None
     if os.environ.get("MCREPL_LOCAL_ENDPOINTS"):
         try:

@@ -16,6 +16,8 @@ import typer
 from rich.console import Console
 from rich.table import Table
 
+from .common import exit_code_for
+
 local_app = typer.Typer(name="local", no_args_is_help=True,
                         help="Run the local emulator stack (DynamoDB, Cosmos DB, Cloud Storage).")
 console = Console()
@@ -146,7 +148,7 @@ def seed_command(
             target = seed_primary(cfg, dataset, count, seed,
                                   on_progress=lambda n: progress.advance(task, n))
     except McreplError as exc:
-        raise _fail(exc) from None
+        raise _fail(exc, exit_code_for(exc)) from None
     console.print(f"wrote {count} records to {target.replica} ({target.resource})")
 
 
@@ -163,7 +165,7 @@ def peek_command(
     try:
         peeks = peek_locations(_load(config), dataset, limit)
     except McreplError as exc:
-        raise _fail(exc) from None
+        raise _fail(exc, exit_code_for(exc)) from None
     for peek in peeks:
         title = f"{peek.replica} ({peek.resource})"
         if peek.missing:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import enum
 import json
 from contextlib import ExitStack
 from pathlib import Path
@@ -12,6 +13,18 @@ from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, T
 from rich.table import Table
 
 from .common import EXIT_FOUND, ConfigOption, check_dataset, cli_errors, console, load, local_endpoints
+
+
+class Output(str, enum.Enum):
+    """How results are printed."""
+
+    text = "text"
+    json = "json"
+
+
+FormatOpt = typer.Option(Output.text, "--format", help="text or json.")
+NamespaceOpt = typer.Option("", "--namespace", envvar="MCREPL_NAMESPACE",
+                            help="Resource-name prefix, as given to 'mcrepl sync --namespace'.")
 
 
 def _replicas(text: str | None) -> list[str] | None:
@@ -49,7 +62,7 @@ def register(app: typer.Typer) -> None:
                dataset: Optional[str] = typer.Option(None, "--dataset", "-d", help="Only this dataset."),
                replicas: Optional[str] = typer.Option(None, help="Comma-separated replicas to compare; the "
                                                       "first is the reference (default: primary, then replicas)."),
-               output: str = typer.Option("text", "--format", help="text or json."),
+               output: Output = FormatOpt, namespace: str = NamespaceOpt,
                alert: bool = typer.Option(True, help="Call the configured alert hook on a breach.")) -> None:
         """Compare replicas by range digests; exit 1 when a divergence threshold is breached.
 
@@ -59,13 +72,14 @@ def register(app: typer.Typer) -> None:
         from mcrepl.orchestrator.verify import verify_dataset
         cfg = load(config)
         reports = []
-        with cli_errors(), _progress(output == "text") as bar:
+        with cli_errors(), _progress(output is Output.text) as bar:
             for name in check_dataset(cfg, dataset):
                 task = bar.add_task(f"listing {name}", total=None)
                 reports.append(verify_dataset(cfg, name, _replicas(replicas), local_endpoints=local_endpoints(cfg),
-                                              progress=lambda _r, n, _t=task: bar.advance(_t, n), alert=alert))
+                                              namespace=namespace, alert=alert,
+                                              progress=lambda _r, n, _t=task: bar.advance(_t, n)))
                 bar.remove_task(task)
-        if output == "json":
+        if output is Output.json:
             console.print_json(json.dumps([r.to_dict() for r in reports]))
         else:
             for r in reports:
@@ -79,7 +93,7 @@ def register(app: typer.Typer) -> None:
                replicas: Optional[str] = typer.Option(None, help="Comma-separated replicas; the first is the "
                                                       "reference (default: primary, then replicas)."),
                dry_run: bool = typer.Option(False, "--dry-run", help="Show the plan; write nothing."),
-               output: str = typer.Option("text", "--format", help="text or json.")) -> None:
+               output: Output = FormatOpt, namespace: str = NamespaceOpt) -> None:
         """Plan the writes that bring replicas to the resolved state, show them, and apply them.
 
         Resolution follows the sync engine: the newer version wins, concurrent versions go to the
@@ -91,16 +105,16 @@ def register(app: typer.Typer) -> None:
         cfg = load(config)
         check_dataset(cfg, dataset)
         with cli_errors(), ExitStack() as stack:
-            adapters = open_dataset_adapters(cfg, dataset, _replicas(replicas),
-                                             local_endpoints=local_endpoints(cfg), stack=stack)
+            adapters = open_dataset_adapters(cfg, dataset, _replicas(replicas), local_endpoints=local_endpoints(cfg),
+                                             namespace=namespace, stack=stack)
             report = compare_adapters(dataset, adapters)
             plan = plan_dataset_repair(cfg, dataset, report, adapters)
             result = None
             if plan.actions and not dry_run:
-                with _progress(output == "text") as bar:
+                with _progress(output is Output.text) as bar:
                     task = bar.add_task("repairing", total=len(plan.actions))
                     result = apply_repair(plan, adapters, on_progress=lambda n: bar.advance(task, n))
-        if output == "json":
+        if output is Output.json:
             console.print_json(json.dumps({"plan": plan.to_dict(), "dry_run": dry_run,
                                            "result": result.to_dict() if result else None}))
             return

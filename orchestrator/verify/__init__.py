@@ -3,8 +3,10 @@
 The library API the CLI and the failover drills share::
 
     report = verify_dataset(config, "customers", local_endpoints=eps)
-    plan = plan_dataset_repair(config, "customers", report, local_endpoints=eps)
-    apply_repair(plan, adapters)
+    with ExitStack() as stack:
+        adapters = open_dataset_adapters(config, "customers", local_endpoints=eps, stack=stack)
+        plan = plan_dataset_repair(config, "customers", report, adapters)
+        apply_repair(plan, adapters)
 """
 
 from __future__ import annotations
@@ -15,7 +17,7 @@ from typing import Callable, Iterator, Mapping, Sequence
 
 from mcrepl.adapters import open_adapter
 from mcrepl.adapters.base import ConfigError, ReplicaAdapter
-from mcrepl.orchestrator.config import McreplConfig
+from mcrepl.orchestrator.config import McreplConfig, VerifyThresholds
 from mcrepl.orchestrator.hlc import HybridLogicalClock
 from mcrepl.orchestrator.sync.merge import load_merge_function
 
@@ -73,11 +75,18 @@ def verify_dataset(config: McreplConfig, dataset: str, replicas: Sequence[str] |
         adapters = open_dataset_adapters(config, dataset, replicas, local_endpoints=local_endpoints,
                                          namespace=namespace, stack=stack)
         report = compare_adapters(dataset, adapters, progress=progress, sample_size=config.verify.sample_size)
-    thresholds = config.datasets[dataset].verify or config.verify.thresholds
-    report.breaches = breaches(report, thresholds)
+    report.breaches = breaches(report, thresholds_for(config, dataset))
     if report.breaches and alert:
         send_alert(report, config.verify.alert)
     return report
+
+
+def thresholds_for(config: McreplConfig, dataset: str) -> VerifyThresholds:
+    """The global thresholds with the fields a dataset sets itself overriding them, one by one."""
+    own = config.datasets[dataset].verify
+    if own is None:
+        return config.verify.thresholds
+    return config.verify.thresholds.model_copy(update={f: getattr(own, f) for f in own.model_fields_set})
 
 
 def plan_dataset_repair(config: McreplConfig, dataset: str, report: VerifyReport,

@@ -114,10 +114,10 @@ def _resolve_key(reference: str, stored: Mapping[str, Record | None], schema: Ke
         # newer than anything seen so every replica takes it
         return Record(ref.key, ref.body).stamped(clock.tick())
     if ref is None:
-        newest = max((r.meta.version for r in versioned), default=None)  # type: ignore[union-attr]
-        if newest is None:
+        if all(r is None or r.tombstone for r in stored.values()):
             return None
-        # only other replicas hold the key: the primary does not, so it was deleted there
+        # only other replicas hold the key (replicated or written there natively): the
+        # primary does not, so it was deleted there; the tombstone outranks every version seen
         return tombstone_of(schema, key, clock.tick(), blob_dataset=blob_dataset)
     winner = ref
     for other in versioned:
