@@ -60,7 +60,9 @@ demo: venv node java
 	$(MCREPL) sync --once -c $(DEMO_CONFIG) --dataset customers; \
 	$(MCREPL) status -c $(DEMO_CONFIG); \
 	$(MCREPL) verify -c $(DEMO_CONFIG) --dataset customers; \
-	$(MCREPL) local peek $(DEMO_CONFIG) --dataset customers
+	$(MCREPL) local peek $(DEMO_CONFIG) --dataset customers; \
+	echo "== failover drill: lose DynamoDB eu-west-1, promote eu-central-1, heal, prove convergence"; \
+	$(MCREPL) drill run examples/drills/primary-region-lost.yaml --report-dir $(DEMO_DIR)/drill
 
 ## clean: stop local stacks, remove their files, caches and build output (sync state in .mcrepl/ is kept)
 clean:

@@ -1,0 +1,163 @@
+"""Drill building blocks without emulators: the spec, the checker's arithmetic, the router's
+fencing and the sync engine's split-brain guard (on the in-memory reference adapter)."""
+
+from __future__ import annotations
+
+import time
+import uuid
+from pathlib import Path
+
+import pytest
+
+from mcrepl.adapters.base import ConfigError, KeyAttribute, KeySchema, Version, document, tombstone_of
+from mcrepl.adapters.memory import MemoryAdapter
+from mcrepl.failover.checker import Convergence, analyse, rpo_snapshot
+from mcrepl.failover.history import History, Op
+from mcrepl.failover.promotion import promote
+from mcrepl.failover.router import Clocks, WriteRouter
+from mcrepl.failover.spec import load_drill
+from mcrepl.orchestrator.config import McreplConfig
+from mcrepl.orchestrator.state import StateStore
+from mcrepl.orchestrator.sync import SyncEngine
+
+DRILLS = sorted((Path(__file__).parent.parent / "examples" / "drills").glob("*.yaml"))
+SCHEMA = KeySchema(KeyAttribute("id"))
+A, B = "dynamodb:eu-west-1", "dynamodb:eu-central-1"
+
+
+# -- spec ------------------------------------------------------------------------------------
+
+@pytest.mark.parametrize("path", DRILLS, ids=lambda p: p.stem)
+def test_every_example_drill_validates(path: Path) -> None:
+    spec = load_drill(path)
+    assert spec.method and spec.topology.replicas
+    assert spec.effective_thresholds.lost == (0 if spec.zero_loss else spec.thresholds.lost)
+
+
+def _write(tmp_path: Path, text: str) -> Path:
+    path = tmp_path / "drill.yaml"
+    path.write_text(text)
+    return path
+
+
+def test_unknown_location_names_the_step_and_the_fix(tmp_path: Path) -> None:
+    path = _write(tmp_path, "title: t\ntopology: {primary: 'dynamodb:eu-west-1', replicas: ['gcs:eu']}\n"
+                            "method: [{action: fault, location: 'cosmos:westeurope'}]\n")
+    with pytest.raises(ConfigError) as err:
+        load_drill(path)
+    assert "method[0]" in str(err.value) and "use one of dynamodb:eu-west-1, gcs:eu" in str(err.value)
+
+
+def test_bad_action_and_fence_mode_mismatch_are_explained(tmp_path: Path) -> None:
+    path = _write(tmp_path, "title: t\ntopology: {primary: 'dynamodb:a', replicas: ['gcs:b']}\n"
+                            "method: [{action: explode}]\n")
+    with pytest.raises(ConfigError) as err:
+        load_drill(path)
+    assert "method.0" in str(err.value) and "fix:" in str(err.value)
+    path = _write(tmp_path, "title: t\nfault_mode: fence\ntopology: {primary: 'dynamodb:a', replicas: ['gcs:b']}\n"
+                            "method: [{action: fault, location: 'gcs:b', mode: blackhole}]\n")
+    with pytest.raises(ConfigError, match="fault_mode is 'fence'"):
+        load_drill(path)
+
+
+# -- checker ---------------------------------------------------------------------------------
+
+def _op(i: int, key: str, version: Version, *, kind: str = "update", status: str = "ok", target: str = A,
+        at: float = 100.0) -> Op:
+    return Op(i, "app", kind, key, version.token, version.origin, 1, "h", target, at, at + 0.01, status, None)
+
+
+def test_rpo_lost_recovered_and_resurrected_are_counted_from_vectors() -> None:
+    v1, v2, v3 = Version(1000, 0, A), Version(2000, 0, A), Version(3000, 0, A)
+    rec_v1 = document(SCHEMA, {"id": "k1", "n": 1}).stamped(v1)
+    ops = [_op(1, "k1", v1), _op(2, "k1", v2, at=101), _op(3, "k2", v1, at=99),
+           _op(4, "k3", v3, kind="delete", at=99)]
+    # at promotion the new primary had k1 at v1 only, and nothing of k2/k3
+    snap = rpo_snapshot(ops, B, {"k1": rec_v1, "k2": None, "k3": None}, at=110.0, fault_at=105.0)
+    assert sorted(snap.missing) == [2, 3]          # the delete of an absent key loses nothing
+    assert snap.seconds == pytest.approx(105.0 - 99.01)
+    # finally: k1 reflects v2 (recovered), k2 vanished (lost), k3 is live at an older version (resurrected)
+    final = {"k1": document(SCHEMA, {"id": "k1", "n": 2}).stamped(v2),
+             "k2": None, "k3": document(SCHEMA, {"id": "k3"}).stamped(v1)}
+    f = analyse(ops, final, [snap], rto_from=None, convergence=Convergence(None, 200.0, 1), healed_at=190.0)
+    assert (f.acknowledged, f.lost, f.recovered, f.resurrected) == (4, 1, 1, 1)
+    assert f.lost_keys == ["k2"] and f.resurrected_keys == ["k3"] and f.convergence_seconds == 10.0
+
+
+def test_a_refused_write_found_in_the_final_state_is_unexpected() -> None:
+    v1, v2 = Version(1000, 0, A), Version(2000, 0, A)
+    ops = [_op(1, "k1", v1), _op(2, "k1", v2, status="fenced")]
+    final = {"k1": document(SCHEMA, {"id": "k1"}).stamped(v2, {A: v2.token})}
+    f = analyse(ops, final, [], None, Convergence(None, None, 1), None)
+    assert f.unexpected == 1 and f.unexpected_keys == ["k1"] and f.lost == 0
+
+
+# -- router fencing and the engine's split-brain guard ----------------------------------------
+
+def _config(ns: str) -> McreplConfig:
+    return McreplConfig.model_validate({
+        "profile": "local", "datasets": {"acct": {"key": {"partition": "id"}, "primary": A, "replicas": [B]}},
+        "sync": {"batch_size": 50}})
+
+
+def _engine(config: McreplConfig, state: StateStore, ns: str) -> SyncEngine:
+    return SyncEngine(config, state, namespace=ns, adapter_factory=MemoryAdapter)
+
+
+def test_a_writer_pinned_to_a_demoted_epoch_is_fenced(tmp_path: Path) -> None:
+    ns = f"u{uuid.uuid4().hex[:6]}-"
+    config, state, history = _config(ns), StateStore(tmp_path / "s.db"), History(tmp_path / "h.db")
+    adapters = {loc: MemoryAdapter(config.target("acct", loc, None, ns)) for loc in (A, B)}
+    state.primary("acct", A)
+    promote(state, "acct", B)
+    for fencing, expected in ((True, "fenced"), (False, "ok")):
+        zombie = WriteRouter("stale", "acct", A, state, adapters, history, SCHEMA, Clocks(), fencing=fencing,
+                             pinned=(A, 1))
+        assert zombie.write("insert", "k1", {"n": 1}) == expected
+    follower = WriteRouter("app", "acct", A, state, adapters, history, SCHEMA, Clocks())
+    assert follower.write("update", "k1", {"n": 2}) == "ok"
+    assert [op.target for op in history.ops()][-1] == B
+
+
+def test_capture_refuses_writes_stamped_after_their_epoch_was_demoted(tmp_path: Path) -> None:
+    ns = f"u{uuid.uuid4().hex[:6]}-"
+    config, state = _config(ns), StateStore(tmp_path / "s.db")
+    a, b = (MemoryAdapter(config.target("acct", loc, None, ns)) for loc in (A, B))
+    engine = _engine(config, state, ns)
+    assert state.primary("acct", A).epoch == 1
+    now_ms = int(time.time() * 1000)
+    a.apply_batch([document(SCHEMA, {"id": "before"}).stamped(Version(now_ms - 5000, 0, A), epoch=1)])
+    assert engine.run_once("acct").ok and b.read(SCHEMA.parse_id("before")) is not None
+    promote(state, "acct", B)                               # epoch 2; epoch 1 ends now
+    demoted_ms = state.demoted_at("acct", 1) * 1000          # type: ignore[operator]
+    legit = document(SCHEMA, {"id": "legit"}).stamped(Version(int(demoted_ms) - 100, 0, A), epoch=1)
+    zombie = document(SCHEMA, {"id": "zombie"}).stamped(Version(int(demoted_ms) + 500, 0, A), epoch=1)
+    zombie_delete = tombstone_of(SCHEMA, SCHEMA.parse_id("before"), Version(int(demoted_ms) + 600, 0, A), epoch=1)
+    a.apply_batch([legit, zombie, zombie_delete])
+    assert state.written_after_demotion("acct", zombie.meta, 2)          # type: ignore[arg-type]
+    assert not state.written_after_demotion("acct", legit.meta, 2)       # type: ignore[arg-type]
+    engine.run_once("acct")
+    promote(state, "acct", A)                               # fail back: capture from A again
+    report = engine.run_once("acct")
+    assert report.ok
+    assert b.read(SCHEMA.parse_id("legit")) is not None     # acknowledged before the demotion: replicated
+    assert b.read(SCHEMA.parse_id("zombie")) is None        # split-brain write: refused
+    assert not b.read(SCHEMA.parse_id("before")).tombstone  # type: ignore[union-attr]
+    engine.close()
+
+
+def test_without_fencing_capture_replicates_the_split_brain_write(tmp_path: Path) -> None:
+    ns = f"u{uuid.uuid4().hex[:6]}-"
+    config, state = _config(ns), StateStore(tmp_path / "s.db")
+    a, b = (MemoryAdapter(config.target("acct", loc, None, ns)) for loc in (A, B))
+    engine = _engine(config, state, ns)
+    state.primary("acct", A)
+    engine.run_once("acct")
+    promote(state, "acct", B, fence=False)
+    assert state.demoted_at("acct", 1) is None
+    zombie = document(SCHEMA, {"id": "zombie"}).stamped(Version(int(time.time() * 1000) + 500, 0, A), epoch=1)
+    a.apply_batch([zombie])
+    promote(state, "acct", A, fence=False)
+    engine.run_once("acct")
+    assert b.read(SCHEMA.parse_id("zombie")) is not None     # no guard: the stale-epoch write spreads
+    engine.close()
