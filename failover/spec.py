@@ -29,11 +29,10 @@ from datetime import timedelta
 from pathlib import Path
 from typing import Annotated, Any, Literal, Union
 
-import yaml
-from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, ValidationError, field_validator, model_validator
+from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, field_validator, model_validator
 
-from mcrepl.adapters.base import ConfigError
 from mcrepl.orchestrator.config import PROVIDERS, parse_duration
+from mcrepl.orchestrator.yaml_model import read_mapping, validate
 
 PROXY_MODES = ("blackhole", "reset", "delay", "drop_upstream", "drop_downstream")
 
@@ -311,40 +310,15 @@ class DrillSpec(_Spec):
         return self.thresholds
 
 
-def _loc(loc: tuple) -> str:
-    return ".".join(str(p) for p in loc)
-
-
 def load_drill(path: str | Path, overrides: dict[str, Any] | None = None) -> DrillSpec:
     """Read and validate a drill file; every problem is named ``file:path: message (fix: …)``.
 
     ``overrides`` replaces top-level fields (e.g. ``{"fencing": False}`` from the CLI).
     """
     path = Path(path)
-    try:
-        raw = yaml.safe_load(path.read_text(encoding="utf-8"))
-    except FileNotFoundError:
-        raise ConfigError("drill file not found", file=str(path),
-                          fix="pass a drill YAML, e.g. examples/drills/primary-region-lost.yaml") from None
-    except yaml.YAMLError as exc:
-        raise ConfigError(f"not valid YAML: {exc}", file=str(path), fix="fix the YAML syntax") from None
-    if not isinstance(raw, dict):
-        raise ConfigError("a drill file holds a mapping (title:, topology:, method:, …)", file=str(path),
-                          fix="start from a file in examples/drills/")
+    raw = read_mapping(path, example="examples/drills/primary-region-lost.yaml",
+                       top_keys="title:, topology:, method:, …")
     raw.update(overrides or {})
-    try:
-        return DrillSpec.model_validate(raw)
-    except ValidationError as exc:
-        problems = []
-        for err in exc.errors():
-            msg = str(err["msg"]).removeprefix("Value error, ")
-            kind = err["type"]
-            fix = {"extra_forbidden": "remove it or check its spelling (see docs/failover.md)",
-                   "missing": "add this field", "union_tag_invalid": "use one of the actions in docs/failover.md",
-                   "union_tag_not_found": "add 'action:'"}.get(kind)
-            if fix is None and kind.startswith("literal_error"):
-                fix = f"use one of {err.get('ctx', {}).get('expected', 'the allowed values')}"
-            problems.append(ConfigError(msg, file=str(path), path=_loc(err["loc"]), fix=fix))
-        if len(problems) == 1:
-            raise problems[0] from None
-        raise ConfigError(f"{len(problems)} problems in {path}:\n  " + "\n  ".join(map(str, problems))) from None
+    return validate(DrillSpec, raw, path, docs="docs/failover.md",
+                    fixes={"union_tag_invalid": "use one of the actions in docs/failover.md",
+                           "union_tag_not_found": "add 'action:'"})

@@ -15,12 +15,12 @@ from pathlib import Path
 from typing import Any, Literal, Mapping
 from urllib.parse import urlparse
 
-import yaml
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
+from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
 from mcrepl.adapters.base import ConfigError, KeyAttribute, KeySchema, ReplicaTarget
 from mcrepl.policies.model import Policies
 from mcrepl.orchestrator.provisioning import Provisioning
+from mcrepl.orchestrator.yaml_model import read_mapping, validate
 
 PROVIDERS = ("dynamodb", "cosmos", "gcs")
 _DURATION = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*(ms|s|m|h|d)\s*$")
@@ -385,54 +385,14 @@ def is_loopback_url(url: str) -> bool:
     return host == "localhost" or host == "::1" or host.startswith("127.")
 
 
-def _loc(loc: tuple) -> str:
-    return ".".join(str(p) for p in loc if not str(p).startswith("function-"))
-
-
-def _fix_for(err: Mapping[str, Any]) -> str:
-    kind = err.get("type", "")
-    if kind == "extra_forbidden":
-        return "remove it, or check its spelling against docs/configuration.md"
-    if kind == "missing":
-        return "add this field"
-    if kind == "too_short":
-        return "add at least one entry"
-    if kind.startswith("literal_error"):
-        return f"use one of {err.get('ctx', {}).get('expected', 'the allowed values')}"
-    return "see docs/configuration.md"
-
-
 def load_config(path: str | Path) -> McreplConfig:
-    """Read and validate ``path``; raise :class:`ConfigError` for the first problem found.
+    """Read and validate ``path``; every problem is listed as ``file:path: message (fix: …)``.
 
-    All problems are listed in the error message, each as ``file:path: message (fix: …)``.
+    A relative ``state_dir`` is made absolute against the config file's folder.
     """
     path = Path(path)
-    try:
-        raw = yaml.safe_load(path.read_text(encoding="utf-8"))
-    except FileNotFoundError:
-        raise ConfigError("file not found", file=str(path),
-                          fix="pass the path of your mcrepl.yaml (see examples/mcrepl.yaml)") from None
-    except yaml.YAMLError as exc:
-        mark = getattr(exc, "problem_mark", None)
-        where = f"line {mark.line + 1}" if mark else None
-        raise ConfigError(f"not valid YAML: {getattr(exc, 'problem', exc)}", file=str(path), path=where,
-                          fix="fix the YAML syntax at that line") from None
-    if not isinstance(raw, dict):
-        raise ConfigError("the file must hold a mapping (datasets:, providers:, …)", file=str(path),
-                          fix="start from examples/mcrepl.yaml")
-    try:
-        config = McreplConfig.model_validate(raw)
-    except ValidationError as exc:
-        problems = []
-        for err in exc.errors():
-            msg = str(err["msg"]).removeprefix("Value error, ")
-            fix = _fix_for(err) if err["type"] != "value_error" else None
-            problems.append(ConfigError(msg, file=str(path), path=_loc(err["loc"]), fix=fix))
-        if len(problems) == 1:
-            raise problems[0] from None
-        listing = "\n  ".join(str(p) for p in problems)
-        raise ConfigError(f"{len(problems)} problems in {path}:\n  {listing}") from None
+    raw = read_mapping(path, example="examples/mcrepl.yaml", top_keys="datasets:, providers:, …")
+    config = validate(McreplConfig, raw, path, docs="docs/configuration.md")
     # a relative state_dir belongs to the config file, not to wherever the command runs
     if not Path(config.state_dir).is_absolute():
         config = config.model_copy(update={"state_dir": str((path.parent / config.state_dir).resolve())})
