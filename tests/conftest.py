@@ -52,3 +52,42 @@ def local_stack() -> Iterator[LocalStack]:
         yield stack
     finally:
         stack.stop()
+
+
+# --- per-backend count of the adapter contract suite, printed at the end of every run -------------
+
+_CONTRACT_BACKENDS = ("memory", "moto", "dynamodb-local", "cosmos-emulator", "fake-gcs")
+_contract_counts: dict[str, dict[str, int]] = {}
+
+
+def _contract_backend(nodeid: str) -> str | None:
+    if "tests/contract/" not in nodeid:
+        return None
+    params = nodeid.rpartition("[")[2].rstrip("]") if "[" in nodeid else ""
+    for backend in _CONTRACT_BACKENDS:
+        if params == backend or params.startswith(f"{backend}-") or params.endswith(f"-{backend}") \
+                or f"-{backend}-" in params:
+            return backend
+    return "cross-store"
+
+
+def pytest_runtest_logreport(report: pytest.TestReport) -> None:
+    """Count contract-suite outcomes per backend (on the xdist controller too: reports reach it)."""
+    backend = _contract_backend(report.nodeid)
+    if backend is None:
+        return
+    if report.when == "call" or (report.when == "setup" and report.outcome != "passed"):
+        counts = _contract_counts.setdefault(backend, {"passed": 0, "failed": 0, "skipped": 0})
+        counts[report.outcome] = counts.get(report.outcome, 0) + 1
+
+
+def pytest_terminal_summary(terminalreporter: pytest.TerminalReporter) -> None:
+    """Print how many contract tests ran against each backend."""
+    if not _contract_counts:
+        return
+    terminalreporter.section("adapter contract suite per backend")
+    for backend in (*_CONTRACT_BACKENDS, "cross-store"):
+        if backend in _contract_counts:
+            c = _contract_counts[backend]
+            terminalreporter.write_line(f"{backend:16} {c['passed']:4} passed  {c['failed']:3} failed  "
+                                        f"{c['skipped']:3} skipped")
