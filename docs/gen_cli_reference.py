@@ -43,13 +43,18 @@ EXIT_CODES: dict[str, str] = {
                      "replicas, local stack not running); 3 a store failed",
     "mcrepl repair": "0 plan applied, nothing to repair, or dry run (rejected writes are counted, "
                      "not failed); 2 bad input; 3 a store failed",
+    "mcrepl drill": "see its sub-commands",
+    "mcrepl drill run": "0 every threshold and the steady state held; 1 a threshold failed (the report "
+                        "names it); 2 bad drill file or config; 3 a store failed outside the drill's faults",
+    "mcrepl drill list": "0 listed; 2 no drill files, or one is invalid",
+    "mcrepl drill report": "0 the drill passed; 1 it failed; 2 no report.json in the folder",
     "mcrepl local": "see its sub-commands",
     "mcrepl local up": "0 running; 1 a service failed to start (its log tail is shown); 2 unknown "
                        "`--services` name; 130 interrupted (everything it started is stopped)",
     "mcrepl local status": "0 every service up; 1 not running, or a service is down",
     "mcrepl local down": "0 always (safe to repeat)",
-    "mcrepl local seed": "0 written; 1 config error, unknown dataset, stack not running, store error",
-    "mcrepl local peek": "0 printed; 1 config error, unknown dataset, stack not running, store error",
+    "mcrepl local seed": "0 written; 2 config error, unknown dataset, stack not running; 3 store error",
+    "mcrepl local peek": "0 printed; 2 config error, unknown dataset, stack not running; 3 store error",
     "mcrepl conflicts": "see its sub-commands",
     "mcrepl conflicts list": "0 printed; 2 bad config; 3 a store or state error",
     "mcrepl quarantine": "see its sub-commands",
