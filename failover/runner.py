@@ -107,6 +107,7 @@ def run_drill(spec: DrillSpec, endpoints: Mapping[str, str], report_dir: str | P
         try:
             for i, step in enumerate(spec.method):
                 _do_step(run, step, i)
+            _rejoin_demoted(run)
             steady["after"] = check_steady_state(run, spec.steady_state.probes)
         except Exception as exc:  # noqa: BLE001 - the drill reports a failed step; rollbacks still run
             error = f"{type(exc).__name__}: {exc}"
@@ -276,6 +277,25 @@ def _rejoin(run: _Run, step: Rejoin) -> None:
         raise RuntimeError(f"rejoin: {step.location} is the primary; rejoin a demoted location")
     _wait_replicated(run, WaitReplicated(action="wait_replicated", timeout=step.timeout), only={step.location})
     _reconcile(run, current, step.location, epoch)
+
+
+def _rejoin_demoted(run: _Run) -> None:
+    """With fencing on, every demoted primary that is reachable again rejoins as a replica.
+
+    A write in flight when its primary was cut off can land after the heal, on a location
+    that is no longer captured from; only reconciling that location finds it. That is safe
+    only with fencing: the demotion record is what tells such a late pre-demotion write
+    (recovered) from a zombie write made after the demotion (refused). Without fencing the
+    two cannot be told apart, so the divergence is left for the checker to report. Drills
+    that rejoin or fail back explicitly find nothing left to do here.
+    """
+    if not run.spec.fencing:
+        return
+    current, _ = run.pointer()
+    for location in sorted(run.epochs_of):
+        if location != current and location not in run.down:
+            run.history.event("rejoin", location=location, automatic=True)
+            _rejoin(run, Rejoin(action="rejoin", location=location, label="automatic rejoin"))
 
 
 def _reconcile(run: _Run, current: str, old: str, epoch: int) -> None:

@@ -357,3 +357,28 @@ def test_metrics_and_audit_trail_record_every_batch(tmp_path: Path, world: Memor
     assert audit.verify().ok
     _engine(config, state, world, metrics=metrics, audit=audit).run_once()
     assert [e["kind"] for e in audit.entries()].count("config") == 1, "an unchanged config is audited once"
+
+
+def test_a_pass_stops_capturing_from_a_primary_demoted_while_it_runs(tmp_path) -> None:
+    """A promotion mid-pass: the old primary is never captured again under its old epoch."""
+    from mcrepl.adapters.base import KeyAttribute, KeySchema, ReplicaTarget, document
+    from mcrepl.adapters.memory import MemoryAdapter
+    from mcrepl.orchestrator.hlc import HybridLogicalClock
+    from mcrepl.orchestrator.state import StateStore
+    from mcrepl.orchestrator.sync.capture import PageCapturer
+
+    schema = KeySchema(KeyAttribute("id"))
+    target = ReplicaTarget("dynamodb:eu-west-1", "memory", "eu-west-1", "orders", "document", schema, "orders",
+                           {"namespace": str(tmp_path)})
+    old_primary = MemoryAdapter(target)
+    state = StateStore(tmp_path / "state.db")
+    epoch = state.primary("orders", "dynamodb:eu-west-1").epoch
+    capturer = PageCapturer(target, old_primary, state, HybridLogicalClock(target.replica), epoch, 100)
+    old_primary.write_native([document(schema, {"id": "a"})])
+    assert capturer.capture_page().stamped == 1
+
+    state.set_primary("orders", "dynamodb:eu-central-1")
+    old_primary.write_native([document(schema, {"id": "zombie"})])
+    result = capturer.capture_page()
+    assert result.deposed and result.stamped == 0 and not result.more
+    assert [e.record.key.id for e in state.log.read("orders", 0, 100)] == ["a"]

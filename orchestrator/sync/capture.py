@@ -48,6 +48,7 @@ class CaptureResult:
     fenced: int = 0                             # stale-epoch writes made after their epoch ended
     more: bool = False
     scanned: bool = False
+    deposed: bool = False                       # the location stopped being the primary: nothing logged
 
 
 class PageCapturer:
@@ -62,12 +63,30 @@ class PageCapturer:
         self.epoch = epoch
         self.batch_size = batch_size
 
+    def still_primary(self) -> bool:
+        """Whether the durable pointer still names this location under this capturer's epoch.
+
+        A pass takes the pointer when it starts; a promotion may happen while it runs (or while
+        a capture call hangs on a cut-off primary). From then on this location is a replica:
+        capturing from it would replicate whatever a zombie writer puts there.
+        """
+        pointer = self.state.primary(self.target.dataset, self.target.replica)
+        return pointer.location == self.target.replica and pointer.epoch == self.epoch
+
     def capture_page(self) -> CaptureResult:
-        """Capture, stamp and durably log the next page; safe to call after any crash."""
+        """Capture, stamp and durably log the next page; safe to call after any crash.
+
+        Nothing is captured or logged once the location has been deposed (see
+        :meth:`still_primary`); the result says so and the pass stops capturing.
+        """
         ds, location = self.target.dataset, self.target.replica
+        if not self.still_primary():
+            return self._deposed()
         cursor = self.state.log.cursor(ds, location)
         called_ms = wall_clock_ms()
         page = self.adapter.capture_changes(cursor, limit=self.batch_size)
+        if not self.still_primary():           # promoted away while the call was out
+            return self._deposed()
         heads = self.state.log.heads(ds, (c.record.key.id for c in page.changes))
         result = CaptureResult(more=page.more, scanned=page.scanned)
         records: list[Record] = []
@@ -84,6 +103,11 @@ class PageCapturer:
             self.state.save_clock(self.clock.state)
         result.stamped = len(records)
         return result
+
+    def _deposed(self) -> CaptureResult:
+        log.warning("%s is no longer the primary of %s (epoch %d ended): capture from it stopped",
+                    self.target.replica, self.target.dataset, self.epoch)
+        return CaptureResult(deposed=True)
 
     def _stamp(self, change: Change, heads: dict[str, Head], result: CaptureResult,
                scanned: bool) -> Record | None:

@@ -142,6 +142,9 @@ class DatasetPass:
             self.capture_done = True
             log.error("capture of %s from %s failed: %s", self.report.dataset, self.report.primary, exc)
             return
+        if result.deposed:
+            self.report.capture_error = (f"{self.report.primary} was demoted during this pass; "
+                                         "the next pass captures from the new primary")
         self.report.captured += result.stamped
         self.report.echo_suppressed += result.echoes
         self.report.unchanged += result.unchanged
