@@ -20,6 +20,7 @@ from datetime import datetime
 from decimal import Decimal
 from typing import Any, Callable, Sequence
 
+from cpu_meter import tree_cpu_seconds
 from mcrepl.adapters.base import Record
 
 
@@ -36,12 +37,20 @@ def json_safe(value: Any) -> Any:
     return value
 
 
+#: CPU seconds (this process, its emulators) of the last timed write loop, set by each writer
+last_cpu_seconds = 0.0
+
+
 def _timed_pool(items: Sequence[Any], write: Callable[[Any], None], threads: int) -> float:
+    global last_cpu_seconds
+    cpu = tree_cpu_seconds()
     started = time.perf_counter()
     with ThreadPoolExecutor(max_workers=threads) as pool:
         for _ in pool.map(write, items):
             pass
-    return len(items) / (time.perf_counter() - started)
+    rate = len(items) / (time.perf_counter() - started)
+    last_cpu_seconds = tree_cpu_seconds() - cpu
+    return rate
 
 
 def cosmos_upserts(endpoint: str, key: str, database: str, records: Sequence[Record], threads: int) -> float:
@@ -104,9 +113,13 @@ def dynamodb_batch_writes(endpoint: str, table_name: str, key_field: str, record
                 writer.put_item(Item=item)
 
     try:
+        global last_cpu_seconds
+        cpu = tree_cpu_seconds()
         started = time.perf_counter()
         with ThreadPoolExecutor(max_workers=threads) as pool:
             list(pool.map(write_slice, slices))
-        return len(items) / (time.perf_counter() - started)
+        rate = len(items) / (time.perf_counter() - started)
+        last_cpu_seconds = tree_cpu_seconds() - cpu
+        return rate
     finally:
         table.delete()

@@ -11,7 +11,9 @@ One run on the local stack (started here, stopped at the end):
    tracing never slows the timed passes).
 
 Prints: initial and incremental records/s, raw rate per sink, ours / slowest sink raw
-(target ≥ 0.8) and peak memory per size (flat in N means the engine streams).
+(target ≥ 0.8), peak memory per size (flat in N means the engine streams), and the CPU per
+record of the whole local stack for raw writers and our passes (what bounds the ratio when
+the two cores are saturated; see ``cpu_meter.py``).
 
     .venv/bin/python bench/sync_bench.py                 # N = 20,000 and 5,000
     .venv/bin/python bench/sync_bench.py --n 2000 --sizes 500,2000
@@ -35,6 +37,7 @@ from typing import Any
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 import raw_sinks  # noqa: E402  (bench/ is a folder of scripts, not a package)
+from cpu_meter import tree_cpu_seconds  # noqa: E402
 
 DATASET = "bench"
 PRIMARY, COSMOS, GCS = "dynamodb:us-east-1", "cosmos:westeurope", "gcs:europe-west1"
@@ -67,10 +70,15 @@ def _seed(primary: Any, n: int, seed: int) -> None:
         primary.write_native(_records(min(SEED_CHUNK, n - start), seed, start))
 
 
-def _timed_pass(engine: Any, n: int, what: str) -> tuple[float, Any]:
+def _timed_pass(engine: Any, n: int, what: str, cpu_ms: dict[str, float] | None = None) -> tuple[float, Any]:
+    """Records/s of one pass; with ``cpu_ms``, also the CPU-ms per record of the whole local
+    stack (the bench's process tree: this engine process and every emulator)."""
+    cpu = tree_cpu_seconds(os.getppid())
     started = time.perf_counter()
     report = engine.run_once(DATASET)
     seconds = time.perf_counter() - started
+    if cpu_ms is not None:
+        cpu_ms[what] = (tree_cpu_seconds(os.getppid()) - cpu) * 1000 / n
     lanes = report.datasets[DATASET].lanes
     applied = {replica: lane.applied for replica, lane in lanes.items()}
     if not report.ok or any(count != n for count in applied.values()):
@@ -92,10 +100,11 @@ def measure_engine(n: int, endpoints: dict[str, str], args: dict[str, Any], out:
         engine = SyncEngine(config, StateStore(Path(tmp) / "state.db"), local_endpoints=endpoints,
                             namespace=namespace, progress=False)
         try:
+            cpu_ms: dict[str, float] = {}
             _seed(primary, n, seed=0)
-            initial, _ = _timed_pass(engine, n, "initial")
+            initial, _ = _timed_pass(engine, n, "initial", cpu_ms)
             _seed(primary, n, seed=1)
-            incremental, _ = _timed_pass(engine, n, "incremental")
+            incremental, _ = _timed_pass(engine, n, "incremental", cpu_ms)
             _seed(primary, n, seed=2)
             tracemalloc.start()
             tracemalloc.reset_peak()
@@ -104,7 +113,8 @@ def measure_engine(n: int, endpoints: dict[str, str], args: dict[str, Any], out:
             tracemalloc.stop()
             rss_kib = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss   # KiB on Linux
             out.put({"n": n, "initial": initial, "incremental": incremental,
-                     "tracemalloc_peak_mib": traced_peak / 2**20, "rss_peak_mib": rss_kib / 1024})
+                     "tracemalloc_peak_mib": traced_peak / 2**20, "rss_peak_mib": rss_kib / 1024,
+                     "initial_cpu_ms": cpu_ms["initial"], "incremental_cpu_ms": cpu_ms["incremental"]})
         finally:
             for location in (PRIMARY, COSMOS, GCS):
                 try:
@@ -120,12 +130,17 @@ def measure_raw(n: int, endpoints: dict[str, str], threads: int) -> dict[str, fl
     records = _records(n, seed=0)
     tag = uuid.uuid4().hex[:8]
     key = os.environ.get("MCREPL_COSMOS_KEY", EMULATOR_COSMOS_KEY)
-    return {
-        "cosmos": raw_sinks.cosmos_upserts(endpoints["cosmos"], key, f"raw-{tag}", records, threads),
-        "gcs": raw_sinks.gcs_uploads(endpoints["gcs"], f"raw-{tag}", records, threads),
-        "dynamodb": raw_sinks.dynamodb_batch_writes(endpoints["dynamodb"], f"raw-{tag}", "customer_id",
-                                                    records, threads),
+    rates: dict[str, float] = {}
+    writers = {
+        "cosmos": lambda: raw_sinks.cosmos_upserts(endpoints["cosmos"], key, f"raw-{tag}", records, threads),
+        "gcs": lambda: raw_sinks.gcs_uploads(endpoints["gcs"], f"raw-{tag}", records, threads),
+        "dynamodb": lambda: raw_sinks.dynamodb_batch_writes(endpoints["dynamodb"], f"raw-{tag}",
+                                                            "customer_id", records, threads),
     }
+    for sink, write in writers.items():
+        rates[sink] = write()
+        rates[f"{sink}_cpu_ms"] = raw_sinks.last_cpu_seconds * 1000 / n
+    return rates
 
 
 def _run_child(n: int, endpoints: dict[str, str], args: dict[str, Any]) -> dict[str, Any]:
@@ -162,6 +177,14 @@ def print_table(raw: dict[str, float], runs: list[dict[str, Any]]) -> None:
                   f"Cosmos upsert_item {raw['cosmos']:,.0f}/s, GCS upload_from_string {raw['gcs']:,.0f}/s, "
                   f"DynamoDB BatchWriteItem {raw['dynamodb']:,.0f}/s; slowest sink: {slowest_name} "
                   f"({slowest:,.0f}/s). Target: ours / slowest ≥ 0.80.")
+    largest = runs[-1]
+    console.print(f"CPU per record, whole local stack (N={largest['n']:,}): raw {slowest_name} "
+                  f"{raw[slowest_name + '_cpu_ms']:.2f} ms, raw Cosmos {raw['cosmos_cpu_ms']:.2f} ms, "
+                  f"raw GCS {raw['gcs_cpu_ms']:.2f} ms; ours initial {largest['initial_cpu_ms']:.2f} ms, "
+                  f"incremental {largest['incremental_cpu_ms']:.2f} ms (both replicas + capture). "
+                  f"When the cores are saturated, ours / raw ≤ raw CPU / our CPU = "
+                  f"{raw[slowest_name + '_cpu_ms'] / largest['initial_cpu_ms']:.2f} (initial), "
+                  f"{raw[slowest_name + '_cpu_ms'] / largest['incremental_cpu_ms']:.2f} (incremental).")
     if len(runs) > 1:
         small, large = runs[0], runs[-1]
         growth = large["tracemalloc_peak_mib"] / max(small["tracemalloc_peak_mib"], 1e-9)

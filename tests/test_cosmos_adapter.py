@@ -225,7 +225,9 @@ def test_newer_stale_replay_and_conflict(store: ReplicaAdapter) -> None:
     assert store.apply_batch([older])[0].outcome is ApplyOutcome.APPLIED
     result = store.apply_batch([newer])[0]
     assert result.outcome is ApplyOutcome.APPLIED and result.conflict_with is None
-    assert result.existing == older
+    # the adapter wrote `older` itself, so it replaces on the etag it got back without a
+    # read: it knows the stored version (all a non-conflicting apply needs), so nothing was read
+    assert result.existing is None
     assert store.apply_batch([newer])[0].outcome is ApplyOutcome.REPLAYED
     assert store.apply_batch([older])[0].outcome is ApplyOutcome.STALE
     # a write from another origin that never saw `newer`: concurrent vectors
@@ -255,6 +257,26 @@ def test_concurrent_writers_on_one_key_end_with_the_newest(open_store: Callable[
         for w in writers[1:]:
             w.close()
     assert first.read(versions[-1].key) == versions[-1]
+
+
+
+def test_remembered_etag_goes_stale_when_another_writer_wins(open_store: Callable[..., ReplicaAdapter]) -> None:
+    """Our adapter remembers the etag of its own write; another client then writes a newer
+    version. Our next write is conditioned on the old etag, gets 412, reads, and decides
+    again: an older version ends STALE, a newer one lands, and the newest always wins."""
+    ours = open_store()
+    other = open_adapter(ours.target)                     # a separate client, its own memory
+    v1, v2, v3, v4 = (document(SCHEMA, {"pk": "k", "v": i}).stamped(_version(1000 * i)) for i in (1, 2, 3, 4))
+    try:
+        assert ours.apply_batch([v1])[0].outcome is ApplyOutcome.APPLIED
+        assert other.apply_batch([v3])[0].outcome is ApplyOutcome.APPLIED
+        stale = ours.apply_batch([v2])[0]
+        assert stale.outcome is ApplyOutcome.STALE and stale.existing == v3
+        assert ours.read(v1.key) == v3
+        assert ours.apply_batch([v4])[0].outcome is ApplyOutcome.APPLIED
+        assert other.read(v1.key) == v4
+    finally:
+        other.close()
 
 
 # --- capture in _ts mode -----------------------------------------------------------------------

@@ -496,6 +496,57 @@ def test_apply_decides_from_metadata_without_downloading(make_adapter):
     assert {r.outcome for r in results} == {ApplyOutcome.APPLIED} and downloads == []
 
 
+def _count_requests(adapter: GCSAdapter) -> list[str]:
+    """Every HTTP request the adapter's client makes from now on, as ``METHOD url``."""
+    seen: list[str] = []
+    adapter.io.client._http.hooks["response"].append(
+        lambda response, *args, **kw: seen.append(f"{response.request.method} {response.url}"))
+    return seen
+
+
+def test_initial_and_repeat_applies_cost_one_request_per_record(make_adapter):
+    a = make_adapter()
+    requests_made = _count_requests(a)
+    results = a.apply_batch([stamped_doc({"id": f"k{i}", "v": i}, 100) for i in range(6)])
+    assert {r.outcome for r in results} == {ApplyOutcome.APPLIED}
+    assert len(requests_made) == 6 and all(r.startswith("POST") for r in requests_made)   # create-only uploads
+    requests_made.clear()
+    newer = [stamped_doc({"id": f"k{i}", "v": -i}, 200) for i in range(6)]
+    assert {r.outcome for r in a.apply_batch(newer)} == {ApplyOutcome.APPLIED}
+    assert len(requests_made) == 6 and all("ifGenerationMatch" in r for r in requests_made)
+    assert [a.read(r.key) for r in newer] == newer
+
+
+def test_create_first_racing_a_concurrent_writer_ends_newest_wins(make_adapter):
+    """Keys we never saw are tried create-only first; when another writer created one
+    meanwhile, the 412 sends us to read and decide: older loses, newer wins."""
+    a = make_adapter()
+    other = make_adapter(bucket=a.target.resource, ready=False)
+    a.apply_batch([stamped_doc({"id": f"warm{i}", "v": i}, 100) for i in range(3)])   # expect absent
+    newest = stamped_doc({"id": "k", "v": "other"}, 300, "gcs:b")
+    assert apply_one(other, newest).outcome is ApplyOutcome.APPLIED
+    stale = apply_one(a, stamped_doc({"id": "k", "v": "ours"}, 200, "gcs:b"))
+    assert stale.outcome is ApplyOutcome.STALE and stale.existing.meta == newest.meta
+    assert a.read(newest.key) == newest
+    later = stamped_doc({"id": "k", "v": "later"}, 400, "gcs:b")
+    assert apply_one(a, later).outcome is ApplyOutcome.APPLIED and other.read(later.key) == later
+    other.close()
+
+
+def test_remembered_generation_goes_stale_after_a_native_or_foreign_write(make_adapter):
+    a = make_adapter()
+    other = make_adapter(bucket=a.target.resource, ready=False)
+    v1, v2, v3 = (stamped_doc({"id": "k", "v": i}, 100 * i) for i in (1, 2, 3))
+    apply_one(a, v1)                                   # `a` now remembers v1's generation
+    apply_one(other, v3)
+    assert apply_one(a, v2).outcome is ApplyOutcome.STALE
+    assert a.read(v3.key) == v3
+    a.io.upload("k", b'{"id":"k","v":"native"}', "application/json", None)   # a native edit
+    v4 = stamped_doc({"id": "k", "v": 4}, 400)
+    assert apply_one(a, v4).outcome is ApplyOutcome.APPLIED and a.read(v4.key) == v4
+    other.close()
+
+
 def test_missing_bucket_names_the_bucket_and_the_fix(make_adapter):
     a = make_adapter(ready=False)
     with pytest.raises(NotFoundError) as info:

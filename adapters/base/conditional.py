@@ -9,12 +9,14 @@ the newer version.
 
 from __future__ import annotations
 
+import threading
+from collections import OrderedDict
 from concurrent.futures import ThreadPoolExecutor
 from typing import Callable, Generic, Sequence, TypeVar
 
 from .errors import AdapterError, RecordError
 from .interface import ApplyOutcome, ApplyResult, ReplicaTarget, conflict_between, decide, rejected
-from .record import Record, RecordKey, ReplicationMeta, meta_if_valid
+from .record import Record, RecordKey, ReplicationMeta, Version, meta_if_valid
 
 Token = TypeVar("Token")
 
@@ -105,3 +107,125 @@ def rounds_by_key(records: Sequence[Record]) -> list[list[int]]:
             rounds.append([])
         rounds[k].append(i)
     return rounds
+
+
+class KnownStates(Generic[Token]):
+    """What this adapter last wrote per key — store token and version — bounded, least recently used out.
+
+    Learned only from our own acknowledged writes, so an entry says "generation/etag T
+    holds version V (vector W), written by us". Used as the write's precondition, that is
+    exactly as safe as a fresh read: if anything changed the item since (a native edit,
+    another writer, a delete), the token no longer matches, the store answers 412 and
+    the caller forgets the entry and reads. Entries are compact (~400 bytes: no body, no
+    hashes) and at most ``capacity``, so memory is bounded whatever N is.
+
+    It also keeps a running guess of whether keys it does not know are absent (an
+    initial sync into an empty replica) or present, so the caller can try a create-only
+    write first and read only when that fails.
+    """
+
+    def __init__(self, capacity: int = 8192) -> None:
+        self.capacity = max(0, int(capacity))
+        self._items: OrderedDict[str, tuple[Token, str, tuple[tuple[str, str], ...]]] = OrderedDict()
+        self._lock = threading.Lock()
+        self._absent = 1.0          # moving average of "an unknown key turned out to be absent"
+
+    def get(self, name: str) -> tuple[Token, ReplicationMeta] | None:
+        """``(token, meta)`` of our last write of ``name``; ``meta`` carries version and vector only."""
+        with self._lock:
+            found = self._items.get(name)
+            if found is None:
+                return None
+            self._items.move_to_end(name)
+        token, version, vector = found
+        return token, ReplicationMeta(Version.parse(version), "", vector=dict(vector))
+
+    def remember(self, name: str, token: Token, meta: ReplicationMeta) -> None:
+        if self.capacity == 0:
+            return
+        entry = (token, meta.version.token, tuple(meta.vector.items()))
+        with self._lock:
+            self._items[name] = entry
+            self._items.move_to_end(name)
+            while len(self._items) > self.capacity:
+                self._items.popitem(last=False)
+
+    def forget(self, name: str) -> None:
+        with self._lock:
+            self._items.pop(name, None)
+
+    def clear(self) -> None:
+        with self._lock:
+            self._items.clear()
+
+    def observe_absent(self, absent: bool) -> None:
+        """Record whether an unknown key was absent (a create-only write landed, or a read found nothing)."""
+        with self._lock:
+            self._absent = 0.9 * self._absent + (0.1 if absent else 0.0)
+
+    @property
+    def expect_absent(self) -> bool:
+        """Most unknown keys lately were absent: a create-only write first saves the read."""
+        return self._absent >= 0.5
+
+    def __len__(self) -> int:
+        return len(self._items)
+
+
+def apply_with_known(record: Record, name: str, known: KnownStates[Token],
+                     load: Callable[[], StoredState[Token]],
+                     write: Callable[[Token | None], Token], *, create_first: bool = True) -> ApplyResult:
+    """Conditional apply that skips the read when the stored state is already known.
+
+    * key known (we wrote it last) and the incoming version is newer and not concurrent:
+      one write conditioned on the remembered token;
+    * key unknown and recent unknown keys were absent (``create_first``): one create-only
+      write (token ``None``);
+    * otherwise, or when that write's precondition fails (someone else wrote — a 412 or
+      409 — so the guess was wrong): :func:`read_decide_write`, which reads and decides
+      again, so the newest version still wins.
+
+    ``write(token)`` returns the new store token and must raise :class:`PreconditionFailed`
+    on a mismatch (``None`` = "must not exist"). Stale, replayed and conflicting
+    decisions are always made on a fresh read, never on the remembered state.
+    """
+    meta = record.meta
+    assert meta is not None, "apply needs stamped records"
+    entry = known.get(name)
+    if entry is not None:
+        token, stored = entry
+        if decide(meta, stored) is ApplyOutcome.APPLIED and conflict_between(meta, stored) is None:
+            try:
+                known.remember(name, write(token), meta)
+                # existing=None: the adapter did not read the stored record this time
+                return ApplyResult(record.key, ApplyOutcome.APPLIED, None)
+            except PreconditionFailed:
+                pass                              # changed since our write: read and decide
+        known.forget(name)
+    elif create_first and known.expect_absent:
+        try:
+            new_token = write(None)
+        except PreconditionFailed:
+            known.observe_absent(False)
+        else:
+            known.observe_absent(True)
+            known.remember(name, new_token, meta)
+            return ApplyResult(record.key, ApplyOutcome.APPLIED, None, existing=None)
+
+    written: list[Token] = []
+    loads: list[bool] = []
+
+    def observed_load() -> StoredState[Token]:
+        stored = load()
+        if entry is None and not loads:
+            known.observe_absent(stored.token is None)
+        loads.append(True)
+        return stored
+
+    def remembering_write(token: Token | None) -> None:
+        written.append(write(token))
+
+    result = read_decide_write(record, observed_load, remembering_write)
+    if written:
+        known.remember(name, written[-1], meta)
+    return result

@@ -7,6 +7,7 @@ through :func:`.errors.cosmos_call` (translation + the shared retry policy).
 Conditional apply is read → decide → write-if-unchanged on the item's ``_etag``
 (``replace_item`` with ``IfNotModified``, ``create_item`` when absent); a lost race
 (HTTP 412/409) reads again, so concurrent writers always end with the newest version.
+A document this adapter wrote last is updated on the etag it got back, without the read.
 Reads are single-partition queries by id: ``@vercel/cosmosdb-server`` answers a point
 read of a missing item with HTTP 500, which would be indistinguishable from an outage.
 
@@ -25,10 +26,11 @@ from azure.core import MatchConditions
 from azure.cosmos import ContainerProxy, CosmosClient, DatabaseProxy, PartitionKey
 
 from ..base.conditional import (
+    KnownStates,
     PreconditionFailed,
     StoredState,
     apply_each,
-    read_decide_write,
+    apply_with_known,
 )
 from ..base.errors import ConfigError, NotFoundError, RecordError
 from ..base.interface import (
@@ -97,6 +99,9 @@ class CosmosAdapter(ReplicaAdapter):
         self._client: CosmosClient | None = None
         self._client_lock = threading.Lock()
         self._capture_lock = threading.Lock()
+        # etag + metadata of documents we wrote last: an update is then one conditional
+        # replace without the batch's read query (a 412 reads again)
+        self._known: KnownStates[str] = KnownStates(int(target.options.get("known_state_entries", 8192)))
 
     # --- plumbing ------------------------------------------------------------------------
 
@@ -154,6 +159,7 @@ class CosmosAdapter(ReplicaAdapter):
 
     def drop(self) -> None:
         """Delete the container; on the local stack also the database once it is empty."""
+        self._known.clear()
         try:
             self._call(lambda: self._database.delete_container(self.target.resource), "drop")
         except NotFoundError:
@@ -228,6 +234,13 @@ class CosmosAdapter(ReplicaAdapter):
     def _stored(self, doc: Doc | None) -> StoredState[str]:
         return StoredState(None, None) if doc is None else StoredState(self._decode(doc), doc["_etag"])
 
+    def _is_known(self, rec: Record) -> bool:
+        """We wrote this key last and remember its etag: no prefetch needed."""
+        try:
+            return self._known.get(document_id(rec.key)) is not None
+        except RecordError:
+            return False
+
     def _prefetch(self, records: Sequence[Record]) -> dict[str, Doc | None]:
         """The stored document (or ``None``) of every key in a batch, read in one query.
 
@@ -254,22 +267,24 @@ class CosmosAdapter(ReplicaAdapter):
             stored = prefetched.pop(doc_id, _NOT_PREFETCHED)
             return self._load(doc_id) if stored is _NOT_PREFETCHED else self._stored(stored)
 
-        def write(etag: str | None) -> None:
+        def write(etag: str | None) -> str:
             if etag is None:
-                self._call(lambda: self._container.create_item(doc), "apply", doc_id)
-                return
+                created = self._call(lambda: self._container.create_item(doc), "apply", doc_id)
+                return str(created["_etag"])
             try:
-                self._call(lambda: self._container.replace_item(
+                replaced = self._call(lambda: self._container.replace_item(
                     doc_id, doc, etag=etag, match_condition=MatchConditions.IfNotModified),
                     "apply", doc_id)
             except NotFoundError as exc:   # deleted since it was read: decide again
                 raise PreconditionFailed(str(exc)) from exc
+            return str(replaced["_etag"])
 
-        return read_decide_write(rec, load, write)
+        # the batch prefetch already answers "absent" in the same query: no create-first
+        return apply_with_known(rec, doc_id, self._known, load, write, create_first=False)
 
     def apply_batch(self, records: Sequence[Record]) -> list[ApplyResult]:
         """Conditional apply on etags, 8 records at a time (see the module docstring)."""
-        prefetched = self._prefetch(records)
+        prefetched = self._prefetch([r for r in records if not self._is_known(r)])
         return apply_each(self.target, records, lambda rec: self._apply_one(rec, prefetched),
                           workers=_WORKERS)
 

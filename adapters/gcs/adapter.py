@@ -2,7 +2,11 @@
 
 Object names are the record key (``RecordKey.id`` for documents, the raw name for blobs);
 replication metadata is custom object metadata (see :mod:`.wire`). Apply is
-read → decide → write with a generation precondition; capture compares a listing with
+read → decide → write with a generation precondition, minus the read when the state is
+known: an object we wrote last is updated conditioned on the generation we got back, and
+while unknown keys keep turning out absent (an initial sync) a create-only upload
+(``ifGenerationMatch=0``) goes first; a 412 falls back to the read (see
+:func:`~mcrepl.adapters.base.conditional.apply_with_known`). Capture compares a listing with
 the manifest of generations carried in the cursor (see :mod:`.capture`).
 """
 
@@ -13,7 +17,8 @@ from collections.abc import Callable, Iterable, Iterator, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from typing import Any, TypeVar
 
-from ..base.conditional import PreconditionFailed, StoredState, apply_each, read_decide_write
+from ..base.conditional import (KnownStates, PreconditionFailed, StoredState, apply_each,
+                               apply_with_known)
 from ..base.errors import NotFoundError, RecordError, UnavailableError
 from ..base.interface import (ApplyResult, Capabilities, Change, ChangePage, Cursor, Digest,
                               ReplicaAdapter, ReplicaTarget, conflict_between)
@@ -52,6 +57,9 @@ class GCSAdapter(ReplicaAdapter):
         # the manifest behind the last cursor returned, so the usual next call (with that
         # cursor) skips decoding it; popped on use, so it is never shared between calls
         self._manifests: dict[str, Manifest] = {}
+        # generation + metadata of objects we wrote last: an update is then one upload
+        # conditioned on that generation instead of a metadata read and an upload
+        self._known: KnownStates[int] = KnownStates(int(target.options.get("known_state_entries", 8192)))
 
     # -- lifecycle -------------------------------------------------------------------
 
@@ -69,6 +77,7 @@ class GCSAdapter(ReplicaAdapter):
             return
         _parallel(lambda n: self.io.delete(n), names)
         self.io.delete_bucket()
+        self._known.clear()
 
     def close(self) -> None:
         self.io.close()
@@ -89,11 +98,11 @@ class GCSAdapter(ReplicaAdapter):
         def load() -> StoredState[int]:
             return self._load_for_apply(record, name)
 
-        def write(generation: int | None) -> None:
-            self.io.upload(name, content, content_type, metadata,
-                           if_generation_match=generation or 0, key=key_id)
+        def write(generation: int | None) -> int:
+            return self.io.upload(name, content, content_type, metadata,
+                                  if_generation_match=generation or 0, key=key_id)
 
-        return read_decide_write(record, load, write)
+        return apply_with_known(record, name, self._known, load, write)
 
     def _load_for_apply(self, record: Record, name: str) -> StoredState[int]:
         """The stored state, downloading the body only when the decision or a merge needs it.
