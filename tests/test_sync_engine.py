@@ -382,3 +382,29 @@ def test_a_pass_stops_capturing_from_a_primary_demoted_while_it_runs(tmp_path) -
     result = capturer.capture_page()
     assert result.deposed and result.stamped == 0 and not result.more
     assert [e.record.key.id for e in state.log.read("orders", 0, 100)] == ["a"]
+
+
+def test_a_replica_added_later_is_backfilled_with_the_same_versions(tmp_path: Path, world: MemoryWorld) -> None:
+    """The log is truncated once every lane has applied it; a new replica still gets everything."""
+    two = make_config(tmp_path)
+    state = StateStore(tmp_path / "state.db")
+    records = _seed(two, world, 60)
+    engine = _engine(two, state, world)
+    assert engine.run_once().ok
+    world.adapter(two, PRIMARY).write_native(records[:5])            # unchanged rewrites: no new versions
+    assert engine.run_once().ok and state.log.retained("customers") == 0, "history truncated"
+    engine.close()
+
+    raw = two.model_dump(mode="json")
+    raw["datasets"]["customers"]["replicas"].append({"at": "gcs:us-east1"})
+    three = type(two).model_validate(raw)
+    engine = _engine(three, state, world)
+    report = engine.run_once()
+    assert report.ok, report.to_dict()
+    added = world.adapter(three, "gcs:us-east1")
+    assert digests(added) == digests(world.adapter(three, GCS)) and len(digests(added)) == 60
+    versions = {d.key_id: d.version for d in added.list_digests()}
+    assert versions == {d.key_id: d.version for d in world.adapter(three, GCS).list_digests()}
+    second = engine.run_once()
+    assert second.datasets["customers"].lanes["gcs:us-east1"].applied == 0, "backfill happens once"
+    engine.close()

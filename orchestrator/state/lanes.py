@@ -55,6 +55,10 @@ class LaneTable:
                            (dataset, replica))
         return LaneState(**dict(row)) if row else LaneState(dataset, replica)
 
+    def exists(self, dataset: str, replica: str) -> bool:
+        """Whether the lane has ever committed anything (a new replica has no row yet)."""
+        return self._db.one("SELECT 1 AS x FROM lanes WHERE dataset=? AND replica=?", (dataset, replica)) is not None
+
     def all(self, dataset: str | None = None) -> list[LaneState]:
         """Every lane (of ``dataset``), ordered by dataset and replica."""
         where, params = ("WHERE dataset=?", (dataset,)) if dataset else ("", ())

@@ -167,6 +167,12 @@ class CaptureLog:
             cur = conn.execute("DELETE FROM capture_log WHERE dataset=? AND seq<=?", (dataset, seq))
             return cur.rowcount
 
+    def truncated(self, dataset: str) -> bool:
+        """Whether entries have been dropped: a lane starting from 0 would miss some."""
+        row = self._db.one("SELECT MIN(seq) AS first FROM capture_log WHERE dataset=?", (dataset,))
+        first = row["first"] if row else None
+        return self.head(dataset) > 0 and (first is None or int(first) > 1)
+
     def retained(self, dataset: str) -> int:
         """How many entries are still kept for ``dataset``."""
         row = self._db.one("SELECT COUNT(*) AS n FROM capture_log WHERE dataset=?", (dataset,))

@@ -23,6 +23,7 @@ from mcrepl.orchestrator.hlc import HybridLogicalClock
 from mcrepl.orchestrator.state import StateStore
 from mcrepl.policies.routing import RecordRouter, passthrough
 
+from .backfill import backfill, needs_backfill
 from .capture import PageCapturer
 from .dataset_pass import DatasetPass, LaneRun, PassSettings
 from .errors import SyncDeadlineExceeded
@@ -122,9 +123,11 @@ class SyncEngine:
         merge = MergeContext(merge_fn, clock, pointer.epoch, lambda: self._adapter(primary))
         ds_report = DatasetReport(name, pointer.location, pointer.epoch)
         report.datasets[name] = ds_report
+        unready = self._backfill_new_lanes(name, primary, replicas)
         lanes = {t.replica: LaneRun(self._applier_factory(t, merge), LaneReport(t.replica),
-                                    self.state.lanes.get(name, t.replica).offset) for t in replicas}
-        ds_report.lanes = {replica: lane.report for replica, lane in lanes.items()}
+                                    self.state.lanes.get(name, t.replica).offset)
+                 for t in replicas if t.replica not in unready}
+        ds_report.lanes = {replica: lane.report for replica, lane in lanes.items()} | unready
         settings = PassSettings(sync.max_in_flight, sync.batch_size, sync.deadline.total_seconds(),
                                 sync.breaker_failures, sync.breaker_reset.total_seconds())
         capturer = lambda: PageCapturer(primary, self._adapter(primary), self.state, clock,  # noqa: E731
@@ -135,6 +138,25 @@ class SyncEngine:
         finally:
             self._finish_dataset(name, ds_report, lanes, run.capture_done)
         self._purge_if_due(name, [primary, *replicas], ds_report, {r for r, l in lanes.items() if l.failed})
+
+    def _backfill_new_lanes(self, name: str, primary: ReplicaTarget,
+                            replicas: list[ReplicaTarget]) -> dict[str, LaneReport]:
+        """Backfill replicas added after capture began; those that could not be sit this pass out."""
+        unready: dict[str, LaneReport] = {}
+        for target in replicas:
+            if not needs_backfill(self.state, name, target.replica):
+                continue
+            try:
+                done = backfill(name, self._adapter(primary), self._adapter(target), self.state, self.router,
+                                self.config.sync.batch_size)
+            except Exception as exc:  # noqa: BLE001 - one replica's backfill never stops the others
+                log.error("backfill of %s at %s failed: %s", name, target.replica, exc)
+                unready[target.replica] = LaneReport(target.replica, last_error=f"backfill failed: {exc}")
+                continue
+            if self.audit is not None:
+                self.audit.append("backfill", {"dataset": name, "replica": target.replica, **done.counts,
+                                               "start_offset": done.start_offset})
+        return unready
 
     def _applier_factory(self, target: ReplicaTarget, merge: MergeContext) -> Callable[[], LaneApplier]:
         def make() -> LaneApplier:
