@@ -29,7 +29,7 @@ from datetime import timedelta
 from pathlib import Path
 from typing import Annotated, Any, Literal, Union
 
-from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, field_validator, model_validator
+from pydantic import AfterValidator, BaseModel, BeforeValidator, ConfigDict, Field, field_validator, model_validator
 
 from mcrepl.orchestrator.config import PROVIDERS, parse_duration
 from mcrepl.orchestrator.yaml_model import read_mapping, validate
@@ -55,6 +55,10 @@ def _location(v: str) -> str:
         raise ValueError(f"{v!r} is not provider:region with provider one of {', '.join(PROVIDERS)}; "
                          "write e.g. dynamodb:eu-west-1")
     return str(v)
+
+
+Location = Annotated[str, AfterValidator(_location)]
+"""A ``provider:region`` location in a drill step."""
 
 
 class Topology(_Spec):
@@ -161,29 +165,19 @@ class Fault(_Step):
     """Cut a location off: in proxy mode set its proxy's ``mode``; in fence mode fence it."""
 
     action: Literal["fault"]
-    location: str
+    location: Location
     mode: Literal["blackhole", "reset", "delay", "drop_upstream", "drop_downstream", "fence"] = "blackhole"
     delay: Duration | None = None
-
-    @field_validator("location")
-    @classmethod
-    def _loc(cls, v: str) -> str:
-        return _location(v)
 
 
 class Flap(_Step):
     """Toggle a location between ``mode`` and healthy ``count`` times, ``period`` each way."""
 
     action: Literal["flap"]
-    location: str
+    location: Location
     mode: Literal["blackhole", "reset", "fence"] = "reset"
     period: Duration = timedelta(milliseconds=500)
     count: int = Field(4, ge=1, le=100)
-
-    @field_validator("location")
-    @classmethod
-    def _loc(cls, v: str) -> str:
-        return _location(v)
 
 
 class Heal(_Step):
@@ -197,12 +191,7 @@ class Promote(_Step):
     """Make ``location`` the primary: the epoch is bumped (and the old one fenced when ``fencing``)."""
 
     action: Literal["promote"]
-    location: str
-
-    @field_validator("location")
-    @classmethod
-    def _loc(cls, v: str) -> str:
-        return _location(v)
+    location: Location
 
 
 class Failback(_Step):
@@ -220,13 +209,8 @@ class Rejoin(_Step):
     """
 
     action: Literal["rejoin"]
-    location: str
+    location: Location
     timeout: Duration = timedelta(seconds=30)
-
-    @field_validator("location")
-    @classmethod
-    def _loc(cls, v: str) -> str:
-        return _location(v)
 
 
 class StaleWriter(_Step):
@@ -238,13 +222,8 @@ class StaleWriter(_Step):
     """
 
     action: Literal["stale_writer"]
-    location: str
+    location: Location
     ops: int = Field(10, ge=1, le=1000)
-
-    @field_validator("location")
-    @classmethod
-    def _loc(cls, v: str) -> str:
-        return _location(v)
 
 
 Step = Annotated[Union[StartWorkload, StopWorkload, Wait, WaitReplicated, Fault, Flap, Heal, Promote,
