@@ -222,4 +222,6 @@ def main(argv: list[str] | None = None) -> None:
 
 
 if __name__ == "__main__":
+    from mcrepl.orchestrator.localstack import exit_cleanly_on_sigterm
+    exit_cleanly_on_sigterm()
     main()

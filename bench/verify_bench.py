@@ -33,7 +33,7 @@ ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
 from mcrepl.adapters.base import ReplicaAdapter, Version  # noqa: E402
-from mcrepl.orchestrator.localstack import LocalStack  # noqa: E402
+from mcrepl.orchestrator.localstack import LocalStack, exit_cleanly_on_sigterm  # noqa: E402
 from mcrepl.orchestrator.verify import compare_adapters  # noqa: E402
 from tests.contract.backends import BACKENDS  # noqa: E402
 from tests.contract.records import doc  # noqa: E402
@@ -149,4 +149,5 @@ def main() -> None:
 
 
 if __name__ == "__main__":
+    exit_cleanly_on_sigterm()
     main()

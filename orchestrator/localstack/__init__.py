@@ -19,7 +19,7 @@ from .services import (
     Service,
     parse_services,
 )
-from .stack import LocalStack, RunningService
+from .stack import LocalStack, RunningService, exit_cleanly_on_sigterm
 
 __all__ = [
     "DEFAULT_SERVICES",
@@ -32,6 +32,7 @@ __all__ = [
     "Service",
     "ServiceStatus",
     "down",
+    "exit_cleanly_on_sigterm",
     "local_dir",
     "parse_services",
     "read_endpoints",

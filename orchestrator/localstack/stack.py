@@ -167,3 +167,15 @@ class LocalStack:
     def _stop_one(svc: RunningService) -> None:
         if svc.ref is not None:
             process.stop(svc.ref, svc.proc)
+
+
+def exit_cleanly_on_sigterm() -> None:
+    """Turn SIGTERM into ``SystemExit`` so ``with LocalStack(...)`` stops its emulators.
+
+    Python's default SIGTERM handling ends the process without running ``finally`` blocks,
+    which would orphan every emulator a script started (benchmarks stopped by a timeout).
+    """
+    import signal
+    import sys
+
+    signal.signal(signal.SIGTERM, lambda signum, frame: sys.exit(128 + signum))
