@@ -11,12 +11,13 @@ from __future__ import annotations
 import signal
 from pathlib import Path
 from types import FrameType
+from typing import Optional
 
 import typer
 from rich.console import Console
 from rich.table import Table
 
-from .common import exit_code_for
+from .common import ConfigOption, exit_code_for
 
 local_app = typer.Typer(name="local", no_args_is_help=True,
                         help="Run the local emulator stack (DynamoDB, Cosmos DB, Cloud Storage).")
@@ -123,7 +124,9 @@ def _load(config: Path):  # -> McreplConfig (import kept lazy)
 
 @local_app.command("seed")
 def seed_command(
-    config: Path = typer.Argument(..., exists=True, dir_okay=False, help="Path of mcrepl.yaml."),
+    config: Optional[Path] = typer.Argument(None, dir_okay=False,
+                                            help="Path of mcrepl.yaml (or give it with --config)."),
+    config_option: Path = ConfigOption,
     dataset: str = typer.Option(..., "--dataset", "-d", help="Dataset to seed."),
     count: int = typer.Option(100, "--count", "-n", min=1, help="How many records to write."),
     seed: int = typer.Option(0, "--seed", help="Seed for the generated values."),
@@ -140,7 +143,7 @@ def seed_command(
     )
 
     try:
-        cfg = _load(config)
+        cfg = _load(config or config_option)
         dataset_targets(cfg, dataset)  # unknown dataset or stack not running: fail before the bar
         with Progress(TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(),
                       TimeRemainingColumn(), console=console) as progress:
@@ -154,7 +157,9 @@ def seed_command(
 
 @local_app.command("peek")
 def peek_command(
-    config: Path = typer.Argument(..., exists=True, dir_okay=False, help="Path of mcrepl.yaml."),
+    config: Optional[Path] = typer.Argument(None, dir_okay=False,
+                                            help="Path of mcrepl.yaml (or give it with --config)."),
+    config_option: Path = ConfigOption,
     dataset: str = typer.Option(..., "--dataset", "-d", help="Dataset to read back."),
     limit: int = typer.Option(5, "--limit", min=0, help="Records to show per location."),
 ) -> None:
@@ -163,7 +168,7 @@ def peek_command(
     from mcrepl.orchestrator.localstack.datasets import peek_locations
 
     try:
-        peeks = peek_locations(_load(config), dataset, limit)
+        peeks = peek_locations(_load(config or config_option), dataset, limit)
     except McreplError as exc:
         raise _fail(exc, exit_code_for(exc)) from None
     for peek in peeks:
