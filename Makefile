@@ -15,7 +15,7 @@ DEMO_DIR  := $(CURDIR)/.mcrepl/demo
 DEMO_STATE := examples/.mcrepl
 SUDO      := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
 
-.PHONY: venv node java test demo clean distclean
+.PHONY: venv node java test typecheck demo clean distclean
 
 ## venv: the Python environment (editable install with the pulumi, local and test extras)
 venv: $(VENV)/.installed
@@ -41,6 +41,18 @@ test: venv node java
 	@$(BIN)/pytest -n $(PYTEST_N) $(PYTEST_ARGS); rc=$$?; \
 	if [ $$rc -eq 5 ]; then echo "pytest collected no tests: treating that as a failure" >&2; fi; \
 	exit $$rc
+
+## typecheck: mypy over the mcrepl packages; mypy cannot follow the editable install's
+##            package-dir mapping, so it runs from a root of symlinks named mcrepl/
+MYPY_ROOT ?= /tmp/mypyroot
+MYPY_PKGS := adapters orchestrator policies failover
+typecheck: venv
+	@[ -x $(BIN)/mypy ] && $(BIN)/pip show -q types-PyYAML >/dev/null 2>&1 || \
+		$(BIN)/pip install --quiet -e '.[typecheck]'        # pins: pyproject.toml [typecheck]
+	@rm -rf $(MYPY_ROOT) && mkdir -p $(MYPY_ROOT)/mcrepl && \
+		for d in $(MYPY_PKGS); do ln -s $(CURDIR)/$$d $(MYPY_ROOT)/mcrepl/$$d; done && \
+		cp pyproject.toml $(MYPY_ROOT)/ && \
+		cd $(MYPY_ROOT) && $(CURDIR)/$(BIN)/mypy $(foreach d,$(MYPY_PKGS),-p mcrepl.$(d))
 
 ## demo: the whole loop on fresh local emulators: validate, seed the primary, sync to both
 ##       replicas, change the data, sync again, show status, verify; always stops the stack

@@ -15,7 +15,7 @@ import time
 import traceback
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Mapping
+from typing import Any, Callable, Mapping
 
 from mcrepl.adapters import adapter_class
 from mcrepl.adapters.base import ReplicaAdapter
@@ -58,7 +58,7 @@ class _Run:
     state: StateStore
     history: History
     fences: Fences
-    routers: dict[str, ReplicaAdapter]
+    routers: dict[str, GuardedAdapter]
     router: WriteRouter
     workload: Workload
     clocks: Clocks
@@ -323,9 +323,10 @@ def _stale_writer(run: _Run, step: StaleWriter) -> None:
                       landed=statuses.count("ok"), fenced=statuses.count("fenced"))
 
 
-_HANDLERS = {StartWorkload: _start, StopWorkload: _stop, Wait: _wait, WaitReplicated: _wait_replicated,
-             Fault: _fault, Flap: _flap, Heal: _heal, Promote: _promote, Failback: _failback, Rejoin: _rejoin,
-             StaleWriter: _stale_writer}
+_HANDLERS: dict[type, Callable[[_Run, Any], None]] = {
+    StartWorkload: _start, StopWorkload: _stop, Wait: _wait, WaitReplicated: _wait_replicated,
+    Fault: _fault, Flap: _flap, Heal: _heal, Promote: _promote, Failback: _failback, Rejoin: _rejoin,
+    StaleWriter: _stale_writer}
 
 
 def _rollback(run: _Run) -> None:

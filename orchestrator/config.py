@@ -104,7 +104,7 @@ class KeySpec(_Strict):
     def _short_form(cls, v: Any) -> Any:
         return {"name": v} if isinstance(v, str) else v
 
-    def schema(self) -> KeySchema:
+    def key_schema(self) -> KeySchema:
         return KeySchema(KeyAttribute(self.partition.name, self.partition.type),
                          KeyAttribute(self.sort.name, self.sort.type) if self.sort else None)
 
@@ -152,7 +152,7 @@ class Schedule(_Strict):
         if (self.every is None) == (self.cron is None):
             raise ValueError("give exactly one of 'every' (e.g. 30s) or 'cron' (e.g. '*/5 * * * *')")
         if self.cron is not None:
-            from croniter import croniter
+            from croniter import croniter  # type: ignore[import-untyped]  # ships no type hints
             if not croniter.is_valid(self.cron):
                 raise ValueError(f"{self.cron!r} is not a valid cron expression (5 fields: "
                                  "minute hour day month weekday)")
@@ -208,7 +208,7 @@ class Dataset(_Strict):
         return self
 
     def key_schema(self) -> KeySchema:
-        return self.key.schema() if self.key else KeySchema(KeyAttribute("name", "S"))
+        return self.key.key_schema() if self.key else KeySchema(KeyAttribute("name", "S"))
 
     @property
     def locations(self) -> list[ReplicaRef]:

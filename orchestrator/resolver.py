@@ -38,5 +38,6 @@ def resolve(a: Record, b: Record, *, merge: MergeFunction | None = None, target:
         return Resolution(newer, concurrent)
     if next_version is None or target is None:
         raise ValueError("a merge needs the dataset's target and next_version to stamp the merged record")
+    assert newer.meta is not None  # newer is a or b, both checked above
     merged = merged_record(merge, target, older, newer, next_version(), newer.meta.epoch)
     return Resolution(merged, True, merged=True)

@@ -81,23 +81,23 @@ def policy_errors(config: "McreplConfig") -> list[ConfigError]:
         for home, extra in rule.also.items():
             jurisdictions(f"residency.records[{i}].also", [home, *extra])
     seen: set[str] = set()
-    for i, rule in enumerate(p.encryption.fields):
-        if rule.dataset in seen:
-            errors.append(ConfigError(f"dataset {rule.dataset!r} has two field rules",
+    for i, field_rule in enumerate(p.encryption.fields):
+        if field_rule.dataset in seen:
+            errors.append(ConfigError(f"dataset {field_rule.dataset!r} has two field rules",
                                       path=f"policies.encryption.fields[{i}]", fix="merge them"))
-        seen.add(rule.dataset)
-        if dataset(f"encryption.fields[{i}].dataset", rule.dataset, documents_only=True):
-            names = encrypted_fields(config, rule.dataset)
+        seen.add(field_rule.dataset)
+        if dataset(f"encryption.fields[{i}].dataset", field_rule.dataset, documents_only=True):
+            names = encrypted_fields(config, field_rule.dataset)
             if not names:
                 errors.append(ConfigError(
-                    f"field rule for {rule.dataset!r} names no fields", path=f"policies.encryption.fields[{i}]",
+                    f"field rule for {field_rule.dataset!r} names no fields", path=f"policies.encryption.fields[{i}]",
                     fix="list fields, or set sensitive_fields on the dataset"))
-            keys = {a.name for a in config.datasets[rule.dataset].key_schema().attributes}
+            keys = {a.name for a in config.datasets[field_rule.dataset].key_schema().attributes}
             for name in sorted(keys & set(names)):
                 errors.append(ConfigError(
                     f"key field {name!r} cannot be encrypted (replicas look records up by it)",
                     path=f"policies.encryption.fields[{i}].fields", fix=f"remove {name} from the list"))
-        jurisdictions(f"encryption.fields[{i}].plaintext_in", rule.plaintext_in)
+        jurisdictions(f"encryption.fields[{i}].plaintext_in", field_rule.plaintext_in)
     kr = p.encryption.keyring
     if kr.type != "local" and not kr.key_id:
         errors.append(ConfigError(f"keyring type {kr.type} needs key_id", path="policies.encryption.keyring",

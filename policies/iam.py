@@ -176,7 +176,7 @@ class ResourceIds:
                    azure_subscription_id=getattr(az, "subscription_id", None) or cls.azure_subscription_id,
                    azure_resource_group=getattr(az, "resource_group", None) or cls.azure_resource_group,
                    cosmos_account=getattr(az, "account_name", None) or cls.cosmos_account,
-                   gcp_project=getattr(gcp, "project", None) or config.providers.gcs.project,
+                   gcp_project=getattr(gcp, "project", None) or config.providers.gcs.project or cls.gcp_project,
                    tables=tables, streams=streams, buckets=buckets)
 
 

@@ -32,6 +32,12 @@ def _as_list(v: Any) -> list[Any]:
     return v if isinstance(v, list) else [] if v is None else [v]
 
 
+def _properties(node: Node, default: Node) -> Node:
+    """An Azure resource's ``properties`` object, or ``default`` when it has none."""
+    props = node.get("properties")
+    return props if isinstance(props, dict) else default
+
+
 def _allow_statements(node: Node) -> Iterator[Node]:
     if "Statement" not in node:
         return
@@ -126,7 +132,7 @@ _BROAD_AZURE_ROLES = {
 
 
 def _azure_scopes(node: Node) -> list[str]:
-    props = node.get("properties") if isinstance(node.get("properties"), dict) else node
+    props = _properties(node, node)
     return [str(s) for s in [props.get("scope"), *_as_list(props.get("assignableScopes"))] if s]
 
 
@@ -156,7 +162,7 @@ class AzureAccountScope(LintRule):
 
     @classmethod
     def check(cls, node: Node, where: str) -> Iterator[Violation]:
-        props = node.get("properties") if isinstance(node.get("properties"), dict) else node
+        props = _properties(node, node)
         data_plane = "sqlRoleDefinitions" in str(props.get("roleDefinitionId", "")) or any(
             "dataActions" in p for p in _as_list(props.get("permissions")) if isinstance(p, dict))
         if not data_plane:
@@ -193,7 +199,7 @@ class AzureBroadRole(LintRule):
 
     @classmethod
     def check(cls, node: Node, where: str) -> Iterator[Violation]:
-        props = node.get("properties") if isinstance(node.get("properties"), dict) else node
+        props = _properties(node, node)
         role_id = str(props.get("roleDefinitionId", "")).rstrip("/").rsplit("/", 1)[-1].lower()
         name = _BROAD_AZURE_ROLES.get(role_id) or (
             str(props.get("roleName")) if str(props.get("roleName")) in _BROAD_AZURE_ROLES.values() else None)
@@ -230,7 +236,7 @@ class AzureWildcardAction(LintRule):
 
     @classmethod
     def check(cls, node: Node, where: str) -> Iterator[Violation]:
-        props = node.get("properties") if isinstance(node.get("properties"), dict) else node
+        props = _properties(node, node)
         for perm in _as_list(props.get("permissions")):
             if not isinstance(perm, dict):
                 continue
@@ -264,7 +270,7 @@ class AzureKeyAuth(LintRule):
 
     @classmethod
     def check(cls, node: Node, where: str) -> Iterator[Violation]:
-        props = node.get("properties") if isinstance(node.get("properties"), dict) else {}
+        props = _properties(node, {})
         is_account = str(node.get("type", "")).lower() == "microsoft.documentdb/databaseaccounts" \
             or "disableLocalAuth" in props
         if is_account and props.get("disableLocalAuth") is not True:

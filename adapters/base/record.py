@@ -11,7 +11,7 @@ import base64
 import json
 from dataclasses import dataclass, field, replace
 from decimal import Decimal
-from typing import Literal, Mapping
+from typing import Any, Literal, Mapping
 
 from .errors import RecordError
 from .values import Value, content_hash, normalize, parse_decimal
@@ -186,7 +186,7 @@ class ReplicationMeta:
 
     @classmethod
     def from_dict(cls, d: Mapping[str, object]) -> "ReplicationMeta":
-        vv = d.get("vv") or {}
+        vv: Any = d.get("vv") or {}  # a mapping, or its JSON text where the store keeps strings
         if isinstance(vv, str):
             vv = json.loads(vv)
         return cls(Version.parse(str(d["v"])), str(d["h"]), _as_bool(d.get("t", False)),

@@ -141,10 +141,11 @@ def from_document(doc: Mapping[str, Any], schema: KeySchema, kind: DatasetKind) 
     body: dict[str, Any] | bytes | None
     if kind == "blob":
         data = doc.get("data")
-        body = None if data is None else from_json(data, "data")
-        if body is not None and not isinstance(body, bytes):
+        decoded = None if data is None else from_json(data, "data")
+        if decoded is not None and not isinstance(decoded, bytes):
             raise RecordError("not-bytes", "blob document's data is not tagged bytes",
                               key=key.id, field="data")
+        body = decoded
     else:
         body = _body_fields(doc)
     return Record(key, body, meta)

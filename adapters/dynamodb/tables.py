@@ -80,8 +80,8 @@ def _wait_active(clients: DynamoDBClients, target: ReplicaTarget) -> dict[str, A
 
 def _check(table: dict[str, Any], target: ReplicaTarget) -> None:
     """An existing table must have the configured key and a stream with both images."""
-    ctx = {"provider": "dynamodb", "replica": target.replica, "dataset": target.dataset,
-           "operation": "ensure_ready"}
+    ctx: dict[str, Any] = {"provider": "dynamodb", "replica": target.replica, "dataset": target.dataset,
+                           "operation": "ensure_ready"}
     types = {d["AttributeName"]: d["AttributeType"] for d in table.get("AttributeDefinitions", [])}
     have = [(k["AttributeName"], types.get(k["AttributeName"])) for k in
             sorted(table.get("KeySchema", []), key=lambda k: k["KeyType"] != "HASH")]

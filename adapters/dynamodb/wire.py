@@ -19,11 +19,11 @@ import base64
 from collections.abc import Mapping
 from datetime import datetime, timezone
 from decimal import Decimal
-from typing import Any
+from typing import Any, cast
 
 from ..base.errors import RecordError
 from ..base.interface import DatasetKind
-from ..base.record import KeySchema, Record, RecordKey, ReplicationMeta
+from ..base.record import KeyPart, KeySchema, Record, RecordKey, ReplicationMeta
 from ..base.tagged_json import TAG
 from ..base.values import WIDE, Value, parse_decimal, set_kind
 
@@ -256,7 +256,7 @@ def decode_item(item: Mapping[str, AttributeValue], schema: KeySchema, kind: Dat
     """The record an item holds, with its metadata as stored (``None`` when it has none)."""
     meta = decode_meta(item.get(META_ATTR))
     if kind == "blob":
-        key = RecordKey(tuple(decode_value(item[a.name], a.name) for a in schema.attributes))  # type: ignore[arg-type]
+        key = RecordKey(tuple(_decode_key_part(item[a.name], a.name) for a in schema.attributes))
         data = item.get(BLOB_DATA_ATTR)
         body = decode_value(data, BLOB_DATA_ATTR) if data is not None else None
         return Record(key, body if isinstance(body, bytes) else None, meta)
@@ -271,7 +271,12 @@ def key_body(key: RecordKey, schema: KeySchema, kind: DatasetKind) -> dict[str, 
 
 def decode_key(keys: Mapping[str, AttributeValue], schema: KeySchema) -> RecordKey:
     """The record key from a stream record's ``Keys`` (or a scan's ``LastEvaluatedKey``)."""
-    return RecordKey(tuple(decode_value(keys[a.name], a.name) for a in schema.attributes))  # type: ignore[arg-type]
+    return RecordKey(tuple(_decode_key_part(keys[a.name], a.name) for a in schema.attributes))
+
+
+def _decode_key_part(av: Mapping[str, AttributeValue], field: str) -> KeyPart:
+    """A key attribute's value; DynamoDB only allows S, N and B key attributes, so it is a key part."""
+    return cast(KeyPart, decode_value(av, field))
 
 
 # --- item size (DynamoDB's rules) ----------------------------------------------------------------

@@ -6,10 +6,10 @@ import enum
 import json
 from contextlib import ExitStack
 from pathlib import Path
-from typing import Optional
+from typing import Callable, Optional
 
 import typer
-from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
+from rich.progress import BarColumn, MofNCompleteColumn, Progress, TaskID, TextColumn, TimeElapsedColumn
 from rich.table import Table
 
 from .common import EXIT_FOUND, ConfigOption, check_dataset, cli_errors, console, load, local_endpoints
@@ -34,6 +34,11 @@ def _replicas(text: str | None) -> list[str] | None:
 def _progress(enabled: bool) -> Progress:
     return Progress(TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn(),
                     console=console, disable=not enabled, transient=True)
+
+
+def _advance_task(bar: Progress, task: TaskID) -> Callable[[str, int], None]:
+    """A listing-progress callback that moves ``task`` on (bound now: each dataset has its own task)."""
+    return lambda _replica, n: bar.advance(task, n)
 
 
 def _print_report(report) -> None:  # type: ignore[no-untyped-def]
@@ -77,7 +82,7 @@ def register(app: typer.Typer) -> None:
                 task = bar.add_task(f"listing {name}", total=None)
                 reports.append(verify_dataset(cfg, name, _replicas(replicas), local_endpoints=local_endpoints(cfg),
                                               namespace=namespace, alert=alert,
-                                              progress=lambda _r, n, _t=task: bar.advance(_t, n)))
+                                              progress=_advance_task(bar, task)))
                 bar.remove_task(task)
         if output is Output.json:
             console.print_json(json.dumps([r.to_dict() for r in reports]))

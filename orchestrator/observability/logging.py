@@ -208,8 +208,8 @@ def configure_logging(level: str = "INFO", sensitive_fields: Iterable[str] = (),
     """
     set_sensitive_fields(sensitive_fields)
     root = logging.getLogger()
-    for handler in [h for h in root.handlers if getattr(h, "_mcrepl", False)]:
-        root.removeHandler(handler)
+    for installed in [h for h in root.handlers if getattr(h, "_mcrepl", False)]:
+        root.removeHandler(installed)
     handler: logging.Handler
     if json:
         handler = logging.StreamHandler(sys.stderr)
@@ -221,7 +221,7 @@ def configure_logging(level: str = "INFO", sensitive_fields: Iterable[str] = (),
                               markup=False)
         handler.setFormatter(ConsoleFormatter("%(message)s"))
     handler.addFilter(RedactingFilter())
-    handler._mcrepl = True  # type: ignore[attr-defined]
+    setattr(handler, "_mcrepl", True)  # marks the handler this function installed (see above)
     root.addHandler(handler)
     numeric = logging.getLevelName(level.upper())
     if not isinstance(numeric, int):

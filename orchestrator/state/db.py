@@ -108,7 +108,8 @@ class Database:
         """All rows of a read query, as name-addressable rows."""
         with self._lock:
             cur = self._conn.execute(sql, params)
-            cur.row_factory = sqlite3.Row
+            # typeshed types the factory's second argument as Row; sqlite3 passes the raw tuple
+            cur.row_factory = sqlite3.Row  # type: ignore[assignment]
             return cur.fetchall()
 
     def one(self, sql: str, params: Sequence[Any] = ()) -> sqlite3.Row | None:

@@ -125,7 +125,7 @@ class DatasetPass:
                     lane.done = True
                 continue
             offset, make = lane.offset, lane.applier
-            in_flight[pool.submit(lambda o=offset, m=make: m().apply_next(o))] = replica
+            in_flight[pool.submit(lambda m, o: m().apply_next(o), make, offset)] = replica
             lane_steps += 1
 
     def _settle(self, name: str, future: Future) -> None:

@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import time
 from contextlib import ExitStack
+from functools import partial
 from typing import Callable, Iterator, Mapping, Sequence
 
 from mcrepl.adapters import open_adapter
@@ -58,7 +59,7 @@ def compare_adapters(dataset: str, adapters: Mapping[str, ReplicaAdapter], *,
     with DigestIndex() as index:
         for name in names:
             index.load(name, adapters[name].list_digests(),
-                       on_progress=(lambda n, _name=name: progress(_name, n)) if progress else None)
+                       on_progress=partial(progress, name) if progress else None)
         pairs = []
         for other in names[1:]:
             found, compared = diff(index, names[0], other)
