@@ -7,8 +7,6 @@ services its topology needs, stopped when the drill ends.
 
 from __future__ import annotations
 
-import json
-import os
 from contextlib import contextmanager
 from typing import Iterator
 
@@ -23,12 +21,13 @@ def services_for(spec: DrillSpec) -> list[str]:
 @contextmanager
 def drill_endpoints(spec: DrillSpec) -> Iterator[dict[str, str]]:
     """``{service: url}`` for every service the drill needs, for the duration of the block."""
+    from mcrepl.orchestrator.localstack import LocalStack, endpoints_from_env, read_endpoints
+
     needed = services_for(spec)
-    given = os.environ.get("MCREPL_LOCAL_ENDPOINTS")
-    if given:
-        yield json.loads(given)
+    given = endpoints_from_env()
+    if given is not None:
+        yield given
         return
-    from mcrepl.orchestrator.localstack import LocalStack, read_endpoints
 
     running = read_endpoints() or {}
     if all(name in running for name in needed):

@@ -294,3 +294,14 @@ def test_cli_seed_writes_primary_and_peek_reads_every_location(
         assert "not created yet" in peek.stdout or " 0 records" in peek.stdout
     finally:
         run_cli("down", local_dir=local)
+
+
+def test_endpoints_from_the_environment_win_over_the_stack_file(monkeypatch: pytest.MonkeyPatch,
+                                                                  tmp_path: Path) -> None:
+    from mcrepl.adapters.base import ConfigError
+    from mcrepl.orchestrator.localstack import read_endpoints
+    monkeypatch.setenv("MCREPL_LOCAL_ENDPOINTS", '{"dynamodb": "http://127.0.0.1:4566"}')
+    assert read_endpoints(tmp_path) == {"dynamodb": "http://127.0.0.1:4566"}
+    monkeypatch.setenv("MCREPL_LOCAL_ENDPOINTS", "dynamodb=http://x")
+    with pytest.raises(ConfigError, match="MCREPL_LOCAL_ENDPOINTS"):
+        read_endpoints(tmp_path)

@@ -6,7 +6,6 @@ Exit codes: 0 success, 1 the check found problems (divergence, violations), 2 ba
 
 from __future__ import annotations
 
-import json
 import os
 from contextlib import contextmanager
 from pathlib import Path
@@ -15,7 +14,7 @@ from typing import Iterator, Mapping, NoReturn
 import typer
 from rich.console import Console
 
-from mcrepl.adapters.base import AdapterError, ConfigError, McreplError
+from mcrepl.adapters.base import AdapterError, McreplError
 from mcrepl.orchestrator.config import McreplConfig, load_config
 
 console = Console()
@@ -63,12 +62,6 @@ def local_endpoints(config: McreplConfig) -> Mapping[str, str] | None:
     """
     if not config.uses_local_stack():
         return None
-    if os.environ.get("MCREPL_LOCAL_ENDPOINTS"):
-        try:
-            return {str(k): str(v) for k, v in json.loads(os.environ["MCREPL_LOCAL_ENDPOINTS"]).items()}
-        except (ValueError, TypeError, AttributeError):
-            raise ConfigError("MCREPL_LOCAL_ENDPOINTS is not a JSON object of service → URL",
-                              fix='set it like {"dynamodb": "http://127.0.0.1:4566"}') from None
     from mcrepl.orchestrator.localstack import read_endpoints
     return read_endpoints()
 

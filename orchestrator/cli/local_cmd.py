@@ -17,7 +17,7 @@ import typer
 from rich.console import Console
 from rich.table import Table
 
-from .common import ConfigOption, exit_code_for
+from .common import ConfigOption, cli_errors, load
 
 local_app = typer.Typer(name="local", no_args_is_help=True,
                         help="Run the local emulator stack (DynamoDB, Cosmos DB, Cloud Storage).")
@@ -117,11 +117,6 @@ def down_command() -> None:
     console.print(f"stopped {', '.join(stopped)}" if stopped else "the local stack was not running")
 
 
-def _load(config: Path):  # -> McreplConfig (import kept lazy)
-    from mcrepl.orchestrator.config import load_config
-    return load_config(config)
-
-
 @local_app.command("seed")
 def seed_command(
     config: Optional[Path] = typer.Argument(None, dir_okay=False,
@@ -132,7 +127,6 @@ def seed_command(
     seed: int = typer.Option(0, "--seed", help="Seed for the generated values."),
 ) -> None:
     """Write COUNT sample records (~1 KB each) natively to the dataset's primary."""
-    from mcrepl.adapters.base import McreplError
     from mcrepl.orchestrator.localstack.datasets import dataset_targets, seed_primary
     from rich.progress import (
         BarColumn,
@@ -142,16 +136,14 @@ def seed_command(
         TimeRemainingColumn,
     )
 
-    try:
-        cfg = _load(config or config_option)
+    cfg = load(config or config_option)
+    with cli_errors():
         dataset_targets(cfg, dataset)  # unknown dataset or stack not running: fail before the bar
         with Progress(TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(),
                       TimeRemainingColumn(), console=console) as progress:
             task = progress.add_task(f"seeding {dataset}", total=count)
             target = seed_primary(cfg, dataset, count, seed,
                                   on_progress=lambda n: progress.advance(task, n))
-    except McreplError as exc:
-        raise _fail(exc, exit_code_for(exc)) from None
     console.print(f"wrote {count} records to {target.replica} ({target.resource})")
 
 
@@ -164,13 +156,11 @@ def peek_command(
     limit: int = typer.Option(5, "--limit", min=0, help="Records to show per location."),
 ) -> None:
     """Read a few records back from every location (primary and replicas) of DATASET."""
-    from mcrepl.adapters.base import McreplError
     from mcrepl.orchestrator.localstack.datasets import peek_locations
 
-    try:
-        peeks = peek_locations(_load(config or config_option), dataset, limit)
-    except McreplError as exc:
-        raise _fail(exc, exit_code_for(exc)) from None
+    cfg = load(config or config_option)
+    with cli_errors():
+        peeks = peek_locations(cfg, dataset, limit)
     for peek in peeks:
         title = f"{peek.replica} ({peek.resource})"
         if peek.missing:

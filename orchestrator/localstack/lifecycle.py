@@ -16,6 +16,8 @@ from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
 
+from mcrepl.adapters.base import ConfigError
+
 from . import process
 from .process import ProcessRef
 from .stack import LocalStack
@@ -66,12 +68,31 @@ def status(directory: Path | None = None) -> list[ServiceStatus] | None:
     return result
 
 
-def read_endpoints(directory: Path | None = None) -> dict[str, str] | None:
-    """``{service: url}`` of the running local stack, or ``None`` if none is running.
+def endpoints_from_env() -> dict[str, str] | None:
+    """``$MCREPL_LOCAL_ENDPOINTS`` (a JSON object ``{"dynamodb": URL, ...}``), when set.
 
-    Services whose process has gone are left out, so a config with ``endpoint: local``
-    fails early with "run 'mcrepl local up'" rather than with a connection error.
+    Test fixtures and supervisors that started the emulators themselves pass them this way.
     """
+    given = os.environ.get("MCREPL_LOCAL_ENDPOINTS")
+    if not given:
+        return None
+    try:
+        return {str(k): str(v) for k, v in json.loads(given).items()}
+    except (ValueError, TypeError, AttributeError):
+        raise ConfigError("MCREPL_LOCAL_ENDPOINTS is not a JSON object of service → URL",
+                          fix='set it like {"dynamodb": "http://127.0.0.1:4566"}') from None
+
+
+def read_endpoints(directory: Path | None = None) -> dict[str, str] | None:
+    """``{service: url}`` of the local stack, or ``None`` if none is running.
+
+    ``$MCREPL_LOCAL_ENDPOINTS`` wins over the file ``mcrepl local up`` writes. Services
+    whose process has gone are left out, so a config with ``endpoint: local`` fails early
+    with "run 'mcrepl local up'" rather than with a connection error.
+    """
+    given = endpoints_from_env()
+    if given is not None:
+        return given
     state = _read_state(directory)
     if not state:
         return None
