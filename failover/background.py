@@ -68,7 +68,7 @@ class SyncLoop:
                 ds = report.datasets.get(self.dataset)
                 if ds is not None:
                     record = PassRecord(started, ds.capture_error is None,
-                                        {name for name, lane in ds.lanes.items() if lane.converged})
+                                        {name for name, lane in ds.lanes.items() if lane.caught_up})
                     with self._lock:
                         self.passes.append(record)
                         del self.passes[:-200]

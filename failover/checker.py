@@ -7,15 +7,18 @@ Definitions (also in docs/failover.md):
   extends the vector it read, so a later write that saw an op keeps it in its vector.
 * **lost**: an acknowledged insert/update not reflected in the final state (the final
   primary's record never saw it: it vanished, or lost a conflict to a write that never saw
-  it), and an acknowledged delete overruled by a newer write that never saw it.
+  it), an acknowledged delete overruled by a newer write that never saw it, and an
+  acknowledged write whose version lost a last-writer-wins settlement (the conflict log
+  names it: the settled record has seen it, but its content was discarded).
   **resurrected**: an acknowledged delete not reflected while the key holds an *older*
   live version (the delete vanished and an old value came back).
 * **RPO** (per promotion): acknowledged writes to the old primary not reflected on the new
   primary at the moment of promotion — as a count and as seconds (from the oldest such
   acknowledgement to the fault). **recovered**: those that are reflected in the end.
 * **RTO**: from the first fault to the first acknowledged write on the promoted primary.
-* **unexpected**: final records whose version no acknowledged or possibly-landed write
-  made (nor the reconciliation): a refused write that landed anyway, or data from nowhere.
+* **unexpected**: final records whose content no acknowledged or possibly-landed write
+  made: a refused write that landed anyway, or data from nowhere. (A conflict settlement
+  or a reconciliation re-stamps a written body under a new version: its content is a write's.)
   Writes that timed out (outcome unknown) and landed are counted as ``indeterminate_landed``.
 * **convergence**: from the end of the method (faults healed) to the first clean verify.
 """
@@ -135,8 +138,12 @@ class Findings:
 
 def analyse(ops: list[Op], final: Mapping[str, Record | None], snapshots: list[RpoSnapshot],
             rto_from: float | None, convergence: Convergence, healed_at: float | None,
-            issued_versions: set[str] = frozenset(), sample: int = 50) -> Findings:  # type: ignore[assignment]
-    """Compute the findings (see the module docstring for every definition)."""
+            sample: int = 50, conflict_losers: set[str] = frozenset()) -> Findings:  # type: ignore[assignment]
+    """Compute the findings (see the module docstring for every definition).
+
+    ``conflict_losers`` are the version tokens whose content a last-writer-wins settlement
+    discarded (from the conflict log).
+    """
     f = Findings(attempted=len(ops))
     for op in ops:
         f.acknowledged += op.status == "ok"
@@ -146,6 +153,10 @@ def analyse(ops: list[Op], final: Mapping[str, Record | None], snapshots: list[R
         if op.status != "ok":
             continue
         record = final.get(op.key)
+        if op.version in conflict_losers:
+            f.lost += 1
+            f.lost_keys.append(op.key)
+            continue
         if reflected(op, record):
             continue
         if op.kind == "delete":
@@ -160,7 +171,7 @@ def analyse(ops: list[Op], final: Mapping[str, Record | None], snapshots: list[R
         else:
             f.lost += 1
             f.lost_keys.append(op.key)
-    _final_versions(f, ops, final, issued_versions)
+    _final_versions(f, ops, final)
     if snapshots:
         first = snapshots[0]
         f.rpo_count, f.rpo_seconds = len(first.missing), round(first.seconds, 3)
@@ -182,9 +193,14 @@ def analyse(ops: list[Op], final: Mapping[str, Record | None], snapshots: list[R
     return f
 
 
-def _final_versions(f: Findings, ops: list[Op], final: Mapping[str, Record | None], issued: set[str]) -> None:
-    """Classify every final record's version by the operation that made it."""
+def _final_versions(f: Findings, ops: list[Op], final: Mapping[str, Record | None]) -> None:
+    """Classify every final record by the operation that wrote its content."""
     status_of = {op.version: op.status for op in ops if op.version}
+    content_of: dict[tuple[str, str], str] = {}
+    for op in ops:
+        if op.value_hash and op.status is not None:
+            best = content_of.get((op.key, op.value_hash))
+            content_of[(op.key, op.value_hash)] = "ok" if "ok" in (best, op.status) else op.status
     for key, record in final.items():
         meta = meta_if_valid(record) if record is not None else None
         if meta is None:
@@ -192,8 +208,8 @@ def _final_versions(f: Findings, ops: list[Op], final: Mapping[str, Record | Non
                 f.unexpected += 1
                 f.unexpected_keys.append(key)
             continue
-        status = status_of.get(meta.version.token)
-        if status == "ok" or meta.version.token in issued:
+        status = status_of.get(meta.version.token) or content_of.get((key, meta.comparable_hash))
+        if status == "ok":
             continue
         if status in ("timeout", "attempted"):
             f.indeterminate_landed += 1

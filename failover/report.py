@@ -105,6 +105,10 @@ def summary(report: dict[str, Any]) -> str:
                              f"(tolerance {p['tolerance']}) {p.get('note') or ''}")
     for d in f["divergences"][:10]:
         lines.append(f"  divergent {d['key']}: {d['kind']} ({d['reference']} vs {d['other']})")
+    if f["lost_keys"]:
+        lines.append(f"  lost writes on keys: {', '.join(f['lost_keys'][:20])}")
+    if f["resurrected_keys"]:
+        lines.append(f"  resurrected keys: {', '.join(f['resurrected_keys'][:20])}")
     if report["error"]:
         lines.append(f"  error: {report['error']}")
     return "\n".join(lines)

@@ -27,8 +27,6 @@ from .checker import Convergence, RpoSnapshot, analyse, rpo_snapshot, wait_conve
 from .guard import Fences, GuardedAdapter, guarded_factory
 from .history import History
 from .probes import check_steady_state
-from .promotion import promote
-from .reconcile import reconcile_failback
 from .router import Clocks, WriteRouter
 from .spec import (DrillSpec, Failback, Fault, Flap, Heal, Promote, Rejoin, StaleWriter, StartWorkload, StopWorkload,
                    Wait, WaitReplicated)
@@ -70,7 +68,6 @@ class _Run:
     snapshots: list[RpoSnapshot] = field(default_factory=list)
     first_fault_at: float | None = None
     epochs_of: dict[str, int] = field(default_factory=dict)
-    issued_versions: set[str] = field(default_factory=set)
     reconciled: list[dict[str, Any]] = field(default_factory=list)
     step_log: list[dict[str, Any]] = field(default_factory=list)
 
@@ -100,6 +97,7 @@ def run_drill(spec: DrillSpec, endpoints: Mapping[str, str], report_dir: str | P
     convergence = Convergence(None, None, 0)
     healed_at: float | None = None
     final: dict[str, Any] = {}
+    losers: set[str] = set()
     try:
         run = _prepare(spec, topo, history, report_dir)
         history.event("start", title=spec.title)
@@ -122,12 +120,13 @@ def run_drill(spec: DrillSpec, endpoints: Mapping[str, str], report_dir: str | P
         run.sync.stop()
         run.sampler.stop()
         final = _final_records(run)
+        losers = _conflict_losers(run)
     finally:
         if run is not None:
             _shutdown(run)
         topo.close()
     findings = analyse(history.ops(), final, run.snapshots if run else [], run.first_fault_at if run else None,
-                       convergence, healed_at, run.issued_versions if run else set())
+                       convergence, healed_at, conflict_losers=losers)
     report = build_report(spec, topo, history, findings, steady, run.reconciled if run else [],
                           run.step_log if run else [], error, started)
     history.close()
@@ -235,15 +234,18 @@ def _heal(run: _Run, step: Heal) -> None:
 
 
 def _promote(run: _Run, step: Promote) -> None:
+    """The production promotion (drain what is logged, switch, fence), then the RPO it left."""
     old, old_epoch = run.pointer()
+    result = run.sync.engine.promote(run.dataset, step.location, force=True, fence=run.spec.fencing)
+    at = time.time()
     records = _read_keys(run.direct[step.location], run)
-    snap = rpo_snapshot(run.history.ops(), step.location, records, time.time(), run.first_fault_at)
-    pointer = promote(run.state, run.dataset, step.location, fence=run.spec.fencing)
+    snap = rpo_snapshot(run.history.ops(), step.location, records, at, run.first_fault_at)
     run.epochs_of[old] = old_epoch
-    run.epochs_of[step.location] = pointer.epoch
+    run.epochs_of[step.location] = result.epoch
     run.snapshots.append(snap)
-    run.history.event("promote", location=step.location, epoch=pointer.epoch, previous=old,
-                      rpo_count=len(snap.missing), fenced=run.spec.fencing)
+    run.history.event("promote", location=step.location, epoch=result.epoch, previous=old,
+                      rpo_count=len(snap.missing), drained=result.drained, undrained=result.undrained,
+                      fenced=run.spec.fencing)
 
 
 def _failback(run: _Run, step: Failback) -> None:
@@ -262,13 +264,13 @@ def _failback(run: _Run, step: Failback) -> None:
     try:
         time.sleep(run.spec.workload.write_timeout.total_seconds())   # in-flight writes settle
         _wait_replicated(run, WaitReplicated(action="wait_replicated", timeout=step.timeout), only={original})
-        _reconcile(run, current, original, epoch)
-        pointer = promote(run.state, run.dataset, original, fence=run.spec.fencing)
+        _reconcile(run, original)
+        result = run.sync.engine.promote(run.dataset, original, force=True, fence=run.spec.fencing)
     finally:
         run.paused.clear()
-    run.epochs_of[current], run.epochs_of[original] = epoch, pointer.epoch
-    run.history.event("failback", location=original, epoch=pointer.epoch)
-    _reconcile(run, original, current, pointer.epoch)
+    run.epochs_of[current], run.epochs_of[original] = epoch, result.epoch
+    run.history.event("failback", location=original, epoch=result.epoch)
+    _reconcile(run, current)
 
 
 def _rejoin(run: _Run, step: Rejoin) -> None:
@@ -276,7 +278,7 @@ def _rejoin(run: _Run, step: Rejoin) -> None:
     if step.location == current:
         raise RuntimeError(f"rejoin: {step.location} is the primary; rejoin a demoted location")
     _wait_replicated(run, WaitReplicated(action="wait_replicated", timeout=step.timeout), only={step.location})
-    _reconcile(run, current, step.location, epoch)
+    _reconcile(run, step.location)
 
 
 def _rejoin_demoted(run: _Run) -> None:
@@ -298,14 +300,17 @@ def _rejoin_demoted(run: _Run) -> None:
             _rejoin(run, Rejoin(action="rejoin", location=location, label="automatic rejoin"))
 
 
-def _reconcile(run: _Run, current: str, old: str, epoch: int) -> None:
-    schema = run.topo.config.datasets[run.dataset].key_schema()
-    result = reconcile_failback(run.dataset, schema, current, old, run.routers, run.state, epoch,
-                                run.clocks(current), fencing=run.spec.fencing)
-    run.issued_versions.update(result.issued_versions)
-    run.reconciled.append({"from": old, "into": current, **result.to_dict()})
-    run.history.event("reconcile", into=current, recovered=len(result.recovered),
-                      superseded=len(result.superseded), refused=len(result.refused))
+def _reconcile(run: _Run, old: str) -> None:
+    """The production rejoin of a demoted primary (see ``mcrepl.orchestrator.sync.attach``), now."""
+    current, _ = run.pointer()
+    result = run.sync.engine.attach(run.dataset, old)
+    if result is None:
+        return                              # a pass already reconciled it
+    run.reconciled.append({"from": old, "into": current, "recovered": result.recovered,
+                           "refused": result.refused, "missing": result.missing_total,
+                           "writes": result.counts.get("applied", 0)})
+    run.history.event("reconcile", into=current, recovered=result.recovered, refused=result.refused,
+                      missing=result.missing_total)
 
 
 def _stale_writer(run: _Run, step: StaleWriter) -> None:
@@ -339,6 +344,18 @@ def _rollback(run: _Run) -> None:
     _heal(run, Heal(action="heal"))
     run.workload.stop()
     run.history.event("rollback")
+
+
+def _conflict_losers(run: _Run) -> set[str]:
+    """Version tokens whose content a last-writer-wins settlement discarded (from the conflict log)."""
+    losers = set()
+    for row in run.state.journal.conflicts(run.dataset, limit=100_000):
+        if row["resolver"] != "lww":
+            continue
+        for side in (row["incoming"]["v"], row["stored"]["v"]):
+            if side != row["winner"]:
+                losers.add(side)
+    return losers
 
 
 def _read_keys(adapter: ReplicaAdapter, run: _Run) -> dict[str, Any]:

@@ -205,7 +205,8 @@ class Rejoin(_Step):
     """A demoted primary that is reachable again rejoins as a replica.
 
     It catches up from the current primary, then its unreplicated writes are reconciled
-    through the resolver (see ``failover/reconcile.py``): recovered or superseded.
+    through the resolver (see ``mcrepl.orchestrator.sync.attach``): every version it holds that
+    was never captured is logged, and where it meets a concurrent write the conflict is settled.
     """
 
     action: Literal["rejoin"]

@@ -185,6 +185,7 @@ class Dataset(_Strict):
     sensitive_fields: list[str] = Field(default_factory=list)
     fields: dict[str, str] = Field(default_factory=dict, description="field → classification")
     verify: VerifyThresholds | None = None
+    anti_entropy: AntiEntropy | None = None
 
     @field_validator("primary", mode="before")
     @classmethod
@@ -248,6 +249,19 @@ class VerifySettings(_Strict):
     sample_size: int = Field(20, ge=0, le=10_000)
 
 
+class AntiEntropy(_Strict):
+    """How often copies are compared and how much a comparison may repair on its own.
+
+    ``every`` runs a verify of each dataset on that interval in ``sync --schedule`` mode
+    (``null`` turns it off; ``sync --once --verify`` runs one at the end of the pass). When
+    at most ``repair_max`` keys differ, they are repaired through the lanes and compared
+    again; above that nothing is written and the dataset is reported not converged.
+    """
+
+    every: timedelta | None = timedelta(hours=1)
+    repair_max: int = Field(1000, ge=0)
+
+
 class SyncSettings(_Strict):
     """Tuning shared by every sync job."""
 
@@ -259,6 +273,7 @@ class SyncSettings(_Strict):
     max_replica_outage: timedelta = timedelta(days=3)
     breaker_failures: int = Field(5, ge=1)
     breaker_reset: timedelta = timedelta(seconds=30)
+    anti_entropy: AntiEntropy = AntiEntropy()
 
     @model_validator(mode="after")
     def _retention_outlives_outage(self) -> "SyncSettings":

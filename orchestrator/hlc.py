@@ -53,8 +53,13 @@ class HybridLogicalClock:
         with self._lock:
             return self._state
 
-    def tick(self) -> Version:
-        """A new version, greater than every version issued or observed before."""
+    def tick(self, origin: str | None = None) -> Version:
+        """A new version, greater than every version issued or observed before.
+
+        ``origin`` labels the version (default: this clock's own origin). One clock may
+        issue versions for several origins — the sync engine stamps native writes of
+        whichever location is primary — and they stay totally ordered.
+        """
         with self._lock:
             physical = self._now_ms()
             last = self._state
@@ -62,7 +67,7 @@ class HybridLogicalClock:
                 self._state = ClockState(physical, 0)
             else:
                 self._state = ClockState(last.wall_ms, last.counter + 1)
-            return Version(self._state.wall_ms, self._state.counter, self.origin)
+            return Version(self._state.wall_ms, self._state.counter, origin or self.origin)
 
     def observe(self, seen: Version) -> None:
         """Move the clock past ``seen`` (a version made elsewhere) so later ticks outrank it."""

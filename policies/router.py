@@ -110,6 +110,10 @@ class PolicyRouter:
             decision.send[replica] = self.shape(dataset, plain, replica)
         return decision
 
+    def allowed_at(self, dataset: str, record: Record, replicas: Sequence[str]) -> set[str]:
+        plain = self.decrypt_record(dataset, record) if _has_ciphertext(record.body) else record
+        return {r for r in replicas if self.residency(dataset, plain, r) is None}
+
     # -- residency --------------------------------------------------------------------
 
     def residency(self, dataset: str, record: Record, replica: str) -> Withheld | None:

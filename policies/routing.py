@@ -41,6 +41,14 @@ class RecordRouter(Protocol):
         """``replicas`` are ``provider:region`` names; every one ends in send or withheld."""
         ...
 
+    def allowed_at(self, dataset: str, record: Record, replicas: Sequence[str]) -> set[str]:
+        """Which of ``replicas`` the record may live in (residency only: cheap, nothing encrypted).
+
+        Capture keeps this per key, so when a record's next version may no longer live
+        somewhere (its country changed), that location gets a tombstone: retraction.
+        """
+        ...
+
 
 class PassThroughRouter:
     """Sends every record to every replica unchanged (no policies configured)."""
@@ -48,10 +56,22 @@ class PassThroughRouter:
     def route(self, dataset: str, record: Record, replicas: Sequence[str]) -> RouteDecision:
         return RouteDecision(send={r: record for r in replicas})
 
+    def allowed_at(self, dataset: str, record: Record, replicas: Sequence[str]) -> set[str]:
+        return set(replicas)
+
+
+def allowed_at(router: RecordRouter, dataset: str, record: Record, replicas: Sequence[str]) -> set[str]:
+    """``router.allowed_at`` when it has one, else the replicas ``route`` sends the record to."""
+    method = getattr(router, "allowed_at", None)
+    if method is not None:
+        return set(method(dataset, record, replicas))
+    return set(router.route(dataset, record, replicas).send)
+
 
 def passthrough() -> RecordRouter:
     """The default router."""
     return PassThroughRouter()
 
 
-__all__: Sequence[str] = ["RecordRouter", "RouteDecision", "Withheld", "PassThroughRouter", "passthrough"]
+__all__: Sequence[str] = ["RecordRouter", "RouteDecision", "Withheld", "PassThroughRouter", "allowed_at",
+                          "passthrough"]

@@ -230,11 +230,12 @@ def test_newer_stale_replay_and_conflict(store: ReplicaAdapter) -> None:
     assert result.existing is None
     assert store.apply_batch([newer])[0].outcome is ApplyOutcome.REPLAYED
     assert store.apply_batch([older])[0].outcome is ApplyOutcome.STALE
-    # a write from another origin that never saw `newer`: concurrent vectors
+    # a write from another origin that never saw `newer`: concurrent vectors, never overwritten
     rival = document(SCHEMA, {"pk": "k", "v": 3}).stamped(_version(3000, "gcs:europe-west1"))
     result = store.apply_batch([rival])[0]
-    assert result.outcome is ApplyOutcome.APPLIED and result.conflict_with == newer.meta
-    assert store.read(newer.key) == rival
+    assert result.outcome is ApplyOutcome.CONFLICT and result.conflict_with == newer.meta
+    assert result.existing is not None and result.existing.body == newer.body
+    assert store.read(newer.key) == newer
 
 
 def test_concurrent_writers_on_one_key_end_with_the_newest(open_store: Callable[..., ReplicaAdapter]) -> None:

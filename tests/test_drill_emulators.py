@@ -58,15 +58,15 @@ def test_split_brain_without_fencing_fails_and_names_the_divergence(local_stack:
     report = outcome.report
     assert not outcome.passed
     findings = report["findings"]
-    assert findings["fenced"] == 0 and findings["lost"] > 0
-    assert findings["divergent"] > 0 and findings["divergences"]
-    for d in findings["divergences"]:
-        assert d["key"].startswith("k") and d["kind"] in {"missing", "extra", "content", "stale", "resurrected",
-                                                          "tombstone-stale"}
+    # the zombie's writes land; when the demoted primary rejoins they meet the new primary's
+    # concurrent writes, the conflicts are settled (logged) and the copies converge, but
+    # last-writer-wins discards acknowledged writes on one side: the drill fails on them
+    assert findings["fenced"] == 0 and findings["lost"] > 0 and findings["lost_keys"]
+    assert findings["divergent"] == 0, "converged: every conflict was settled, none left divergent"
     failed = {t["name"] for t in report["thresholds"] if not t["passed"]}
-    assert {"divergent", "lost"} <= failed
+    assert "lost" in failed
     # the CLI reads the same report back and exits 1
     cli = subprocess.run([sys.executable, "-m", "mcrepl.orchestrator.cli", "drill", "report", str(tmp_path)],
                          capture_output=True, text=True)
     assert cli.returncode == 1, cli.stderr
-    assert "FAILED" in cli.stdout and findings["divergences"][0]["key"] in cli.stdout
+    assert "FAILED" in cli.stdout and findings["lost_keys"][0] in cli.stdout

@@ -13,7 +13,6 @@ from mcrepl.adapters.base import ConfigError, KeyAttribute, KeySchema, Version, 
 from mcrepl.adapters.memory import MemoryAdapter
 from mcrepl.failover.checker import Convergence, analyse, rpo_snapshot
 from mcrepl.failover.history import History, Op
-from mcrepl.failover.promotion import promote
 from mcrepl.failover.router import Clocks, WriteRouter
 from mcrepl.failover.spec import load_drill
 from mcrepl.orchestrator.config import McreplConfig
@@ -104,12 +103,17 @@ def _engine(config: McreplConfig, state: StateStore, ns: str) -> SyncEngine:
     return SyncEngine(config, state, namespace=ns, adapter_factory=MemoryAdapter)
 
 
+def _live(adapter: MemoryAdapter, key: str) -> bool:
+    record = adapter.read(SCHEMA.parse_id(key))
+    return record is not None and not record.tombstone
+
+
 def test_a_writer_pinned_to_a_demoted_epoch_is_fenced(tmp_path: Path) -> None:
     ns = f"u{uuid.uuid4().hex[:6]}-"
     config, state, history = _config(ns), StateStore(tmp_path / "s.db"), History(tmp_path / "h.db")
     adapters = {loc: MemoryAdapter(config.target("acct", loc, None, ns)) for loc in (A, B)}
     state.primary("acct", A)
-    promote(state, "acct", B)
+    _engine(config, state, ns).promote("acct", B, force=True)
     for fencing, expected in ((True, "fenced"), (False, "ok")):
         zombie = WriteRouter("stale", "acct", A, state, adapters, history, SCHEMA, Clocks(), fencing=fencing,
                              pinned=(A, 1))
@@ -128,7 +132,7 @@ def test_capture_refuses_writes_stamped_after_their_epoch_was_demoted(tmp_path: 
     now_ms = int(time.time() * 1000)
     a.apply_batch([document(SCHEMA, {"id": "before"}).stamped(Version(now_ms - 5000, 0, A), epoch=1)])
     assert engine.run_once("acct").ok and b.read(SCHEMA.parse_id("before")) is not None
-    promote(state, "acct", B)                               # epoch 2; epoch 1 ends now
+    engine.promote("acct", B)                               # epoch 2; epoch 1 ends now
     demoted_ms = state.demoted_at("acct", 1) * 1000          # type: ignore[operator]
     legit = document(SCHEMA, {"id": "legit"}).stamped(Version(int(demoted_ms) - 100, 0, A), epoch=1)
     zombie = document(SCHEMA, {"id": "zombie"}).stamped(Version(int(demoted_ms) + 500, 0, A), epoch=1)
@@ -136,13 +140,13 @@ def test_capture_refuses_writes_stamped_after_their_epoch_was_demoted(tmp_path: 
     a.apply_batch([legit, zombie, zombie_delete])
     assert state.written_after_demotion("acct", zombie.meta, 2)          # type: ignore[arg-type]
     assert not state.written_after_demotion("acct", legit.meta, 2)       # type: ignore[arg-type]
-    engine.run_once("acct")
-    promote(state, "acct", A)                               # fail back: capture from A again
+    engine.run_once("acct")                                 # A rejoins: legit recovered, zombies refused
+    engine.promote("acct", A)                               # fail back: capture from A again
     report = engine.run_once("acct")
     assert report.ok
-    assert b.read(SCHEMA.parse_id("legit")) is not None     # acknowledged before the demotion: replicated
-    assert b.read(SCHEMA.parse_id("zombie")) is None        # split-brain write: refused
-    assert not b.read(SCHEMA.parse_id("before")).tombstone  # type: ignore[union-attr]
+    assert _live(b, "legit")                                # acknowledged before the demotion: replicated
+    assert not _live(b, "zombie") and not _live(a, "zombie")  # split-brain write: refused everywhere
+    assert _live(b, "before") and _live(a, "before")        # the zombie delete was refused too
     engine.close()
 
 
@@ -153,11 +157,12 @@ def test_without_fencing_capture_replicates_the_split_brain_write(tmp_path: Path
     engine = _engine(config, state, ns)
     state.primary("acct", A)
     engine.run_once("acct")
-    promote(state, "acct", B, fence=False)
+    engine.promote("acct", B, fence=False)
     assert state.demoted_at("acct", 1) is None
     zombie = document(SCHEMA, {"id": "zombie"}).stamped(Version(int(time.time() * 1000) + 500, 0, A), epoch=1)
     a.apply_batch([zombie])
-    promote(state, "acct", A, fence=False)
     engine.run_once("acct")
-    assert b.read(SCHEMA.parse_id("zombie")) is not None     # no guard: the stale-epoch write spreads
+    engine.promote("acct", A, fence=False)
+    engine.run_once("acct")
+    assert _live(b, "zombie")                                # no guard: the stale-epoch write spreads
     engine.close()

@@ -125,16 +125,30 @@ def test_tag_lookalike_maps_are_escaped_and_datetimes_tagged() -> None:
     assert wire.decode_value(wire.encode_value(when, "t")) == when
 
 
+def test_user_fields_named_like_the_metadata_survive_both_ways() -> None:
+    """``_mcrepl`` is ours only when it holds metadata: a user's field of that name is kept,
+    in a native item as it is, in an item mcrepl writes inside the ``_mcrepl_fields`` wrapper."""
+    body = {"pk": "k", "_mcrepl": "mine", "_mcrepl_fields": {"x": 1}, "n": 2}
+    record = document(SCHEMA, body).stamped(ver())
+    item = wire.encode_item(record, SCHEMA, "document")
+    assert set(item) == {"pk", "n", "_mcrepl", "_mcrepl_fields"} and "M" in item["_mcrepl"]
+    decoded = wire.decode_item(item, SCHEMA, "document")
+    assert decoded.body == record.body and decoded.meta == record.meta
+    native = wire.encode_item(document(SCHEMA, body), SCHEMA, "document", with_meta=False)
+    as_read = {**native, "_mcrepl": {"S": "mine"}}          # what an application wrote
+    read_back = wire.decode_item(as_read, SCHEMA, "document")
+    assert read_back.meta is None and read_back.body["_mcrepl"] == "mine"
+
+
 @pytest.mark.parametrize("body, rule, field", [
     ({"a": {"b": [1, Decimal("1" * 39)]}}, "number-precision", "a.b[1]"),
     ({"big": 10**126}, "number-range", "big"),
     ({"tiny": Decimal("1E-131")}, "number-range", "tiny"),
     ({"s": frozenset({1, 10**200})}, "number-range", "s{}"),
     ({"tags": {"e": frozenset()}}, "empty-set", "tags.e"),
-    ({"_mcrepl": "mine"}, "reserved-field", "_mcrepl"),
     ({"m": {"ok": {"": 1}}}, "empty-field-name", "m.ok."),
     ({"pk": "k" * 2049}, "key-too-long", "pk"),
-], ids=["precision", "too-big", "too-small", "in-number-set", "empty-set", "reserved-attribute",
+], ids=["precision", "too-big", "too-small", "in-number-set", "empty-set",
         "empty-map-key", "partition-key-over-2kb"])
 def test_unrepresentable_values_name_rule_and_field(body: dict, rule: str, field: str) -> None:
     body = {"pk": "k", **body}
@@ -278,19 +292,34 @@ def test_exact_size_item_is_stored_by_dynamodb_local(local_stack: Any) -> None:
 
 # --- conditional apply ---------------------------------------------------------------------------
 
-def test_apply_reports_what_it_overwrote_and_detects_conflicts(store: DynamoDBAdapter) -> None:
+def test_apply_refuses_concurrent_versions_inside_the_condition(store: DynamoDBAdapter) -> None:
+    """The condition expression checks the vector: a version from an origin the incoming one
+    knows of but has not seen (empty token) is a conflict, the item returned names it."""
     a = stamped("k", ver("dynamodb:eu-west-1"), None, side="a")
-    b = stamped("k", ver("cosmos:westeurope"), None, side="b")          # concurrent with a
-    older_concurrent = stamped("k", Version(1, 0, "gcs:europe-west1"), None, side="c")
+    b = stamped("k", ver("cosmos:westeurope"), {"dynamodb:eu-west-1": ""}, side="b")   # concurrent with a
+    older_concurrent = stamped("k", Version(1, 0, "gcs:europe-west1"), {"dynamodb:eu-west-1": ""}, side="c")
     assert store.apply_batch([a])[0].existing is None
-    applied = store.apply_batch([b])[0]
-    assert applied.outcome is ApplyOutcome.APPLIED and applied.existing.meta == a.meta
-    assert applied.conflict_with == a.meta
-    stale = store.apply_batch([older_concurrent])[0]
-    assert stale.outcome is ApplyOutcome.STALE and stale.conflict_with == b.meta
-    assert stale.existing.body == b.body
-    replay = store.apply_batch([b])[0]
+    refused = store.apply_batch([b])[0]
+    assert refused.outcome is ApplyOutcome.CONFLICT and refused.conflict_with == a.meta
+    assert refused.existing.body == a.body and store.read(a.key).meta == a.meta
+    assert store.apply_batch([older_concurrent])[0].outcome is ApplyOutcome.CONFLICT
+    successor = stamped("k", ver("cosmos:westeurope"), {**a.meta.vector, **{o: t for o, t in b.meta.vector.items()
+                                                                                if t}}, side="d")
+    applied = store.apply_batch([successor])[0]
+    assert (applied.outcome, applied.conflict_with) == (ApplyOutcome.APPLIED, None)
+    assert applied.existing.meta == a.meta
+    replay = store.apply_batch([successor])[0]
     assert (replay.outcome, replay.conflict_with) == (ApplyOutcome.REPLAYED, None)
+
+
+def test_an_origin_the_writer_never_heard_of_is_reported_after_the_fact(store: DynamoDBAdapter) -> None:
+    """Without the origin in the incoming vector the condition cannot see it: the write lands and the
+    result says what it overwrote (the engine's writer always lists every known origin)."""
+    a = stamped("k", ver("dynamodb:eu-west-1"), None, side="a")
+    b = stamped("k", ver("cosmos:westeurope"), None, side="b")
+    store.apply_batch([a])
+    applied = store.apply_batch([b])[0]
+    assert applied.outcome is ApplyOutcome.APPLIED and applied.conflict_with == a.meta
 
 
 def test_native_edit_in_place_counts_as_unversioned(store: DynamoDBAdapter, endpoint: str) -> None:
@@ -357,14 +386,27 @@ def test_stream_capture_across_saved_cursor_and_restart(store: DynamoDBAdapter, 
     assert drain(store, cursor)[0] == []
 
 
-def test_full_scan_then_stream_from_horizon(store: DynamoDBAdapter) -> None:
+def test_full_scan_then_stream_from_the_position_taken_before_it(store: DynamoDBAdapter) -> None:
+    """Writes before the scan come once (from the scan); writes made while it runs come again
+    from the stream, marked as its overlap window; later writes are ordinary stream pages."""
     store.write_native([document(SCHEMA, {"pk": f"s{i}"}) for i in range(7)])
-    changes, cursor, scanned = drain(store, None, limit=3)
-    assert scanned[:3] == [True, True, True] and scanned[-1] is False
-    assert cursor["phase"] == "stream"
-    keys = [c.record.key.id for c in changes]
-    assert sorted(set(keys)) == [f"s{i}" for i in range(7)]
-    assert len(keys) == 14, "the stream replays from its horizon what the scan saw (harmless no-ops)"
+    first = store.capture_changes(None, 3)
+    assert first.scanned and not first.overlap and first.cursor["phase"] == "scan"
+    store.write_native([document(SCHEMA, {"pk": "s0", "v": 2}), document(SCHEMA, {"pk": "n1"})])
+    pages, cursor = [first], json.loads(json.dumps(first.cursor))
+    while pages[-1].more:
+        pages.append(store.capture_changes(cursor, 3))
+        cursor = json.loads(json.dumps(pages[-1].cursor))
+    scanned = [c.record.key.id for p in pages if p.scanned for c in p.changes]
+    window = [(c.record.key.id, (c.record.body or {}).get("v")) for p in pages if p.overlap for c in p.changes]
+    after = [c for p in pages if not p.scanned and not p.overlap for c in p.changes]
+    before = {f"s{i}" for i in range(7)}
+    assert before <= set(scanned) <= before | {"n1"} and len(scanned) == len(set(scanned))
+    assert window == [("s0", 2), ("n1", None)], "exactly the writes made during the scan, in order"
+    assert after == [] and cursor["phase"] == "stream" and "overlap_until" not in cursor
+    store.write_native([document(SCHEMA, {"pk": "s1", "v": 3})])
+    later = store.capture_changes(cursor, 10)
+    assert not later.overlap and [c.record.key.id for c in later.changes] == ["s1"]
 
 
 def test_scan_cursor_with_binary_keys_survives_json(open_store: Callable[..., DynamoDBAdapter]) -> None:

@@ -44,11 +44,11 @@ def test_observe_moves_past_a_version_from_elsewhere() -> None:
 
 def test_persisted_state_survives_restart_and_never_regresses(tmp_path: Path) -> None:
     state = StateStore(tmp_path / "state.db")
-    clock = HybridLogicalClock("a", state.load_clock("a"), now_ms=lambda: 50_000)
+    clock = HybridLogicalClock("a", state.load_clock(), now_ms=lambda: 50_000)
     issued = [clock.tick() for _ in range(3)]
-    state.save_clock(clock.state, "a")
-    state.save_clock(ClockState(1, 0), "a")         # a stale save must not move it back
+    state.save_clock(clock.state)
+    state.save_clock(ClockState(1, 0))              # a stale save must not move it back
     state.close()
     reopened = StateStore(tmp_path / "state.db")
-    restarted = HybridLogicalClock("a", reopened.load_clock("a"), now_ms=lambda: 10)  # clock far behind
+    restarted = HybridLogicalClock("a", reopened.load_clock(), now_ms=lambda: 10)  # clock far behind
     assert restarted.tick() > issued[-1]

@@ -64,7 +64,7 @@ def test_inserts_updates_deletes_converge_and_second_pass_is_a_noop(tmp_path: Pa
     report = _engine(config, state, world).run_once()
     ds = report.datasets["customers"]
     assert ds.captured == 120 + 30 + 10 - 0 and report.ok
-    assert sorted(report.converged_lanes) == [("customers", COSMOS), ("customers", GCS)]
+    assert sorted(report.caught_up_lanes) == [("customers", COSMOS), ("customers", GCS)]
     for lane in ds.lanes.values():
         assert lane.applied == ds.captured and lane.replayed == lane.stale == 0
     _assert_converged(config, world)
@@ -85,9 +85,9 @@ def test_delivering_stamped_changes_thrice_or_shuffled_equals_one_ordered_delive
     primary.write_native([document(schema, customer(i, tier=7)) for i in range(10)])
     primary.delete_native([document(schema, customer(i)).key for i in range(30, 35)])
     clock = HybridLogicalClock(PRIMARY)
-    capturer = PageCapturer(config.target("customers", PRIMARY), primary, state, clock, 1, 1000)
-    assert capturer.capture_page().stamped == 55
-    stamped = [e.record for e in state.log.read("customers", 0, 1000)]   # the engine's own stamped changes
+    capturer = PageCapturer(config.target("customers", PRIMARY), state, clock, 1)
+    assert capturer.capture_page(primary, 1000).stamped == 55
+    stamped = [e.record for e in state.log.read("customers", 0, 1000)[0]]   # the engine's own stamped changes
     base = config.target("customers", GCS)
     ordered, thrice, shuffled = (MemoryAdapter(dataclasses.replace(
         base, provider="memory", replica=f"memory:{n}", options={"namespace": world.namespace})) for n in range(3))
@@ -178,7 +178,7 @@ def test_unreachable_replica_stops_only_its_lane_and_drains_after_healing(tmp_pa
     _seed(config, world, 40, start=50)
     report = engine.run_once()
     lanes = report.datasets["customers"].lanes
-    assert lanes[COSMOS].converged and not lanes[GCS].converged
+    assert lanes[COSMOS].caught_up and not lanes[GCS].caught_up
     assert lanes[GCS].breaker == "open" and lanes[GCS].errors == 2
     assert "unreachable" in (lanes[GCS].last_error or "")
     assert live(world.adapter(config, COSMOS)) == live(world.adapter(config, PRIMARY))
@@ -201,7 +201,7 @@ def test_rejected_records_are_quarantined_without_values_and_the_lane_goes_on(tm
     _seed(config, world, 2, start=10, ssn="123-45-6789")
     report = _engine(config, state, world).run_once()
     lane = report.datasets["customers"].lanes[GCS]
-    assert lane.rejected == lane.quarantined == 2 and lane.applied == 10 and lane.converged
+    assert lane.rejected == lane.quarantined == 2 and lane.applied == 10 and lane.caught_up
     rows = state.journal.quarantined("customers")
     assert {r["key_id"] for r in rows} == {"c00010", "c00011"}
     assert all(r["rule"] == "test-reject" and r["field"] == "ssn" and "123-45" not in r["message"] for r in rows)
@@ -373,15 +373,15 @@ def test_a_pass_stops_capturing_from_a_primary_demoted_while_it_runs(tmp_path) -
     old_primary = MemoryAdapter(target)
     state = StateStore(tmp_path / "state.db")
     epoch = state.primary("orders", "dynamodb:eu-west-1").epoch
-    capturer = PageCapturer(target, old_primary, state, HybridLogicalClock(target.replica), epoch, 100)
+    capturer = PageCapturer(target, state, HybridLogicalClock(target.replica), epoch)
     old_primary.write_native([document(schema, {"id": "a"})])
-    assert capturer.capture_page().stamped == 1
+    assert capturer.capture_page(old_primary, 100).stamped == 1
 
     state.set_primary("orders", "dynamodb:eu-central-1")
     old_primary.write_native([document(schema, {"id": "zombie"})])
-    result = capturer.capture_page()
+    result = capturer.capture_page(old_primary, 100)
     assert result.deposed and result.stamped == 0 and not result.more
-    assert [e.record.key.id for e in state.log.read("orders", 0, 100)] == ["a"]
+    assert [e.record.key.id for e in state.log.read("orders", 0, 100)[0]] == ["a"]
 
 
 def test_a_replica_added_later_is_backfilled_with_the_same_versions(tmp_path: Path, world: MemoryWorld) -> None:

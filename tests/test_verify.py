@@ -14,10 +14,12 @@ from typer.testing import CliRunner
 
 from mcrepl.adapters.base import Digest, RecordKey, tombstone_of
 from mcrepl.orchestrator.cli import app
-from mcrepl.orchestrator.verify import (DivergenceKind, apply_repair, compare_adapters, iter_divergences)
+from mcrepl.orchestrator.config import McreplConfig
+from mcrepl.orchestrator.state import StateStore
+from mcrepl.orchestrator.sync import SyncEngine
+from mcrepl.orchestrator.verify import DivergenceKind, compare_adapters, iter_divergences
 from mcrepl.orchestrator.verify.compare import classify
 from mcrepl.orchestrator.verify.merkle import DigestIndex, KeyRow
-from mcrepl.orchestrator.verify.repair import plan_repair
 
 from .contract.backends import BACKENDS
 from .contract.records import SCHEMA, doc, stamped, version
@@ -102,7 +104,18 @@ def test_identical_replicas_verify_clean(pair) -> None:
     assert report.pairs[0].ranges_compared == 1
 
 
-def test_every_divergence_is_found_and_repaired(pair) -> None:
+def engine_over(stores: dict, tmp_path: Path) -> SyncEngine:
+    """A sync engine whose dataset ``contract`` lives in ``stores`` (the first is the primary)."""
+    by_location = {a.target.replica: a for a in stores.values()}
+    locations = list(by_location)
+    config = McreplConfig.model_validate({
+        "version": 1, "profile": "local", "state_dir": str(tmp_path / "state"),
+        "datasets": {"contract": {"key": {"partition": "pk"}, "primary": locations[0], "replicas": locations[1:]}}})
+    return SyncEngine(config, StateStore(tmp_path / "state" / "state.db"),
+                      adapter_factory=lambda target: by_location[target.replica])
+
+
+def test_every_divergence_is_found_and_repaired(pair, tmp_path: Path) -> None:
     ref, other = pair.values()
     expected = inject_every_divergence(ref, other)
     report = compare_adapters("contract", pair)
@@ -111,18 +124,23 @@ def test_every_divergence_is_found_and_repaired(pair) -> None:
     stale = next(d for d in iter_divergences(report) if d.key_id == "stale")
     assert stale.newer == next(iter(pair))
 
-    dry = plan_repair(report, pair, SCHEMA, blob_dataset=False)
+    engine = engine_over(pair, tmp_path)
     before = {n: sorted(a.list_digests(), key=lambda d: d.key_id) for n, a in pair.items()}
-    assert len(dry.actions) == 5
+    dry, verdict = engine.repair("contract", dry_run=True)
+    assert len(dry.writes) == 5 and not verdict.converged
     assert {n: sorted(a.list_digests(), key=lambda d: d.key_id) for n, a in pair.items()} == before, \
         "planning (a dry run) writes nothing"
 
-    apply_repair(dry, pair)
+    plan, verdict = engine.repair("contract")
+    assert len(plan.writes) == 5 and verdict.converged and verdict.repaired == 5
     after = compare_adapters("contract", pair)
     assert after.clean, [d.to_dict() for d in iter_divergences(after)]
-    assert plan_repair(after, pair, SCHEMA, blob_dataset=False).actions == []
+    again, _ = engine.repair("contract")
+    assert again.writes == []
     assert other.read(RecordKey(("zombie",))).tombstone, "the delete wins: not resurrected"
     assert other.read(RecordKey(("stale",))).body["n"] == 2
+    audit = [e["kind"] for e in engine.state.audit.sink.entries()]  # type: ignore[union-attr]
+    assert audit.count("repair") == 1 and "batch" in audit, "repairs are logged and delivered by the lanes"
 
 
 # --- thresholds and the alert hook, through the CLI --------------------------------------
@@ -194,7 +212,7 @@ def test_threshold_breach_exits_nonzero_and_alerts(tmp_path: Path, local_stack, 
         assert json.loads(alert_file.read_text())["event"] == "mcrepl.verify.breach"
 
         dry = runner.invoke(app, ["repair", "-c", str(path), "-d", "orders", "--dry-run", "--format", "json"])
-        assert dry.exit_code == 0 and json.loads(dry.output)["plan"]["writes"] == 2
+        assert dry.exit_code == 0 and json.loads(dry.output)["plan"]["keys"] == 2
         fixed = runner.invoke(app, ["repair", "-c", str(path), "-d", "orders"])
         assert fixed.exit_code == 0, fixed.output
         again = runner.invoke(app, ["repair", "-c", str(path), "-d", "orders"])
@@ -206,15 +224,20 @@ def test_threshold_breach_exits_nonzero_and_alerts(tmp_path: Path, local_stack, 
             s.close()
 
 
-def test_key_written_natively_on_a_replica_only_is_repaired() -> None:
+def test_key_written_natively_on_a_replica_only_is_repaired(tmp_path: Path) -> None:
+    import dataclasses
     memory = next(b for b in BACKENDS if b.id == "memory")
-    pair = {"primary": memory.open({}), "replica": memory.open({})}
-    pair["replica"].write_native([doc("stray", n=1)])
+    primary = memory.open({})
+    replica = type(primary)(dataclasses.replace(memory.target({}), replica="gcs:europe-west1"))
+    pair = {"primary": primary, "replica": replica}
+    replica.write_native([doc("stray", n=1)])
     report = compare_adapters("contract", pair)
     assert [(d.key_id, d.kind) for d in iter_divergences(report)] == [("stray", DivergenceKind.EXTRA)]
-    apply_repair(plan_repair(report, pair, SCHEMA, blob_dataset=False), pair)
-    assert compare_adapters("contract", pair).clean
-    assert pair["replica"].read(RecordKey(("stray",))).tombstone
+    primary = dataclasses.replace(primary.target, replica="dynamodb:eu-west-1")
+    pair["primary"] = type(replica)(primary)
+    _, verdict = engine_over(pair, tmp_path).repair("contract")
+    assert verdict.converged and compare_adapters("contract", pair).clean
+    assert replica.read(RecordKey(("stray",))).tombstone
 
 
 def test_dataset_thresholds_override_the_global_ones_field_by_field(tmp_path: Path) -> None:

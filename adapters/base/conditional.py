@@ -15,7 +15,7 @@ from concurrent.futures import ThreadPoolExecutor
 from typing import Callable, Generic, Sequence, TypeVar
 
 from .errors import AdapterError, RecordError
-from .interface import ApplyOutcome, ApplyResult, ReplicaTarget, conflict_between, decide, rejected
+from .interface import ApplyOutcome, ApplyResult, ReplicaTarget, decide, rejected, result_of
 from .record import Record, RecordKey, ReplicationMeta, Version, meta_if_valid
 
 Token = TypeVar("Token")
@@ -54,15 +54,14 @@ def read_decide_write(record: Record, load: Callable[[], StoredState[Token]],
     for _ in range(attempts):
         stored = load()
         stored_meta = stored.meta or (meta_if_valid(stored.record) if stored.record is not None else None)
-        outcome = decide(record.meta, stored_meta)
-        if outcome is ApplyOutcome.APPLIED:
-            try:
-                write(stored.token)
-            except PreconditionFailed as exc:
-                last = exc
-                continue
-        return ApplyResult(record.key, outcome, conflict_between(record.meta, stored_meta),
-                           existing=stored.record)
+        if decide(record.meta, stored_meta) is not ApplyOutcome.APPLIED:
+            return result_of(record, stored_meta, stored.record)
+        try:
+            write(stored.token)
+        except PreconditionFailed as exc:
+            last = exc
+            continue
+        return ApplyResult(record.key, ApplyOutcome.APPLIED, existing=stored.record)
     raise last or PreconditionFailed("conditional write kept losing races", retryable=True)
 
 
@@ -194,7 +193,7 @@ def apply_with_known(record: Record, name: str, known: KnownStates[Token],
     entry = known.get(name)
     if entry is not None:
         token, stored = entry
-        if decide(meta, stored) is ApplyOutcome.APPLIED and conflict_between(meta, stored) is None:
+        if decide(meta, stored) is ApplyOutcome.APPLIED:
             try:
                 known.remember(name, write(token), meta)
                 # existing=None: the adapter did not read the stored record this time

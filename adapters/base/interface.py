@@ -80,6 +80,19 @@ class ChangePage:
     cursor: Cursor
     more: bool
     scanned: bool = False             # produced by a full scan (no usable change log cursor)
+    overlap: bool = False
+    """These changes were made while the preceding full scan ran, so the scan may already
+    have read a later state of their keys. The engine holds such pages back until the
+    window closes (the first page without ``overlap``, or one with ``more=False``) and then
+    keeps, per key, only the changes after the one the scan read: no key ever goes back
+    to an older body, and nothing is decided by comparing timestamps. A page is all
+    overlap or none."""
+    rejected: list[RecordError] = field(default_factory=list)
+    """Items read but not decodable into records (named by key, rule and field, never value).
+
+    They are passed over — the cursor moves past them — and the engine quarantines them,
+    so one bad document never stalls a dataset's capture.
+    """
 
 
 class ApplyOutcome(str, enum.Enum):
@@ -87,18 +100,20 @@ class ApplyOutcome(str, enum.Enum):
 
     APPLIED = "applied"     # the replica now holds this version
     REPLAYED = "replayed"   # the replica already held exactly this version: a no-op
-    STALE = "stale"         # the replica holds a newer version: a no-op
+    STALE = "stale"         # the replica holds a newer version that has seen this one: a no-op
     REJECTED = "rejected"   # the target cannot hold this record (see ``error``)
+    CONFLICT = "conflict"   # the replica holds a concurrent version (``conflict_with``): nothing written
 
 
 @dataclass(frozen=True)
 class ApplyResult:
     """The outcome of applying one record to one replica.
 
-    ``conflict_with`` is set when the replica's stored version vector was concurrent
-    with the incoming one (neither had seen the other): the write still resolved by
-    version order, and the engine logs the conflict or runs a merge.
-    ``existing`` is the stored record when the adapter saw it (for merges and reports).
+    ``conflict_with`` is set with outcome ``CONFLICT``: the replica's stored version vector
+    was concurrent with the incoming one (neither had seen the other). Nothing was
+    written, so the decision is the caller's — and stays the caller's when the batch is
+    replayed after a crash: the engine resolves it once, logs it once, and sends a record
+    that has seen both. ``existing`` is the stored record when the adapter saw it.
     """
 
     key: RecordKey
@@ -129,9 +144,12 @@ class ReplicaAdapter(ABC):
     (no SDK type escapes their package) and honour these guarantees:
 
     * :meth:`apply_batch` is idempotent and conditional: a record lands only if its
-      version is newer than the stored one; replays and stale writes are reported as
-      no-ops; a record the target can't hold is ``REJECTED`` with a :class:`RecordError`
-      and the rest of the batch still lands.
+      version is newer than the stored one *and* its vector has seen the stored one's;
+      replays and stale writes are reported as no-ops; a stored version concurrent with
+      the incoming one is reported as ``CONFLICT`` and left in place; a record the target
+      can't hold is ``REJECTED`` with a :class:`RecordError` and the rest of the batch
+      still lands. Vector entries with an empty token name origins the writer knows of
+      but has seen nothing from: a stored version from such an origin is a conflict.
     * :meth:`capture_changes` returns every change after ``cursor`` at least once, in
       per-key order; re-reading from a saved cursor never skips a change.
     """
@@ -219,11 +237,17 @@ def rejected(record: Record, error: RecordError, target: ReplicaTarget) -> Apply
 
 
 def decide(incoming: ReplicationMeta, stored: ReplicationMeta | None) -> ApplyOutcome:
-    """Version-order decision shared by every adapter that reads before it writes."""
+    """The apply decision shared by every adapter that reads before it writes.
+
+    Same version: a replay. Concurrent vectors: a conflict, never silently overwritten.
+    Otherwise version order (HLC, then origin) decides between a write and a stale no-op.
+    """
     if stored is None:
         return ApplyOutcome.APPLIED
     if incoming.version == stored.version:
         return ApplyOutcome.REPLAYED
+    if vectors_concurrent(incoming.vector, stored.vector):
+        return ApplyOutcome.CONFLICT
     return ApplyOutcome.APPLIED if incoming.version > stored.version else ApplyOutcome.STALE
 
 
@@ -232,3 +256,10 @@ def conflict_between(incoming: ReplicationMeta, stored: ReplicationMeta | None) 
     if stored is None or incoming.version == stored.version:
         return None
     return stored if vectors_concurrent(incoming.vector, stored.vector) else None
+
+
+def result_of(record: Record, stored: ReplicationMeta | None, existing: Record | None = None) -> ApplyResult:
+    """The result of a decision made without writing (replay, stale or conflict)."""
+    outcome = decide(record.meta, stored)  # type: ignore[arg-type]
+    return ApplyResult(record.key, outcome, stored if outcome is ApplyOutcome.CONFLICT else None,
+                       existing=existing)

@@ -177,9 +177,13 @@ class ReplicationMeta:
         return self.plain_hash or self.content_hash
 
     def to_dict(self) -> dict[str, object]:
-        """Compact, JSON-compatible form (all strings, bools and ints)."""
+        """Compact, JSON-compatible form (all strings, bools and ints).
+
+        Vector entries with an empty token (origins known but not seen, added only to make
+        a store's condition check every origin) are not stored: they carry no information.
+        """
         d: dict[str, object] = {"v": self.version.token, "h": self.content_hash, "t": self.tombstone,
-                                "vv": dict(self.vector), "e": self.epoch}
+                                "vv": {o: t for o, t in self.vector.items() if t}, "e": self.epoch}
         if self.plain_hash:
             d["ph"] = self.plain_hash
         return d

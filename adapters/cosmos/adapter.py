@@ -221,9 +221,16 @@ class CosmosAdapter(ReplicaAdapter):
     def capture_changes(self, cursor: Cursor | None, limit: int = 500) -> ChangePage:
         with self._capture_lock:
             docs, new_cursor, more = self._capture().read(cursor, limit)
-        changes = [Change(self._decode(d), observed_ms=int(d["_ts"]) * 1000 if "_ts" in d else None)
-                   for d in docs]
-        return ChangePage(changes, new_cursor, more)
+        changes: list[Change] = []
+        rejected: list[RecordError] = []
+        for doc in docs:
+            try:
+                record = self._decode(doc)
+            except RecordError as err:      # one bad document is quarantined, never a stall
+                rejected.append(err.located(key=str(doc.get("id", ""))))
+                continue
+            changes.append(Change(record, observed_ms=int(doc["_ts"]) * 1000 if "_ts" in doc else None))
+        return ChangePage(changes, new_cursor, more, rejected=rejected)
 
     def current_cursor(self) -> Cursor:
         with self._capture_lock:

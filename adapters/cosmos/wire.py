@@ -20,7 +20,9 @@ Guarantees:
   ``_`` would collide with the document id, Cosmos system properties (``_rid``, ``_ts``
   …), per-item TTL or our own metadata. Such fields are stored, unchanged, inside the
   ``_mcrepl_fields`` wrapper and put back on read: lossless, and the wrapper is itself a
-  reserved name, so a user field called ``_mcrepl_fields`` is wrapped too.
+  reserved name, so a user field called ``_mcrepl_fields`` is wrapped too. A document
+  whose ``_mcrepl`` is not mcrepl metadata was written by an application: all its fields,
+  ``_mcrepl`` included, are the user's (:mod:`mcrepl.adapters.base.inband`).
 * **Numbers** — Cosmos numbers are IEEE doubles; integers beyond 2**53 and decimals a
   double cannot hold exactly are written as ``tagged_json`` text, never rounded.
 * **Size** — a document whose JSON exceeds :data:`MAX_DOCUMENT_BYTES` is refused with a
@@ -35,12 +37,11 @@ from collections.abc import Mapping
 from typing import Any
 
 from ..base.errors import RecordError
+from ..base.inband import META_FIELD, WRAPPED_FIELDS, split_reserved, user_fields
 from ..base.interface import DatasetKind
 from ..base.record import KeySchema, Record, RecordKey, ReplicationMeta
 from ..base.tagged_json import from_json, to_json
 
-META_FIELD = "_mcrepl"
-WRAPPED_FIELDS = "_mcrepl_fields"
 SYSTEM_FIELDS = frozenset({"_rid", "_self", "_etag", "_attachments", "_ts", "_lsn"})
 #: Cosmos DB's documented item size limit (2 MB), measured on the JSON we send.
 MAX_DOCUMENT_BYTES = 2 * 1024 * 1024
@@ -84,11 +85,10 @@ def to_document(record: Record, kind: DatasetKind, *, with_meta: bool = True) ->
     else:
         if not isinstance(record.body, dict):
             raise RecordError("not-a-document", "a document dataset's body must be a mapping")
-        wrapped: dict[str, Any] = {}
-        for name, value in record.body.items():
-            (wrapped if _reserved(name) else doc)[name] = to_json(value)
+        top, wrapped = split_reserved(record.body, _reserved)
+        doc.update((name, to_json(value)) for name, value in top.items())
         if wrapped:
-            doc[WRAPPED_FIELDS] = wrapped
+            doc[WRAPPED_FIELDS] = {name: to_json(value) for name, value in wrapped.items()}
     if with_meta and record.meta is not None:
         doc[META_FIELD] = record.meta.to_dict()
     check_size(doc)
@@ -113,19 +113,27 @@ def key_of_document(doc: Mapping[str, Any], schema: KeySchema) -> RecordKey:
         return schema.parse_id(key_id_of(str(doc["id"])))
     except (RecordError, ValueError) as first:
         try:
-            return schema.key_of(_body_fields(doc))
+            return schema.key_of(_body_fields(doc, decode_meta(doc)))
         except RecordError:
             raise RecordError("bad-key", f"document id {doc.get('id')!r} is not an mcrepl key and "
                               "the key fields are missing", key=str(doc.get("id"))) from first
 
 
-def _body_fields(doc: Mapping[str, Any]) -> dict[str, Any]:
-    """Decoded user fields: top-level minus id/system/meta, plus the wrapped ones."""
-    fields = {n: v for n, v in doc.items()
-              if n not in SYSTEM_FIELDS and n not in ("id", META_FIELD, WRAPPED_FIELDS)}
-    wrapped = doc.get(WRAPPED_FIELDS)
-    if isinstance(wrapped, dict):
-        fields.update(wrapped)
+def decode_meta(doc: Mapping[str, Any]) -> ReplicationMeta | None:
+    """The document's mcrepl metadata, or ``None`` when its ``_mcrepl`` is absent or not metadata."""
+    raw = doc.get(META_FIELD)
+    if not isinstance(raw, dict):
+        return None
+    try:
+        return ReplicationMeta.from_dict(raw)
+    except (KeyError, ValueError, TypeError, AttributeError):
+        return None
+
+
+def _body_fields(doc: Mapping[str, Any], meta: ReplicationMeta | None) -> dict[str, Any]:
+    """Decoded user fields: top-level minus id/system (and our metadata), plus the wrapped ones."""
+    fields = user_fields(doc, meta, lambda w: w if isinstance(w, dict) else None,
+                         ignore=lambda n: n in SYSTEM_FIELDS or n == "id")
     return {n: from_json(v, n) for n, v in fields.items()}
 
 
@@ -136,8 +144,7 @@ def from_document(doc: Mapping[str, Any], schema: KeySchema, kind: DatasetKind) 
     whether existing metadata still matches the body is for ``meta_if_valid`` to judge.
     """
     key = key_of_document(doc, schema)
-    raw_meta = doc.get(META_FIELD)
-    meta = ReplicationMeta.from_dict(raw_meta) if isinstance(raw_meta, dict) else None
+    meta = decode_meta(doc)
     body: dict[str, Any] | bytes | None
     if kind == "blob":
         data = doc.get("data")
@@ -147,5 +154,5 @@ def from_document(doc: Mapping[str, Any], schema: KeySchema, kind: DatasetKind) 
                               key=key.id, field="data")
         body = decoded
     else:
-        body = _body_fields(doc)
+        body = _body_fields(doc, meta)
     return Record(key, body, meta)

@@ -2,10 +2,10 @@
 
 Each item is the record's body in native DynamoDB types plus the reserved ``_mcrepl``
 map (see :mod:`.wire`). Apply needs no read: every record is one conditional
-``PutItem`` whose condition compares version tokens inside DynamoDB
-(``attribute_not_exists(#m) OR #m.#v < :v``); the item returned with a failed condition
-tells a replay (same token) from a stale write, and the item returned on success is the
-version just overwritten, checked for a concurrent vector (a conflict).
+``PutItem`` whose condition compares version tokens *and* the version vector inside
+DynamoDB (see :func:`newer_condition`), so a concurrent version is never overwritten;
+the item returned with a failed condition tells a replay (same token) from a stale write
+from a conflict.
 """
 
 from __future__ import annotations
@@ -30,6 +30,7 @@ from ..base.interface import (
     ReplicaTarget,
     conflict_between,
     decide,
+    result_of,
 )
 from ..base.record import Record, RecordKey, ReplicationMeta, meta_if_valid
 from ..base.retry import policy_for
@@ -39,7 +40,6 @@ from .errors import error_code, error_item
 from .tables import drop_table, ensure_table
 from .wire import META_ATTR, Item, decode_item, decode_meta, encode_item, encode_key
 
-_NEWER = "attribute_not_exists(#m) OR #m.#v < :v"
 _UNCHANGED_META = "#m = :old"          # overwrite exactly the native-edited state we read
 _SCAN_SEGMENTS = 4
 _BATCH_WRITE_MAX = 25
@@ -101,32 +101,32 @@ class DynamoDBAdapter(ReplicaAdapter):
         if record.meta is None:
             raise RecordError("unstamped", "apply_batch needs records stamped with a version")
         item = encode_item(record, self.target.key_schema, self.target.kind)
-        condition, values = _NEWER, {":v": {"S": record.meta.version.token}}
+        newer = newer_condition(record.meta)
+        condition, names, values = newer
         for _ in range(_APPLY_ATTEMPTS):
-            landed, old_item = self._put_if(record, item, condition, values)
+            landed, old_item = self._put_if(record, item, condition, names, values)
             old = decode_item(old_item, self.target.key_schema, self.target.kind) if old_item else None
             stored = meta_if_valid(old) if old is not None else None
-            conflict = conflict_between(record.meta, stored)
             if landed:
-                return ApplyResult(record.key, ApplyOutcome.APPLIED, conflict, existing=old)
-            outcome = decide(record.meta, stored)
-            if outcome is not ApplyOutcome.APPLIED:
-                return ApplyResult(record.key, outcome, conflict, existing=old)
+                # conflict_between is None unless the stored vector named an origin the
+                # incoming vector does not list at all (the condition cannot see those)
+                return ApplyResult(record.key, ApplyOutcome.APPLIED, conflict_between(record.meta, stored),
+                                   existing=old)
+            if decide(record.meta, stored) is not ApplyOutcome.APPLIED:
+                return result_of(record, stored, old)
             # the stored item's metadata no longer describes its body (an application edited
             # it in place): it counts as unversioned, so overwrite exactly what we read
             if old_item is None or META_ATTR not in old_item:
-                condition, values = _NEWER, {":v": {"S": record.meta.version.token}}
+                condition, names, values = newer
             else:
-                condition, values = _UNCHANGED_META, {":old": old_item[META_ATTR]}
+                condition, names, values = _UNCHANGED_META, {"#m": META_ATTR}, {":old": old_item[META_ATTR]}
         raise AdapterError("conditional write kept losing races with concurrent writers", retryable=True,
                            provider="dynamodb", replica=self.target.replica, dataset=self.target.dataset,
                            operation="apply_batch", key=record.key.id)
 
-    def _put_if(self, record: Record, item: Item, condition: str,
+    def _put_if(self, record: Record, item: Item, condition: str, names: dict[str, str],
                 values: dict[str, Any]) -> tuple[bool, Item | None]:
         """(landed, the item as it was): the item before the write, or the one that blocked it."""
-        names = {"#m": META_ATTR} | ({"#v": "v"} if "#v" in condition else {})
-
         def put() -> tuple[bool, Item | None]:
             try:
                 resp = self.clients.table.put_item(
@@ -251,3 +251,24 @@ class DynamoDBAdapter(ReplicaAdapter):
             return 1
         return self.clients.guard("delete_item", delete)
 
+
+
+def newer_condition(meta: ReplicationMeta) -> tuple[str, dict[str, str], dict[str, Any]]:
+    """``(ConditionExpression, names, values)`` admitting a write only over versions ``meta`` has seen.
+
+    The stored version must be older (token order) and, for every origin in the incoming
+    vector, the stored vector's token may not be newer; an origin listed with an empty
+    token (known, nothing seen from it) must be absent from the stored vector. Anything
+    else is a replay, a stale write or a conflict, told apart from the returned item.
+    """
+    names = {"#m": META_ATTR, "#v": "v", "#vv": "vv"}
+    values: dict[str, Any] = {":v": {"S": meta.version.token}}
+    checks = []
+    for i, (origin, token) in enumerate(sorted(meta.vector.items())):
+        names[f"#o{i}"] = origin
+        if token:
+            values[f":t{i}"] = {"S": token}
+            checks.append(f"(attribute_not_exists(#m.#vv.#o{i}) OR #m.#vv.#o{i} <= :t{i})")
+        else:
+            checks.append(f"attribute_not_exists(#m.#vv.#o{i})")
+    return ("attribute_not_exists(#m) OR (" + " AND ".join(["#m.#v < :v", *checks]) + ")"), names, values

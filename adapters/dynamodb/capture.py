@@ -2,15 +2,17 @@
 
 Cursor shapes (JSON dicts, read only by this module):
 
-* scan phase: ``{"phase": "scan", "scan_start_ms": …, "last_key": …, "stream": ARN}``
-  (``last_key`` is the scan's ``LastEvaluatedKey`` in JSON-safe form);
+* scan phase: ``{"phase": "scan", "last_key": …, "stream": ARN, "from": <stream position>}``
+  (``last_key`` is the scan's ``LastEvaluatedKey`` in JSON-safe form; ``from`` is the
+  stream position taken before the scan started);
 * stream phase: ``{"phase": "stream", "stream": ARN, "shards": {shard_id: last_sequence_number},
-  "finished": [closed shards read to their end]}``.
+  "finished": [closed shards read to their end], "overlap_until": {shard_id: sequence_number}}``.
 
-When the scan ends, capture switches to the stream and starts every shard at
-``TRIM_HORIZON``. Changes the scan already returned then come again: that is
-deliberate (nothing between the scan and the stream can be missed), and harmless
-because applying a version a replica already holds is a ``REPLAYED`` no-op.
+When the scan ends, capture reads the stream from the position taken before the scan,
+so nothing written meanwhile is missed. The records written *while* the scan ran (up to
+the position taken when it ended, ``overlap_until``) are returned as overlap pages: the
+scan may already have read a later state of their keys, and the engine settles that by
+position (see ``ChangePage.overlap``), never by comparing timestamps.
 
 A stream cursor the stream can no longer serve (another stream ARN after the stream was
 re-enabled, trimmed records, a vanished shard, an expired iterator, a malformed cursor)
@@ -21,11 +23,10 @@ table, so this costs time, never data.
 from __future__ import annotations
 
 import logging
-import time
 from collections.abc import Mapping
 from typing import Any
 
-from ..base.errors import AdapterError
+from ..base.errors import AdapterError, RecordError
 from ..base.interface import Change, ChangePage, Cursor, ReplicaTarget
 from ..base.record import Record, meta_if_valid
 from .clients import DynamoDBClients
@@ -83,9 +84,9 @@ def current_position(clients: DynamoDBClients, target: ReplicaTarget) -> Cursor:
 
 
 def _new_scan(clients: DynamoDBClients, target: ReplicaTarget) -> dict[str, Any]:
-    # the stream is pinned before the scan starts, so nothing written during the scan is lost
-    return {"phase": "scan", "scan_start_ms": int(time.time() * 1000), "last_key": None,
-            "stream": stream_arn(clients, target)}
+    # the stream position is taken before the scan starts, so nothing written during it is lost
+    arn = stream_arn(clients, target)
+    return {"phase": "scan", "last_key": None, "stream": arn, "from": position_at_end(clients, arn).to_cursor()}
 
 
 def _scan_page(clients: DynamoDBClients, target: ReplicaTarget, cursor: dict[str, Any],
@@ -94,16 +95,23 @@ def _scan_page(clients: DynamoDBClients, target: ReplicaTarget, cursor: dict[str
     if cursor.get("last_key"):
         kwargs["ExclusiveStartKey"] = key_from_json(cursor["last_key"])
     resp = clients.guard("scan", lambda: clients.table.scan(**kwargs))
-    changes = []
+    changes, rejected = [], []
     for item in resp.get("Items", []):
-        record = decode_item(item, target.key_schema, target.kind)
+        try:
+            record = decode_item(item, target.key_schema, target.kind)
+        except RecordError as err:          # quarantined by the engine; the scan goes on
+            rejected.append(err.located(dataset=target.dataset, target=target.replica))
+            continue
         changes.append(Change(Record(record.key, record.body, meta_if_valid(record))))
     last = resp.get("LastEvaluatedKey")
     if last:
-        return ChangePage(changes, {**cursor, "last_key": key_to_json(last)}, more=True, scanned=True)
-    # scan done: the stream from its horizon covers every change made since the scan began
-    after = StreamPosition(str(cursor["stream"])).to_cursor()
-    return ChangePage(changes, after, more=True, scanned=True)
+        return ChangePage(changes, {**cursor, "last_key": key_to_json(last)}, more=True, scanned=True,
+                          rejected=rejected)
+    # scan done: the stream from the position taken before it; what was written while it ran
+    # (up to the position now) is its overlap window, which the engine settles by position
+    start = StreamPosition.from_cursor(cursor["from"]) if cursor.get("from") else StreamPosition(str(cursor["stream"]))
+    after = start.with_overlap_until(position_at_end(clients, str(cursor["stream"])))
+    return ChangePage(changes, after.to_cursor(), more=True, scanned=True, rejected=rejected)
 
 
 def _stream_page(clients: DynamoDBClients, target: ReplicaTarget, pos: StreamPosition,
@@ -112,5 +120,6 @@ def _stream_page(clients: DynamoDBClients, target: ReplicaTarget, pos: StreamPos
     if pos.stream != current:
         raise CursorUnusable(f"the cursor names stream {pos.stream!r} but the table's stream is now "
                              f"{current!r} (the stream was disabled and enabled again)")
-    changes, after, more = read_changes(clients, target.key_schema, target.kind, pos, limit)
-    return ChangePage(changes, after.to_cursor(), more=more)
+    changes, after, more, rejected, overlap = read_changes(clients, target.key_schema, target.kind, pos, limit)
+    return ChangePage(changes, after.to_cursor(), more=more, overlap=overlap,
+                      rejected=[e.located(dataset=target.dataset, target=target.replica) for e in rejected])

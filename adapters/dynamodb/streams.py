@@ -19,6 +19,7 @@ from datetime import datetime
 from functools import partial
 from typing import Any
 
+from ..base.errors import RecordError
 from ..base.interface import Change, Cursor, DatasetKind
 from ..base.record import KeySchema, Record, meta_if_valid
 from .clients import DynamoDBClients
@@ -60,20 +61,37 @@ class StreamPosition:
     stream: str
     shards: dict[str, str | None] = field(default_factory=dict)
     finished: set[str] = field(default_factory=set)
+    overlap_until: dict[str, str] = field(default_factory=dict)
+    """Per shard, the last sequence number written while a table scan ran ("" = the shard's
+    end): records up to it are the scan's overlap window (see ``ChangePage.overlap``)."""
 
     def to_cursor(self) -> Cursor:
         """The JSON-safe stream-phase cursor for this position."""
-        return {"phase": "stream", "stream": self.stream, "shards": dict(self.shards),
-                "finished": sorted(self.finished)}
+        cursor: Cursor = {"phase": "stream", "stream": self.stream, "shards": dict(self.shards),
+                          "finished": sorted(self.finished)}
+        if self.overlap_until:
+            cursor["overlap_until"] = dict(self.overlap_until)
+        return cursor
 
     @classmethod
     def from_cursor(cls, cursor: Mapping[str, Any]) -> StreamPosition:
         """Read a stream-phase cursor back; a malformed one is :class:`CursorUnusable`."""
         try:
             shards = {str(k): (str(v) if v is not None else None) for k, v in dict(cursor["shards"]).items()}
-            return cls(str(cursor["stream"]), shards, {str(s) for s in cursor.get("finished", [])})
+            overlap = {str(k): str(v) for k, v in dict(cursor.get("overlap_until") or {}).items()}
+            return cls(str(cursor["stream"]), shards, {str(s) for s in cursor.get("finished", [])}, overlap)
         except (KeyError, TypeError, ValueError) as exc:
             raise CursorUnusable(f"the stream cursor is malformed ({type(exc).__name__})") from exc
+
+    def with_overlap_until(self, end: "StreamPosition") -> "StreamPosition":
+        """This position (taken before a scan) with the window up to ``end`` (taken after it) marked."""
+        bounds: dict[str, str] = {}
+        for sid, seq in end.shards.items():
+            if seq is not None and seq != self.shards.get(sid):
+                bounds[sid] = seq
+        for sid in end.finished - self.finished:
+            bounds[sid] = ""
+        return StreamPosition(self.stream, dict(self.shards), set(self.finished), bounds)
 
 
 def _stream_call(clients: DynamoDBClients, operation: str, fn: Callable[[], Any]) -> Any:
@@ -156,18 +174,24 @@ def read_shard(clients: DynamoDBClients, arn: str, shard: Shard, after: str | No
     return records, iterator is None
 
 
-def read_changes(clients: DynamoDBClients, schema: KeySchema, kind: DatasetKind,
-                 pos: StreamPosition, limit: int) -> tuple[list[Change], StreamPosition, bool]:
-    """The next changes after ``pos`` (at most ``limit``), the position after them, and ``more``."""
+def read_changes(clients: DynamoDBClients, schema: KeySchema, kind: DatasetKind, pos: StreamPosition,
+                 limit: int) -> tuple[list[Change], StreamPosition, bool, list[RecordError], bool]:
+    """The next changes after ``pos`` (at most ``limit``), the position after them, ``more``,
+    the stream records that could not be decoded (passed over, for quarantine), and whether
+    these changes are the overlap window of a preceding scan (then only window shards are
+    read, each up to its bound, so a page is all overlap or none)."""
     shards = list_shards(clients, pos.stream)
     known = {s.id for s in shards}
     for sid, seq in pos.shards.items():
         if sid not in known and seq is not None and sid not in pos.finished:
             raise CursorUnusable(f"shard {sid} left the stream before it was read to its end "
                                  "(its records were trimmed)")
+    window = {s: b for s, b in pos.overlap_until.items() if s in known}
+    overlap = bool(window)
     new = StreamPosition(pos.stream, {s: q for s, q in pos.shards.items() if s in known},
-                         {s for s in pos.finished if s in known})
+                         {s for s in pos.finished if s in known}, dict(window))
     changes: list[Change] = []
+    rejected: list[RecordError] = []
     more = False
     for shard in shards:
         if shard.id in new.finished:
@@ -175,28 +199,64 @@ def read_changes(clients: DynamoDBClients, schema: KeySchema, kind: DatasetKind,
         if shard.parent in known and shard.parent not in new.finished:
             more = True                  # its parent still has records to give first
             continue
+        if overlap and shard.id not in window:
+            more = True                  # read after the window closes
+            continue
         remaining = limit - len(changes)
         if remaining <= 0:
             more = True
             break
         records, ended = read_shard(clients, pos.stream, shard, new.shards.get(shard.id), remaining)
+        if overlap:
+            records, ended = _within(records, ended, window[shard.id], new, shard.id)
         if records:
             new.shards[shard.id] = records[-1]["dynamodb"]["SequenceNumber"]
         else:
             new.shards.setdefault(shard.id, None)
-        changes += [c for c in (to_change(r, schema, kind) for r in records) if c is not None]
+        for raw in records:
+            try:
+                change = to_change(raw, schema, kind)
+            except RecordError as err:
+                rejected.append(err)
+                continue
+            if change is not None:
+                changes.append(change)
         if ended:
             new.finished.add(shard.id)
             new.shards.pop(shard.id, None)
         elif len(records) >= remaining:
             more = True
-    return changes, new, more
+    if overlap:
+        more = True                      # the page that closes the window comes next
+    return changes, new, more, rejected, overlap
+
+
+def _within(records: list[dict[str, Any]], ended: bool, bound: str, pos: StreamPosition,
+            shard: str) -> tuple[list[dict[str, Any]], bool]:
+    """Records up to the shard's window bound; the bound is dropped from ``pos`` once reached."""
+    if bound == "":
+        if ended:
+            pos.overlap_until.pop(shard, None)
+        return records, ended
+    inside = [r for r in records if int(r["dynamodb"]["SequenceNumber"]) <= int(bound)]
+    last = inside[-1]["dynamodb"]["SequenceNumber"] if inside else pos.shards.get(shard)
+    if len(inside) < len(records) or (last is not None and int(last) >= int(bound)) or ended:
+        pos.overlap_until.pop(shard, None)
+    return inside, ended and len(inside) == len(records)
 
 
 def position_at_end(clients: DynamoDBClients, stream_arn: str) -> StreamPosition:
-    """A position after every record the stream holds now (reads each shard to its end)."""
+    """A position after every record the stream holds now.
+
+    Closed shards hold only records written before now: they are finished without being
+    read. Open shards are read to their tip, since DynamoDB has no call that names a
+    shard's latest sequence number (and a ``LATEST`` iterator cannot be saved).
+    """
     pos = StreamPosition(stream_arn)
     for shard in list_shards(clients, stream_arn):
+        if shard.closed:
+            pos.finished.add(shard.id)
+            continue
         last: str | None = None
         while True:
             records, ended = read_shard(clients, stream_arn, shard, last, 10 * _MAX_RECORDS_PER_CALL)

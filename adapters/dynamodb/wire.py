@@ -22,6 +22,7 @@ from decimal import Decimal
 from typing import Any, cast
 
 from ..base.errors import RecordError
+from ..base.inband import META_FIELD, WRAPPED_FIELDS, split_reserved, user_fields
 from ..base.interface import DatasetKind
 from ..base.record import KeyPart, KeySchema, Record, RecordKey, ReplicationMeta
 from ..base.tagged_json import TAG
@@ -30,7 +31,7 @@ from ..base.values import WIDE, Value, parse_decimal, set_kind
 AttributeValue = dict[str, Any]
 Item = dict[str, AttributeValue]
 
-META_ATTR = "_mcrepl"            # the reserved attribute holding ReplicationMeta
+META_ATTR = META_FIELD          # the reserved attribute holding ReplicationMeta
 BLOB_DATA_ATTR = "data"          # blob datasets: the object bytes
 MAX_ITEM_BYTES = 400 * 1024
 MAX_LEVELS = 32                  # the item itself is level 1 (checked against DynamoDB Local)
@@ -179,7 +180,7 @@ def encode_meta(meta: ReplicationMeta) -> AttributeValue:
     """``ReplicationMeta.to_dict()`` as a map: v/h/ph strings, t bool, vv map of strings, e number."""
     m: dict[str, AttributeValue] = {
         "v": {"S": meta.version.token}, "h": {"S": meta.content_hash}, "t": {"BOOL": meta.tombstone},
-        "vv": {"M": {origin: {"S": tok} for origin, tok in meta.vector.items()}},
+        "vv": {"M": {origin: {"S": tok} for origin, tok in meta.vector.items() if tok}},
         "e": {"N": str(meta.epoch)},
     }
     if meta.plain_hash:
@@ -234,14 +235,16 @@ def _blob_attributes(record: Record, schema: KeySchema) -> Item:
 def _document_attributes(record: Record, schema: KeySchema) -> Item:
     if not isinstance(record.body, dict):
         raise RecordError("bad-body", "a document record's body must be a map")
-    if META_ATTR in record.body:
-        raise RecordError("reserved-field", f"{META_ATTR!r} is reserved for replication metadata "
-                          "(rename the field)", field=META_ATTR)
     if schema.key_of(record.body) != record.key:
         raise RecordError("key-mismatch", "the body's key fields do not match the record key",
                           field=schema.partition.name)
     _check_key_sizes(record.key, schema)
-    return {_name(k, ""): encode_value(v, k) for k, v in record.body.items()}
+    # a user field named like our metadata travels inside the wrapper map (see base.inband)
+    top, wrapped = split_reserved(record.body)
+    item = {_name(k, ""): encode_value(v, k) for k, v in top.items()}
+    if wrapped:
+        item[WRAPPED_FIELDS] = encode_value(wrapped, WRAPPED_FIELDS)
+    return item
 
 
 def _check_key_sizes(key: RecordKey, schema: KeySchema) -> None:
@@ -260,7 +263,8 @@ def decode_item(item: Mapping[str, AttributeValue], schema: KeySchema, kind: Dat
         data = item.get(BLOB_DATA_ATTR)
         body = decode_value(data, BLOB_DATA_ATTR) if data is not None else None
         return Record(key, body if isinstance(body, bytes) else None, meta)
-    body = {k: decode_value(v, k) for k, v in item.items() if k != META_ATTR}
+    stored = user_fields(item, meta, lambda av: av.get("M") if isinstance(av, Mapping) else None)
+    body = {k: decode_value(v, k) for k, v in stored.items()}
     return Record(schema.key_of(body), body, meta)
 
 

@@ -217,14 +217,18 @@ class GCSAdapter(ReplicaAdapter):
         page = scan(manifest, listing, at, limit)
         outcomes = _parallel(self._resolve, page.events)
         changes: list[Change] = []
+        rejected: list[RecordError] = []
         for event, outcome in zip(page.events, outcomes):
+            if isinstance(outcome, RecordError):
+                rejected.append(outcome.located(dataset=self.target.dataset, key=event.name,
+                                                target=self.target.replica))
             change = self._record_outcome(manifest, event, outcome)
             if change is not None:
                 changes.append(change)
         new_cursor = make_cursor(manifest, page.at if page.more else None, full and page.more)
         self._manifests.clear()
         self._manifests[new_cursor["m"]] = manifest
-        return ChangePage(changes, new_cursor, more=page.more, scanned=full)
+        return ChangePage(changes, new_cursor, more=page.more, scanned=full, rejected=rejected)
 
     def _resolve(self, event: Event) -> tuple[Record, int, Any] | RecordError | None:
         """Fetch a changed object (``None`` when it vanished); runs on worker threads."""
@@ -241,7 +245,7 @@ class GCSAdapter(ReplicaAdapter):
         """Update the manifest for one event and build its :class:`Change` (in page order)."""
         name = event.name
         if isinstance(outcome, RecordError):
-            log.warning("capture skips object %r in bucket %s: %s", name, self.io.name, outcome)
+            # passed over (the caller quarantines it); a new generation is looked at again
             manifest.set(name, event.listed.generation if event.listed else 0)
             return None
         if outcome is None:

@@ -1,13 +1,28 @@
-"""In-memory replica: a dict per (replica, dataset), with a change log for capture."""
+"""In-memory replica: the reference implementation of the interface, and the simulation's store.
+
+It behaves like the real stores where the engine can tell: metadata is kept in-band
+(``_mcrepl`` beside the user's fields, with the same wrapper rule as DynamoDB and Cosmos,
+see :mod:`..base.inband`), a change log records every write and delete in order (like a
+DynamoDB stream), and items that cannot be decoded into records are reported as
+``rejected`` by capture rather than stalling it. ``write_raw`` puts an arbitrary stored
+item in place, as a foreign writer could.
+"""
 
 from __future__ import annotations
 
+import copy
 import threading
-from typing import Iterator, Sequence
+from typing import Any, Iterator, Sequence
 
 from ..base import (ApplyOutcome, ApplyResult, Capabilities, Change, ChangePage, Cursor, Digest,
-                    Record, RecordKey, ReplicaAdapter, ReplicaTarget, conflict_between, decide,
-                    meta_if_valid)
+                    Record, RecordError, RecordKey, ReplicaAdapter, ReplicaTarget, decide, meta_if_valid,
+                    rejected)
+from ..base.inband import META_FIELD, WRAPPED_FIELDS, split_reserved, user_fields
+from ..base.interface import result_of
+from ..base.record import ReplicationMeta
+
+Stored = dict[str, Any]
+"""A stored item: the user's fields (documents) or ``{"data": bytes}`` (blobs), plus ``_mcrepl``."""
 
 _STORES: dict[tuple[str, str, str], "_Store"] = {}
 _LOCK = threading.Lock()
@@ -15,13 +30,20 @@ _LOCK = threading.Lock()
 
 class _Store:
     def __init__(self) -> None:
-        self.items: dict[RecordKey, Record] = {}
-        self.log: list[Record] = []
+        self.items: dict[str, Stored] = {}
+        self.log: list[tuple[str, Stored | None]] = []     # (key id, item after the change; None = deleted)
         self.lock = threading.Lock()
 
 
 class MemoryAdapter(ReplicaAdapter):
-    """Process-local store; ``options['namespace']`` isolates tests from each other."""
+    """Process-local store; ``options['namespace']`` isolates tests from each other.
+
+    ``options['initial_capture']`` chooses what capture from no cursor reads: ``"log"``
+    (default) replays the whole change log, like a change feed read from the beginning;
+    ``"scan"`` reads the current items in key order first and then the change log from the
+    position taken before the scan, marking the changes made while it ran as overlap —
+    the handoff DynamoDB capture makes between a table scan and its stream.
+    """
 
     capabilities = Capabilities(
         incremental_capture=True, transactional_batch=True,
@@ -34,71 +56,199 @@ class MemoryAdapter(ReplicaAdapter):
             self._store = _STORES.setdefault(ident, _Store())
         self._ident = ident
 
+    # -- wire form ----------------------------------------------------------------------
+
+    def _encode(self, record: Record, with_meta: bool = True) -> Stored:
+        if self.target.kind == "blob":
+            item: Stored = {} if record.body is None else {"data": bytes(record.body)}  # type: ignore[arg-type]
+        else:
+            if not isinstance(record.body, dict):
+                raise RecordError("bad-body", "a document record's body must be a mapping")
+            top, wrapped = split_reserved(record.body)
+            item = copy.deepcopy(top)
+            if wrapped:
+                item[WRAPPED_FIELDS] = copy.deepcopy(wrapped)
+        if with_meta and record.meta is not None:
+            item[META_FIELD] = record.meta.to_dict()
+        return item
+
+    def _decode(self, key_id: str, item: Stored) -> Record:
+        meta = _meta_of(item.get(META_FIELD))
+        if self.target.kind == "blob":
+            data = item.get("data")
+            return Record(self.target.key_schema.parse_id(key_id),
+                          bytes(data) if isinstance(data, (bytes, bytearray)) else None, meta)
+        body = copy.deepcopy(user_fields(item, meta, lambda w: w if isinstance(w, dict) else None))
+        try:
+            key = self.target.key_schema.key_of(body)
+        except RecordError as err:
+            raise err.located(dataset=self.target.dataset, key=key_id, target=self.target.replica) from None
+        return Record(key, body, meta)
+
+    # -- lifecycle ------------------------------------------------------------------------
+
     def ensure_ready(self) -> None:
         """Nothing to create: the store exists from construction."""
+
+    def drop(self) -> None:
+        with _LOCK:
+            _STORES.pop(self._ident, None)
+
+    def wipe(self) -> None:
+        """Lose every item without logging deletes (a store restored empty outside mcrepl)."""
+        with self._store.lock:
+            self._store.items.clear()
+
+    # -- native writes (seeding, simulation) ------------------------------------------------
 
     def write_native(self, records: Sequence[Record]) -> None:
         with self._store.lock:
             for record in records:
-                native = Record(record.key, record.body, None)
-                self._store.items[record.key] = native
-                self._store.log.append(native)
+                self._put(record.key.id, self._encode(record, with_meta=False))
+
+    def write_raw(self, key_id: str, item: Stored) -> None:
+        """Store ``item`` exactly as given, as a foreign writer could (it may not even decode)."""
+        with self._store.lock:
+            self._put(key_id, copy.deepcopy(item))
 
     def delete_native(self, keys: Sequence[RecordKey]) -> None:
         with self._store.lock:
             for key in keys:
-                self._store.items.pop(key, None)
-                self._store.log.append(Record(key, None, None))
+                self._store.items.pop(key.id, None)
+                self._store.log.append((key.id, None))
+
+    def _put(self, key_id: str, item: Stored) -> None:
+        self._store.items[key_id] = item
+        self._store.log.append((key_id, item))
 
     def purge_tombstones(self, older_than_ms: int) -> int:
         with self._store.lock:
-            old = [k for k, r in self._store.items.items()
-                   if r.tombstone and r.meta is not None and r.meta.version.wall_ms < older_than_ms]
+            old = [k for k, item in self._store.items.items()
+                   if (m := _meta_of(item.get(META_FIELD))) is not None and m.tombstone
+                   and m.version.wall_ms < older_than_ms]
             for k in old:
                 del self._store.items[k]
         return len(old)
 
+    # -- capture ------------------------------------------------------------------------------
+
     def capture_changes(self, cursor: Cursor | None, limit: int = 500) -> ChangePage:
+        if cursor is None and self.target.options.get("initial_capture") == "scan":
+            with self._store.lock:
+                cursor = {"phase": "scan", "from": len(self._store.log), "after": ""}
+        if cursor is not None and cursor.get("phase") == "scan":
+            return self._scan_page(cursor, limit)
         pos = int((cursor or {}).get("pos", 0))
+        until = int((cursor or {}).get("until", 0))
         with self._store.lock:
-            page = self._store.log[pos:pos + limit]
             end = len(self._store.log)
-        changes = [Change(r, native_delete=r.body is None and r.meta is None) for r in page]
+            stop = min(pos + limit, until) if pos < until else pos + limit
+            page = self._store.log[pos:stop]
+        changes: list[Change] = []
+        bad: list[RecordError] = []
+        for key_id, item in page:
+            if item is None:
+                changes.append(self._delete_change(key_id))
+                continue
+            try:
+                record = self._decode(key_id, item)
+            except RecordError as err:
+                bad.append(err)
+                continue
+            changes.append(Change(Record(record.key, record.body, meta_if_valid(record))))
         new_pos = pos + len(page)
-        return ChangePage(changes, {"pos": new_pos}, more=new_pos < end)
+        overlap = pos < until
+        after: Cursor = {"pos": new_pos, "until": until} if new_pos < until else {"pos": new_pos}
+        return ChangePage(changes, after, more=new_pos < end or overlap, rejected=bad, overlap=overlap)
+
+    def _scan_page(self, cursor: Cursor, limit: int) -> ChangePage:
+        """Current items after ``cursor['after']`` in key order; at the end, the change log from ``from``."""
+        with self._store.lock:
+            names = sorted(k for k in self._store.items if k > cursor["after"])[:limit]
+            items = [(k, self._store.items[k]) for k in names]
+            end = len(self._store.log)
+        changes, bad = [], []
+        for key_id, item in items:
+            try:
+                record = self._decode(key_id, item)
+            except RecordError as err:
+                bad.append(err)
+                continue
+            changes.append(Change(Record(record.key, record.body, meta_if_valid(record))))
+        if len(names) == limit:
+            return ChangePage(changes, {**cursor, "after": names[-1]}, more=True, scanned=True, rejected=bad)
+        # scan done: the log from where it stood before the scan; what was written since overlaps
+        return ChangePage(changes, {"pos": int(cursor["from"]), "until": end}, more=True, scanned=True,
+                          rejected=bad)
+
+    def _delete_change(self, key_id: str) -> Change:
+        key = self.target.key_schema.parse_id(key_id)
+        body = None if self.target.kind == "blob" else self.target.key_schema.key_body(key)
+        return Change(Record(key, body, None), native_delete=True)
 
     def current_cursor(self) -> Cursor:
         with self._store.lock:
             return {"pos": len(self._store.log)}
 
+    # -- apply ---------------------------------------------------------------------------------
+
     def apply_batch(self, records: Sequence[Record]) -> list[ApplyResult]:
         results = []
         with self._store.lock:
             for rec in records:
-                assert rec.meta is not None, "apply_batch needs stamped records"
-                stored = self._store.items.get(rec.key)
-                stored_meta = meta_if_valid(stored) if stored else None
-                outcome = decide(rec.meta, stored_meta)
-                if outcome is ApplyOutcome.APPLIED:
-                    self._store.items[rec.key] = rec
-                    self._store.log.append(rec)
-                results.append(ApplyResult(rec.key, outcome, conflict_between(rec.meta, stored_meta),
-                                           existing=stored))
+                try:
+                    results.append(self._apply_one(rec))
+                except RecordError as err:
+                    results.append(rejected(rec, err, self.target))
         return results
+
+    def _apply_one(self, rec: Record) -> ApplyResult:
+        if rec.meta is None:
+            raise RecordError("unstamped", "apply_batch needs records stamped with a version")
+        item = self._encode(rec)
+        found = self._store.items.get(rec.key.id)
+        existing = None
+        if found is not None:
+            try:
+                existing = self._decode(rec.key.id, found)
+            except RecordError:
+                existing = None           # an undecodable foreign item: unversioned, overwritten
+        stored_meta = meta_if_valid(existing) if existing else None
+        if decide(rec.meta, stored_meta) is not ApplyOutcome.APPLIED:
+            return result_of(rec, stored_meta, existing)
+        self._put(rec.key.id, item)
+        return ApplyResult(rec.key, ApplyOutcome.APPLIED, existing=existing)
+
+    # -- reads -----------------------------------------------------------------------------------
 
     def read(self, key: RecordKey) -> Record | None:
         with self._store.lock:
-            return self._store.items.get(key)
+            item = self._store.items.get(key.id)
+        if item is None:
+            return None
+        try:
+            return self._decode(key.id, item)
+        except RecordError:
+            return None
 
     def list_digests(self) -> Iterator[Digest]:
         with self._store.lock:
-            items = list(self._store.items.values())
-        for rec in items:
+            items = list(self._store.items.items())
+        for key_id, item in items:
+            try:
+                rec = self._decode(key_id, item)
+            except RecordError:
+                continue
             meta = meta_if_valid(rec)
             yield Digest(rec.key.id, meta.version.token if meta else None,
                          meta.comparable_hash if meta else rec.digest_hash(False),
                          rec.tombstone)
 
-    def drop(self) -> None:
-        with _LOCK:
-            _STORES.pop(self._ident, None)
+
+def _meta_of(raw: Any) -> ReplicationMeta | None:
+    if not isinstance(raw, dict):
+        return None
+    try:
+        return ReplicationMeta.from_dict(raw)
+    except (KeyError, ValueError, TypeError, AttributeError):
+        return None

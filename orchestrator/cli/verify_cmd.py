@@ -15,6 +15,25 @@ from rich.table import Table
 from .common import EXIT_FOUND, ConfigOption, check_dataset, cli_errors, console, load, local_endpoints
 
 
+def _reference_first(cfg, dataset: str, replicas: list[str] | None) -> list[str] | None:  # type: ignore[no-untyped-def]
+    """The replicas to compare: as given, else the recorded primary (after failovers) first."""
+    if replicas:
+        return replicas
+    from mcrepl.orchestrator.state import StateStore
+    from .sync_cmd import state_path
+    path = state_path(cfg)
+    if not path.exists():
+        return None
+    state = StateStore(path, audit=None)
+    try:
+        pointer = state.current_primary(dataset)
+    finally:
+        state.close()
+    if pointer is None:
+        return None
+    return [pointer.location, *(r.at for r in cfg.datasets[dataset].locations if r.at != pointer.location)]
+
+
 class Output(str, enum.Enum):
     """How results are printed."""
 
@@ -75,14 +94,16 @@ def register(app: typer.Typer) -> None:
         newer) and tombstone mismatches — keys and versions only, never field values.
         """
         from mcrepl.orchestrator.verify import verify_dataset
+        from mcrepl.policies.router import router_for
         cfg = load(config)
         reports = []
         with cli_errors(), _progress(output is Output.text) as bar:
+            router = router_for(cfg)
             for name in check_dataset(cfg, dataset):
                 task = bar.add_task(f"listing {name}", total=None)
-                reports.append(verify_dataset(cfg, name, _replicas(replicas), local_endpoints=local_endpoints(cfg),
-                                              namespace=namespace, alert=alert,
-                                              progress=_advance_task(bar, task)))
+                reports.append(verify_dataset(cfg, name, _reference_first(cfg, name, _replicas(replicas)),
+                                              local_endpoints=local_endpoints(cfg), namespace=namespace,
+                                              alert=alert, progress=_advance_task(bar, task), router=router))
                 bar.remove_task(task)
         if output is Output.json:
             console.print_json(json.dumps([r.to_dict() for r in reports]))
@@ -95,47 +116,56 @@ def register(app: typer.Typer) -> None:
     @app.command()
     def repair(config: Path = ConfigOption,
                dataset: str = typer.Option(..., "--dataset", "-d", help="The dataset to repair."),
-               replicas: Optional[str] = typer.Option(None, help="Comma-separated replicas; the first is the "
-                                                      "reference (default: primary, then replicas)."),
                dry_run: bool = typer.Option(False, "--dry-run", help="Show the plan; write nothing."),
                output: Output = FormatOpt, namespace: str = NamespaceOpt) -> None:
-        """Plan the writes that bring replicas to the resolved state, show them, and apply them.
+        """Bring every replica to the primary's resolved state, then compare again; exit 1 if still divergent.
 
-        Resolution follows the sync engine: the newer version wins, concurrent versions go to the
-        dataset's resolver, tombstones are respected. Writes are conditional, so re-running after
-        success plans nothing.
+        Resolution follows the sync engine: the primary is the authority for what it holds, concurrent
+        versions go to the dataset's resolver (logged as conflicts), deletes are never resurrected, and a
+        record the residency policy keeps out of a replica is retracted there, never written. Repairs
+        are written through the sync log and its lanes (conditional, policy-routed, audited), so
+        re-running after success plans nothing.
         """
-        from mcrepl.orchestrator.verify import (apply_repair, compare_adapters, open_dataset_adapters,
-                                                plan_dataset_repair)
+        from mcrepl.orchestrator.state import StateStore
+        from mcrepl.orchestrator.sync import SyncEngine
+        from mcrepl.policies.router import router_for
+
+        from .sync_cmd import state_path
         cfg = load(config)
         check_dataset(cfg, dataset)
-        with cli_errors(), ExitStack() as stack:
-            adapters = open_dataset_adapters(cfg, dataset, _replicas(replicas), local_endpoints=local_endpoints(cfg),
-                                             namespace=namespace, stack=stack)
-            report = compare_adapters(dataset, adapters)
-            plan = plan_dataset_repair(cfg, dataset, report, adapters)
-            result = None
-            if plan.actions and not dry_run:
-                with _progress(output is Output.text) as bar:
-                    task = bar.add_task("repairing", total=len(plan.actions))
-                    result = apply_repair(plan, adapters, on_progress=lambda n: bar.advance(task, n))
+        with cli_errors():
+            engine = SyncEngine(cfg, StateStore(state_path(cfg)), local_endpoints=local_endpoints(cfg),
+                                namespace=namespace, router=router_for(cfg))
+            try:
+                plan, verdict = engine.repair(dataset, dry_run=dry_run)
+            finally:
+                engine.close()
         if output is Output.json:
             console.print_json(json.dumps({"plan": plan.to_dict(), "dry_run": dry_run,
-                                           "result": result.to_dict() if result else None}))
-            return
-        if not plan.actions:
-            console.print(f"[green]{dataset}: nothing to repair[/] ({report.divergent} divergent keys)")
-            return
-        table = Table("replica", "key", "write", "reason")
-        for a in plan.actions[:200]:
-            table.add_row(a.replica, a.record.key.id, "tombstone" if a.record.tombstone else "record", a.reason)
-        console.print(table)
-        if len(plan.actions) > 200:
-            console.print(f"… and {len(plan.actions) - 200} more")
-        if dry_run:
-            console.print(f"[yellow]dry run:[/] {len(plan.actions)} writes planned, none made")
-        elif result:
-            for replica, counts in result.outcomes.items():
-                console.print(f"{replica}: " + ", ".join(f"{k}={v}" for k, v in counts.items() if v))
+                                           "converged": verdict.converged if not dry_run else None,
+                                           "remaining": verdict.remaining}))
+        else:
+            _print_plan(dataset, plan, verdict, dry_run)
+        if not dry_run and not verdict.converged:
+            raise typer.Exit(EXIT_FOUND)
 
 
+def _print_plan(dataset: str, plan, verdict, dry_run: bool) -> None:  # type: ignore[no-untyped-def]
+    if not plan.writes:
+        status = "converged" if verdict.converged else f"{verdict.remaining} keys still differ"
+        console.print(f"{dataset}: nothing to repair ({status}; {plan.in_flight} differences in flight)")
+        return
+    table = Table("key", "write", "to", "retract from", "reason")
+    for w in plan.writes[:200]:
+        table.add_row(w.record.key.id, "tombstone" if w.record.tombstone else "record", ", ".join(w.writes) or "-",
+                      ", ".join(w.retract) or "-", w.reason)
+    console.print(table)
+    if len(plan.writes) > 200:
+        console.print(f"… and {len(plan.writes) - 200} more")
+    if dry_run:
+        console.print(f"[yellow]dry run:[/] {len(plan.writes)} keys would be repaired, nothing written")
+    elif verdict.converged:
+        console.print(f"[green]{dataset}: {verdict.repaired} keys repaired; compared again: converged[/]")
+    else:
+        console.print(f"[red]{dataset}: {verdict.repaired} keys repaired; {verdict.remaining} still differ[/] "
+                      f"({verdict.detail})")

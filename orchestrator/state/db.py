@@ -4,6 +4,9 @@ Why these settings: WAL lets ``mcrepl status`` read while a sync writes;
 ``synchronous=FULL`` makes every committed transaction survive a crash of the process
 (SIGKILL) and of the machine; ``BEGIN IMMEDIATE`` takes the write lock up front so two
 processes sharing one state file never deadlock half-way through a transaction.
+
+The schema carries its version; a file written by an older mcrepl is migrated in place
+(columns and tables are only ever added), so upgrading never loses a checkpoint.
 """
 
 from __future__ import annotations
@@ -14,13 +17,16 @@ from contextlib import contextmanager
 from pathlib import Path
 from typing import Any, Iterator, Sequence
 
-SCHEMA_VERSION = 1
+SCHEMA_VERSION = 2
 
 SCHEMA = """
 CREATE TABLE IF NOT EXISTS meta (name TEXT PRIMARY KEY, value TEXT NOT NULL);
 CREATE TABLE IF NOT EXISTS clock (name TEXT PRIMARY KEY, wall_ms INTEGER NOT NULL, counter INTEGER NOT NULL);
 CREATE TABLE IF NOT EXISTS primary_pointer (
     dataset TEXT PRIMARY KEY, location TEXT NOT NULL, epoch INTEGER NOT NULL, changed_at REAL NOT NULL);
+CREATE TABLE IF NOT EXISTS primary_history (
+    dataset TEXT NOT NULL, epoch INTEGER NOT NULL, location TEXT NOT NULL, started_at REAL NOT NULL,
+    PRIMARY KEY (dataset, epoch));
 CREATE TABLE IF NOT EXISTS datasets (
     dataset TEXT PRIMARY KEY, head_seq INTEGER NOT NULL DEFAULT 0,
     captured_total INTEGER NOT NULL DEFAULT 0, echo_total INTEGER NOT NULL DEFAULT 0,
@@ -53,6 +59,34 @@ CREATE TABLE IF NOT EXISTS quarantine (
     id INTEGER PRIMARY KEY AUTOINCREMENT, dataset TEXT NOT NULL, key_id TEXT NOT NULL,
     replica TEXT NOT NULL, version TEXT NOT NULL, rule TEXT NOT NULL, field TEXT,
     message TEXT NOT NULL, at REAL NOT NULL, UNIQUE (dataset, key_id, replica, version));
+CREATE TABLE IF NOT EXISTS audit_outbox (
+    id INTEGER PRIMARY KEY AUTOINCREMENT, kind TEXT NOT NULL, payload TEXT NOT NULL, at REAL NOT NULL);
+CREATE TABLE IF NOT EXISTS capture_staging (
+    dataset TEXT NOT NULL, location TEXT NOT NULL, n INTEGER NOT NULL, change BLOB NOT NULL,
+    PRIMARY KEY (dataset, location, n)) WITHOUT ROWID;
+CREATE TABLE IF NOT EXISTS verify_runs (
+    id INTEGER PRIMARY KEY AUTOINCREMENT, dataset TEXT NOT NULL, started_at REAL NOT NULL,
+    finished_at REAL NOT NULL, converged INTEGER NOT NULL, divergent INTEGER NOT NULL,
+    repaired INTEGER NOT NULL, summary TEXT NOT NULL);
+"""
+
+# columns added since schema 1 (ALTER TABLE ADD COLUMN keeps existing rows and checkpoints)
+_ADDED_COLUMNS: dict[str, list[tuple[str, str]]] = {
+    "datasets": [("horizon_seq", "INTEGER NOT NULL DEFAULT 0"), ("origins", "TEXT NOT NULL DEFAULT '[]'"),
+                 ("verify_requested_at", "REAL")],
+    "capture_log": [("source", "TEXT NOT NULL DEFAULT 'capture'"), ("location", "TEXT"),
+                    ("epoch", "INTEGER NOT NULL DEFAULT 0"), ("retract", "TEXT")],
+    "heads": [("tombstone", "INTEGER NOT NULL DEFAULT 0"), ("wall_ms", "INTEGER NOT NULL DEFAULT 0"),
+              ("allowed", "TEXT"), ("captured", "TEXT")],
+    "lanes": [("attached_epoch", "INTEGER"), ("caught_up_at", "REAL"),
+              ("retracted", "INTEGER NOT NULL DEFAULT 0")],
+    "conflicts": [("stored_token", "TEXT"), ("incoming_token", "TEXT"), ("resolution", "TEXT"),
+                  ("note", "TEXT")],
+}
+
+_INDEXES = """
+CREATE UNIQUE INDEX IF NOT EXISTS conflicts_once ON conflicts(dataset, key_id, stored_token);
+CREATE INDEX IF NOT EXISTS heads_tombstones ON heads(dataset, tombstone, wall_ms);
 """
 
 
@@ -62,9 +96,12 @@ class Database:
     All statements run under one re-entrant lock, so a thread's transaction is never
     interleaved with another thread's statements; nested :meth:`transaction` blocks join
     the outer one and commit with it.
+
+    ``durable=False`` (the simulation only) trades ``synchronous=FULL`` for speed: a
+    simulated crash drops Python objects, never the operating system's page cache.
     """
 
-    def __init__(self, path: str | Path) -> None:
+    def __init__(self, path: str | Path, *, durable: bool = True) -> None:
         self.path = Path(path)
         if str(path) != ":memory:":
             self.path.parent.mkdir(parents=True, exist_ok=True)
@@ -74,11 +111,21 @@ class Database:
         self._depth = 0
         with self._lock:
             self._conn.execute("PRAGMA journal_mode=WAL")
-            self._conn.execute("PRAGMA synchronous=FULL")
+            self._conn.execute(f"PRAGMA synchronous={'FULL' if durable else 'OFF'}")
             self._conn.execute("PRAGMA busy_timeout=30000")
             self._conn.executescript(SCHEMA)
-            self._conn.execute("INSERT OR IGNORE INTO meta(name, value) VALUES ('schema_version', ?)",
-                               (str(SCHEMA_VERSION),))
+            self._migrate()
+            self._conn.executescript(_INDEXES)
+
+    def _migrate(self) -> None:
+        """Add what newer schema versions added; record the version reached."""
+        for table, columns in _ADDED_COLUMNS.items():
+            have = {row[1] for row in self._conn.execute(f"PRAGMA table_info({table})")}
+            for name, decl in columns:
+                if name not in have:
+                    self._conn.execute(f"ALTER TABLE {table} ADD COLUMN {name} {decl}")
+        self._conn.execute("INSERT OR REPLACE INTO meta(name, value) VALUES ('schema_version', ?)",
+                           (str(SCHEMA_VERSION),))
 
     @contextmanager
     def transaction(self) -> Iterator[sqlite3.Connection]:
@@ -99,10 +146,15 @@ class Database:
             if outer:
                 self._conn.execute("COMMIT")
 
-    def execute(self, sql: str, params: Sequence[Any] = ()) -> None:
-        """One write statement (joins the caller's transaction when there is one)."""
+    def execute(self, sql: str, params: Sequence[Any] = ()) -> int:
+        """One write statement (joins the caller's transaction when there is one); rows changed."""
         with self._lock:
-            self._conn.execute(sql, params)
+            return self._conn.execute(sql, params).rowcount
+
+    def executemany(self, sql: str, rows: Sequence[Sequence[Any]]) -> None:
+        """One write statement over many parameter rows."""
+        with self._lock:
+            self._conn.executemany(sql, rows)
 
     def rows(self, sql: str, params: Sequence[Any] = ()) -> list[sqlite3.Row]:
         """All rows of a read query, as name-addressable rows."""

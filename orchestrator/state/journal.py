@@ -8,9 +8,8 @@ names the field, never its value), so neither table can leak sensitive data.
 from __future__ import annotations
 
 import json
-import time
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, Callable
 
 from mcrepl.adapters.base import RecordError, ReplicationMeta
 
@@ -19,7 +18,14 @@ from .db import Database
 
 @dataclass(frozen=True)
 class ConflictRow:
-    """Two concurrent versions of one key met at one replica."""
+    """Two concurrent versions of one key met at one location.
+
+    ``incoming`` is the version the log holds for the key, ``stored`` the concurrent one
+    found at ``replica``; ``winner`` is the token of the version whose body won and
+    ``resolution`` the token of the record mcrepl wrote to settle it (a new version that
+    has seen both). ``note`` says what happened when the resolver could not run as asked
+    (a merge function that raised, and why).
+    """
 
     dataset: str
     key: str
@@ -28,6 +34,8 @@ class ConflictRow:
     stored: ReplicationMeta
     winner: str
     resolver: str
+    resolution: str | None = None
+    note: str | None = None
 
 
 @dataclass(frozen=True)
@@ -46,29 +54,41 @@ class QuarantineRow:
 class Journal:
     """Appends and lists conflicts and quarantined records."""
 
-    def __init__(self, db: Database) -> None:
+    def __init__(self, db: Database, now: Callable[[], float]) -> None:
         self._db = db
+        self._now = now
 
-    def add_conflict(self, row: ConflictRow) -> None:
-        """Log a conflict (joins the caller's transaction)."""
-        self._db.execute(
-            "INSERT INTO conflicts(dataset, key_id, replica, incoming, stored, winner, resolver, at) "
-            "VALUES (?,?,?,?,?,?,?,?)",
+    def conflict_logged(self, dataset: str, key: str, stored_token: str) -> bool:
+        """Whether the conflict with version ``stored_token`` of ``key`` is already logged (and settled)."""
+        return self._db.one("SELECT 1 AS x FROM conflicts WHERE dataset=? AND key_id=? AND stored_token=?",
+                            (dataset, key, stored_token)) is not None
+
+    def add_conflict(self, row: ConflictRow) -> bool:
+        """Log a conflict once (joins the caller's transaction); ``False`` when it was logged before.
+
+        A conflict is identified by the key and the concurrent version found at a location:
+        a batch replayed after a crash, a second lane meeting the same version at another
+        replica, or a later log entry meeting it again finds the row and logs nothing twice.
+        """
+        return self._db.execute(
+            "INSERT OR IGNORE INTO conflicts(dataset, key_id, replica, incoming, stored, winner, resolver, at, "
+            "stored_token, incoming_token, resolution, note) VALUES (?,?,?,?,?,?,?,?,?,?,?,?)",
             (row.dataset, row.key, row.replica, json.dumps(row.incoming.to_dict(), sort_keys=True),
-             json.dumps(row.stored.to_dict(), sort_keys=True), row.winner, row.resolver, time.time()))
+             json.dumps(row.stored.to_dict(), sort_keys=True), row.winner, row.resolver, self._now(),
+             row.stored.version.token, row.incoming.version.token, row.resolution, row.note)) > 0
 
     def add_quarantine(self, dataset: str, replica: str, version: str, error: RecordError) -> None:
         """Quarantine one record at one replica; re-quarantining the same version is a no-op."""
         self._db.execute(
             "INSERT OR IGNORE INTO quarantine(dataset, key_id, replica, version, rule, field, message, at) "
             "VALUES (?,?,?,?,?,?,?,?)",
-            (dataset, error.key or "", replica, version, error.rule, error.field, error.message, time.time()))
+            (dataset, error.key or "", replica, version, error.rule, error.field, error.message, self._now()))
 
     def conflicts(self, dataset: str | None = None, limit: int = 1000) -> list[dict[str, Any]]:
         """Logged conflicts, newest first, as plain dicts (for tables and JSON)."""
         where, params = ("WHERE dataset=?", [dataset]) if dataset else ("", [])
-        rows = self._db.rows(f"SELECT dataset, key_id, replica, incoming, stored, winner, resolver, at "
-                             f"FROM conflicts {where} ORDER BY id DESC LIMIT ?", [*params, limit])
+        rows = self._db.rows(f"SELECT dataset, key_id, replica, incoming, stored, winner, resolver, at, "
+                             f"resolution, note FROM conflicts {where} ORDER BY id DESC LIMIT ?", [*params, limit])
         return [{**dict(r), "incoming": json.loads(r["incoming"]), "stored": json.loads(r["stored"])}
                 for r in rows]
 

@@ -8,13 +8,12 @@ bookkeeping or none of it (the batch is then re-applied and reports as replays).
 
 from __future__ import annotations
 
-import time
 from dataclasses import dataclass, fields
-from typing import Mapping
+from typing import Callable, Mapping
 
 from .db import Database
 
-COUNTERS = ("applied", "replayed", "stale", "rejected", "withheld", "conflicts", "errors")
+COUNTERS = ("applied", "replayed", "stale", "rejected", "withheld", "conflicts", "errors", "retracted")
 
 
 @dataclass(frozen=True)
@@ -38,6 +37,9 @@ class LaneState:
     errors: int = 0
     batches: int = 0
     last_purge_at: float | None = None
+    attached_epoch: int | None = None
+    caught_up_at: float | None = None
+    retracted: int = 0
 
 
 _COLUMNS = [f.name for f in fields(LaneState)]
@@ -46,8 +48,9 @@ _COLUMNS = [f.name for f in fields(LaneState)]
 class LaneTable:
     """Reads and updates lane rows."""
 
-    def __init__(self, db: Database) -> None:
+    def __init__(self, db: Database, now: Callable[[], float]) -> None:
         self._db = db
+        self._now = now
 
     def get(self, dataset: str, replica: str) -> LaneState:
         """The lane's state; a lane never seen before starts at offset 0 with empty counters."""
@@ -70,18 +73,53 @@ class LaneTable:
         self._db.execute("INSERT OR IGNORE INTO lanes(dataset, replica) VALUES (?,?)", (dataset, replica))
 
     def commit_batch(self, dataset: str, replica: str, new_offset: int, counts: Mapping[str, int]) -> None:
-        """Advance the offset and add the batch's counters; closes the breaker (the replica answered)."""
+        """Advance the offset and add the batch's counters.
+
+        The replica answered, so the breaker closes and the last error is cleared: ``status``
+        shows an error only while it is the lane's current state, not after it recovered.
+        """
         sets = ", ".join(f"{c}={c}+?" for c in COUNTERS)
         with self._db.transaction():
             self._ensure(dataset, replica)
             self._db.execute(
                 f"UPDATE lanes SET offset=MAX(offset, ?), last_applied_at=?, {sets}, batches=batches+1, "
-                "breaker_failures=0, breaker_opened_at=NULL WHERE dataset=? AND replica=?",
-                (new_offset, time.time(), *(int(counts.get(c, 0)) for c in COUNTERS), dataset, replica))
+                "breaker_failures=0, breaker_opened_at=NULL, last_error=NULL, last_error_at=NULL "
+                "WHERE dataset=? AND replica=?",
+                (new_offset, self._now(), *(int(counts.get(c, 0)) for c in COUNTERS), dataset, replica))
+
+    def attach(self, dataset: str, replica: str, offset: int, epoch: int,
+               counts: Mapping[str, int] | None = None) -> None:
+        """Set the lane's offset outright (after a backfill or a reconciliation) under ``epoch``.
+
+        Unlike :meth:`commit_batch` the offset may move backwards: a backfill starts the
+        lane at the log head noted *before* it scanned the primary.
+        """
+        sets = ", ".join(f"{c}={c}+?" for c in COUNTERS)
+        wrote = counts is not None       # a backfill wrote to the location; a plain attach did not
+        with self._db.transaction():
+            self._ensure(dataset, replica)
+            self._db.execute(
+                f"UPDATE lanes SET offset=?, attached_epoch=?, {sets}"
+                + (", last_applied_at=?, breaker_failures=0, breaker_opened_at=NULL, last_error=NULL, "
+                   "last_error_at=NULL" if wrote else "") + " WHERE dataset=? AND replica=?",
+                (offset, epoch, *(int((counts or {}).get(c, 0)) for c in COUNTERS),
+                 *((self._now(),) if wrote else ()), dataset, replica))
+
+    def set_attached_epoch(self, dataset: str, replica: str, epoch: int) -> None:
+        """Note that the lane's contents are known to follow the log under ``epoch``."""
+        with self._db.transaction():
+            self._ensure(dataset, replica)
+            self._db.execute("UPDATE lanes SET attached_epoch=? WHERE dataset=? AND replica=?",
+                             (epoch, dataset, replica))
+
+    def mark_caught_up(self, dataset: str, replica: str) -> None:
+        """Remember when the lane last drained the log."""
+        self._db.execute("UPDATE lanes SET caught_up_at=? WHERE dataset=? AND replica=?",
+                         (self._now(), dataset, replica))
 
     def record_failure(self, dataset: str, replica: str, message: str, opened: bool) -> None:
         """Count a failed batch, keep its message as the last error, open the breaker if asked."""
-        now = time.time()
+        now = self._now()
         with self._db.transaction():
             self._ensure(dataset, replica)
             self._db.execute(
@@ -100,4 +138,4 @@ class LaneTable:
         with self._db.transaction():
             self._ensure(dataset, replica)
             self._db.execute("UPDATE lanes SET last_purge_at=? WHERE dataset=? AND replica=?",
-                             (time.time(), dataset, replica))
+                             (self._now(), dataset, replica))

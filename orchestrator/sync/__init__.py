@@ -6,6 +6,8 @@
 
 from .engine import AdapterFactory, SyncEngine
 from .errors import SyncDeadlineExceeded
-from .report import DatasetReport, LaneReport, SyncReport
+from .promotion import PromotionRefused, PromotionResult
+from .report import DatasetReport, LaneReport, SyncReport, VerifySummary
 
-__all__ = ["AdapterFactory", "DatasetReport", "LaneReport", "SyncDeadlineExceeded", "SyncEngine", "SyncReport"]
+__all__ = ["AdapterFactory", "DatasetReport", "LaneReport", "PromotionRefused", "PromotionResult",
+           "SyncDeadlineExceeded", "SyncEngine", "SyncReport", "VerifySummary"]

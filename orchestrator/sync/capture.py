@@ -2,40 +2,45 @@
 
 Rules (each change is stamped exactly once, here, and nowhere else):
 
-* a native write (no valid mcrepl metadata) gets a new HLC version from the primary's
-  origin, with the key's previous version vector extended by it; a native delete
-  becomes a tombstone so it replicates and can never be resurrected;
-* a record carrying valid metadata from another origin is an echo of a replicated write
-  and is never sent back; one from the primary's own origin that the log does not hold
-  yet (a merge result written to the primary before a crash) is logged unchanged;
+* a native write (no valid mcrepl metadata) gets a new HLC version under the primary's
+  origin, with the key's last logged vector extended by it; a native delete becomes a
+  tombstone so it replicates and can never be resurrected;
+* a record carrying valid metadata — from any origin — is logged unchanged unless the log
+  already holds that version or a later one that has seen it (an echo of our own write);
+  a version concurrent with the log's is logged too, and the lanes settle the conflict. A
+  replica promoted to primary, or a fresh state pointed at an old replica, therefore logs
+  every record it holds for the replicas that lack them; whether a replica already holds
+  one is for its conditional apply to say, never for capture to guess;
 * a native change whose content equals the key's last logged version (a change log
-  re-delivering a change, a scan overlapping a stream) is dropped as ``unchanged``;
-* a change-log entry older than a full-scan read of its key (by more than
-  :data:`SCAN_OVERLAP_MARGIN_MS`, which covers timestamps rounded down to the second and
-  clock skew) is already reflected in what the scan captured, and is dropped too, so a
-  stream replayed from its horizon after a scan never regresses a key to an old body;
+  re-delivering a change) is dropped as ``unchanged``;
+* the scan-to-change-log handoff is decided by position, never by timestamps: the change
+  log is read from a position taken before the scan, and the changes made while the scan
+  ran (the *overlap*, which the adapter marks) are held back until the window closes; then
+  each key keeps only what follows the state the scan read. No key ever goes back to an
+  older body, and neither this host's clock nor the store's decides what is logged;
 * an own-origin write stamped with an epoch older than the current one *after* that
   epoch was demoted (a writer still believing in the old primary: split-brain) is
-  refused and counted as ``fenced`` (:meth:`StateStore.written_after_demotion`).
+  refused and counted as ``fenced`` (:meth:`StateStore.written_after_demotion`);
+* an item the adapter could not decode is quarantined at the primary and passed over.
 
-The stamped page, the new cursor and the clock reading commit in one transaction.
+The stamped page, the new cursor, quarantine rows and the clock reading commit in one
+transaction. The clock is the engine's one hybrid logical clock, restored from the state
+file on start, so a wall clock stepped back never issues a version below one issued before.
 """
 
 from __future__ import annotations
 
 import logging
 from dataclasses import dataclass
+from typing import Sequence
 
-from mcrepl.adapters.base import (Change, Record, ReplicaAdapter, ReplicaTarget,
-                                  meta_if_valid, tombstone_of)
-from mcrepl.orchestrator.hlc import HybridLogicalClock, wall_clock_ms
+from mcrepl.adapters.base import (Change, ChangePage, Record, ReplicaAdapter, ReplicaTarget, ReplicationMeta,
+                                  meta_if_valid, tombstone_of, vector_dominates)
+from mcrepl.orchestrator.hlc import HybridLogicalClock
 from mcrepl.orchestrator.state import StateStore
-from mcrepl.orchestrator.state.log import Head
+from mcrepl.policies.routing import PassThroughRouter, RecordRouter, allowed_at
 
 log = logging.getLogger("mcrepl.sync.capture")
-
-#: a change-log entry this much older than a scan's read of its key is covered by the scan
-SCAN_OVERLAP_MARGIN_MS = 2_000
 
 
 @dataclass
@@ -46,22 +51,28 @@ class CaptureResult:
     echoes: int = 0
     unchanged: int = 0
     fenced: int = 0                             # stale-epoch writes made after their epoch ended
+    quarantined: int = 0                        # items the adapter could not decode
+    staged: int = 0                             # held back while a scan's overlap window is open
     more: bool = False
     scanned: bool = False
     deposed: bool = False                       # the location stopped being the primary: nothing logged
 
 
 class PageCapturer:
-    """Captures a dataset from its current primary, one page per call."""
+    """Captures a dataset from its current primary: ``read`` runs anywhere, ``commit`` owns the state.
 
-    def __init__(self, target: ReplicaTarget, adapter: ReplicaAdapter, state: StateStore,
-                 clock: HybridLogicalClock, epoch: int, batch_size: int) -> None:
+    The split lets a worker perform the store call (:meth:`ReplicaAdapter.capture_changes`)
+    while stamping and logging stay with the state store's owner.
+    """
+
+    def __init__(self, target: ReplicaTarget, state: StateStore, clock: HybridLogicalClock, epoch: int,
+                 router: RecordRouter | None = None, replicas: Sequence[str] = ()) -> None:
         self.target = target
-        self.adapter = adapter
         self.state = state
         self.clock = clock
         self.epoch = epoch
-        self.batch_size = batch_size
+        self.router = router
+        self.replicas = list(replicas)
 
     def still_primary(self) -> bool:
         """Whether the durable pointer still names this location under this capturer's epoch.
@@ -73,63 +84,114 @@ class PageCapturer:
         pointer = self.state.primary(self.target.dataset, self.target.replica)
         return pointer.location == self.target.replica and pointer.epoch == self.epoch
 
-    def capture_page(self) -> CaptureResult:
-        """Capture, stamp and durably log the next page; safe to call after any crash.
+    def cursor(self) -> dict | None:  # type: ignore[type-arg]
+        """Where the next page starts."""
+        return self.state.log.cursor(self.target.dataset, self.target.replica)
 
-        Nothing is captured or logged once the location has been deposed (see
-        :meth:`still_primary`); the result says so and the pass stops capturing.
+    def capture_page(self, adapter: ReplicaAdapter, limit: int = 500) -> CaptureResult:
+        """Read the next page from ``adapter`` (the primary) and :meth:`commit` it."""
+        if not self.still_primary():
+            return self.deposed()
+        return self.commit(adapter.capture_changes(self.cursor(), limit=limit))
+
+    def commit(self, page: ChangePage) -> CaptureResult:
+        """Stamp ``page`` and log it with its cursor, atomically; safe after any crash.
+
+        Nothing is logged once the location has been deposed (see :meth:`still_primary`);
+        the result says so and the pass stops capturing.
         """
         ds, location = self.target.dataset, self.target.replica
         if not self.still_primary():
-            return self._deposed()
-        cursor = self.state.log.cursor(ds, location)
-        called_ms = wall_clock_ms()
-        page = self.adapter.capture_changes(cursor, limit=self.batch_size)
-        if not self.still_primary():           # promoted away while the call was out
-            return self._deposed()
-        heads = self.state.log.heads(ds, (c.record.key.id for c in page.changes))
+            return self.deposed()
         result = CaptureResult(more=page.more, scanned=page.scanned)
-        records: list[Record] = []
-        for change in page.changes:
-            stamped = self._stamp(change, heads, result, page.scanned)
-            if stamped is not None:
-                heads[stamped.key.id] = Head(stamped.meta, heads[stamped.key.id].covered_ms  # type: ignore[arg-type]
-                                             if stamped.key.id in heads else None)
-                records.append(stamped)
-        covered = called_ms if page.scanned else None
         with self.state.transaction():
-            self.state.log.commit_page(ds, location, records, page.cursor, echoes=result.echoes,
-                                       covered_ms=covered, covered_keys=[c.record.key.id for c in page.changes])
+            changes = self._past_overlap(page, result)
+            heads = self.state.log.heads(ds, (c.record.key.id for c in changes))
+            records: list[Record] = []
+            for change in changes:
+                stamped = self._stamp(change, heads, result)
+                if stamped is not None:
+                    assert stamped.meta is not None
+                    heads[stamped.key.id] = stamped.meta
+                    records.append(stamped)
+            for error in page.rejected:
+                self.state.journal.add_quarantine(ds, location, "capture", error.located(
+                    dataset=ds, target=location))
+            result.quarantined = len(page.rejected)
+            allowed, retract = self._residency(records)
+            self.state.log.commit_page(ds, location, self.epoch, records, page.cursor, echoes=result.echoes,
+                                       allowed=allowed, retract=retract)
             self.state.save_clock(self.clock.state)
+            if records or page.rejected:
+                self.state.audit.add("capture", {"dataset": ds, "location": location, "epoch": self.epoch,
+                                                 "logged": len(records), "quarantined": len(page.rejected),
+                                                 "head": self.state.log.head(ds)})
         result.stamped = len(records)
+        self.state.audit.flush()
         return result
 
-    def _deposed(self) -> CaptureResult:
+    def _past_overlap(self, page: ChangePage, result: CaptureResult) -> list[Change]:
+        """The changes to stamp now: an open overlap window is staged; a closing one is settled.
+
+        When the window closes, each key keeps only the changes after the last one whose state
+        equals what the scan read (the key's head): earlier ones are older than that read.
+        A key the scan never read keeps all of its changes.
+        """
+        ds, location = self.target.dataset, self.target.replica
+        if page.overlap and page.more:
+            self.state.staging.add(ds, location, page.changes)
+            result.staged = len(page.changes)
+            return []
+        if not page.overlap and not self.state.staging.pending(ds, location):
+            return list(page.changes)
+        window = self.state.staging.take(ds, location) + (list(page.changes) if page.overlap else [])
+        heads = self.state.log.heads(ds, (c.record.key.id for c in window))
+        last_read: dict[str, int] = {}
+        for i, change in enumerate(window):
+            if _is_state(change, heads.get(change.record.key.id)):
+                last_read[change.record.key.id] = i
+        kept = [c for i, c in enumerate(window) if i > last_read.get(c.record.key.id, -1)]
+        result.unchanged += len(window) - len(kept)
+        return kept + ([] if page.overlap else list(page.changes))
+
+    def _residency(self, records: list[Record]) -> tuple[dict[str, set[str]] | None, dict[str, set[str]]]:
+        """Where each record may live, and the locations its key's previous version must leave."""
+        if self.router is None or isinstance(self.router, PassThroughRouter) or not records:
+            return None, {}
+        ds = self.target.dataset
+        before = self.state.log.allowed(ds, (r.key.id for r in records))
+        allowed: dict[str, set[str]] = {}
+        retract: dict[str, set[str]] = {}
+        for record in records:
+            now = set(self.replicas) if record.tombstone else allowed_at(self.router, ds, record, self.replicas)
+            gone = before.get(record.key.id, set()) - now
+            if gone:
+                retract[record.key.id] = gone
+            allowed[record.key.id] = before[record.key.id] = now
+        return allowed, retract
+
+    def deposed(self) -> CaptureResult:
+        """The result of a capture step that found its location demoted (nothing read, nothing logged)."""
         log.warning("%s is no longer the primary of %s (epoch %d ended): capture from it stopped",
                     self.target.replica, self.target.dataset, self.epoch)
         return CaptureResult(deposed=True)
 
-    def _stamp(self, change: Change, heads: dict[str, Head], result: CaptureResult,
-               scanned: bool) -> Record | None:
+    def _stamp(self, change: Change, heads: dict, result: CaptureResult) -> Record | None:  # type: ignore[type-arg]
         record = change.record
-        known = heads.get(record.key.id)
-        head = known.meta if known is not None else None
+        head = heads.get(record.key.id)
         valid = meta_if_valid(record) if record.body is not None or record.tombstone else None
         if valid is not None:
             self.clock.observe(valid.version)
-            if valid.version.origin != self.target.replica or (head is not None and head.version >= valid.version):
-                result.echoes += 1
+            if head is not None and head.version >= valid.version and \
+                    vector_dominates(head.vector, valid.vector):
+                result.echoes += 1              # the log already holds this version or one that saw it
                 return None
             if self.state.written_after_demotion(self.target.dataset, valid, self.epoch):
                 result.fenced += 1              # split-brain write under a demoted epoch: never replicate
                 log.warning("refused %s in %s: stamped under demoted epoch %d after its demotion",
                             record.key.id, self.target.dataset, valid.epoch)
                 return None
-            return record                       # our own write the log does not hold yet
-        if (not scanned and known is not None and known.covered_ms is not None and change.observed_ms is not None
-                and change.observed_ms < known.covered_ms - SCAN_OVERLAP_MARGIN_MS):
-            result.unchanged += 1               # a full scan already read this key after the change
-            return None
+            return record                       # an mcrepl-stamped version the log does not hold yet
         previous = head or change.previous or record.meta
         if change.previous is not None:
             self.clock.observe(change.previous.version)
@@ -138,13 +200,22 @@ class PageCapturer:
                 (deleted or head.content_hash == record.digest_hash(False)):
             result.unchanged += 1
             return None
-        if deleted and head is None and previous is None:
-            # created and deleted before it was ever captured: nothing to replicate
-            result.unchanged += 1
-            return None
-        version = self.clock.tick()
+        version = self.clock.tick(self.target.replica)
         vector = dict(previous.vector) if previous is not None else {}
         if deleted:
             return tombstone_of(self.target.key_schema, record.key, version, vector,
                                 blob_dataset=self.target.kind == "blob", epoch=self.epoch)
         return Record(record.key, record.body).stamped(version, vector, epoch=self.epoch)
+
+
+def _is_state(change: Change, head: ReplicationMeta | None) -> bool:
+    """Whether ``change`` left its key in exactly the state the log's head records."""
+    if head is None:
+        return False
+    record = change.record
+    valid = meta_if_valid(record) if record.body is not None or record.tombstone else None
+    if valid is not None:
+        return valid.version == head.version
+    if change.native_delete or record.body is None:
+        return head.tombstone
+    return not head.tombstone and head.content_hash == record.digest_hash(False)

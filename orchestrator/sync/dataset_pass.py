@@ -1,35 +1,40 @@
-"""One pass over one dataset: capture and every replica lane, concurrently, until drained.
+"""One pass over one dataset: capture and every lane, concurrently, until drained.
 
-The scheduler loop runs on the caller's thread and hands out *steps* to a thread pool:
-one capture page at a time, and at most one batch per lane and ``max_in_flight`` lane
-batches in all (bounded in-flight work). Capture pauses while the healthy lanes are more
-than a few batches behind (back-pressure, so the log stays small). A lane that fails is
-retried until its circuit breaker opens, then skipped for the rest of the pass — only
-that lane: the others keep draining. Stop requests and the deadline are honoured between
-steps; in-flight steps finish and commit first, so checkpoints are always intact.
+The coordinator loop runs on the caller's thread and hands out *steps* to an executor:
+one capture page at a time, at most one window per lane and ``max_in_flight`` lane
+windows in all. Capture never waits on a lane — the log is on disk, so a slow or hung
+replica only lets its own backlog grow. A step that fails is counted against its lane's
+circuit breaker and retried until the breaker opens; a step still running past
+``step_timeout`` (a store that accepts connections and answers nothing) is abandoned and
+its lane sits the rest of the pass out, so it costs that lane only. Stop requests and the
+deadline are honoured between steps; every commit a step makes is atomic, so checkpoints
+are always intact.
 """
 
 from __future__ import annotations
 
 import logging
 import threading
-import time
-from concurrent.futures import FIRST_COMPLETED, Future, ThreadPoolExecutor, wait
+from concurrent.futures import Future
 from dataclasses import dataclass
 from typing import Any, Callable
 
+from mcrepl.orchestrator.clock import Clock
+
 from .breaker import breaker_state, opens_after_failure
-from .capture import CaptureResult, PageCapturer
+from .capture import CaptureResult
 from .errors import SyncDeadlineExceeded
+from .executor import StepExecutor
 from .lane import BatchOutcome, LaneApplier
 from .report import DatasetReport, LaneReport
 
 log = logging.getLogger("mcrepl.sync")
+CAPTURE = "\0capture"
 
 
 @dataclass
 class LaneRun:
-    """A lane's progress within this pass."""
+    """A lane's progress within this pass (the primary's own lane included)."""
 
     applier: Callable[[], LaneApplier]
     report: LaneReport
@@ -47,76 +52,98 @@ class PassSettings:
     deadline_s: float
     breaker_failures: int
     breaker_reset_s: float
+    step_timeout_s: float
 
 
 class DatasetPass:
     """Runs capture and lanes of one dataset to completion (or to the deadline)."""
 
-    def __init__(self, report: DatasetReport, capturer: Callable[[], PageCapturer],
-                 lanes: dict[str, LaneRun], state: Any, settings: PassSettings,
-                 stop: threading.Event, metrics: Any = None, progress: Any = None) -> None:
+    def __init__(self, report: DatasetReport, capture_step: Callable[[], CaptureResult] | None,
+                 lanes: dict[str, LaneRun], state: Any, settings: PassSettings, stop: threading.Event,
+                 clock: Clock, executor: StepExecutor, metrics: Any = None, progress: Any = None,
+                 on_lane_progress: Callable[[str, int], None] | None = None) -> None:
         self.report = report
-        self.capturer = capturer
+        self.capture_step = capture_step
         self.lanes = lanes
         self.state = state
         self.settings = settings
         self.stop = stop
+        self.clock = clock
+        self.executor = executor
         self.metrics = metrics
         self.progress = progress
-        self.capture_done = False
+        self.on_lane_progress = on_lane_progress
+        self.capture_done = capture_step is None
         self._tasks: dict[str, Any] = {}
 
     def run(self) -> None:
-        """Drive the pass; raises :class:`SyncDeadlineExceeded` after settling in-flight work."""
+        """Drive the pass; raises :class:`SyncDeadlineExceeded` once in-flight work has settled."""
         ds = self.report.dataset
-        deadline_at = time.monotonic() + self.settings.deadline_s
+        deadline_at = self.clock.monotonic() + self.settings.deadline_s
         self._check_breakers()
-        in_flight: dict[Future, str] = {}
-        with ThreadPoolExecutor(max_workers=self.settings.max_in_flight + 1,
-                                thread_name_prefix=f"sync-{ds}") as pool:
+        in_flight: dict[Future, tuple[str, float]] = {}  # type: ignore[type-arg]
+        try:
             while True:
-                late = time.monotonic() > deadline_at
-                if not late and not self.stop.is_set():
-                    self._submit(pool, in_flight)
+                now = self.clock.monotonic()
+                if now <= deadline_at and not self.stop.is_set():
+                    self._submit(in_flight)
                 if not in_flight:
                     break
-                done, _ = wait(list(in_flight), timeout=0.5, return_when=FIRST_COMPLETED)
-                for future in done:
-                    self._settle(in_flight.pop(future), future)
-        if time.monotonic() > deadline_at and not self._finished():
-            behind = {r: self.state.log.head(ds) - l.offset for r, l in self.lanes.items() if not l.done}
+                self._abandon_overdue(in_flight, now)
+                for future in self.executor.wait_any(list(in_flight), 0.2):
+                    name, _ = in_flight.pop(future)
+                    self._settle(name, future)
+        finally:
+            self.executor.shutdown()
+        if self.clock.monotonic() > deadline_at and not self._finished():
+            head = self.state.log.head(ds)
+            behind = [f"{r}: {head - l.offset}" for r, l in self.lanes.items() if not l.done and not l.failed]
+            capture = "" if self.capture_done else "; capture unfinished: the primary may hold more changes"
+            for lane in self.lanes.values():
+                if not lane.done and not lane.failed:
+                    lane.report.reason = "deadline passed"
             raise SyncDeadlineExceeded(
-                f"sync of dataset {ds!r} passed its deadline ({self.settings.deadline_s:g}s) with changes "
-                f"still to apply ({', '.join(f'{r}: {n}' for r, n in behind.items()) or 'capture unfinished'}); "
-                "every checkpoint is saved and the next pass resumes from it (fix: raise sync.deadline, "
-                "or batch_size / max_in_flight)", report=None)  # type: ignore[arg-type]
+                f"sync of dataset {ds!r} passed its deadline ({self.settings.deadline_s:g}s) with changes still "
+                f"to apply ({', '.join(behind) or 'none logged'}{capture}); every checkpoint is saved and the "
+                "next pass resumes from it (fix: raise sync.deadline, or batch_size / max_in_flight)",
+                report=None)  # type: ignore[arg-type]
 
     def _finished(self) -> bool:
-        return self.capture_done and all(l.done for l in self.lanes.values())
+        return self.capture_done and all(l.done or l.failed for l in self.lanes.values())
 
     def _check_breakers(self) -> None:
-        now = time.time()
+        now = self.clock.time()
         for replica, lane in self.lanes.items():
             row = self.state.lanes.get(self.report.dataset, replica)
             lane.report.breaker = breaker_state(row, now, self.settings.breaker_reset_s)
             if lane.report.breaker == "open":
                 lane.done = lane.failed = True
                 lane.report.last_error = row.last_error
+                lane.report.reason = f"breaker open after {row.breaker_failures} failed batches"
             self._breaker_metric(replica, lane.report.breaker)
 
-    def _submit(self, pool: ThreadPoolExecutor, in_flight: dict[Future, str]) -> None:
-        ds = self.report.dataset
-        head = self.state.log.head(ds)
-        busy = set(in_flight.values())
+    def _primary_moved(self) -> bool:
+        """Whether a promotion happened since the pass began (then it ends: the next one follows the new primary)."""
+        pointer = self.state.current_primary(self.report.dataset)
+        moved = pointer is not None and pointer.epoch != self.report.epoch
+        if moved and self.report.capture_error is None:
+            self.report.capture_error = (f"the primary changed to {pointer.location} (epoch {pointer.epoch}) during "  # type: ignore[union-attr]
+                                         "this pass; the next pass follows it")
+        return moved
+
+    def _submit(self, in_flight: dict[Future, tuple[str, float]]) -> None:  # type: ignore[type-arg]
+        if self._primary_moved():
+            return
+        head = self.state.log.head(self.report.dataset)
+        busy = {name for name, _ in in_flight.values()}
+        now = self.clock.monotonic()
         for lane in self.lanes.values():
             if lane.done and not lane.failed and lane.offset < head:
-                lane.done = False           # a merge appended to the log after the lane drained
-        healthy = [l.offset for l in self.lanes.values() if not l.failed]
-        ahead = head - min(healthy) if healthy else 0
-        limit = self.settings.batch_size * self.settings.max_in_flight * 4
-        if not self.capture_done and "\0capture" not in busy and ahead <= limit:
-            in_flight[pool.submit(lambda: self.capturer().capture_page())] = "\0capture"
-        lane_steps = sum(1 for name in busy if name != "\0capture")
+                lane.done = False           # a settlement was appended after the lane drained
+        if not self.capture_done and CAPTURE not in busy and self.capture_step is not None:
+            in_flight[self.executor.submit(self.capture_step)] = (CAPTURE, now)
+            head = self.state.log.head(self.report.dataset)
+        lane_steps = sum(1 for name in busy if name != CAPTURE)
         for replica, lane in self.lanes.items():
             if lane.done or replica in busy or lane_steps >= self.settings.max_in_flight:
                 continue
@@ -124,23 +151,32 @@ class DatasetPass:
                 if self.capture_done:
                     lane.done = True
                 continue
-            offset, make = lane.offset, lane.applier
-            in_flight[pool.submit(lambda m, o: m().apply_next(o), make, offset)] = replica
+            in_flight[self.executor.submit(_apply, lane.applier, lane.offset)] = (replica, now)
             lane_steps += 1
 
-    def _settle(self, name: str, future: Future) -> None:
-        if name == "\0capture":
+    def _abandon_overdue(self, in_flight: dict[Future, tuple[str, float]], now: float) -> None:  # type: ignore[type-arg]
+        limit = self.settings.step_timeout_s
+        for future, (name, started) in list(in_flight.items()):
+            if future.done() or now - started <= limit:
+                continue
+            del in_flight[future]
+            message = f"no answer within {limit:g}s: the step was abandoned (a hung store or connection)"
+            if name == CAPTURE:
+                self._capture_failed(message)
+            else:
+                self._lane_failed(name, self.lanes[name], TimeoutError(message), hung=True)
+
+    def _settle(self, name: str, future: Future) -> None:  # type: ignore[type-arg]
+        if name == CAPTURE:
             self._settle_capture(future)
         else:
             self._settle_lane(name, future)
 
-    def _settle_capture(self, future: Future) -> None:
+    def _settle_capture(self, future: Future) -> None:  # type: ignore[type-arg]
         try:
             result: CaptureResult = future.result()
         except Exception as exc:  # noqa: BLE001 - any capture failure ends capture, lanes still drain
-            self.report.capture_error = str(exc)
-            self.capture_done = True
-            log.error("capture of %s from %s failed: %s", self.report.dataset, self.report.primary, exc)
+            self._capture_failed(f"{type(exc).__name__}: {exc}")
             return
         if result.deposed:
             self.report.capture_error = (f"{self.report.primary} was demoted during this pass; "
@@ -148,12 +184,18 @@ class DatasetPass:
         self.report.captured += result.stamped
         self.report.echo_suppressed += result.echoes
         self.report.unchanged += result.unchanged
+        self.report.quarantined += result.quarantined
         if self.metrics is not None and result.echoes:
             self.metrics.changes(self.report.dataset, self.report.primary, "echo_suppressed", result.echoes)
-        self.capture_done = not result.more
+        self.capture_done = result.deposed or not result.more
         self._show_progress()
 
-    def _settle_lane(self, replica: str, future: Future) -> None:
+    def _capture_failed(self, message: str) -> None:
+        self.report.capture_error = message
+        self.capture_done = True
+        log.error("capture of %s from %s failed: %s", self.report.dataset, self.report.primary, message)
+
+    def _settle_lane(self, replica: str, future: Future) -> None:  # type: ignore[type-arg]
         lane = self.lanes[replica]
         try:
             outcome: BatchOutcome | None = future.result()
@@ -170,12 +212,14 @@ class DatasetPass:
         if lane.report.breaker != "closed":
             lane.report.breaker = "closed"
             self._breaker_metric(replica, "closed")
+        if self.on_lane_progress is not None:
+            self.on_lane_progress(replica, lane.offset)
         self._show_progress()
 
-    def _lane_failed(self, replica: str, lane: LaneRun, exc: Exception) -> None:
+    def _lane_failed(self, replica: str, lane: LaneRun, exc: BaseException, hung: bool = False) -> None:
         ds = self.report.dataset
         row = self.state.lanes.get(ds, replica)
-        current = breaker_state(row, time.time(), self.settings.breaker_reset_s)
+        current = breaker_state(row, self.clock.time(), self.settings.breaker_reset_s)
         opened = opens_after_failure(row, current, self.settings.breaker_failures)
         message = f"{type(exc).__name__}: {exc}"
         self.state.lanes.record_failure(ds, replica, message, opened)
@@ -184,8 +228,11 @@ class DatasetPass:
         log.warning("lane %s/%s batch failed (%d in a row): %s", ds, replica, row.breaker_failures + 1, message)
         if opened:
             lane.report.breaker = "open"
-            lane.done = lane.failed = True
+            lane.report.reason = f"breaker opened after {row.breaker_failures + 1} failed batches"
             self._breaker_metric(replica, "open")
+        if opened or hung:
+            lane.done = lane.failed = True
+            lane.report.reason = lane.report.reason if opened else "hung: no answer within the step timeout"
 
     def _breaker_metric(self, replica: str, state: str) -> None:
         if self.metrics is not None:
@@ -199,3 +246,7 @@ class DatasetPass:
             if replica not in self._tasks:
                 self._tasks[replica] = self.progress.add_task(f"{self.report.dataset} → {replica}", total=head)
             self.progress.update(self._tasks[replica], total=head, completed=lane.offset)
+
+
+def _apply(make: Callable[[], LaneApplier], offset: int) -> BatchOutcome | None:
+    return make().apply_next(offset)

@@ -1,9 +1,14 @@
-"""The sync engine: keeps every replica of every dataset converged with its primary.
+"""The sync engine: keeps every replica of every dataset in step with its primary.
 
 Per dataset, the primary's changes are captured once into a durable log and each
-replica lane applies that log from its own offset (see :mod:`.dataset_pass`). Everything
-a restart needs is in the :class:`~mcrepl.orchestrator.state.StateStore`, so a pass can
-be killed at any point and the next one resumes with no change lost or stamped twice.
+location's lane applies that log from its own offset (see :mod:`.dataset_pass`); lanes
+are attached first when their offset cannot be trusted (:mod:`.attach`). Everything a
+restart needs is in the :class:`~mcrepl.orchestrator.state.StateStore` — the hybrid
+logical clock included — so a pass can be killed at any point and the next one resumes
+with no change lost or stamped twice.
+
+What a pass claims is in its report (:mod:`.report`): lanes *caught up*, and a dataset
+*converged* only when an anti-entropy verify compared the copies during the pass.
 """
 
 from __future__ import annotations
@@ -13,183 +18,333 @@ import dataclasses
 import hashlib
 import logging
 import threading
-import time
 from typing import Any, Callable, Iterator, Mapping
 
 from mcrepl.adapters import open_adapter
 from mcrepl.adapters.base import ConfigError, ReplicaAdapter, ReplicaTarget
+from mcrepl.orchestrator.clock import SYSTEM_CLOCK, Clock, wall_ms
 from mcrepl.orchestrator.config import McreplConfig
 from mcrepl.orchestrator.hlc import HybridLogicalClock
-from mcrepl.orchestrator.state import StateStore
+from mcrepl.orchestrator.state import PrimaryPointer, StateStore
 from mcrepl.policies.routing import RecordRouter, passthrough
 
-from .backfill import backfill, needs_backfill
-from .capture import PageCapturer
+from .antientropy import AntiEntropy, anti_entropy_settings
+from .attach import AttachResult, backfill, rejoin
+from .capture import CaptureResult, PageCapturer
 from .dataset_pass import DatasetPass, LaneRun, PassSettings
 from .errors import SyncDeadlineExceeded
-from .lane import LaneApplier, MergeContext
+from .executor import StepExecutor, ThreadStepExecutor
+from .lane import LaneApplier, Settling
 from .merge import load_merge_function
-from .report import DatasetReport, LaneReport, SyncReport
+from .report import DatasetReport, LaneReport, SyncReport, VerifySummary
 
 log = logging.getLogger("mcrepl.sync")
 AdapterFactory = Callable[[ReplicaTarget], ReplicaAdapter]
+ExecutorFactory = Callable[[int, str], StepExecutor]
 
 
 class SyncEngine:
     """Runs sync passes; one instance may run many passes (``mcrepl sync --schedule``).
 
-    ``adapter_factory`` builds the adapter for a target; the default is
-    :func:`mcrepl.adapters.open_adapter`. Tests pass a factory returning the in-memory
-    reference adapter (config files only name real providers).
+    ``adapter_factory`` builds the adapter for a target (default
+    :func:`mcrepl.adapters.open_adapter`); ``clock`` and ``executor_factory`` are
+    injectable so the deterministic simulation can drive the same code.
     """
 
     def __init__(self, config: McreplConfig, state: StateStore, *,
                  local_endpoints: Mapping[str, str] | None = None, namespace: str = "",
                  router: RecordRouter | None = None, metrics: Any = None, audit: Any = None,
-                 progress: bool = False, adapter_factory: AdapterFactory | None = None) -> None:
+                 progress: bool = False, adapter_factory: AdapterFactory | None = None,
+                 clock: Clock = SYSTEM_CLOCK, executor_factory: ExecutorFactory | None = None) -> None:
         self.config = config
         self.state = state
         self.local_endpoints = local_endpoints
         self.namespace = namespace
         self.router = router or passthrough()
         self.metrics = metrics
-        self.audit = audit
         self.progress = progress
+        self.clock = clock
+        if audit is not None:
+            self.state.audit.sink = audit
         self._factory = adapter_factory or open_adapter
+        self._executor_factory = executor_factory or (lambda n, name: ThreadStepExecutor(n, name))
         self._adapters: dict[tuple[str, str], ReplicaAdapter] = {}
         self._adapter_locks: dict[tuple[str, str], threading.Lock] = {}
+        self._attach_locks: dict[tuple[str, str], threading.Lock] = {}
         self._lock = threading.Lock()
-        self._clocks: dict[str, HybridLogicalClock] = {}
+        # one clock for every origin, resumed from the highest reading ever committed
+        self.hlc = HybridLogicalClock("mcrepl", state.load_clock(), now_ms=lambda: wall_ms(clock))
         self._stop = threading.Event()
         self._record_config()
 
     # -- public --------------------------------------------------------------------------
 
-    def run_once(self, dataset: str | None = None) -> SyncReport:
+    def run_once(self, dataset: str | None = None, *, verify: bool = False) -> SyncReport:
         """One pass over ``dataset`` (or every dataset): capture, then drain every lane.
 
+        ``verify=True`` runs the anti-entropy comparison (and its bounded repair) at the end
+        of each dataset's pass; it also runs when a promotion or a rejoin asked for it.
         Lane failures are reported, not raised. Raises :class:`SyncDeadlineExceeded` (with
         the partial report) when a dataset passes ``sync.deadline``, and
-        :class:`ConfigError` for an unknown dataset.
+        :class:`ConfigError` for an unknown dataset or a primary the state contradicts.
         """
-        names = [dataset] if dataset else list(self.config.datasets)
-        for name in names:
-            if name not in self.config.datasets:
-                raise ConfigError(f"unknown dataset {name!r}", path="datasets",
-                                  fix=f"use one of {', '.join(self.config.datasets)}")
+        names = self._names(dataset)
         report = SyncReport()
-        started = time.monotonic()
+        started = self.clock.monotonic()
         with self._progress_bar() as bar:
             for name in names:
                 if self._stop.is_set():
                     break
                 try:
-                    self._run_dataset(name, report, bar)
+                    self._run_dataset(name, report, bar, verify)
                 except SyncDeadlineExceeded as exc:
-                    report.seconds = time.monotonic() - started
+                    report.seconds = self.clock.monotonic() - started
                     exc.report = report
                     raise
         report.stopped = self._stop.is_set()
-        report.seconds = time.monotonic() - started
+        report.seconds = self.clock.monotonic() - started
+        self.state.audit.flush()
         return report
+
+    def verify(self, dataset: str, *, repair: bool = True) -> DatasetReport:
+        """Anti-entropy for one dataset outside a pass: compare the copies, repair within bounds."""
+        name = self._names(dataset)[0]
+        pointer = self.pointer(name)
+        report = DatasetReport(name, pointer.location, pointer.epoch)
+        self._anti_entropy(name, pointer, report, repair=repair)
+        self.state.audit.flush()
+        return report
+
+    def repair(self, dataset: str, *, dry_run: bool = False) -> tuple[Any, VerifySummary]:
+        """``mcrepl repair``: compare, then repair every difference (no bound), through the lanes.
+
+        Returns the plan (what differs, where it will be written or retracted) and the
+        verdict of the comparison made after delivering it (``dry_run``: nothing written).
+        """
+        name = self._names(dataset)[0]
+        pointer = self.pointer(name)
+        report = DatasetReport(name, pointer.location, pointer.epoch)
+        plan = self._anti_entropy(name, pointer, report, repair=True, repair_max=None if dry_run else 10**12,
+                                  dry_run=dry_run)
+        self.state.audit.flush()
+        assert report.verify is not None
+        return plan, report.verify
+
+    def promote(self, dataset: str, location: str, *, force: bool = False, fence: bool = True) -> Any:
+        """Make ``location`` the primary of ``dataset``; see :func:`.promotion.promote`."""
+        from .promotion import promote
+        return promote(self, self._names(dataset)[0], location, force=force, fence=fence)
+
+    def attach(self, dataset: str, location: str) -> AttachResult | None:
+        """Attach ``location``'s lane now (backfill, or rejoin for a demoted primary) if it needs it.
+
+        Passes do this on their own; drills and the failover commands call it to reconcile a
+        demoted primary at a moment of their choosing. ``None`` when the lane was attached.
+        """
+        name = self._names(dataset)[0]
+        pointer = self.pointer(name)
+        primary, replicas = self._targets(name, pointer)
+        target = next((t for t in replicas if t.replica == location), None)
+        if target is None:
+            raise ConfigError(f"{location} is not a replica of {name!r} (the primary is {pointer.location})",
+                              path=f"datasets.{name}", fix="name one of its replicas")
+        return self._attach(target, primary, self.settling(name, pointer), pointer)
 
     def request_stop(self) -> None:
         """Stop at the next batch boundary (signal handlers call this); in-flight batches commit."""
         self._stop.set()
 
     def close(self) -> None:
-        """Close every adapter this engine opened."""
+        """Close every adapter this engine opened and flush the audit outbox."""
         with self._lock:
             adapters, self._adapters = list(self._adapters.values()), {}
         for adapter in adapters:
             with contextlib.suppress(Exception):
                 adapter.close()
+        with contextlib.suppress(Exception):
+            self.state.audit.flush()
+
+    def pointer(self, name: str) -> PrimaryPointer:
+        """The dataset's primary, checked against the config.
+
+        The state's pointer is authoritative (promotions move it). Editing ``primary:`` in
+        the config is accepted when it names the pointer's location (the config catching up
+        with a promotion) and refused otherwise, with both names and the command that moves
+        a primary safely: a silent switch would capture from one place and verify another.
+        """
+        configured = self.config.datasets[name].primary.at
+        pointer = self.state.primary(name, configured)
+        key = f"configured_primary:{name}"
+        before = self.state.get_meta(key) or pointer.location
+        if configured != before and configured != pointer.location:
+            raise ConfigError(
+                f"datasets.{name}.primary was changed from {before} to {configured}, but the state file's primary "
+                f"pointer says {pointer.location} (epoch {pointer.epoch})", path=f"datasets.{name}.primary",
+                fix=f"move the primary with 'mcrepl failover promote {configured} --dataset {name}' (it drains "
+                    f"the log into it first), or set primary back to {pointer.location}")
+        if self.state.get_meta(key) != configured:
+            self.state.set_meta(key, configured)
+        return pointer
 
     # -- one dataset -----------------------------------------------------------------------
 
-    def _run_dataset(self, name: str, report: SyncReport, bar: Any) -> None:
-        ds = self.config.datasets[name]
-        pointer = self.state.primary(name, ds.primary.at)
+    def _names(self, dataset: str | None) -> list[str]:
+        names = [dataset] if dataset else list(self.config.datasets)
+        for name in names:
+            if name not in self.config.datasets:
+                raise ConfigError(f"unknown dataset {name!r}", path="datasets",
+                                  fix=f"use one of {', '.join(self.config.datasets)}")
+        return names
+
+    def _targets(self, name: str, pointer: PrimaryPointer) -> tuple[ReplicaTarget, list[ReplicaTarget]]:
         targets = {t.replica: t for t in self.config.targets(name, self.local_endpoints, self.namespace)}
         if pointer.location not in targets:
             raise ConfigError(f"the primary pointer of {name!r} names {pointer.location}, which the "
                               "config does not list", path=f"datasets.{name}",
                               fix=f"add {pointer.location} to the dataset or fail over to a listed location")
-        primary = targets[pointer.location]
-        replicas = [t for r, t in targets.items() if r != pointer.location]
-        clock = self._clock(pointer.location)
-        sync = self.config.sync
+        return targets[pointer.location], [t for r, t in targets.items() if r != pointer.location]
+
+    def settling(self, name: str, pointer: PrimaryPointer) -> Settling:
+        """How conflicts of ``name`` are settled under the current primary."""
+        ds = self.config.datasets[name]
         merge_fn = load_merge_function(ds.conflict.function or "", name) if ds.conflict.resolver == "merge" else None
-        merge = MergeContext(merge_fn, clock, pointer.epoch, lambda: self._adapter(primary))
+        decrypt = getattr(self.router, "decrypt_record", None)
+        return Settling(merge_fn, self.hlc, pointer.location, pointer.epoch,
+                        (lambda r: decrypt(name, r)) if decrypt else None)
+
+    def lane_applier(self, target: ReplicaTarget, settling: Settling, *, is_primary: bool = False) -> LaneApplier:
+        """The applier of ``target``'s lane (its adapter opened on first use)."""
+        return LaneApplier(target, self._adapter(target), self.state, self.router, self.config.sync.batch_size,
+                           settling, is_primary=is_primary, metrics=self.metrics)
+
+    def _run_dataset(self, name: str, report: SyncReport, bar: Any, verify: bool) -> None:
+        pointer = self.pointer(name)
+        primary, replicas = self._targets(name, pointer)
+        self.state.log.add_origins(name, [pointer.location])
+        settling = self.settling(name, pointer)
         ds_report = DatasetReport(name, pointer.location, pointer.epoch)
         report.datasets[name] = ds_report
-        unready = self._backfill_new_lanes(name, primary, replicas)
-        lanes = {t.replica: LaneRun(self._applier_factory(t, merge), LaneReport(t.replica),
-                                    self.state.lanes.get(name, t.replica).offset)
-                 for t in replicas if t.replica not in unready}
-        ds_report.lanes = {replica: lane.report for replica, lane in lanes.items()} | unready
-        settings = PassSettings(sync.max_in_flight, sync.batch_size, sync.deadline.total_seconds(),
-                                sync.breaker_failures, sync.breaker_reset.total_seconds())
-        capturer = lambda: PageCapturer(primary, self._adapter(primary), self.state, clock,  # noqa: E731
-                                        pointer.epoch, sync.batch_size)
-        run = DatasetPass(ds_report, capturer, lanes, self.state, settings, self._stop, self.metrics, bar)
+        lanes = {primary.replica: self._primary_lane(primary, settling, pointer)}
+        for target in replicas:
+            lane = self._replica_lane(target, primary, settling, pointer, ds_report)
+            if lane is not None:
+                lanes[target.replica] = lane
+        ds_report.primary_lane = lanes[primary.replica].report
+        ds_report.lanes.update({r: lane.report for r, lane in lanes.items() if r != primary.replica})
+        sync = self.config.sync
+        run = DatasetPass(ds_report, self._capture_step(primary, pointer), lanes, self.state, self._pass_settings(),
+                          self._stop, self.clock, self._executor_factory(sync.max_in_flight + 1, f"sync-{name}"),
+                          self.metrics, bar, on_lane_progress=lambda r, _o: self._lag_metric(name, r))
         try:
             run.run()
         finally:
             self._finish_dataset(name, ds_report, lanes, run.capture_done)
         self._purge_if_due(name, [primary, *replicas], ds_report, {r for r, l in lanes.items() if l.failed})
+        if verify or self.state.verify_requested(name):
+            self._anti_entropy(name, pointer, ds_report, repair=True)
 
-    def _backfill_new_lanes(self, name: str, primary: ReplicaTarget,
-                            replicas: list[ReplicaTarget]) -> dict[str, LaneReport]:
-        """Backfill replicas added after capture began; those that could not be sit this pass out."""
-        unready: dict[str, LaneReport] = {}
-        for target in replicas:
-            if not needs_backfill(self.state, name, target.replica):
-                continue
-            try:
-                done = backfill(name, self._adapter(primary), self._adapter(target), self.state, self.router,
-                                self.config.sync.batch_size)
-            except Exception as exc:  # noqa: BLE001 - one replica's backfill never stops the others
-                log.error("backfill of %s at %s failed: %s", name, target.replica, exc)
-                unready[target.replica] = LaneReport(target.replica, last_error=f"backfill failed: {exc}")
-                continue
-            if self.audit is not None:
-                self.audit.append("backfill", {"dataset": name, "replica": target.replica, **done.counts,
-                                               "start_offset": done.start_offset})
-        return unready
+    def _primary_lane(self, primary: ReplicaTarget, settling: Settling, pointer: PrimaryPointer) -> LaneRun:
+        """The primary's own lane: settlements and undrained entries only (see :mod:`.lane`)."""
+        ds = primary.dataset
+        if not self.state.lanes.exists(ds, primary.replica):
+            # a primary with no lane yet is the source of everything logged under it
+            self.state.lanes.attach(ds, primary.replica, self.state.log.head(ds), pointer.epoch)
+        else:
+            self.state.lanes.set_attached_epoch(ds, primary.replica, pointer.epoch)
+        return LaneRun(lambda: self.lane_applier(primary, settling, is_primary=True),
+                       LaneReport(primary.replica, role="primary"), self.state.lanes.get(ds, primary.replica).offset)
 
-    def _applier_factory(self, target: ReplicaTarget, merge: MergeContext) -> Callable[[], LaneApplier]:
-        def make() -> LaneApplier:
-            return LaneApplier(target, self._adapter(target), self.state, self.router,
-                               self.config.sync.batch_size, merge, self.metrics, self.audit)
-        return make
+    def _replica_lane(self, target: ReplicaTarget, primary: ReplicaTarget, settling: Settling,
+                      pointer: PrimaryPointer, ds_report: DatasetReport) -> LaneRun | None:
+        """The lane of one replica, attached first when its offset cannot be trusted."""
+        ds, name = target.dataset, target.replica
+        try:
+            attached = self._attach(target, primary, settling, pointer)
+        except Exception as exc:  # noqa: BLE001 - one replica's attachment never stops the others
+            log.error("attaching %s to %s failed: %s", name, ds, exc)
+            ds_report.lanes[name] = LaneReport(name, last_error=f"{type(exc).__name__}: {exc}",
+                                               reason="could not be attached (backfill or rejoin failed); "
+                                                      "the next pass tries again")
+            return None
+        report = LaneReport(name)
+        if attached is not None:
+            report.add(attached.counts)
+            report.backfilled = attached.counts.get("applied", 0)
+        return LaneRun(lambda: self.lane_applier(target, settling), report, self.state.lanes.get(ds, name).offset)
+
+    def _attach(self, target: ReplicaTarget, primary: ReplicaTarget, settling: Settling,
+                pointer: PrimaryPointer) -> AttachResult | None:
+        """Backfill or reconcile ``target`` when its lane cannot simply replay the log (see :mod:`.attach`)."""
+        with self._lane_lock(target):
+            return self._attach_locked(target, primary, settling, pointer)
+
+    def _lane_lock(self, target: ReplicaTarget) -> threading.Lock:
+        with self._lock:
+            return self._attach_locks.setdefault((target.dataset, target.replica), threading.Lock())
+
+    def _attach_locked(self, target: ReplicaTarget, primary: ReplicaTarget, settling: Settling,
+                       pointer: PrimaryPointer) -> AttachResult | None:
+        ds, name = target.dataset, target.replica
+        horizon = self.state.log.horizon(ds)
+        row = self.state.lanes.get(ds, name)
+        exists = self.state.lanes.exists(ds, name)
+        if exists and row.attached_epoch is not None and row.attached_epoch < pointer.epoch:
+            former = {e for e in self.state.epochs_of(ds, name) if row.attached_epoch <= e < pointer.epoch}
+            if former:                      # a demoted primary: it may hold writes never captured
+                result = rejoin(self.lane_applier(target, settling), self._adapter(primary), pointer.epoch, former)
+                self.state.request_verify(ds)
+                return result
+        if (not exists and horizon > 0) or (exists and row.offset < horizon):
+            return backfill(self.lane_applier(target, settling), self._adapter(primary), pointer.epoch)
+        if not exists:
+            self.state.lanes.attach(ds, name, 0, pointer.epoch)
+        elif row.attached_epoch != pointer.epoch:
+            self.state.lanes.set_attached_epoch(ds, name, pointer.epoch)
+        return None
+
+    def _capture_step(self, primary: ReplicaTarget, pointer: PrimaryPointer) -> Callable[[], CaptureResult]:
+        replicas = [r.at for r in self.config.datasets[primary.dataset].locations if r.at != primary.replica]
+        capturer = PageCapturer(primary, self.state, self.hlc, pointer.epoch, self.router, replicas)
+
+        return lambda: capturer.capture_page(self._adapter(primary), self.config.sync.batch_size)
 
     def _finish_dataset(self, name: str, ds_report: DatasetReport, lanes: dict[str, LaneRun],
                         capture_done: bool) -> None:
         head = self.state.log.head(name)
-        now = time.time()
         for replica, lane in lanes.items():
             row = self.state.lanes.get(name, replica)
-            lane.report.offset, lane.report.head = row.offset, head
-            lane.report.converged = (capture_done and not lane.failed and row.offset >= head
-                                     and ds_report.capture_error is None)
+            rep = lane.report
+            rep.offset, rep.head = row.offset, head
             if lane.failed:
-                lane.report.last_error = lane.report.last_error or row.last_error
-            if self.metrics is not None:
-                oldest = self.state.log.oldest_captured_at(name, row.offset)
-                self.metrics.lag(name, replica, now - oldest if oldest else 0.0, max(head - row.offset, 0))
+                rep.last_error = rep.last_error or row.last_error
+            rep.caught_up = capture_done and ds_report.capture_error is None and not lane.failed and row.offset >= head
+            if rep.caught_up:
+                self.state.lanes.mark_caught_up(name, replica)
+            elif rep.reason is None:
+                rep.reason = (f"capture did not finish: {ds_report.capture_error}" if ds_report.capture_error
+                              else "stopped before the log was drained" if self._stop.is_set()
+                              else f"{head - row.offset} logged changes not yet applied")
+            self._lag_metric(name, replica)
         offsets = [self.state.lanes.get(name, r).offset for r in lanes]
         if offsets:
             self.state.log.truncate_below(name, min(offsets))
 
+    def _lag_metric(self, name: str, replica: str) -> None:
+        if self.metrics is None:
+            return
+        head, offset = self.state.log.head(name), self.state.lanes.get(name, replica).offset
+        oldest = self.state.log.oldest_captured_at(name, offset)
+        self.metrics.lag(name, replica, self.clock.time() - oldest if oldest else 0.0, max(head - offset, 0))
+
     def _purge_if_due(self, name: str, targets: list[ReplicaTarget], ds_report: DatasetReport,
                       unreachable: set[str]) -> None:
-        """Purge tombstones older than ``sync.tombstone_retention`` (never younger ones)."""
+        """Purge tombstones (and their heads) older than ``sync.tombstone_retention``, never younger ones."""
         retention = self.config.sync.tombstone_retention.total_seconds()
+        now = self.clock.time()
         last = self.state.log.totals(name)["last_purge_at"]
-        if last is not None and time.time() - last < min(retention / 4, 3600.0):
+        if last is not None and now - last < min(retention / 4, 3600.0):
             return
-        older_than_ms = int((time.time() - retention) * 1000)
+        older_than_ms = int((now - retention) * 1000)
         for target in targets:
             if target.replica in unreachable:
                 continue
@@ -197,12 +352,46 @@ class SyncEngine:
                 ds_report.purged += self._adapter(target).purge_tombstones(older_than_ms)
             except Exception as exc:  # noqa: BLE001 - purging is best effort; the next pass retries
                 log.warning("tombstone purge of %s at %s failed: %s", name, target.replica, exc)
+        self.state.log.prune_heads(name, older_than_ms)
         self.state.mark_dataset_purged(name)
+
+    def _anti_entropy(self, name: str, pointer: PrimaryPointer, ds_report: DatasetReport, *, repair: bool,
+                      repair_max: int | None = None, dry_run: bool = False) -> Any:
+        primary, replicas = self._targets(name, pointer)
+        adapters = {t.replica: self._adapter(t) for t in [primary, *replicas]}
+        settling = self.settling(name, pointer)
+        runner = AntiEntropy(self.config, name, self.state, self.router, adapters, settling,
+                             anti_entropy_settings(self.config, name), self.clock)
+        ds_report.verify, plan = runner.run(repair=repair, deliver=lambda: self._deliver(name, pointer, settling),
+                                            repair_max=repair_max, dry_run=dry_run)
+        return plan
+
+    def _deliver(self, name: str, pointer: PrimaryPointer, settling: Settling) -> None:
+        """Drain every lane once more without capturing (what anti-entropy appended to the log)."""
+        primary, replicas = self._targets(name, pointer)
+        report = DatasetReport(name, pointer.location, pointer.epoch)
+        lanes = {primary.replica: self._primary_lane(primary, settling, pointer)}
+        for target in replicas:
+            lane = self._replica_lane(target, primary, settling, pointer, report)
+            if lane is not None:
+                lanes[target.replica] = lane
+        sync = self.config.sync
+        DatasetPass(report, None, lanes, self.state, self._pass_settings(), self._stop, self.clock,
+                    self._executor_factory(sync.max_in_flight, f"deliver-{name}"), self.metrics).run()
+
+    def _pass_settings(self) -> PassSettings:
+        sync = self.config.sync
+        return PassSettings(sync.max_in_flight, sync.batch_size, sync.deadline.total_seconds(),
+                            sync.breaker_failures, sync.breaker_reset.total_seconds(),
+                            2 * sync.retry_deadline.total_seconds() + 10.0)
 
     # -- resources ---------------------------------------------------------------------------
 
+    def adapter(self, target: ReplicaTarget) -> ReplicaAdapter:
+        """The (cached, ready) adapter for ``target``; connection errors propagate to the caller."""
+        return self._adapter(target)
+
     def _adapter(self, target: ReplicaTarget) -> ReplicaAdapter:
-        """The (cached, ready) adapter for ``target``; connection errors propagate to the caller's lane."""
         ident = (target.dataset, target.replica)
         with self._lock:
             if ident in self._adapters:
@@ -218,12 +407,6 @@ class SyncEngine:
             with self._lock:
                 self._adapters[ident] = adapter
             return adapter
-
-    def _clock(self, origin: str) -> HybridLogicalClock:
-        with self._lock:
-            if origin not in self._clocks:
-                self._clocks[origin] = HybridLogicalClock(origin, self.state.load_clock(origin))
-            return self._clocks[origin]
 
     @contextlib.contextmanager
     def _progress_bar(self) -> Iterator[Any]:
@@ -241,6 +424,10 @@ class SyncEngine:
         previous = self.state.get_meta("config_sha256")
         if previous == digest:
             return
-        if self.audit is not None:
-            self.audit.append("config", {"sha256": digest, "previous_sha256": previous})
-        self.state.set_meta("config_sha256", digest)
+        with self.state.transaction():
+            self.state.audit.add("config", {"sha256": digest, "previous_sha256": previous})
+            self.state.set_meta("config_sha256", digest)
+        self.state.audit.flush()
+
+
+__all__ = ["AdapterFactory", "ExecutorFactory", "SyncEngine"]

@@ -1,9 +1,17 @@
-"""One replica lane: read a batch from the log, route it, apply it, commit the offset.
+"""One lane: read a window of the log, write it to one location, settle conflicts, commit.
 
-The offset is committed only after :meth:`ReplicaAdapter.apply_batch` returned, i.e.
-after the replica acknowledged every write, and in the same transaction as the batch's
-counters, quarantine rows and conflict rows. A crash before the commit re-applies the
-batch on restart; conditional apply turns those into counted no-ops (``replayed``).
+The offset is committed only after the location acknowledged every write of the
+window, and in the same transaction as the window's counters, quarantine rows, conflict
+rows, the records settling those conflicts and the audit entry describing the batch. A
+crash before the commit re-applies the window on restart: conditional apply turns the
+writes into counted no-ops (``replayed``), and a conflict — which stores never overwrite —
+is met again and settled then, exactly once.
+
+A replica's lane writes every entry. The *primary's* lane writes only what did not come
+from the primary under its current epoch: the settlements and merges mcrepl made, and
+entries captured from an earlier primary that it has not received yet (a promotion that
+could not drain everything first). It never overwrites a native change the primary holds
+and capture has not read yet: that change is newer than anything in the log.
 """
 
 from __future__ import annotations
@@ -12,13 +20,14 @@ import logging
 from dataclasses import dataclass, field
 from typing import Any, Callable
 
-from mcrepl.adapters.base import (ApplyOutcome, ApplyResult, McreplError, Record, ReplicaAdapter,
-                                  ReplicaTarget)
+from mcrepl.adapters.base import ApplyOutcome, Record, ReplicaAdapter, ReplicaTarget, tombstone_of
 from mcrepl.orchestrator.hlc import HybridLogicalClock
 from mcrepl.orchestrator.state import ConflictRow, LogEntry, StateStore
 from mcrepl.policies.routing import RecordRouter
 
-from .merge import MergeFunction, merged_record
+from .merge import MergeFunction
+from .resolution import settle
+from .writer import LocationWriter, Written, counts_of
 
 log = logging.getLogger("mcrepl.sync.lane")
 #: lane counter name → outcome label of ``mcrepl_changes_total`` (every rejected record is quarantined)
@@ -27,7 +36,7 @@ _METRIC_OUTCOME = {"conflicts": "conflict", "rejected": "quarantined"}
 
 @dataclass
 class BatchOutcome:
-    """What one applied batch did; ``new_offset`` is the committed log position."""
+    """What one applied window did; ``new_offset`` is the committed log position."""
 
     new_offset: int
     counts: dict[str, int] = field(default_factory=dict)
@@ -35,115 +44,146 @@ class BatchOutcome:
 
 
 @dataclass
-class MergeContext:
-    """How the dataset resolves conflicts: ``merge_fn`` is ``None`` for last-writer-wins."""
+class Settling:
+    """How the dataset settles conflicts: ``merge_fn`` is ``None`` for last-writer-wins.
+
+    ``primary``/``epoch`` name who issues settling versions; ``decrypt`` turns a record
+    read from a replica with encrypted fields back into plaintext.
+    """
 
     merge_fn: MergeFunction | None
     clock: HybridLogicalClock
+    primary: str
     epoch: int
-    primary: Callable[[], ReplicaAdapter]
+    decrypt: Callable[[Record], Record] | None = None
 
 
 class LaneApplier:
-    """Applies the log to one replica, one batch per :meth:`apply_next` call."""
+    """Applies the log to one location, one window per :meth:`apply_next` call."""
 
     def __init__(self, target: ReplicaTarget, adapter: ReplicaAdapter, state: StateStore,
-                 router: RecordRouter, batch_size: int, merge: MergeContext,
-                 metrics: Any = None, audit: Any = None) -> None:
+                 router: RecordRouter, batch_size: int, settling: Settling, *, is_primary: bool = False,
+                 metrics: Any = None) -> None:
         self.target = target
         self.adapter = adapter
         self.state = state
-        self.router = router
         self.batch_size = batch_size
-        self.merge = merge
+        self.settling = settling
+        self.is_primary = is_primary
         self.metrics = metrics
-        self.audit = audit
+        self.writer = LocationWriter(target.dataset, target.replica, adapter, router,
+                                     lambda: state.log.origins(target.dataset),
+                                     captured=(lambda ids: state.log.captured(target.dataset, ids)) if is_primary
+                                     else None)
 
     def apply_next(self, offset: int) -> BatchOutcome | None:
-        """Apply the batch after ``offset``; ``None`` when the lane is at the log head."""
-        ds, replica = self.target.dataset, self.target.replica
-        entries = self.state.log.read(ds, offset, self.batch_size)
-        if not entries:
+        """Apply the window after ``offset``; ``None`` when the lane is at the log head."""
+        ds, location = self.target.dataset, self.target.replica
+        skip = (self.settling.primary, self.settling.epoch) if self.is_primary else None
+        entries, end = self.state.log.read(ds, offset, self.batch_size, skip_captured_from=skip)
+        if end <= offset:
             return None
-        counts = {"applied": 0, "replayed": 0, "stale": 0, "rejected": 0, "withheld": 0, "conflicts": 0}
-        sending: list[tuple[LogEntry, Record]] = []
-        for entry in entries:
-            decision = self.router.route(ds, entry.record, [replica])
-            routed = decision.send.get(replica)
-            if routed is None:
-                counts["withheld"] += 1
-            else:
-                sending.append((entry, routed))
-        results = self.adapter.apply_batch([r for _, r in sending]) if sending else []
-        if len(results) != len(sending):
-            raise McreplError(f"{replica} answered {len(results)} results for {len(sending)} records "
-                              f"of dataset {ds}; the adapter breaks the apply_batch contract")
-        conflicts: list[ConflictRow] = []
-        to_merge: list[tuple[Record, Record]] = []
-        with_errors: list[tuple[str, ApplyResult]] = []
-        for (entry, routed), result in zip(sending, results):
-            counts[result.outcome.value] += 1
-            if result.outcome is ApplyOutcome.REJECTED and result.error is not None:
-                with_errors.append((entry.record.meta.version.token, result))  # type: ignore[union-attr]
-            if result.conflict_with is not None:
-                counts["conflicts"] += 1
-                conflicts.append(self._conflict_row(routed, result))
-                if self._mergeable(entry.record, result):
-                    to_merge.append((result.existing, entry.record))  # type: ignore[arg-type]
-        merged = self._merge(to_merge)
+        written = self.writer.write([e.record for e in entries]) if entries else []
+        counts = counts_of(written)
+        self._retract(entries, written, counts)
+        conflicts = [(e.record, w) for e, w in zip(entries, written)
+                     if w.result is not None and w.result.conflict_with is not None]
+        stored = self._stored(conflicts)
         with self.state.transaction():
-            for version, result in with_errors:
-                assert result.error is not None
-                self.state.journal.add_quarantine(ds, replica, version, result.error.located(
-                    dataset=ds, key=result.key.id, target=replica))
-            for row in conflicts:
-                self.state.journal.add_conflict(row)
-            self.state.lanes.commit_batch(ds, replica, entries[-1].seq, counts)
-        self._observe(entries, counts, merged)
-        return BatchOutcome(entries[-1].seq, counts, merged)
+            self.state.check_epoch(ds, self.settling.epoch)
+            self._quarantine(entries, written)
+            merged = self._settle(conflicts, stored, counts)
+            self.state.lanes.commit_batch(ds, location, end, counts)
+            if entries:                 # a window of entries the primary's lane skips writes nothing
+                self.state.audit.add("batch", {"dataset": ds, "replica": location, "first_seq": offset + 1,
+                                               "last_seq": end, "merged": merged, **counts})
+        self.state.audit.flush()
+        self._observe(counts)
+        return BatchOutcome(end, counts, merged)
 
-    def _conflict_row(self, incoming: Record, result: ApplyResult) -> ConflictRow:
-        assert incoming.meta is not None and result.conflict_with is not None
-        won = incoming.meta if result.outcome is ApplyOutcome.APPLIED else result.conflict_with
-        resolver = "merge" if self.merge.merge_fn is not None else "lww"
-        return ConflictRow(self.target.dataset, incoming.key.id, self.target.replica, incoming.meta,
-                           result.conflict_with, won.version.token, resolver)
+    def _retract(self, entries: list[LogEntry], written: list[Written], counts: dict[str, int]) -> None:
+        """Tombstone keys this location held but may no longer hold (their residency changed)."""
+        location = self.target.replica
+        tombstones = []
+        for entry, w in zip(entries, written):
+            meta = entry.record.meta
+            if w.withheld is not None and location in entry.retract and meta is not None:
+                tombstones.append(tombstone_of(self.target.key_schema, entry.record.key, meta.version, meta.vector,
+                                               blob_dataset=self.target.kind == "blob", epoch=meta.epoch))
+        for w in self.writer.write(tombstones) if tombstones else []:
+            counts["retracted"] += w.outcome in ("applied", "replayed")
 
-    def _mergeable(self, incoming: Record, result: ApplyResult) -> bool:
-        existing = result.existing
-        return (self.merge.merge_fn is not None and existing is not None and existing.meta is not None
-                and not existing.tombstone and not incoming.tombstone)
+    def settle_found(self, conflicts: list[tuple[Record, Written]], counts: dict[str, int]) -> int:
+        """Settle conflicts met outside a log window (a backfill's writes); commits on its own."""
+        stored = self._stored(conflicts)
+        with self.state.transaction():
+            self.state.check_epoch(self.target.dataset, self.settling.epoch)
+            return self._settle(conflicts, stored, counts)
 
-    def _merge(self, pairs: list[tuple[Record, Record]]) -> int:
-        """Merge each conflicting pair, write the result to the primary, then log it for every lane.
+    def _stored(self, conflicts: list[tuple[Record, Written]]) -> dict[str, Record | None]:
+        """The concurrent record at this location per key (read again when the adapter did not return it)."""
+        out: dict[str, Record | None] = {}
+        for record, written in conflicts:
+            assert written.result is not None
+            if written.result.outcome is not ApplyOutcome.CONFLICT:
+                continue
+            existing = written.result.existing
+            if existing is None or existing.meta is None or (existing.body is None and not existing.tombstone):
+                existing = self.adapter.read(record.key)
+            out[record.key.id] = existing
+        return out
 
-        Primary first: if the process dies between the two steps, capture finds the merged
-        record on the primary (our own origin, not in the log yet) and logs it then.
+    def _quarantine(self, entries: list[LogEntry], written: list[Written]) -> None:
+        ds, location = self.target.dataset, self.target.replica
+        for entry, w in zip(entries, written):
+            if w.result is not None and w.result.outcome is ApplyOutcome.REJECTED and w.result.error is not None:
+                assert entry.record.meta is not None
+                self.state.journal.add_quarantine(ds, location, entry.record.meta.version.token,
+                                                  w.result.error.located(dataset=ds, key=w.result.key.id,
+                                                                         target=location))
+
+    def _settle(self, conflicts: list[tuple[Record, Written]], stored: dict[str, Record | None],
+                counts: dict[str, int]) -> int:
+        """Log and settle each conflict not settled before; returns how many were merged.
+
+        ``conflicts`` pairs the record sent (a log entry's) with what writing it did.
         """
-        if not pairs or self.merge.merge_fn is None:
-            return 0
-        records = []
-        for stored, incoming in pairs:
-            version = self.merge.clock.tick()
-            try:
-                records.append(merged_record(self.merge.merge_fn, self.target, stored, incoming, version,
-                                             self.merge.epoch))
-            except McreplError as exc:
-                log.warning("merge of %s in %s failed, last-writer-wins stands: %s",
-                            incoming.key.id, self.target.dataset, exc)
-        if not records:
-            return 0
-        self.state.save_clock(self.merge.clock.state)
-        self.merge.primary().apply_batch(records)
-        self.state.log.append(self.target.dataset, records)
-        return len(records)
+        ds, location = self.target.dataset, self.target.replica
+        merged = 0
+        heads = self.state.log.heads(ds, (r.key.id for r, _ in conflicts))
+        settlements: list[Record] = []
+        for incoming, w in conflicts:
+            assert w.result is not None and w.result.conflict_with is not None and incoming.meta is not None
+            key_id, found = incoming.key.id, w.result.conflict_with
+            if self.state.journal.conflict_logged(ds, key_id, found.version.token):
+                continue
+            if w.result.outcome is not ApplyOutcome.CONFLICT:
+                # the store overwrote a version from an origin the writer did not know of
+                self.state.journal.add_conflict(ConflictRow(ds, key_id, location, incoming.meta, found,
+                                                            incoming.meta.version.token, "lww"))
+                counts["conflicts"] += 1
+                continue
+            head = heads.get(key_id)
+            record = stored.get(key_id)
+            if head is None or head.version != incoming.meta.version or record is None or record.meta is None:
+                continue                  # a later entry of this key will meet the conflict and settle it
+            s = settle(self.target, location, record, incoming, merge=self.settling.merge_fn,
+                       tick=lambda: self.settling.clock.tick(self.settling.primary), epoch=self.settling.epoch,
+                       decrypt=self.settling.decrypt)
+            if self.state.journal.add_conflict(s.row):
+                settlements.append(s.record)
+                heads[key_id] = s.record.meta  # type: ignore[assignment]
+                counts["conflicts"] += 1
+                merged += s.row.resolver == "merge"
+        if settlements:
+            self.state.save_clock(self.settling.clock.state)
+            self.state.log.append(ds, settlements, location=self.settling.primary, epoch=self.settling.epoch)
+        return merged
 
-    def _observe(self, entries: list[LogEntry], counts: dict[str, int], merged: int) -> None:
+    def _observe(self, counts: dict[str, int]) -> None:
+        if self.metrics is None:
+            return
         ds, replica = self.target.dataset, self.target.replica
-        if self.metrics is not None:
-            for outcome, n in counts.items():
-                if n:
-                    self.metrics.changes(ds, replica, _METRIC_OUTCOME.get(outcome, outcome), n)
-        if self.audit is not None:
-            self.audit.append("batch", {"dataset": ds, "replica": replica, "first_seq": entries[0].seq,
-                                        "last_seq": entries[-1].seq, "merged": merged, **counts})
+        for outcome, n in counts.items():
+            if n:
+                self.metrics.changes(ds, replica, _METRIC_OUTCOME.get(outcome, outcome), n)

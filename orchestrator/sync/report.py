@@ -1,18 +1,24 @@
-"""What a sync pass did, per dataset and replica lane: counts only, never record values."""
+"""What a sync pass did, per dataset and lane: counts and status words, never record values.
+
+The status words are promises, so each says exactly what was checked:
+
+* a lane is **caught up** when, at the end of the pass, capture had read the primary up to
+  its current position and the lane had written everything that was logged, with no
+  failure. It says nothing about what the replica holds beyond what mcrepl sent it;
+* a dataset is **converged** only when the anti-entropy verify of this pass compared the
+  copies themselves and found them equal (after its repairs). A pass without a verify
+  never says converged; it reports the last comparison and its age instead.
+"""
 
 from __future__ import annotations
 
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass, field, fields
 from typing import Any
 
 
 @dataclass
 class LaneReport:
-    """One replica lane during one pass.
-
-    ``converged`` is true when the lane ended the pass with every logged change
-    acknowledged (offset at the log head) and no failure.
-    """
+    """One lane during one pass; ``reason`` says why it is not caught up."""
 
     replica: str
     applied: int = 0
@@ -20,15 +26,20 @@ class LaneReport:
     stale: int = 0
     rejected: int = 0
     withheld: int = 0
+    retracted: int = 0
+    deferred: int = 0
     conflicts: int = 0
     merged: int = 0
     errors: int = 0
     batches: int = 0
+    backfilled: int = 0
     offset: int = 0
     head: int = 0
     breaker: str = "closed"
     last_error: str | None = None
-    converged: bool = False
+    caught_up: bool = False
+    reason: str | None = None
+    role: str = "replica"                 # "primary": the primary's own lane (settlements only)
 
     @property
     def quarantined(self) -> int:
@@ -36,14 +47,30 @@ class LaneReport:
         return self.rejected
 
     def add(self, counts: dict[str, int]) -> None:
-        """Add one batch's outcome counts."""
+        """Add one batch's outcome counts (outcomes this report does not track are ignored)."""
         for name, n in counts.items():
-            setattr(self, name, getattr(self, name) + n)
+            if name in _COUNTERS:
+                setattr(self, name, getattr(self, name) + n)
+
+
+_COUNTERS = {f.name for f in fields(LaneReport) if f.type in ("int", int)} - {"offset", "head"}
+
+
+@dataclass
+class VerifySummary:
+    """The anti-entropy comparison a pass ran: what differed, what was repaired, what is left."""
+
+    converged: bool
+    divergent: int
+    repaired: int
+    remaining: int
+    withheld: int = 0
+    detail: str = ""
 
 
 @dataclass
 class DatasetReport:
-    """One dataset during one pass: capture counts and each lane."""
+    """One dataset during one pass: capture counts, each lane, and the verify if one ran."""
 
     dataset: str
     primary: str
@@ -51,9 +78,24 @@ class DatasetReport:
     captured: int = 0
     echo_suppressed: int = 0
     unchanged: int = 0
+    quarantined: int = 0
     purged: int = 0
     capture_error: str | None = None
     lanes: dict[str, LaneReport] = field(default_factory=dict)
+    primary_lane: LaneReport | None = None
+    """The primary's own lane (settlements, merges, repairs and undrained changes written back to it)."""
+    verify: VerifySummary | None = None
+
+    @property
+    def caught_up(self) -> bool:
+        """Capture finished and every lane, the primary's included, is caught up."""
+        return (self.capture_error is None and all(l.caught_up for l in self.lanes.values())
+                and (self.primary_lane is None or self.primary_lane.caught_up))
+
+    @property
+    def converged(self) -> bool | None:
+        """``True``/``False`` from this pass's verify; ``None`` when no comparison ran."""
+        return None if self.verify is None else self.verify.converged
 
 
 @dataclass
@@ -65,16 +107,15 @@ class SyncReport:
     seconds: float = 0.0
 
     @property
-    def converged_lanes(self) -> list[tuple[str, str]]:
-        """``(dataset, replica)`` of every lane that ended the pass drained and healthy."""
+    def caught_up_lanes(self) -> list[tuple[str, str]]:
+        """``(dataset, replica)`` of every replica lane that ended the pass caught up."""
         return [(d.dataset, lane.replica) for d in self.datasets.values()
-                for lane in d.lanes.values() if lane.converged]
+                for lane in d.lanes.values() if lane.caught_up]
 
     @property
     def ok(self) -> bool:
-        """True when every lane converged and no capture failed."""
-        return all(d.capture_error is None and all(l.converged for l in d.lanes.values())
-                   for d in self.datasets.values())
+        """Every dataset caught up, and every verify that ran found the copies converged."""
+        return all(d.caught_up and d.converged is not False for d in self.datasets.values())
 
     def to_dict(self) -> dict[str, Any]:
         """JSON-ready form (the CLI prints it with ``--format json``)."""
@@ -82,6 +123,8 @@ class SyncReport:
                                "datasets": {}}
         for name, ds in self.datasets.items():
             d = asdict(ds)
+            d["caught_up"] = ds.caught_up
+            d["converged"] = ds.converged
             for lane_name, lane in ds.lanes.items():
                 d["lanes"][lane_name]["quarantined"] = lane.quarantined
             out["datasets"][name] = d

@@ -1,12 +1,12 @@
-"""Verify and repair: find divergence between replicas fast, report it, fix it safely.
+"""Verify: find divergence between replicas fast and report it, never field values.
 
 The library API the CLI and the failover drills share::
 
-    report = verify_dataset(config, "customers", local_endpoints=eps)
-    with ExitStack() as stack:
-        adapters = open_dataset_adapters(config, "customers", local_endpoints=eps, stack=stack)
-        plan = plan_dataset_repair(config, "customers", report, adapters)
-        apply_repair(plan, adapters)
+    report = verify_dataset(config, "customers", local_endpoints=eps, router=router_for(config))
+
+Repairs are not made here: they go through the sync engine (``SyncEngine.repair`` and the
+anti-entropy of a pass, :mod:`mcrepl.orchestrator.sync.antientropy`), so every repair
+write takes the one policy-routed, conditional, audited path every other write takes.
 """
 
 from __future__ import annotations
@@ -19,13 +19,12 @@ from typing import Callable, Iterator, Mapping, Sequence
 from mcrepl.adapters import open_adapter
 from mcrepl.adapters.base import ConfigError, ReplicaAdapter
 from mcrepl.orchestrator.config import McreplConfig, VerifyThresholds
-from mcrepl.orchestrator.hlc import HybridLogicalClock
-from mcrepl.orchestrator.sync.merge import load_merge_function
+from mcrepl.policies.routing import RecordRouter
 
 from .alerts import breaches, send_alert
 from .compare import Divergence, DivergenceKind, diff
 from .merkle import DigestIndex
-from .repair import RepairPlan, RepairResult, apply_repair, plan_repair
+from .policy import apply_policy
 from .report import PairReport, VerifyReport
 
 Progress = Callable[[str, int], None]
@@ -70,12 +69,19 @@ def compare_adapters(dataset: str, adapters: Mapping[str, ReplicaAdapter], *,
 
 def verify_dataset(config: McreplConfig, dataset: str, replicas: Sequence[str] | None = None, *,
                    local_endpoints: Mapping[str, str] | None = None, namespace: str = "",
-                   progress: Progress | None = None, alert: bool = True) -> VerifyReport:
-    """Verify one dataset, evaluate its thresholds and, on a breach, call the alert hook."""
+                   progress: Progress | None = None, alert: bool = True,
+                   router: RecordRouter | None = None) -> VerifyReport:
+    """Verify one dataset, evaluate its thresholds and, on a breach, call the alert hook.
+
+    With a ``router`` the residency policy is applied: records it keeps out of a replica
+    are counted as withheld there, not reported missing (:mod:`.policy`).
+    """
     with ExitStack() as stack:
         adapters = open_dataset_adapters(config, dataset, replicas, local_endpoints=local_endpoints,
                                          namespace=namespace, stack=stack)
         report = compare_adapters(dataset, adapters, progress=progress, sample_size=config.verify.sample_size)
+        if router is not None:
+            apply_policy(report, adapters, router)
     report.breaches = breaches(report, thresholds_for(config, dataset))
     if report.breaches and alert:
         send_alert(report, config.verify.alert)
@@ -90,23 +96,11 @@ def thresholds_for(config: McreplConfig, dataset: str) -> VerifyThresholds:
     return config.verify.thresholds.model_copy(update={f: getattr(own, f) for f in own.model_fields_set})
 
 
-def plan_dataset_repair(config: McreplConfig, dataset: str, report: VerifyReport,
-                        adapters: Mapping[str, ReplicaAdapter],
-                        clock: HybridLogicalClock | None = None) -> RepairPlan:
-    """The repair plan for a verify report, resolved with the dataset's conflict rules."""
-    ds = config.datasets[dataset]
-    merge = (load_merge_function(ds.conflict.function or "", dataset)
-             if ds.conflict.resolver == "merge" else None)
-    return plan_repair(report, adapters, ds.key_schema(), blob_dataset=ds.kind == "blob", merge=merge,
-                       clock=clock)
-
-
 def iter_divergences(report: VerifyReport) -> Iterator[Divergence]:
     """Every divergence in every pair of a report."""
     for pair in report.pairs:
         yield from pair.divergences
 
 
-__all__ = ["Divergence", "DivergenceKind", "PairReport", "RepairPlan", "RepairResult", "VerifyReport",
-           "apply_repair", "compare_adapters", "iter_divergences", "open_dataset_adapters",
-           "plan_dataset_repair", "verify_dataset"]
+__all__ = ["Divergence", "DivergenceKind", "PairReport", "VerifyReport", "apply_policy", "compare_adapters",
+           "iter_divergences", "open_dataset_adapters", "verify_dataset"]

@@ -17,6 +17,7 @@ class DivergenceKind(str, enum.Enum):
     STALE = "stale"                      # both live, different versions and bodies
     RESURRECTED = "resurrected"          # deleted on one side (newer tombstone), live on the other
     TOMBSTONE_STALE = "tombstone-stale"  # a tombstone older than the other side's live record
+    WITHHELD_PRESENT = "withheld-present"  # live where the residency policy keeps the record out
 
 
 @dataclass(frozen=True)

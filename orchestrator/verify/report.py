@@ -38,6 +38,8 @@ class VerifyReport:
     seconds: float
     breaches: list[str] = field(default_factory=list)
     sample_size: int = 20
+    withheld: int = 0
+    """Differences the residency policy requires (records kept out of a location): not divergence."""
 
     @property
     def divergent(self) -> int:
@@ -54,6 +56,6 @@ class VerifyReport:
 
     def to_dict(self) -> dict[str, Any]:
         return {"dataset": self.dataset, "reference": self.reference, "keys": self.keys,
-                "divergent": self.divergent, "clean": self.clean, "seconds": round(self.seconds, 3),
+                "divergent": self.divergent, "clean": self.clean, "withheld": self.withheld, "seconds": round(self.seconds, 3),
                 "keys_per_second": round(self.keys_per_second, 1), "breaches": self.breaches,
                 "pairs": [p.to_dict(self.sample_size) for p in self.pairs]}

@@ -120,15 +120,28 @@ def test_out_of_order_delivery_converges(store: ReplicaAdapter) -> None:
         assert store.read(key).meta == rec.meta
 
 
-def test_concurrent_versions_are_reported_as_conflicts(store: ReplicaAdapter) -> None:
+def test_a_concurrent_version_is_reported_and_never_overwritten(store: ReplicaAdapter) -> None:
+    """A version the incoming one has not seen stays put, replay after replay; one that saw both lands.
+
+    The incoming vector names every origin the writer knows of (an empty token: nothing seen
+    from it), as the engine's writer pads it, so even a store that checks the vector inside
+    its own condition expression (DynamoDB) sees the conflict.
+    """
     a = stamped("k", Version(100, 0, "dynamodb:eu-west-1"), side="a")
-    b = stamped("k", Version(200, 0, "cosmos:westeurope"), side="b")    # never saw a
+    b = stamped("k", Version(200, 0, "cosmos:westeurope"), {"dynamodb:eu-west-1": ""}, side="b")
     store.apply_batch([a])
-    result = store.apply_batch([b])[0]
-    assert result.outcome is ApplyOutcome.APPLIED
-    assert result.conflict_with is not None and result.conflict_with.version == a.meta.version
-    descendant = stamped("k", Version(300, 0, "cosmos:westeurope"), dict(b.meta.vector), side="c")
-    assert store.apply_batch([descendant])[0].conflict_with is None
+    for _ in range(2):                                   # a replayed batch meets the same conflict
+        result = store.apply_batch([b])[0]
+        assert result.outcome is ApplyOutcome.CONFLICT
+        assert result.conflict_with is not None and result.conflict_with.version == a.meta.version
+        assert store.read(a.key).meta.version == a.meta.version, "nothing was written"
+    both = {**a.meta.vector, **{o: t for o, t in b.meta.vector.items() if t}}
+    settled = stamped("k", Version(300, 0, "cosmos:westeurope"), both, side="settled")
+    (landed,) = store.apply_batch([settled])
+    assert landed.outcome is ApplyOutcome.APPLIED and landed.conflict_with is None
+    assert store.read(a.key).body["side"] == "settled"
+    older_succession = stamped("k", Version(250, 0, "cosmos:westeurope"), dict(b.meta.vector), side="old")
+    assert store.apply_batch([older_succession])[0].outcome is ApplyOutcome.STALE
 
 
 # --- change capture --------------------------------------------------------------------------

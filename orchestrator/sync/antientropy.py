@@ -1,0 +1,290 @@
+"""Anti-entropy: compare the copies themselves, repair what differs, and only then say *converged*.
+
+Lanes know what they sent, not what a store holds: a replica restored from an old
+backup, an emulator restarted empty or a write made behind mcrepl's back is invisible to
+them. Anti-entropy is the check that can say otherwise (as Dynamo-style stores run it):
+
+1. every location is compared with the primary by range digests (:mod:`..verify`), the
+   residency policy applied (a record kept out of a location is not missing there);
+2. each differing key is read everywhere and resolved the way sync resolves: the primary is
+   the authority for what it holds, concurrent versions go to the dataset's resolver
+   (logged as conflicts, once), and the result is a version that has seen every stored
+   one, so every store's conditional write accepts it;
+3. when at most ``repair_max`` keys differ, the resolved records are appended to the log
+   (with retraction where a copy must leave a location) and the lanes deliver them — the
+   same policy-routed, conditional, audited path as every other write — then the copies
+   are compared again. *Converged* is that second comparison's verdict. Above the bound
+   nothing is written: the verdict is *not converged*, with the count, for an operator.
+
+Keys whose difference is still in flight (the lane has not reached the logged version
+yet, or capture has not read the primary's change yet) are left to the lanes.
+"""
+
+from __future__ import annotations
+
+import logging
+from dataclasses import dataclass, field
+from datetime import timedelta
+from typing import Any, Callable, Mapping
+
+from mcrepl.adapters.base import (Record, ReplicaAdapter, ReplicationMeta, meta_if_valid, tombstone_of,
+                                  vector_dominates)
+from mcrepl.orchestrator.clock import Clock
+from mcrepl.orchestrator.state import StateStore
+from mcrepl.policies.routing import RecordRouter, allowed_at
+
+from .lane import Settling
+from .merge import union_vector
+from .report import VerifySummary
+from .resolution import settle
+
+log = logging.getLogger("mcrepl.sync.antientropy")
+
+
+@dataclass(frozen=True)
+class AntiEntropySettings:
+    """``every``: how often the scheduled mode compares (``None``: never); ``repair_max``: the repair bound."""
+
+    every: timedelta | None
+    repair_max: int
+
+
+def anti_entropy_settings(config: Any, dataset: str) -> AntiEntropySettings:
+    """The dataset's own ``anti_entropy`` block, else ``sync.anti_entropy``."""
+    own = getattr(config.datasets[dataset], "anti_entropy", None)
+    spec = own or config.sync.anti_entropy
+    return AntiEntropySettings(spec.every, spec.repair_max)
+
+
+@dataclass(frozen=True)
+class PlannedWrite:
+    """One key's resolved record, and where it must be written or retracted."""
+
+    record: Record
+    reason: str
+    writes: tuple[str, ...]
+    retract: tuple[str, ...] = ()
+
+
+@dataclass
+class RepairPlan:
+    """Every key anti-entropy (or ``mcrepl repair``) would fix, and the conflicts it met."""
+
+    dataset: str
+    writes: list[PlannedWrite] = field(default_factory=list)
+    in_flight: int = 0
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"dataset": self.dataset, "keys": len(self.writes), "in_flight": self.in_flight,
+                "actions": [{"key": w.record.key.id, "reason": w.reason, "writes": list(w.writes),
+                             "retract": list(w.retract), "tombstone": w.record.tombstone,
+                             "version": w.record.meta.version.token if w.record.meta else None}
+                            for w in self.writes]}
+
+
+class AntiEntropy:
+    """One comparison (and bounded repair) of one dataset; ``adapters`` lists the primary first."""
+
+    def __init__(self, config: Any, dataset: str, state: StateStore, router: RecordRouter,
+                 adapters: Mapping[str, ReplicaAdapter], settling: Settling, settings: AntiEntropySettings,
+                 clock: Clock) -> None:
+        self.config = config
+        self.dataset = dataset
+        self.state = state
+        self.router = router
+        self.adapters = dict(adapters)
+        self.settling = settling
+        self.settings = settings
+        self.clock = clock
+        self.primary = next(iter(self.adapters))
+        self._pending_rows: list[Any] = []
+
+    def compare(self) -> Any:
+        """The policy-aware verify report of every location against the primary."""
+        from mcrepl.orchestrator.verify import compare_adapters
+        from mcrepl.orchestrator.verify.policy import apply_policy
+        report = compare_adapters(self.dataset, self.adapters, sample_size=self.config.verify.sample_size)
+        apply_policy(report, self.adapters, self.router)
+        return report
+
+    def run(self, *, repair: bool, deliver: Callable[[], None], repair_max: int | None = None,
+            dry_run: bool = False) -> tuple[VerifySummary, RepairPlan]:
+        """Compare, repair within the bound, compare again; record and audit the verdict.
+
+        ``repair_max`` overrides the configured bound (``mcrepl repair`` is an operator's
+        explicit request); ``dry_run`` plans and records nothing.
+        """
+        started = self.clock.time()
+        bound = self.settings.repair_max if repair_max is None else repair_max
+        report = self.compare()
+        repaired, detail = 0, ""
+        plan = RepairPlan(self.dataset)
+        if not report.clean:
+            plan = self.plan(report)
+            if dry_run:
+                return VerifySummary(False, report.divergent, 0, report.divergent, report.withheld,
+                                     "dry run: nothing written"), plan
+            if not repair:
+                detail = "repair not requested"
+            elif len(plan.writes) > bound:
+                detail = f"{len(plan.writes)} keys differ, above repair_max {bound}: nothing written"
+            elif plan.writes:
+                self.append(plan)
+                deliver()
+                repaired = len(plan.writes)
+                report = self.compare()
+            elif plan.in_flight:
+                detail = f"{plan.in_flight} differences still in flight through the lanes"
+        elif dry_run:
+            return VerifySummary(True, 0, 0, 0, report.withheld, "dry run"), plan
+        summary = VerifySummary(report.clean, report.divergent if not repaired else repaired, repaired,
+                                report.divergent, report.withheld, detail)
+        with self.state.transaction():
+            self.state.record_verify(self.dataset, started, summary.converged, summary.divergent, repaired,
+                                     detail or ("converged" if summary.converged else f"{summary.remaining} keys differ"))
+            self.state.audit.add("anti-entropy", {"dataset": self.dataset, "converged": summary.converged,
+                                                  "divergent": summary.divergent, "repaired": repaired,
+                                                  "remaining": summary.remaining, "withheld": summary.withheld})
+        if not summary.converged:
+            log.warning("anti-entropy of %s: %d keys differ after repair (%s)", self.dataset, summary.remaining,
+                        detail or "see 'mcrepl verify'")
+        return summary, plan
+
+    # -- planning ----------------------------------------------------------------------------
+
+    def plan(self, report: Any) -> RepairPlan:
+        """The resolved record of every differing key not still in flight."""
+        plan = RepairPlan(self.dataset)
+        reasons: dict[str, str] = {}
+        for pair in report.pairs:
+            for d in pair.divergences:
+                reasons.setdefault(d.key_id, f"{d.kind.value} on {d.other}")
+        schema = self.adapters[self.primary].target.key_schema
+        keys = sorted(reasons)
+        heads = self.state.log.heads(self.dataset, keys)
+        head_seq = self.state.log.head(self.dataset)
+        lagging = {loc for loc in self.adapters
+                   if self.state.lanes.get(self.dataset, loc).offset < head_seq}
+        for key_id in keys:
+            key = schema.parse_id(key_id)
+            stored = {loc: adapter.read(key) for loc, adapter in self.adapters.items()}
+            if self._in_flight(stored, heads.get(key_id), lagging):
+                plan.in_flight += 1
+                continue
+            record = self._resolve(stored)
+            if record is None:
+                continue
+            record = self._not_behind_log(record, stored, heads.get(key_id))
+            if record is None:
+                plan.in_flight += 1
+                continue
+            writes = tuple(loc for loc, rec in stored.items() if not _holds(rec, record))
+            allowed = allowed_at(self.router, self.dataset, record, list(self.adapters)) \
+                if not record.tombstone else set(self.adapters)
+            retract = tuple(loc for loc in writes if loc not in allowed and loc != self.primary
+                            and stored[loc] is not None and not stored[loc].tombstone)  # type: ignore[union-attr]
+            writes = tuple(loc for loc in writes if loc in allowed or loc == self.primary)
+            if writes or retract:
+                plan.writes.append(PlannedWrite(record, reasons[key_id], writes, retract))
+        return plan
+
+    def _in_flight(self, stored: Mapping[str, Record | None], head: ReplicationMeta | None,
+                   lagging: set[str]) -> bool:
+        """Whether the lanes (or capture) will close this difference on their own."""
+        primary = stored[self.primary]
+        if primary is not None and meta_if_valid(primary) is None and primary.body is not None:
+            same = head is not None and not head.tombstone and head.content_hash == primary.digest_hash(False)
+            if not same:
+                return True                     # a native change capture has not logged yet
+        if head is None:
+            return False
+        for loc, rec in stored.items():
+            meta = meta_if_valid(rec) if rec is not None else None
+            behind = meta is None or (meta.version != head.version and vector_dominates(head.vector, meta.vector))
+            if behind and loc in lagging:
+                return True
+        return False
+
+    @staticmethod
+    def _not_behind_log(record: Record, stored: Mapping[str, Record | None],
+                        head: ReplicationMeta | None) -> Record | None:
+        """Never log a version older than the one the log already holds for the key.
+
+        When the log's version has seen the resolved one, the location holding the log's
+        version supplies it; when none does, the lanes are still delivering it.
+        """
+        meta = record.meta
+        assert meta is not None
+        if head is None or head.version <= meta.version or not vector_dominates(head.vector, meta.vector):
+            return record
+        return next((r for r in stored.values() if r is not None and r.meta is not None
+                     and r.meta.version == head.version and meta_if_valid(r) is not None), None)
+
+    def _resolve(self, stored: Mapping[str, Record | None]) -> Record | None:
+        """The one record every location should hold for this key (see the module docstring)."""
+        versions = {loc: rec for loc, rec in stored.items() if rec is not None and meta_if_valid(rec) is not None}
+        for rec in versions.values():
+            self.settling.clock.observe(rec.meta.version)  # type: ignore[union-attr]
+        vector: dict[str, str] = {}
+        for rec in versions.values():
+            vector = union_vector(vector, rec.meta.vector)  # type: ignore[union-attr]
+        ref = stored[self.primary]
+        schema, target = self.adapters[self.primary].target.key_schema, self.adapters[self.primary].target
+        if ref is not None and meta_if_valid(ref) is None and ref.body is not None:
+            return Record(ref.key, ref.body).stamped(self._tick(), vector, epoch=self.settling.epoch)
+        if ref is None or ref.tombstone:
+            if all(r is None or r.tombstone for r in stored.values()):
+                return None
+            if ref is not None and all(vector_dominates(ref.meta.vector, r.meta.vector)  # type: ignore[union-attr]
+                                       for r in versions.values()):
+                return ref
+            key = next(r.key for r in stored.values() if r is not None)
+            return tombstone_of(schema, key, self._tick(), vector, blob_dataset=target.kind == "blob",
+                                epoch=self.settling.epoch)
+        winner = self._settle_all(ref, [r for loc, r in versions.items() if loc != self.primary])
+        return winner
+
+    def _settle_all(self, ref: Record, others: list[Record]) -> Record:
+        """Fold the primary's version with every other one: succession keeps the newer, concurrency settles."""
+        current = ref
+        for other in others:
+            assert current.meta is not None and other.meta is not None
+            if vector_dominates(current.meta.vector, other.meta.vector):
+                continue
+            if vector_dominates(other.meta.vector, current.meta.vector):
+                current = other
+                continue
+            s = settle(self.adapters[self.primary].target, self.primary, other, current,
+                       merge=self.settling.merge_fn, tick=self._tick, epoch=self.settling.epoch,
+                       decrypt=self.settling.decrypt)
+            self._pending_rows.append(s.row)
+            current = s.record
+        return current
+
+    def _tick(self) -> Any:
+        return self.settling.clock.tick(self.settling.primary)
+
+    def append(self, plan: RepairPlan) -> None:
+        """Append the plan to the log (with its conflict rows), atomically and audited."""
+        with self.state.transaction():
+            self.state.check_epoch(self.dataset, self.settling.epoch)
+            for row in self._pending_rows:
+                self.state.journal.add_conflict(row)
+            self.state.save_clock(self.settling.clock.state)
+            self.state.log.append(self.dataset, [w.record for w in plan.writes], location=self.settling.primary,
+                                  epoch=self.settling.epoch, retract={w.record.key.id: w.retract
+                                                                      for w in plan.writes if w.retract})
+            self.state.audit.add("repair", {"dataset": self.dataset, "keys": len(plan.writes),
+                                            "retract": sum(len(w.retract) for w in plan.writes)})
+        self._pending_rows = []
+
+
+def _holds(current: Record | None, record: Record) -> bool:
+    """Whether a location already holds what ``record`` says (absent counts as deleted)."""
+    if record.tombstone:
+        return current is None or current.tombstone
+    if current is None or current.tombstone:
+        return False
+    meta = meta_if_valid(current)
+    have = meta.comparable_hash if meta else current.digest_hash(False)
+    return have == record.meta.comparable_hash  # type: ignore[union-attr]

@@ -1,0 +1,203 @@
+"""Attaching a lane: make sure a location holds what the log assumes before it replays the log.
+
+A lane's offset is only meaningful if the location holds everything logged before it.
+That is not so for:
+
+* a **new** replica when the log no longer starts at entry 1, and any replica whose offset
+  lies behind the log's horizon (it was out of the config while entries it needed were
+  truncated): it is **backfilled** — the primary's current contents, every record whatever
+  origin its metadata names, written with the versions the log gave them, plus the
+  tombstones the log still holds — and its lane starts at the log head noted before the
+  scan. Records the scan sees in a state the log has not caught up with yet are left to
+  capture, which logs them after that head;
+* a location that was **primary** since the lane was last attached (a demoted primary
+  rejoining): it may hold writes it acknowledged that were never captured. Every version
+  it holds that the log has not seen is appended to the log (a native one stamped now),
+  so the lanes deliver it everywhere — or meet the concurrent version and settle the
+  conflict through the resolver. A version stamped under a demoted epoch after that epoch
+  ended (split-brain) is refused: the current primary's state is re-asserted over it.
+  The location is then backfilled, because a key it lacks may be a delete it never
+  reported or data it lost: absence is never taken for a delete, and such keys are listed.
+
+Every write goes through the lane's :class:`~.writer.LocationWriter`; conflicts found on
+the way are settled exactly like a lane's. The attachment commits with its audit entry.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+from dataclasses import dataclass, field
+from typing import Iterator
+
+from mcrepl.adapters.base import (ApplyOutcome, ChangePage, Record, ReplicaAdapter, ReplicationMeta,
+                                  meta_if_valid, tombstone_of, vector_dominates)
+from mcrepl.orchestrator.state import StateStore
+
+from .lane import LaneApplier
+from .writer import Written, counts_of
+
+log = logging.getLogger("mcrepl.sync.attach")
+MAX_LISTED_KEYS = 1000
+
+
+@dataclass
+class AttachResult:
+    """What attaching a lane did, as lane counters, and where its lane starts."""
+
+    kind: str                                   # "backfill" | "rejoin"
+    start_offset: int
+    counts: dict[str, int] = field(default_factory=lambda: counts_of([]))
+    recovered: int = 0                          # rejoin: unlogged versions appended to the log
+    refused: int = 0                            # rejoin: split-brain versions overwritten
+    missing: list[str] = field(default_factory=list)   # rejoin: keys the log says it held, absent now
+    missing_total: int = 0
+
+
+def full_read(adapter: ReplicaAdapter, batch_size: int) -> Iterator[ChangePage]:
+    """Every record a location holds, page by page (its capture from scratch, up to the scan's end)."""
+    cursor, scanning = None, False
+    while True:
+        page = adapter.capture_changes(cursor, limit=batch_size)
+        if scanning and not page.scanned:
+            return                                 # the scan is over; a change log follows
+        scanning = scanning or page.scanned
+        yield page
+        if not page.more:
+            return
+        cursor = page.cursor
+
+
+def backfill(lane: LaneApplier, primary: ReplicaAdapter, epoch: int, *, kind: str = "backfill",
+             result: AttachResult | None = None) -> AttachResult:
+    """Copy the primary's current, already-logged records to the lane's location; then attach it."""
+    state, ds = lane.state, lane.target.dataset
+    result = result or AttachResult(kind, state.log.head(ds))
+    for page in full_read(primary, lane.batch_size):
+        heads = state.log.heads(ds, (c.record.key.id for c in page.changes))
+        batch: list[Record] = []
+        for change in page.changes:
+            record, head = change.record, heads.get(change.record.key.id)
+            if head is None or head.tombstone or record.body is None:
+                continue                            # not logged yet, or deleted: the log brings it
+            own = meta_if_valid(record)
+            if own is not None and own.version == head.version:
+                batch.append(record)
+            elif own is None and record.digest_hash(False) == head.content_hash:
+                batch.append(Record(record.key, record.body, head))
+        _write(lane, batch, result)
+    schema, blob = lane.target.key_schema, lane.target.kind == "blob"
+    tombstones: list[Record] = []
+    for key_id, meta in state.log.tombstone_heads(ds):
+        key = schema.parse_id(key_id)
+        tombstones.append(Record(key, None if blob else schema.key_body(key), meta))
+        if len(tombstones) >= lane.batch_size:
+            _write(lane, tombstones, result)
+            tombstones = []
+    _write(lane, tombstones, result)
+    _attach(lane, result, epoch)
+    return result
+
+
+def rejoin(lane: LaneApplier, primary: ReplicaAdapter, epoch: int, former_epochs: set[int]) -> AttachResult:
+    """Reconcile a demoted primary's unlogged versions into the log, then backfill it (see module doc)."""
+    state, ds, location = lane.state, lane.target.dataset, lane.target.replica
+    result = AttachResult("rejoin", state.log.head(ds))
+    seen: set[str] = set()
+    for page in full_read(lane.adapter, lane.batch_size):
+        heads = state.log.heads(ds, (c.record.key.id for c in page.changes))
+        appended: list[Record] = []
+        for change in page.changes:
+            seen.add(change.record.key.id)
+            found = _unlogged_version(lane, change.record, heads.get(change.record.key.id), change.previous)
+            if found is None:
+                continue
+            if found.meta is not None and state.written_after_demotion(ds, found.meta, epoch):
+                appended.append(_reassert(lane, primary, found, heads.get(found.key.id)))
+                result.refused += 1
+            else:
+                appended.append(found)
+                result.recovered += 1
+        if appended:
+            with state.transaction():
+                state.check_epoch(ds, lane.settling.epoch)
+                state.save_clock(lane.settling.clock.state)
+                state.log.append(ds, appended, location=lane.settling.primary, epoch=lane.settling.epoch)
+    _list_missing(state, ds, seen, former_epochs, result)
+    log.info("rejoin of %s at %s: %d unlogged versions recovered, %d refused, %d keys missing",
+             ds, location, result.recovered, result.refused, result.missing_total)
+    return backfill(lane, primary, epoch, kind="rejoin", result=result)
+
+
+def _unlogged_version(lane: LaneApplier, record: Record, head: ReplicationMeta | None,
+                      previous: ReplicationMeta | None) -> Record | None:
+    """The record as a version to log, when the location holds something the log has not seen."""
+    valid = meta_if_valid(record) if record.body is not None or record.tombstone else None
+    if valid is not None:
+        if head is not None and (head.version == valid.version or vector_dominates(head.vector, valid.vector)):
+            return None
+        lane.settling.clock.observe(valid.version)
+        return record
+    if record.body is None:
+        return None
+    if head is not None and not head.tombstone and head.content_hash == record.digest_hash(False):
+        return None
+    base = record.meta or previous
+    version = lane.settling.clock.tick(lane.target.replica)      # stamped now: it was never captured
+    return Record(record.key, record.body).stamped(version, dict(base.vector) if base else {},
+                                                   epoch=base.epoch if base else 0)
+
+
+def _reassert(lane: LaneApplier, primary: ReplicaAdapter, zombie: Record, head: ReplicationMeta | None) -> Record:
+    """The current primary's state under a version that has seen (and so overwrites) ``zombie``."""
+    assert zombie.meta is not None
+    current = primary.read(zombie.key)
+    vector = dict(zombie.meta.vector)
+    for origin, token in (head.vector if head else {}).items():
+        vector[origin] = max(vector.get(origin, ""), token)
+    version = lane.settling.clock.tick(lane.settling.primary)
+    if current is None or current.tombstone or current.body is None:
+        return tombstone_of(lane.target.key_schema, zombie.key, version, vector,
+                            blob_dataset=lane.target.kind == "blob", epoch=lane.settling.epoch)
+    return Record(current.key, current.body).stamped(version, vector, epoch=lane.settling.epoch)
+
+
+def _list_missing(state: StateStore, ds: str, seen: set[str], former_epochs: set[int],
+                  result: AttachResult) -> None:
+    """Keys whose live head was logged while the location was primary, but that it no longer holds."""
+    for row in state.db.rows("SELECT key_id, meta FROM heads WHERE dataset=? AND tombstone=0", (ds,)):
+        if row["key_id"] in seen:
+            continue
+        meta = ReplicationMeta.from_dict(json.loads(row["meta"]))
+        if meta.epoch in former_epochs:
+            result.missing_total += 1
+            if len(result.missing) < MAX_LISTED_KEYS:
+                result.missing.append(row["key_id"])
+
+
+def _write(lane: LaneApplier, records: list[Record], result: AttachResult) -> None:
+    if not records:
+        return
+    written = lane.writer.write(records)
+    for w in written:
+        result.counts[w.outcome] += 1
+    conflicts = [(w.record, w) for w in written
+                 if w.result is not None and w.result.outcome is ApplyOutcome.CONFLICT]
+    if conflicts:
+        lane.settle_found(conflicts, result.counts)
+
+
+def _attach(lane: LaneApplier, result: AttachResult, epoch: int) -> None:
+    state, ds, location = lane.state, lane.target.dataset, lane.target.replica
+    with state.transaction():
+        state.check_epoch(ds, epoch)
+        state.lanes.attach(ds, location, result.start_offset, epoch, result.counts)
+        state.audit.add(result.kind, {"dataset": ds, "replica": location, "start_offset": result.start_offset,
+                                      "recovered": result.recovered, "refused": result.refused,
+                                      "missing": result.missing_total, "missing_keys": result.missing,
+                                      **{k: v for k, v in result.counts.items() if v}})
+    log.info("%s of %s at %s: %s; lane starts at log entry %d", result.kind, ds, location,
+             {k: v for k, v in result.counts.items() if v}, result.start_offset)
+
+
+__all__ = ["AttachResult", "Written", "backfill", "full_read", "rejoin"]
