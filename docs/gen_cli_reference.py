@@ -35,14 +35,18 @@ WIDTH = "100"
 EXIT_CODES: dict[str, str] = {
     "mcrepl validate": "0 no violations; 1 violations found; 2 invalid config or policy section, "
                        "unreadable `--stack-outputs`, unknown `--format`",
-    "mcrepl sync": "0 every lane converged; 2 bad input (config, not exactly one of `--once`/`--schedule`); "
-                   "3 a lane did not converge (see `mcrepl status`), `sync.deadline` passed, or a store "
-                   "failed — checkpoints stay intact",
+    "mcrepl sync": "0 every lane caught up (and with `--verify` the copies converged); 1 `--verify` found "
+                   "copies that still differ; 2 bad input (config, not exactly one of `--once`/`--schedule`, "
+                   "a primary the state contradicts); 3 a lane did not catch up (see `mcrepl status`), "
+                   "`sync.deadline` passed, or a store failed — checkpoints stay intact",
     "mcrepl status": "0 printed; 2 bad config; 3 a store or state error",
     "mcrepl verify": "0 no threshold breached; 1 a threshold breached; 2 bad input (config, dataset, "
                      "replicas, local stack not running); 3 a store failed",
-    "mcrepl repair": "0 plan applied, nothing to repair, or dry run (rejected writes are counted, "
-                     "not failed); 2 bad input; 3 a store failed",
+    "mcrepl repair": "0 repaired and compared again: converged (or nothing to repair, or a dry run); "
+                     "1 copies still differ after the repair; 2 bad input; 3 a store failed",
+    "mcrepl failover": "see its sub-commands",
+    "mcrepl failover promote": "0 promoted (or already primary); 2 bad input, not confirmed, or refused "
+                               "(changes could not be drained and no `--force`); 3 a store failed",
     "mcrepl drill": "see its sub-commands",
     "mcrepl drill run": "0 every threshold and the steady state held; 1 a threshold failed (the report "
                         "names it); 2 bad drill file or config; 3 a store failed outside the drill's faults",

@@ -144,8 +144,8 @@ def render_html(report: dict[str, Any]) -> str:
     named = "".join(f"<p><b>{escape(label)}:</b> {escape(', '.join(f[k]))}</p>"
                     for label, k in (("lost keys", "lost_keys"), ("resurrected keys", "resurrected_keys"),
                                      ("unexpected keys", "unexpected_keys")) if f[k])
-    reconciled = _table(["from", "into", "recovered", "refused (split-brain)", "missing", "writes"],
-                        [[r["from"], r["into"], r["recovered"], r["refused"], r["missing"],
+    reconciled = _table(["from", "into", "recovered", "missing", "writes"],
+                        [[r["from"], r["into"], r["recovered"], r["missing"],
                           r["writes"]] for r in report["reconciled"]]) if report["reconciled"] else ""
     steps = _table(["#", "action", "label", "seconds"], [[s["index"], s["action"], s["label"], s["seconds"]]
                                                           for s in report["steps"]])

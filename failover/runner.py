@@ -307,10 +307,8 @@ def _reconcile(run: _Run, old: str) -> None:
     if result is None:
         return                              # a pass already reconciled it
     run.reconciled.append({"from": old, "into": current, "recovered": result.recovered,
-                           "refused": result.refused, "missing": result.missing_total,
-                           "writes": result.counts.get("applied", 0)})
-    run.history.event("reconcile", into=current, recovered=result.recovered, refused=result.refused,
-                      missing=result.missing_total)
+                           "missing": result.missing_total, "writes": result.counts.get("applied", 0)})
+    run.history.event("reconcile", into=current, recovered=result.recovered, missing=result.missing_total)
 
 
 def _stale_writer(run: _Run, step: StaleWriter) -> None:

@@ -5,8 +5,9 @@ The state file is ``<state_dir>/state.db`` (a relative ``state_dir`` is taken fr
 config file's folder). ``--namespace`` (or ``$MCREPL_NAMESPACE``) prefixes every table,
 container and bucket name so tests and benchmarks never collide with real data.
 
-Exit codes of ``sync --once``: 0 every lane converged, 2 bad input, 3 a lane did not
-converge (store unreachable, breaker open) or the deadline passed — checkpoints intact.
+Exit codes of ``sync --once``: 0 every lane caught up (and, with ``--verify``, the copies
+compared converged), 1 ``--verify`` found copies that still differ, 2 bad input, 3 a lane
+did not catch up (store unreachable, breaker open) or the deadline passed — checkpoints intact.
 """
 
 from __future__ import annotations
@@ -21,7 +22,7 @@ from typing import Any, Optional
 import typer
 
 
-from .common import EXIT_INPUT, EXIT_STORE, ConfigOption, cli_errors, fail, load, local_endpoints
+from .common import EXIT_FOUND, EXIT_INPUT, EXIT_STORE, ConfigOption, cli_errors, fail, load, local_endpoints
 
 DatasetOpt = typer.Option(None, "--dataset", "-d", help="Only this dataset.")
 FormatOpt = typer.Option("table", "--format", "-f", help="table or json.")
@@ -57,10 +58,14 @@ def sync(config_file: Path = ConfigOption, once: bool = typer.Option(False, "--o
          dataset: Optional[str] = DatasetOpt,
          metrics_port: Optional[int] = typer.Option(None, "--metrics-port", help="Serve Prometheus metrics here."),
          namespace: str = NamespaceOpt, output: str = FormatOpt,
+         verify: bool = typer.Option(False, "--verify", help="With --once: compare the copies after the pass "
+                                     "(anti-entropy, repairing up to sync.anti_entropy.repair_max keys)."),
          log_level: str = typer.Option("warning", "--log-level")) -> None:
     """Replicate every dataset (or one) from its primary to its replicas.
 
     Residency and field-encryption policies in the config are enforced on every record.
+    A lane is reported "caught up" when it applied everything captured; "converged" is
+    said only after a comparison of the copies (--verify, or the schedule's anti-entropy).
     """
     if once == schedule:
         fail("give exactly one of --once or --schedule", EXIT_INPUT)
@@ -84,14 +89,16 @@ def sync(config_file: Path = ConfigOption, once: bool = typer.Option(False, "--o
             return
         with cli_errors():
             try:
-                report = engine.run_once(dataset)
+                report = engine.run_once(dataset, verify=verify)
             except SyncDeadlineExceeded as exc:
                 _print_report(exc.report, output)
                 fail(str(exc), EXIT_STORE)
     finally:
         engine.close()
     _print_report(report, output)
-    raise typer.Exit(0 if report.ok else EXIT_STORE)
+    if not all(d.caught_up for d in report.datasets.values()):
+        raise typer.Exit(EXIT_STORE)
+    raise typer.Exit(EXIT_FOUND if any(d.converged is False for d in report.datasets.values()) else 0)
 
 
 def _print_report(report: Any, output: str) -> None:
@@ -104,14 +111,23 @@ def _print_report(report: Any, output: str) -> None:
     from rich.table import Table
     table = Table(title=f"sync pass ({report.seconds:.1f}s)")
     for col in ("dataset", "replica", "captured", "applied", "replayed", "stale", "quarantined", "withheld",
-                "conflicts", "errors", "converged"):
+                "conflicts", "errors", "caught up"):
         table.add_column(col)
     for ds in report.datasets.values():
         for lane in ds.lanes.values():
             table.add_row(ds.dataset, lane.replica, str(ds.captured), str(lane.applied), str(lane.replayed),
                           str(lane.stale), str(lane.quarantined), str(lane.withheld), str(lane.conflicts),
-                          str(lane.errors), "yes" if lane.converged else f"no: {lane.last_error or 'stopped'}")
-    Console().print(table)
+                          str(lane.errors), "yes" if lane.caught_up else f"no: {lane.reason or lane.last_error}")
+    console = Console()
+    console.print(table)
+    for ds in report.datasets.values():
+        if ds.capture_error:
+            console.print(f"{ds.dataset}: capture from {ds.primary}: {ds.capture_error}", highlight=False)
+        if ds.verify is not None:
+            v = ds.verify
+            word = "converged" if v.converged else f"NOT converged: {v.remaining} keys differ"
+            console.print(f"{ds.dataset}: copies compared: {word} (repaired {v.repaired}, withheld by policy "
+                          f"{v.withheld}){f' — {v.detail}' if v.detail else ''}", highlight=False)
 
 
 def status(config_file: Path = ConfigOption, dataset: Optional[str] = DatasetOpt, output: str = FormatOpt) -> None:
@@ -127,14 +143,21 @@ def status(config_file: Path = ConfigOption, dataset: Optional[str] = DatasetOpt
     from rich.console import Console
     from rich.table import Table
     table = Table(title="mcrepl status")
-    for col in ("dataset", "replica", "lag (s)", "lag (changes)", "last checkpoint", "backlog (batches)",
-                "conflicts", "quarantined", "breaker", "last error"):
+    for col in ("dataset", "replica", "lane", "lag (s)", "lag (changes)", "last checkpoint", "backlog (batches)",
+                "conflicts", "quarantined", "breaker", "last verify", "last error"):
         table.add_column(col)
     for r in rows:
-        table.add_row(r["dataset"], r["replica"], f"{r['lag_seconds']:.1f}", str(r["lag_changes"]),
+        table.add_row(r["dataset"], r["replica"], r["lane"], f"{r['lag_seconds']:.1f}", str(r["lag_changes"]),
                       _when(r["last_checkpoint"]), str(r["backlog_batches"]), str(r["conflicts"]),
-                      str(r["quarantined"]), r["breaker"], (r["last_error"] or "-")[:120])
+                      str(r["quarantined"]), r["breaker"], _verified(r["last_verify"]), (r["last_error"] or "-")[:120])
     Console().print(table)
+
+
+def _verified(v: dict[str, Any] | None) -> str:
+    if v is None:
+        return "never"
+    word = "converged" if v["converged"] else f"{v['divergent']} differ"
+    return f"{word}, {v['age_seconds']:.0f}s ago"
 
 
 def _list_rows(kind: str, config_file: Path, dataset: str | None, output: str) -> None:

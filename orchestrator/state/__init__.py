@@ -132,10 +132,10 @@ class StateStore:
     def set_primary(self, dataset: str, location: str, *, fence: bool = True) -> PrimaryPointer:
         """Point ``dataset`` at a new primary and bump the epoch (used by failover).
 
-        With ``fence`` (the default) the demotion time of the epoch that ends is stored in
-        the same transaction: writes stamped with that epoch but made after it are then
-        refused by capture (see :meth:`written_after_demotion`). ``fence=False`` exists
-        only so drills can show what split-brain does without it.
+        With ``fence`` (the default) the end of the old epoch is recorded in the same
+        transaction (:meth:`demoted_at`, for reports and ``failover status``); writers are
+        fenced by the epoch itself, which they check before writing. ``fence=False``
+        exists only so drills can show what split-brain does without it.
         """
         with self.db.transaction() as conn:
             row = conn.execute("SELECT epoch FROM primary_pointer WHERE dataset=?", (dataset,)).fetchone()
@@ -154,19 +154,6 @@ class StateStore:
         """When ``epoch`` of ``dataset`` ended by a fenced promotion (``None``: current or unfenced)."""
         value = self.get_meta(_demoted_key(dataset, epoch))
         return float(value) if value is not None else None
-
-    def written_after_demotion(self, dataset: str, meta: ReplicationMeta, current_epoch: int) -> bool:
-        """The split-brain guard: ``meta`` carries an older epoch and was stamped after that epoch ended.
-
-        Such a write was made by a writer still believing in a demoted primary; it must
-        never replicate. A write from an old epoch stamped *before* the demotion is
-        legitimate (it was acknowledged while its primary was the primary) and is
-        reconciled instead.
-        """
-        if meta.epoch >= current_epoch:
-            return False
-        demoted = self.demoted_at(dataset, meta.epoch)
-        return demoted is not None and meta.version.wall_ms > demoted * 1000
 
     # -- small named values ------------------------------------------------------------
 

@@ -87,6 +87,7 @@ _ADDED_COLUMNS: dict[str, list[tuple[str, str]]] = {
 _INDEXES = """
 CREATE UNIQUE INDEX IF NOT EXISTS conflicts_once ON conflicts(dataset, key_id, stored_token);
 CREATE INDEX IF NOT EXISTS heads_tombstones ON heads(dataset, tombstone, wall_ms);
+CREATE INDEX IF NOT EXISTS capture_log_key ON capture_log(dataset, key, seq);
 """
 
 

@@ -46,6 +46,19 @@ class LogEntry:
     their lanes write a tombstone instead of withholding silently."""
 
 
+@dataclass(frozen=True)
+class Captured:
+    """The state capture last read for a key: where, its content hash (``"-"``: deleted) and the
+    version capture gave it. A native item at the primary carries no version of its own;
+    this is its version, so mcrepl's writes there are decided against it (a concurrent one
+    is a conflict), and a native state capture has not read yet is left alone.
+    """
+
+    location: str
+    content_hash: str
+    meta: ReplicationMeta
+
+
 def encode_record(record: Record) -> tuple[str, str, str, str, bytes | None]:
     """``(key, token, meta, body_kind, body)`` columns for a stamped record."""
     assert record.meta is not None, "only stamped records enter the log"
@@ -138,8 +151,8 @@ class CaptureLog:
             gone = (retract or {}).get(key_id)
             rows.append((dataset, head, *cols, now, source, location, epoch, json.dumps(sorted(gone)) if gone else None))
             where = (allowed or {}).get(key_id)
-            captured = (f"{location}\x00{'-' if meta.tombstone else record.digest_hash(False)}"
-                        if source == "capture" else None)
+            captured = (json.dumps({"l": location, "h": "-" if meta.tombstone else record.digest_hash(False),
+                                    "m": meta.to_dict()}, sort_keys=True) if source == "capture" else None)
             heads.append((dataset, key_id, cols[2], int(meta.tombstone), meta.version.wall_ms,
                           json.dumps(sorted(where)) if where is not None else None, captured))
             origins.update(o for o, t in meta.vector.items() if t)
@@ -178,22 +191,47 @@ class CaptureLog:
                 found[row["key_id"]] = set(json.loads(row["allowed"]))
         return found
 
-    def captured(self, dataset: str, key_ids: Iterable[str]) -> dict[str, tuple[str, str]]:
-        """``(location, content hash or "-")`` of what capture last read for each key (where it read one).
-
-        The primary's lane compares this with what the primary holds now: a native state
-        capture has not read is a change still on its way, which mcrepl must not overwrite.
-        """
+    def captured(self, dataset: str, key_ids: Iterable[str]) -> dict[str, "Captured"]:
+        """What capture last read for each key (where it read one): see :class:`Captured`."""
         ids = list(dict.fromkeys(key_ids))
-        found: dict[str, tuple[str, str]] = {}
+        found: dict[str, Captured] = {}
         for start in range(0, len(ids), 500):
             chunk = ids[start:start + 500]
             marks = ",".join("?" * len(chunk))
             for row in self._db.rows(f"SELECT key_id, captured FROM heads WHERE dataset=? AND key_id IN ({marks}) "
                                      "AND captured IS NOT NULL", (dataset, *chunk)):
-                location, _, digest = str(row["captured"]).partition("\x00")
-                found[row["key_id"]] = (location, digest)
+                raw = json.loads(row["captured"])
+                found[row["key_id"]] = Captured(raw["l"], raw["h"], ReplicationMeta.from_dict(raw["m"]))
         return found
+
+    def held_at(self, dataset: str, keys: Iterable[RecordKey], location: str,
+                upto_seq: int | None = None) -> dict[str, ReplicationMeta]:
+        """The version ``location`` is known to hold for each key (what a native write there overwrote).
+
+        Known when capture read it there or mcrepl delivered it there last (:meth:`captured`),
+        or, for a location promoted or rejoined since, the last logged version up to
+        ``upto_seq`` (it received everything logged up to there). Keys absent from the
+        result were, as far as the log knows, never held there.
+        """
+        keys = list({k.id: k for k in keys}.values())
+        seen = self.captured(dataset, (k.id for k in keys))
+        held = {key_id: c.meta for key_id, c in seen.items() if c.location == location}
+        if upto_seq is not None:
+            for key in keys:
+                if key.id in held:
+                    continue
+                row = self._db.one("SELECT meta FROM capture_log WHERE dataset=? AND key=? AND seq<=? "
+                                   "ORDER BY seq DESC LIMIT 1", (dataset, dumps(list(key.parts)).decode(), upto_seq))
+                if row is not None:
+                    held[key.id] = _meta_of(row["meta"])
+        return held
+
+    def note_delivered(self, dataset: str, location: str, records: Sequence[Record]) -> None:
+        """Remember that ``location`` (the primary) now holds ``records`` (see :meth:`held_at`)."""
+        self._db.executemany("UPDATE heads SET captured=? WHERE dataset=? AND key_id=?", [
+            (json.dumps({"l": location, "h": "-" if r.tombstone else r.digest_hash(False),
+                         "m": r.meta.to_dict()}, sort_keys=True), dataset, r.key.id)  # type: ignore[union-attr]
+            for r in records if r.meta is not None])
 
     def tombstone_heads(self, dataset: str, page: int = 1000) -> Iterator[tuple[str, ReplicationMeta]]:
         """``(key_id, meta)`` of every key whose last logged version is a delete, in key order."""

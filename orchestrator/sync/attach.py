@@ -14,10 +14,12 @@ That is not so for:
   rejoining): it may hold writes it acknowledged that were never captured. Every version
   it holds that the log has not seen is appended to the log (a native one stamped now),
   so the lanes deliver it everywhere — or meet the concurrent version and settle the
-  conflict through the resolver. A version stamped under a demoted epoch after that epoch
-  ended (split-brain) is refused: the current primary's state is re-asserted over it.
-  The location is then backfilled, because a key it lacks may be a delete it never
-  reported or data it lost: absence is never taken for a delete, and such keys are listed.
+  conflict through the resolver (logged). Whether such a write was made before or after
+  the demotion cannot be told without trusting two hosts' clocks, so none is refused
+  here: stale writers are stopped by fencing (the epoch check), and whatever landed is
+  reconciled, never silently dropped. The location is then backfilled, because a key it
+  lacks may be a delete it never reported or data it lost: absence is never taken for a
+  delete, and such keys are listed.
 
 Every write goes through the lane's :class:`~.writer.LocationWriter`; conflicts found on
 the way are settled exactly like a lane's. The attachment commits with its audit entry.
@@ -49,7 +51,6 @@ class AttachResult:
     start_offset: int
     counts: dict[str, int] = field(default_factory=lambda: counts_of([]))
     recovered: int = 0                          # rejoin: unlogged versions appended to the log
-    refused: int = 0                            # rejoin: split-brain versions overwritten
     missing: list[str] = field(default_factory=list)   # rejoin: keys the log says it held, absent now
     missing_total: int = 0
 
@@ -104,18 +105,16 @@ def rejoin(lane: LaneApplier, primary: ReplicaAdapter, epoch: int, former_epochs
     state, ds, location = lane.state, lane.target.dataset, lane.target.replica
     result = AttachResult("rejoin", state.log.head(ds))
     seen: set[str] = set()
+    upto = state.lanes.get(ds, location).offset
     for page in full_read(lane.adapter, lane.batch_size):
         heads = state.log.heads(ds, (c.record.key.id for c in page.changes))
+        held = state.log.held_at(ds, (c.record.key for c in page.changes), location, upto)
         appended: list[Record] = []
         for change in page.changes:
             seen.add(change.record.key.id)
-            found = _unlogged_version(lane, change.record, heads.get(change.record.key.id), change.previous)
-            if found is None:
-                continue
-            if found.meta is not None and state.written_after_demotion(ds, found.meta, epoch):
-                appended.append(_reassert(lane, primary, found, heads.get(found.key.id)))
-                result.refused += 1
-            else:
+            found = _unlogged_version(lane, change.record, heads.get(change.record.key.id),
+                                      change.previous or held.get(change.record.key.id))
+            if found is not None:
                 appended.append(found)
                 result.recovered += 1
         if appended:
@@ -124,8 +123,8 @@ def rejoin(lane: LaneApplier, primary: ReplicaAdapter, epoch: int, former_epochs
                 state.save_clock(lane.settling.clock.state)
                 state.log.append(ds, appended, location=lane.settling.primary, epoch=lane.settling.epoch)
     _list_missing(state, ds, seen, former_epochs, result)
-    log.info("rejoin of %s at %s: %d unlogged versions recovered, %d refused, %d keys missing",
-             ds, location, result.recovered, result.refused, result.missing_total)
+    log.info("rejoin of %s at %s: %d unlogged versions recovered, %d keys missing",
+             ds, location, result.recovered, result.missing_total)
     return backfill(lane, primary, epoch, kind="rejoin", result=result)
 
 
@@ -146,20 +145,6 @@ def _unlogged_version(lane: LaneApplier, record: Record, head: ReplicationMeta |
     version = lane.settling.clock.tick(lane.target.replica)      # stamped now: it was never captured
     return Record(record.key, record.body).stamped(version, dict(base.vector) if base else {},
                                                    epoch=base.epoch if base else 0)
-
-
-def _reassert(lane: LaneApplier, primary: ReplicaAdapter, zombie: Record, head: ReplicationMeta | None) -> Record:
-    """The current primary's state under a version that has seen (and so overwrites) ``zombie``."""
-    assert zombie.meta is not None
-    current = primary.read(zombie.key)
-    vector = dict(zombie.meta.vector)
-    for origin, token in (head.vector if head else {}).items():
-        vector[origin] = max(vector.get(origin, ""), token)
-    version = lane.settling.clock.tick(lane.settling.primary)
-    if current is None or current.tombstone or current.body is None:
-        return tombstone_of(lane.target.key_schema, zombie.key, version, vector,
-                            blob_dataset=lane.target.kind == "blob", epoch=lane.settling.epoch)
-    return Record(current.key, current.body).stamped(version, vector, epoch=lane.settling.epoch)
 
 
 def _list_missing(state: StateStore, ds: str, seen: set[str], former_epochs: set[int],
@@ -193,7 +178,7 @@ def _attach(lane: LaneApplier, result: AttachResult, epoch: int) -> None:
         state.check_epoch(ds, epoch)
         state.lanes.attach(ds, location, result.start_offset, epoch, result.counts)
         state.audit.add(result.kind, {"dataset": ds, "replica": location, "start_offset": result.start_offset,
-                                      "recovered": result.recovered, "refused": result.refused,
+                                      "recovered": result.recovered,
                                       "missing": result.missing_total, "missing_keys": result.missing,
                                       **{k: v for k, v in result.counts.items() if v}})
     log.info("%s of %s at %s: %s; lane starts at log entry %d", result.kind, ds, location,

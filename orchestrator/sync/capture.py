@@ -3,8 +3,12 @@
 Rules (each change is stamped exactly once, here, and nowhere else):
 
 * a native write (no valid mcrepl metadata) gets a new HLC version under the primary's
-  origin, with the key's last logged vector extended by it; a native delete becomes a
-  tombstone so it replicates and can never be resurrected;
+  origin, with the vector of the version it overwrote *at the primary* extended by it (the
+  store's old image, stale metadata on the item, or what mcrepl last read or delivered
+  there — never simply the log's latest version, which the writer may not have seen: a
+  write that did not see a version mcrepl logged is concurrent with it, and the lanes
+  settle the conflict); a native delete becomes a tombstone so it replicates and can
+  never be resurrected;
 * a record carrying valid metadata — from any origin — is logged unchanged unless the log
   already holds that version or a later one that has seen it (an echo of our own write);
   a version concurrent with the log's is logged too, and the lanes settle the conflict. A
@@ -18,9 +22,6 @@ Rules (each change is stamped exactly once, here, and nowhere else):
   ran (the *overlap*, which the adapter marks) are held back until the window closes; then
   each key keeps only what follows the state the scan read. No key ever goes back to an
   older body, and neither this host's clock nor the store's decides what is logged;
-* an own-origin write stamped with an epoch older than the current one *after* that
-  epoch was demoted (a writer still believing in the old primary: split-brain) is
-  refused and counted as ``fenced`` (:meth:`StateStore.written_after_demotion`);
 * an item the adapter could not decode is quarantined at the primary and passed over.
 
 The stamped page, the new cursor, quarantine rows and the clock reading commit in one
@@ -50,7 +51,6 @@ class CaptureResult:
     stamped: int = 0
     echoes: int = 0
     unchanged: int = 0
-    fenced: int = 0                             # stale-epoch writes made after their epoch ended
     quarantined: int = 0                        # items the adapter could not decode
     staged: int = 0                             # held back while a scan's overlap window is open
     more: bool = False
@@ -107,9 +107,11 @@ class PageCapturer:
         with self.state.transaction():
             changes = self._past_overlap(page, result)
             heads = self.state.log.heads(ds, (c.record.key.id for c in changes))
+            held = self.state.log.held_at(ds, (c.record.key for c in changes if meta_if_valid(c.record) is None),
+                                          location, self.held_upto())
             records: list[Record] = []
             for change in changes:
-                stamped = self._stamp(change, heads, result)
+                stamped = self._stamp(change, heads, held, result)
                 if stamped is not None:
                     assert stamped.meta is not None
                     heads[stamped.key.id] = stamped.meta
@@ -176,7 +178,12 @@ class PageCapturer:
                     self.target.replica, self.target.dataset, self.epoch)
         return CaptureResult(deposed=True)
 
-    def _stamp(self, change: Change, heads: dict, result: CaptureResult) -> Record | None:  # type: ignore[type-arg]
+    def held_upto(self) -> int | None:
+        """Up to which log entry this primary received everything (recorded when it was promoted)."""
+        value = self.state.get_meta(held_upto_key(self.target.dataset, self.target.replica))
+        return int(value) if value is not None else None
+
+    def _stamp(self, change: Change, heads: dict, held: dict, result: CaptureResult) -> Record | None:  # type: ignore[type-arg]
         record = change.record
         head = heads.get(record.key.id)
         valid = meta_if_valid(record) if record.body is not None or record.tombstone else None
@@ -186,13 +193,9 @@ class PageCapturer:
                     vector_dominates(head.vector, valid.vector):
                 result.echoes += 1              # the log already holds this version or one that saw it
                 return None
-            if self.state.written_after_demotion(self.target.dataset, valid, self.epoch):
-                result.fenced += 1              # split-brain write under a demoted epoch: never replicate
-                log.warning("refused %s in %s: stamped under demoted epoch %d after its demotion",
-                            record.key.id, self.target.dataset, valid.epoch)
-                return None
             return record                       # an mcrepl-stamped version the log does not hold yet
-        previous = head or change.previous or record.meta
+        # the version this write overwrote at the primary: its vector is what the writer saw
+        previous = change.previous or record.meta or held.get(record.key.id)
         if change.previous is not None:
             self.clock.observe(change.previous.version)
         deleted = change.native_delete or record.body is None
@@ -219,3 +222,8 @@ def _is_state(change: Change, head: ReplicationMeta | None) -> bool:
     if change.native_delete or record.body is None:
         return head.tombstone
     return not head.tombstone and head.content_hash == record.digest_hash(False)
+
+
+def held_upto_key(dataset: str, location: str) -> str:
+    """The state's name for "``location`` received every log entry up to N" (set on promotion)."""
+    return f"held_upto:{dataset}:{location}"

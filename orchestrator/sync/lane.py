@@ -71,10 +71,11 @@ class LaneApplier:
         self.settling = settling
         self.is_primary = is_primary
         self.metrics = metrics
-        self.writer = LocationWriter(target.dataset, target.replica, adapter, router,
-                                     lambda: state.log.origins(target.dataset),
-                                     captured=(lambda ids: state.log.captured(target.dataset, ids)) if is_primary
-                                     else None)
+        ds, location = target.dataset, target.replica
+        self.writer = LocationWriter(ds, location, adapter, router, lambda: state.log.origins(ds),
+                                     captured=(lambda ids: state.log.captured(ds, ids)) if is_primary else None,
+                                     delivered=(lambda recs: state.log.note_delivered(ds, location, recs))
+                                     if is_primary else None)
 
     def apply_next(self, offset: int) -> BatchOutcome | None:
         """Apply the window after ``offset``; ``None`` when the lane is at the log head."""

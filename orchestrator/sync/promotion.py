@@ -27,6 +27,8 @@ from typing import TYPE_CHECKING, Any
 from mcrepl.adapters.base import ConfigError, McreplError
 from mcrepl.orchestrator.state import decode_record
 
+from .capture import held_upto_key
+
 if TYPE_CHECKING:
     from .engine import SyncEngine
 
@@ -97,6 +99,7 @@ def promote(engine: "SyncEngine", dataset: str, location: str, *, force: bool = 
     with state.transaction():
         new = state.set_primary(dataset, location, fence=fence)
         state.log.save_cursor(dataset, location, cursor)
+        state.set_meta(held_upto_key(dataset, location), str(offset))
         state.request_verify(dataset)
         state.audit.add("promote", {"dataset": dataset, "from": pointer.location, "to": location,
                                     "epoch": new.epoch, "drained": result.drained, "undrained": result.undrained,

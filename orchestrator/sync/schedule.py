@@ -2,6 +2,10 @@
 
 APScheduler runs one job per dataset with ``max_instances=1`` and ``coalesce=True``:
 a job never overlaps itself, and runs missed while one was busy collapse into one.
+Anti-entropy runs inside the same job: a pass ends with a comparison of the copies (and
+its bounded repair) whenever the dataset's last one is older than ``anti_entropy.every``,
+so a replica that lost data outside mcrepl is found and refilled without an operator,
+and a sync pass and a verify of one dataset never run at the same time.
 SIGINT/SIGTERM ask the engine to stop at the next batch boundary and shut the
 scheduler down; in-flight batches commit first.
 """
@@ -42,9 +46,19 @@ def _now() -> Any:
     return datetime.now(timezone.utc)
 
 
+def anti_entropy_due(engine: Any, name: str) -> bool:
+    """Whether the dataset's last comparison of the copies is older than its ``anti_entropy.every``."""
+    from .antientropy import anti_entropy_settings
+    every = anti_entropy_settings(engine.config, name).every
+    if every is None:
+        return False
+    last = engine.state.last_verify(name)
+    return last is None or engine.clock.time() - float(last["finished_at"]) >= every.total_seconds()
+
+
 def _pass(engine: Any, name: str) -> None:
     try:
-        report = engine.run_once(name)
+        report = engine.run_once(name, verify=anti_entropy_due(engine, name))
         log.info("pass of %s: %s", name, report.to_dict())
     except Exception as exc:  # noqa: BLE001 - one failed pass must not stop the scheduler
         log.error("pass of %s failed: %s", name, exc)

@@ -2,7 +2,10 @@
 
 No store is contacted, so ``mcrepl status`` answers instantly even while a replica is
 down. Lag in seconds is measured from the capture time of the oldest log entry the lane
-has not acknowledged (0 when drained); lag in changes counts those entries.
+has not acknowledged (0 when drained); lag in changes counts those entries. A lane whose
+offset lies behind the log's horizon (or that has none yet) says ``needs backfill``: the
+log alone can no longer bring it up to date. Whether the copies agree is not a lane's to
+say: ``last_verify`` is the dataset's latest comparison of the copies, with its age.
 """
 
 from __future__ import annotations
@@ -27,7 +30,9 @@ def lane_status(config: McreplConfig, state: StateStore, dataset: str | None = N
             continue
         pointer = state.primary(name, ds.primary.at)
         head = state.log.head(name)
+        horizon = state.log.horizon(name)
         totals = state.log.totals(name)
+        verified = state.last_verify(name)
         for ref in ds.locations:
             if ref.at == pointer.location:
                 continue
@@ -35,16 +40,29 @@ def lane_status(config: McreplConfig, state: StateStore, dataset: str | None = N
             behind = max(head - lane.offset, 0)
             oldest = state.log.oldest_captured_at(name, lane.offset) if behind else None
             conflicts, quarantined = state.journal.counts(name, ref.at)
+            attached = state.lanes.exists(name, ref.at) and lane.offset >= horizon
             rows.append({
                 "dataset": name, "primary": pointer.location, "epoch": pointer.epoch, "replica": ref.at,
+                "lane": "attached" if attached else "needs backfill",
                 "lag_seconds": round(now - oldest, 3) if oldest else 0.0,
                 "lag_changes": behind,
                 "backlog_batches": math.ceil(behind / config.sync.batch_size),
                 "last_checkpoint": lane.last_applied_at,
                 "last_capture": totals["last_capture_at"],
                 "applied": lane.applied, "replayed": lane.replayed, "stale": lane.stale,
-                "withheld": lane.withheld, "conflicts": conflicts, "quarantined": quarantined,
+                "withheld": lane.withheld, "retracted": lane.retracted, "conflicts": conflicts,
+                "quarantined": quarantined,
                 "breaker": breaker_state(lane, now, config.sync.breaker_reset.total_seconds()),
                 "last_error": lane.last_error, "last_error_at": lane.last_error_at,
+                "last_verify": _verify_row(verified, now),
             })
     return rows
+
+
+def _verify_row(verified: dict[str, Any] | None, now: float) -> dict[str, Any] | None:
+    """The dataset's last anti-entropy comparison: its verdict and how old it is."""
+    if verified is None:
+        return None
+    return {"converged": bool(verified["converged"]), "divergent": verified["divergent"],
+            "repaired": verified["repaired"], "age_seconds": round(now - verified["finished_at"], 1),
+            "summary": verified["summary"]}

@@ -19,8 +19,10 @@ import dataclasses
 from dataclasses import dataclass
 from typing import Callable, Sequence
 
-from mcrepl.adapters.base import (ApplyOutcome, ApplyResult, McreplError, Record, ReplicaAdapter,
+from mcrepl.adapters.base import (ApplyOutcome, ApplyResult, McreplError, Record, ReplicaAdapter, decide,
                                   meta_if_valid)
+from mcrepl.adapters.base.interface import result_of
+from mcrepl.orchestrator.state.log import Captured
 from mcrepl.policies.routing import RecordRouter, Withheld
 
 
@@ -53,18 +55,21 @@ class LocationWriter:
     ``captured`` is given for the primary: it returns what capture last read there per key
     (:meth:`CaptureLog.captured`), and the writer reads each key first and leaves it alone
     when the primary holds a native state capture has not read yet — a change on its way
-    into the log, newer than anything mcrepl could send.
+    into the log, newer than anything mcrepl could send. ``delivered`` is told what landed
+    there, so capture knows which version a later native write overwrote.
     """
 
     def __init__(self, dataset: str, location: str, adapter: ReplicaAdapter, router: RecordRouter,
                  origins: Callable[[], set[str]] = set, *,
-                 captured: Callable[[list[str]], dict[str, tuple[str, str]]] | None = None) -> None:
+                 captured: Callable[[list[str]], dict[str, Captured]] | None = None,
+                 delivered: Callable[[list[Record]], None] | None = None) -> None:
         self.dataset = dataset
         self.location = location
         self.adapter = adapter
         self.router = router
         self.origins = origins
         self.captured = captured
+        self.delivered = delivered
 
     def write(self, records: Sequence[Record]) -> list[Written]:
         """Route, pad and apply ``records``; one :class:`Written` per record, in order."""
@@ -80,26 +85,45 @@ class LocationWriter:
                 continue
             sending.append((i, pad_vector(routed, known)))
         if self.captured is not None and sending:
-            sending = self._skip_uncaptured(sending, out, records)
+            sending = self._decide_at_primary(sending, out, records)
         results = self.adapter.apply_batch([r for _, r in sending]) if sending else []
         if len(results) != len(sending):
             raise McreplError(f"{self.location} answered {len(results)} results for {len(sending)} records of "
                               f"dataset {self.dataset}; the adapter breaks the apply_batch contract")
         for (i, sent), result in zip(sending, results):
             out[i] = Written(records[i], sent, result)
+        if self.delivered is not None:
+            self.delivered([records[i] for (i, _), r in zip(sending, results)
+                            if r.outcome in (ApplyOutcome.APPLIED, ApplyOutcome.REPLAYED)])
         return [w for w in out if w is not None]
 
-    def _skip_uncaptured(self, sending: list[tuple[int, Record]], out: list[Written | None],
-                         records: Sequence[Record]) -> list[tuple[int, Record]]:
+    def _decide_at_primary(self, sending: list[tuple[int, Record]], out: list[Written | None],
+                           records: Sequence[Record]) -> list[tuple[int, Record]]:
+        """At the primary, a native item's version is the one capture gave it: decide against that.
+
+        A native state capture has not read is deferred (it is newer than anything logged);
+        one it has read is a version like any other, so a concurrent incoming record is a
+        conflict to settle, not an overwrite.
+        """
         assert self.captured is not None
         seen = self.captured([r.key.id for _, r in sending])
         keep = []
         for i, record in sending:
             stored = self.adapter.read(record.key)
-            if _uncaptured(stored, seen.get(record.key.id), self.location):
+            if stored is not None and meta_if_valid(stored) is not None:
+                keep.append((i, record))          # mcrepl's own version: the conditional write decides
+                continue
+            captured = seen.get(record.key.id)
+            if _uncaptured(stored, captured, self.location):
                 out[i] = Written(records[i], deferred=True)
-            else:
-                keep.append((i, record))
+                continue
+            if stored is not None and captured is not None and record.meta is not None:
+                outcome = decide(record.meta, captured.meta)
+                if outcome is not ApplyOutcome.APPLIED:
+                    existing = Record(stored.key, stored.body, captured.meta)
+                    out[i] = Written(records[i], record, result_of(record, captured.meta, existing))
+                    continue
+            keep.append((i, record))
         return keep
 
 
@@ -112,15 +136,13 @@ def pad_vector(record: Record, origins: set[str]) -> Record:
     return dataclasses.replace(record, meta=dataclasses.replace(meta, vector=vector))
 
 
-def _uncaptured(stored: Record | None, seen: tuple[str, str] | None, location: str) -> bool:
+def _uncaptured(stored: Record | None, seen: Captured | None, location: str) -> bool:
     """Whether ``location`` holds a native state (or absence) that capture there has not read."""
-    if stored is not None and meta_if_valid(stored) is not None:
-        return False                              # mcrepl's own version: the conditional write decides
-    read_here = seen is not None and seen[0] == location
+    read_here = seen is not None and seen.location == location
     if stored is None:
         # absent where capture last read a live record: a delete it has not read yet
-        return read_here and seen[1] != "-"  # type: ignore[index]
-    return not (read_here and seen[1] == stored.digest_hash(False))  # type: ignore[index]
+        return read_here and seen.content_hash != "-"  # type: ignore[union-attr]
+    return not (read_here and seen.content_hash == stored.digest_hash(False))  # type: ignore[union-attr]
 
 
 def counts_of(written: Sequence[Written]) -> dict[str, int]:
