@@ -99,7 +99,7 @@ class WriteRouter:
             self.history.finish(op, "failed", f"read before write: {exc}")
             return "failed"
         assert record.meta is not None
-        op = self.history.attempt(self.name, kind, key, record.meta.version.token, location, epoch,
+        op = self.history.attempt(self.name, kind, key, record.meta.version.token, record.meta.version.origin, epoch,
                                   record.meta.content_hash, location)
         status, error = self._send(adapter, record)
         if status == "ok" and self.ack == "replicas":
@@ -111,7 +111,9 @@ class WriteRouter:
                  body: dict[str, object] | None) -> Record:
         record_key = self.schema.parse_id(key)
         existing = adapter.read(record_key)
-        clock = self.clocks(location)
+        # the writer's own origin (location/writer): mcrepl stamps the location's native writes and
+        # settlements under the location itself, and two clocks must never issue one token
+        clock = self.clocks(f"{location}/{self.name}")
         meta = meta_if_valid(existing) if existing is not None else None
         if meta is not None:
             clock.observe(meta.version)

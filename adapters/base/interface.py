@@ -13,7 +13,7 @@ from dataclasses import dataclass, field
 from typing import Any, Iterator, Literal, Mapping, Sequence
 
 from .errors import RecordError
-from .record import KeySchema, Record, RecordKey, ReplicationMeta, vectors_concurrent
+from .record import KeySchema, Record, RecordKey, ReplicationMeta, vector_dominates, vectors_concurrent
 
 DatasetKind = Literal["document", "blob"]
 Cursor = dict[str, Any]
@@ -144,7 +144,7 @@ class ReplicaAdapter(ABC):
     (no SDK type escapes their package) and honour these guarantees:
 
     * :meth:`apply_batch` is idempotent and conditional: a record lands only if its
-      version is newer than the stored one *and* its vector has seen the stored one's;
+      vector has seen the stored version's (it is that version's successor);
       replays and stale writes are reported as no-ops; a stored version concurrent with
       the incoming one is reported as ``CONFLICT`` and left in place; a record the target
       can't hold is ``REJECTED`` with a :class:`RecordError` and the rest of the batch
@@ -239,16 +239,21 @@ def rejected(record: Record, error: RecordError, target: ReplicaTarget) -> Apply
 def decide(incoming: ReplicationMeta, stored: ReplicationMeta | None) -> ApplyOutcome:
     """The apply decision shared by every adapter that reads before it writes.
 
-    Same version: a replay. Concurrent vectors: a conflict, never silently overwritten.
-    Otherwise version order (HLC, then origin) decides between a write and a stale no-op.
+    Causality decides, not clocks: the same version is a replay; a version whose vector
+    has seen the stored one's is its successor and is written; one the stored version has
+    seen is stale; neither having seen the other is a conflict, never silently overwritten.
+    (Hybrid-logical-clock order breaks ties only between concurrent versions, in the
+    resolver.)
     """
     if stored is None:
         return ApplyOutcome.APPLIED
     if incoming.version == stored.version:
         return ApplyOutcome.REPLAYED
-    if vectors_concurrent(incoming.vector, stored.vector):
-        return ApplyOutcome.CONFLICT
-    return ApplyOutcome.APPLIED if incoming.version > stored.version else ApplyOutcome.STALE
+    if vector_dominates(incoming.vector, stored.vector):
+        return ApplyOutcome.APPLIED
+    if vector_dominates(stored.vector, incoming.vector):
+        return ApplyOutcome.STALE
+    return ApplyOutcome.CONFLICT
 
 
 def conflict_between(incoming: ReplicationMeta, stored: ReplicationMeta | None) -> ReplicationMeta | None:

@@ -256,10 +256,10 @@ class DynamoDBAdapter(ReplicaAdapter):
 def newer_condition(meta: ReplicationMeta) -> tuple[str, dict[str, str], dict[str, Any]]:
     """``(ConditionExpression, names, values)`` admitting a write only over versions ``meta`` has seen.
 
-    The stored version must be older (token order) and, for every origin in the incoming
-    vector, the stored vector's token may not be newer; an origin listed with an empty
-    token (known, nothing seen from it) must be absent from the stored vector. Anything
-    else is a replay, a stale write or a conflict, told apart from the returned item.
+    The stored version must be another one and, for every origin in the incoming vector,
+    the stored vector's token may not be newer; an origin listed with an empty token
+    (known, nothing seen from it) must be absent from the stored vector. Anything else is
+    a replay, a stale write or a conflict, told apart from the returned item.
     """
     names = {"#m": META_ATTR, "#v": "v", "#vv": "vv"}
     values: dict[str, Any] = {":v": {"S": meta.version.token}}
@@ -271,4 +271,4 @@ def newer_condition(meta: ReplicationMeta) -> tuple[str, dict[str, str], dict[st
             checks.append(f"(attribute_not_exists(#m.#vv.#o{i}) OR #m.#vv.#o{i} <= :t{i})")
         else:
             checks.append(f"attribute_not_exists(#m.#vv.#o{i})")
-    return ("attribute_not_exists(#m) OR (" + " AND ".join(["#m.#v < :v", *checks]) + ")"), names, values
+    return ("attribute_not_exists(#m) OR (" + " AND ".join(["#m.#v <> :v", *checks]) + ")"), names, values

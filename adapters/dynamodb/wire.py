@@ -215,7 +215,7 @@ def encode_item(record: Record, schema: KeySchema, kind: DatasetKind, *,
     if kind == "blob":
         item = _blob_attributes(record, schema)
     else:
-        item = _document_attributes(record, schema)
+        item = _document_attributes(record, schema, wrap=with_meta)
     if with_meta and record.meta is not None:
         item[META_ATTR] = encode_meta(record.meta)
     check_item_size(item)
@@ -232,15 +232,16 @@ def _blob_attributes(record: Record, schema: KeySchema) -> Item:
     return item
 
 
-def _document_attributes(record: Record, schema: KeySchema) -> Item:
+def _document_attributes(record: Record, schema: KeySchema, wrap: bool = True) -> Item:
     if not isinstance(record.body, dict):
         raise RecordError("bad-body", "a document record's body must be a map")
     if schema.key_of(record.body) != record.key:
         raise RecordError("key-mismatch", "the body's key fields do not match the record key",
                           field=schema.partition.name)
     _check_key_sizes(record.key, schema)
-    # a user field named like our metadata travels inside the wrapper map (see base.inband)
-    top, wrapped = split_reserved(record.body)
+    # a user field named like our metadata travels inside the wrapper map (see base.inband);
+    # an application's own write (no metadata) keeps every field as it is
+    top, wrapped = split_reserved(record.body) if wrap else (record.body, {})
     item = {_name(k, ""): encode_value(v, k) for k, v in top.items()}
     if wrapped:
         item[WRAPPED_FIELDS] = encode_value(wrapped, WRAPPED_FIELDS)

@@ -39,10 +39,12 @@ class MemoryAdapter(ReplicaAdapter):
     """Process-local store; ``options['namespace']`` isolates tests from each other.
 
     ``options['initial_capture']`` chooses what capture from no cursor reads: ``"log"``
-    (default) replays the whole change log, like a change feed read from the beginning;
-    ``"scan"`` reads the current items in key order first and then the change log from the
-    position taken before the scan, marking the changes made while it ran as overlap —
-    the handoff DynamoDB capture makes between a table scan and its stream.
+    (default) replays the whole change log, every change in order; ``"feed"`` reads it
+    from the beginning but only each key's latest change (as a Cosmos DB change feed read
+    from the beginning does), then goes on live; ``"scan"`` reads the current items in key
+    order first and then the change log from the position taken before the scan, marking
+    the changes made while it ran as overlap — the handoff DynamoDB capture makes between
+    a table scan and its stream.
     """
 
     capabilities = Capabilities(
@@ -64,10 +66,13 @@ class MemoryAdapter(ReplicaAdapter):
         else:
             if not isinstance(record.body, dict):
                 raise RecordError("bad-body", "a document record's body must be a mapping")
-            top, wrapped = split_reserved(record.body)
-            item = copy.deepcopy(top)
-            if wrapped:
-                item[WRAPPED_FIELDS] = copy.deepcopy(wrapped)
+            if not with_meta:                      # as an application writes it: every field as it is
+                item = copy.deepcopy(record.body)
+            else:
+                top, wrapped = split_reserved(record.body)
+                item = copy.deepcopy(top)
+                if wrapped:
+                    item[WRAPPED_FIELDS] = copy.deepcopy(wrapped)
         if with_meta and record.meta is not None:
             item[META_FIELD] = record.meta.to_dict()
         return item
@@ -136,17 +141,41 @@ class MemoryAdapter(ReplicaAdapter):
         if cursor is None and self.target.options.get("initial_capture") == "scan":
             with self._store.lock:
                 cursor = {"phase": "scan", "from": len(self._store.log), "after": ""}
+        if cursor is None and self.target.options.get("initial_capture") == "feed":
+            with self._store.lock:
+                cursor = {"phase": "feed", "pos": 0, "upto": len(self._store.log)}
         if cursor is not None and cursor.get("phase") == "scan":
             return self._scan_page(cursor, limit)
+        if cursor is not None and cursor.get("phase") == "feed":
+            return self._feed_page(cursor, limit)
         pos = int((cursor or {}).get("pos", 0))
         until = int((cursor or {}).get("until", 0))
         with self._store.lock:
             end = len(self._store.log)
             stop = min(pos + limit, until) if pos < until else pos + limit
             page = self._store.log[pos:stop]
+        changes, bad = self._changes(page)
+        new_pos = pos + len(page)
+        overlap = pos < until
+        after: Cursor = {"pos": new_pos, "until": until} if new_pos < until else {"pos": new_pos}
+        return ChangePage(changes, after, more=new_pos < end or overlap, rejected=bad, overlap=overlap)
+
+    def _feed_page(self, cursor: Cursor, limit: int) -> ChangePage:
+        """From the beginning, each key's latest change only; at ``upto``, the live log."""
+        pos, upto = int(cursor["pos"]), int(cursor["upto"])
+        with self._store.lock:
+            history = self._store.log[:upto]
+        last = {key_id: i for i, (key_id, _) in enumerate(history)}
+        picked = [i for i in range(pos, upto) if last[history[i][0]] == i][:limit]
+        changes, bad = self._changes([history[i] for i in picked])
+        if len(picked) == limit and picked[-1] + 1 < upto:
+            return ChangePage(changes, {**cursor, "pos": picked[-1] + 1}, more=True, rejected=bad)
+        return ChangePage(changes, {"pos": upto}, more=True, rejected=bad)
+
+    def _changes(self, entries: list[tuple[str, Stored | None]]) -> tuple[list[Change], list[RecordError]]:
         changes: list[Change] = []
         bad: list[RecordError] = []
-        for key_id, item in page:
+        for key_id, item in entries:
             if item is None:
                 changes.append(self._delete_change(key_id))
                 continue
@@ -156,10 +185,7 @@ class MemoryAdapter(ReplicaAdapter):
                 bad.append(err)
                 continue
             changes.append(Change(Record(record.key, record.body, meta_if_valid(record))))
-        new_pos = pos + len(page)
-        overlap = pos < until
-        after: Cursor = {"pos": new_pos, "until": until} if new_pos < until else {"pos": new_pos}
-        return ChangePage(changes, after, more=new_pos < end or overlap, rejected=bad, overlap=overlap)
+        return changes, bad
 
     def _scan_page(self, cursor: Cursor, limit: int) -> ChangePage:
         """Current items after ``cursor['after']`` in key order; at the end, the change log from ``from``."""

@@ -87,6 +87,13 @@ class LaneTable:
                 "WHERE dataset=? AND replica=?",
                 (new_offset, self._now(), *(int(counts.get(c, 0)) for c in COUNTERS), dataset, replica))
 
+    def advance(self, dataset: str, replica: str, new_offset: int) -> None:
+        """Move the offset past entries the lane has nothing to write for (not a batch: nothing was sent)."""
+        with self._db.transaction():
+            self._ensure(dataset, replica)
+            self._db.execute("UPDATE lanes SET offset=MAX(offset, ?) WHERE dataset=? AND replica=?",
+                             (new_offset, dataset, replica))
+
     def attach(self, dataset: str, replica: str, offset: int, epoch: int,
                counts: Mapping[str, int] | None = None) -> None:
         """Set the lane's offset outright (after a backfill or a reconciliation) under ``epoch``.

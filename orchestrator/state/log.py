@@ -133,9 +133,15 @@ class CaptureLog:
         with self._db.transaction():
             return self._append(dataset, records, "engine", location, epoch, None, retract)
 
+    def append_recovered(self, dataset: str, records: Sequence[Record], *, location: str, epoch: int) -> int:
+        """Append changes read from ``location`` outside capture (a demoted primary rejoining): it is
+        their source, so every location but it receives them."""
+        with self._db.transaction():
+            return self._append(dataset, records, "capture", location, epoch, note_captured=False)
+
     def _append(self, dataset: str, records: Sequence[Record], source: Source, location: str, epoch: int,
                 allowed: Mapping[str, Sequence[str]] | None = None,
-                retract: Mapping[str, Sequence[str]] | None = None) -> int:
+                retract: Mapping[str, Sequence[str]] | None = None, note_captured: bool = True) -> int:
         now = self._now()
         self._db.execute("INSERT OR IGNORE INTO datasets(dataset) VALUES (?)", (dataset,))
         row = self._db.one("SELECT head_seq FROM datasets WHERE dataset=?", (dataset,))
@@ -151,8 +157,11 @@ class CaptureLog:
             gone = (retract or {}).get(key_id)
             rows.append((dataset, head, *cols, now, source, location, epoch, json.dumps(sorted(gone)) if gone else None))
             where = (allowed or {}).get(key_id)
+            # what the primary holds, as capture read it (changes recovered from a demoted primary
+            # say nothing about what the current primary holds)
             captured = (json.dumps({"l": location, "h": "-" if meta.tombstone else record.digest_hash(False),
-                                    "m": meta.to_dict()}, sort_keys=True) if source == "capture" else None)
+                                    "m": meta.to_dict()}, sort_keys=True)
+                        if source == "capture" and note_captured else None)
             heads.append((dataset, key_id, cols[2], int(meta.tombstone), meta.version.wall_ms,
                           json.dumps(sorted(where)) if where is not None else None, captured))
             origins.update(o for o, t in meta.vector.items() if t)
@@ -278,19 +287,18 @@ class CaptureLog:
         return int(row["horizon_seq"]) if row else 0
 
     def read(self, dataset: str, after_seq: int, limit: int,
-             skip_captured_from: tuple[str, int] | None = None) -> tuple[list[LogEntry], int]:
+             skip_from: str | None = None) -> tuple[list[LogEntry], int]:
         """Entries in ``(after_seq, after_seq + limit]`` and the window's end.
 
-        ``skip_captured_from=(location, epoch)`` leaves out entries captured from that
-        location under that epoch (what the primary's own lane must not write back to it);
-        the window end still advances past them.
+        ``skip_from=location`` leaves out entries captured from that location (it is their
+        source: it holds them, or something newer); the window end still advances past them.
         """
         head = self.head(dataset)
-        skip = " AND NOT (source='capture' AND location IS ? AND epoch=?)" if skip_captured_from else ""
-        if skip_captured_from is not None:
+        skip = " AND NOT (source='capture' AND location IS ?)" if skip_from else ""
+        if skip_from is not None:
             # jump over the run of skipped entries: the primary's lane is O(1) while nothing is for it
             row = self._db.one(f"SELECT MIN(seq) AS s FROM capture_log WHERE dataset=? AND seq>?{skip}",
-                               (dataset, after_seq, *skip_captured_from))
+                               (dataset, after_seq, skip_from))
             if row is None or row["s"] is None:
                 return [], max(after_seq, head)
             after_seq = max(after_seq, int(row["s"]) - 1)
@@ -298,13 +306,24 @@ class CaptureLog:
         if end <= after_seq:
             return [], after_seq
         where, params = f"dataset=? AND seq>? AND seq<=?{skip}", [dataset, after_seq, end]
-        if skip_captured_from is not None:
-            params += list(skip_captured_from)
+        if skip_from is not None:
+            params.append(skip_from)
         rows = self._db.rows("SELECT seq, key, meta, body_kind, body, captured_at, source, location, epoch, "
                              f"retract FROM capture_log WHERE {where} ORDER BY seq", params)
         return [LogEntry(r["seq"], decode_record(r["key"], r["meta"], r["body_kind"], r["body"]),
                          r["captured_at"], r["source"], r["location"], r["epoch"],
                          tuple(json.loads(r["retract"])) if r["retract"] else ()) for r in rows], end
+
+    def latest(self, dataset: str, key: RecordKey) -> LogEntry | None:
+        """The last retained entry of ``key`` (its body included), or ``None``."""
+        row = self._db.one("SELECT seq, key, meta, body_kind, body, captured_at, source, location, epoch, retract "
+                           "FROM capture_log WHERE dataset=? AND key=? ORDER BY seq DESC LIMIT 1",
+                           (dataset, dumps(list(key.parts)).decode()))
+        if row is None:
+            return None
+        return LogEntry(row["seq"], decode_record(row["key"], row["meta"], row["body_kind"], row["body"]),
+                        row["captured_at"], row["source"], row["location"], row["epoch"],
+                        tuple(json.loads(row["retract"])) if row["retract"] else ())
 
     def oldest_captured_at(self, dataset: str, after_seq: int) -> float | None:
         """Capture time of the first entry after ``after_seq`` (``None`` when drained)."""

@@ -171,7 +171,7 @@ class AntiEntropy:
             if self._in_flight(stored, heads.get(key_id), lagging):
                 plan.in_flight += 1
                 continue
-            record = self._resolve(stored)
+            record = self._resolve(stored, heads.get(key_id))
             if record is None:
                 continue
             record = self._not_behind_log(record, stored, heads.get(key_id))
@@ -220,7 +220,21 @@ class AntiEntropy:
         return next((r for r in stored.values() if r is not None and r.meta is not None
                      and r.meta.version == head.version and meta_if_valid(r) is not None), None)
 
-    def _resolve(self, stored: Mapping[str, Record | None]) -> Record | None:
+    def _primary_lost(self, head: ReplicationMeta | None) -> bool:
+        """An absence at the primary that capture cannot have missed: lost data, not a delete."""
+        return (head is not None and not head.tombstone
+                and self.adapters[self.primary].capabilities.capture_sees_deletes)
+
+    @staticmethod
+    def _newest(versions: Mapping[str, Record], head: ReplicationMeta | None) -> Record | None:
+        """The stored record the log's head names, else the newest one stored anywhere."""
+        if head is not None:
+            for rec in versions.values():
+                if rec.meta is not None and rec.meta.version == head.version:
+                    return rec
+        return max(versions.values(), key=lambda r: r.meta.version, default=None)  # type: ignore[union-attr]
+
+    def _resolve(self, stored: Mapping[str, Record | None], head: ReplicationMeta | None = None) -> Record | None:
         """The one record every location should hold for this key (see the module docstring)."""
         versions = {loc: rec for loc, rec in stored.items() if rec is not None and meta_if_valid(rec) is not None}
         for rec in versions.values():
@@ -232,6 +246,10 @@ class AntiEntropy:
         schema, target = self.adapters[self.primary].target.key_schema, self.adapters[self.primary].target
         if ref is not None and meta_if_valid(ref) is None and ref.body is not None:
             return Record(ref.key, ref.body).stamped(self._tick(), vector, epoch=self.settling.epoch)
+        if ref is None and self._primary_lost(head):
+            # the log says live and the primary's capture would have reported a delete: the
+            # primary lost the record (restored from a backup, wiped): refill it, never delete it
+            return self._newest(versions, head)
         if ref is None or ref.tombstone:
             if all(r is None or r.tombstone for r in stored.values()):
                 return None
@@ -262,7 +280,7 @@ class AntiEntropy:
         return current
 
     def _tick(self) -> Any:
-        return self.settling.clock.tick(self.settling.primary)
+        return self.settling.tick()
 
     def append(self, plan: RepairPlan) -> None:
         """Append the plan to the log (with its conflict rows), atomically and audited."""

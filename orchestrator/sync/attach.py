@@ -32,7 +32,7 @@ import logging
 from dataclasses import dataclass, field
 from typing import Iterator
 
-from mcrepl.adapters.base import (ApplyOutcome, ChangePage, Record, ReplicaAdapter, ReplicationMeta,
+from mcrepl.adapters.base import (ApplyOutcome, Change, ChangePage, Record, ReplicaAdapter, ReplicationMeta,
                                   meta_if_valid, tombstone_of, vector_dominates)
 from mcrepl.orchestrator.state import StateStore
 
@@ -55,14 +55,24 @@ class AttachResult:
     missing_total: int = 0
 
 
-def full_read(adapter: ReplicaAdapter, batch_size: int) -> Iterator[ChangePage]:
-    """Every record a location holds, page by page (its capture from scratch, up to the scan's end)."""
+def full_read(adapter: ReplicaAdapter, batch_size: int, state: StateStore | None = None) -> Iterator[ChangePage]:
+    """Every record a location holds, page by page (its capture from scratch, up to the scan's end).
+
+    Items that cannot be decoded are quarantined at that location (with ``state``), as
+    capture does, and passed over.
+    """
     cursor, scanning = None, False
+    target = adapter.target
     while True:
         page = adapter.capture_changes(cursor, limit=batch_size)
         if scanning and not page.scanned:
             return                                 # the scan is over; a change log follows
         scanning = scanning or page.scanned
+        if state is not None and page.rejected:
+            with state.transaction():
+                for error in page.rejected:
+                    state.journal.add_quarantine(target.dataset, target.replica, "capture",
+                                                 error.located(dataset=target.dataset, target=target.replica))
         yield page
         if not page.more:
             return
@@ -74,7 +84,7 @@ def backfill(lane: LaneApplier, primary: ReplicaAdapter, epoch: int, *, kind: st
     """Copy the primary's current, already-logged records to the lane's location; then attach it."""
     state, ds = lane.state, lane.target.dataset
     result = result or AttachResult(kind, state.log.head(ds))
-    for page in full_read(primary, lane.batch_size):
+    for page in full_read(primary, lane.batch_size, state):
         heads = state.log.heads(ds, (c.record.key.id for c in page.changes))
         batch: list[Record] = []
         for change in page.changes:
@@ -101,50 +111,102 @@ def backfill(lane: LaneApplier, primary: ReplicaAdapter, epoch: int, *, kind: st
 
 
 def rejoin(lane: LaneApplier, primary: ReplicaAdapter, epoch: int, former_epochs: set[int]) -> AttachResult:
-    """Reconcile a demoted primary's unlogged versions into the log, then backfill it (see module doc)."""
+    """Reconcile a demoted primary's unlogged changes into the log (see the module docstring).
+
+    When its change log can still be read from where capture left it (and shows deletes),
+    that is what is read: exactly the writes and deletes it took that were never captured.
+    Otherwise its contents are scanned — a scan cannot see deletes, so keys it lacks are
+    listed, not deleted — and it is then backfilled.
+    """
     state, ds, location = lane.state, lane.target.dataset, lane.target.replica
     result = AttachResult("rejoin", state.log.head(ds))
+    cursor = state.log.cursor(ds, location)
+    if lane.adapter.capabilities.capture_sees_deletes and _drain_change_log(lane, cursor, result):
+        log.info("rejoin of %s at %s from its change log: %d unlogged changes recovered", ds, location,
+                 result.recovered)
+        row = state.lanes.get(ds, location)
+        result.start_offset = row.offset         # it received everything logged up to there
+        _attach(lane, result, epoch)
+        return result
     seen: set[str] = set()
     upto = state.lanes.get(ds, location).offset
-    for page in full_read(lane.adapter, lane.batch_size):
-        heads = state.log.heads(ds, (c.record.key.id for c in page.changes))
-        held = state.log.held_at(ds, (c.record.key for c in page.changes), location, upto)
-        appended: list[Record] = []
-        for change in page.changes:
-            seen.add(change.record.key.id)
-            found = _unlogged_version(lane, change.record, heads.get(change.record.key.id),
-                                      change.previous or held.get(change.record.key.id))
-            if found is not None:
-                appended.append(found)
-                result.recovered += 1
-        if appended:
-            with state.transaction():
-                state.check_epoch(ds, lane.settling.epoch)
-                state.save_clock(lane.settling.clock.state)
-                state.log.append(ds, appended, location=lane.settling.primary, epoch=lane.settling.epoch)
+    for page in full_read(lane.adapter, lane.batch_size, state):
+        seen.update(c.record.key.id for c in page.changes)
+        _recover(lane, page.changes, upto, result)
     _list_missing(state, ds, seen, former_epochs, result)
     log.info("rejoin of %s at %s: %d unlogged versions recovered, %d keys missing",
              ds, location, result.recovered, result.missing_total)
     return backfill(lane, primary, epoch, kind="rejoin", result=result)
 
 
-def _unlogged_version(lane: LaneApplier, record: Record, head: ReplicationMeta | None,
+def _drain_change_log(lane: LaneApplier, cursor: dict | None, result: AttachResult) -> bool:  # type: ignore[type-arg]
+    """Read the location's change log from its capture cursor to the end; ``False`` if it can't be read.
+
+    Without a cursor (it was never captured from) the log is read from its beginning, which
+    a change feed can do (each key's latest change, deletes included); a store whose capture
+    starts with a table scan answers with scanned pages, and the caller scans instead.
+    """
+    state, ds, location = lane.state, lane.target.dataset, lane.target.replica
+    upto = state.lanes.get(ds, location).offset
+    while True:
+        page = lane.adapter.capture_changes(cursor, limit=lane.batch_size)
+        if page.scanned:
+            return False                         # the position is gone: the adapter fell back to a scan
+        with state.transaction():
+            for error in page.rejected:
+                state.journal.add_quarantine(ds, location, "capture", error.located(dataset=ds, target=location))
+        _recover(lane, page.changes, upto, result)
+        cursor = page.cursor
+        with state.transaction():
+            state.log.save_cursor(ds, location, cursor)
+        if not page.more:
+            return True
+
+
+def _recover(lane: LaneApplier, changes: list, upto: int, result: AttachResult) -> None:  # type: ignore[type-arg]
+    """Append every change the log has not seen, in order (a key changed twice extends its own version)."""
+    state, ds, location = lane.state, lane.target.dataset, lane.target.replica
+    keys = [c.record.key for c in changes]
+    heads = state.log.heads(ds, (k.id for k in keys))
+    held = state.log.held_at(ds, keys, location, upto)
+    appended: list[Record] = []
+    for change in changes:
+        key_id = change.record.key.id
+        found = _unlogged_version(lane, change, heads.get(key_id), change.previous or held.get(key_id))
+        if found is not None and found.meta is not None:
+            appended.append(found)
+            heads[key_id] = held[key_id] = found.meta
+            result.recovered += 1
+    if appended:
+        with state.transaction():
+            state.check_epoch(ds, lane.settling.epoch)
+            state.save_clock(lane.settling.clock.state)
+            state.log.append_recovered(ds, appended, location=location, epoch=lane.settling.epoch)
+
+
+def _unlogged_version(lane: LaneApplier, change: Change, head: ReplicationMeta | None,
                       previous: ReplicationMeta | None) -> Record | None:
-    """The record as a version to log, when the location holds something the log has not seen."""
-    valid = meta_if_valid(record) if record.body is not None or record.tombstone else None
+    """The change as a version to log, when the location holds something the log has not seen."""
+    record = change.record
+    deleted = change.native_delete or record.body is None
+    valid = meta_if_valid(record) if not deleted or record.tombstone else None
     if valid is not None:
         if head is not None and (head.version == valid.version or vector_dominates(head.vector, valid.vector)):
             return None
         lane.settling.clock.observe(valid.version)
         return record
-    if record.body is None:
-        return None
-    if head is not None and not head.tombstone and head.content_hash == record.digest_hash(False):
+    if deleted:
+        if head is None or head.tombstone:
+            return None
+    elif head is not None and not head.tombstone and head.content_hash == record.digest_hash(False):
         return None
     base = record.meta or previous
+    vector = dict(base.vector) if base else {}
     version = lane.settling.clock.tick(lane.target.replica)      # stamped now: it was never captured
-    return Record(record.key, record.body).stamped(version, dict(base.vector) if base else {},
-                                                   epoch=base.epoch if base else 0)
+    if deleted:
+        return tombstone_of(lane.target.key_schema, record.key, version, vector,
+                            blob_dataset=lane.target.kind == "blob", epoch=base.epoch if base else 0)
+    return Record(record.key, record.body).stamped(version, vector, epoch=base.epoch if base else 0)
 
 
 def _list_missing(state: StateStore, ds: str, seen: set[str], former_epochs: set[int],

@@ -15,10 +15,16 @@ BreakerState = Literal["closed", "open", "half-open"]
 
 
 def breaker_state(lane: LaneState, now: float, reset_s: float) -> BreakerState:
-    """The breaker state of ``lane`` at time ``now``."""
+    """The breaker state of ``lane`` at time ``now``.
+
+    The opening time is wall time (it must survive a restart); a wall clock stepped back
+    since (NTP, a VM restore) makes the elapsed time negative, which counts as elapsed:
+    a probe batch is tried rather than the lane staying shut for as long as the step.
+    """
     if lane.breaker_opened_at is None:
         return "closed"
-    return "half-open" if now - lane.breaker_opened_at >= reset_s else "open"
+    elapsed = now - lane.breaker_opened_at
+    return "half-open" if elapsed >= reset_s or elapsed < 0 else "open"
 
 
 def opens_after_failure(lane: LaneState, state: BreakerState, threshold: int) -> bool:

@@ -31,6 +31,7 @@ file on start, so a wall clock stepped back never issues a version below one iss
 
 from __future__ import annotations
 
+import dataclasses
 import logging
 from dataclasses import dataclass
 from typing import Sequence
@@ -40,6 +41,8 @@ from mcrepl.adapters.base import (Change, ChangePage, Record, ReplicaAdapter, Re
 from mcrepl.orchestrator.hlc import HybridLogicalClock
 from mcrepl.orchestrator.state import StateStore
 from mcrepl.policies.routing import PassThroughRouter, RecordRouter, allowed_at
+
+from .merge import union_vector
 
 log = logging.getLogger("mcrepl.sync.capture")
 
@@ -107,14 +110,13 @@ class PageCapturer:
         with self.state.transaction():
             changes = self._past_overlap(page, result)
             heads = self.state.log.heads(ds, (c.record.key.id for c in changes))
-            held = self.state.log.held_at(ds, (c.record.key for c in changes if meta_if_valid(c.record) is None),
-                                          location, self.held_upto())
+            held = self.state.log.held_at(ds, (c.record.key for c in changes), location, self.held_upto())
             records: list[Record] = []
             for change in changes:
                 stamped = self._stamp(change, heads, held, result)
                 if stamped is not None:
                     assert stamped.meta is not None
-                    heads[stamped.key.id] = stamped.meta
+                    heads[stamped.key.id] = held[stamped.key.id] = stamped.meta
                     records.append(stamped)
             for error in page.rejected:
                 self.state.journal.add_quarantine(ds, location, "capture", error.located(
@@ -189,10 +191,16 @@ class PageCapturer:
         valid = meta_if_valid(record) if record.body is not None or record.tombstone else None
         if valid is not None:
             self.clock.observe(valid.version)
-            if head is not None and head.version >= valid.version and \
-                    vector_dominates(head.vector, valid.vector):
+            if head is not None and vector_dominates(head.vector, valid.vector):
                 result.echoes += 1              # the log already holds this version or one that saw it
                 return None
+            known = held.get(record.key.id)
+            if known is not None and not vector_dominates(valid.vector, known.vector):
+                # it replaced what the primary held (the store serialised the two), though its
+                # writer could not tell which version that was (a native item has none): log it
+                # as the successor it is
+                meta = dataclasses.replace(valid, vector=union_vector(valid.vector, known.vector))
+                return dataclasses.replace(record, meta=meta)
             return record                       # an mcrepl-stamped version the log does not hold yet
         # the version this write overwrote at the primary: its vector is what the writer saw
         previous = change.previous or record.meta or held.get(record.key.id)

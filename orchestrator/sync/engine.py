@@ -21,14 +21,14 @@ import threading
 from typing import Any, Callable, Iterator, Mapping
 
 from mcrepl.adapters import open_adapter
-from mcrepl.adapters.base import ConfigError, ReplicaAdapter, ReplicaTarget
+from mcrepl.adapters.base import AdapterError, ConfigError, ReplicaAdapter, ReplicaTarget
 from mcrepl.orchestrator.clock import SYSTEM_CLOCK, Clock, wall_ms
 from mcrepl.orchestrator.config import McreplConfig
 from mcrepl.orchestrator.hlc import HybridLogicalClock
 from mcrepl.orchestrator.state import PrimaryPointer, StateStore
 from mcrepl.policies.routing import RecordRouter, passthrough
 
-from .antientropy import AntiEntropy, anti_entropy_settings
+from .antientropy import AntiEntropy, RepairPlan, anti_entropy_settings
 from .attach import AttachResult, backfill, rejoin
 from .capture import CaptureResult, PageCapturer
 from .dataset_pass import DatasetPass, LaneRun, PassSettings
@@ -164,7 +164,7 @@ class SyncEngine:
         with contextlib.suppress(Exception):
             self.state.audit.flush()
 
-    def pointer(self, name: str) -> PrimaryPointer:
+    def pointer(self, name: str, *, check_config: bool = True) -> PrimaryPointer:
         """The dataset's primary, checked against the config.
 
         The state's pointer is authoritative (promotions move it). Editing ``primary:`` in
@@ -176,13 +176,13 @@ class SyncEngine:
         pointer = self.state.primary(name, configured)
         key = f"configured_primary:{name}"
         before = self.state.get_meta(key) or pointer.location
-        if configured != before and configured != pointer.location:
+        if check_config and configured != before and configured != pointer.location:
             raise ConfigError(
                 f"datasets.{name}.primary was changed from {before} to {configured}, but the state file's primary "
                 f"pointer says {pointer.location} (epoch {pointer.epoch})", path=f"datasets.{name}.primary",
                 fix=f"move the primary with 'mcrepl failover promote {configured} --dataset {name}' (it drains "
                     f"the log into it first), or set primary back to {pointer.location}")
-        if self.state.get_meta(key) != configured:
+        if check_config and self.state.get_meta(key) != configured:
             self.state.set_meta(key, configured)
         return pointer
 
@@ -358,12 +358,21 @@ class SyncEngine:
     def _anti_entropy(self, name: str, pointer: PrimaryPointer, ds_report: DatasetReport, *, repair: bool,
                       repair_max: int | None = None, dry_run: bool = False) -> Any:
         primary, replicas = self._targets(name, pointer)
-        adapters = {t.replica: self._adapter(t) for t in [primary, *replicas]}
+        try:
+            adapters = {t.replica: self._adapter(t) for t in [primary, *replicas]}
+        except AdapterError as exc:      # a comparison needs every copy: without one, no verdict but "no"
+            ds_report.verify = VerifySummary(False, 0, 0, 0, detail=f"could not compare the copies: {exc}")
+            return RepairPlan(name)
         settling = self.settling(name, pointer)
         runner = AntiEntropy(self.config, name, self.state, self.router, adapters, settling,
                              anti_entropy_settings(self.config, name), self.clock)
-        ds_report.verify, plan = runner.run(repair=repair, deliver=lambda: self._deliver(name, pointer, settling),
-                                            repair_max=repair_max, dry_run=dry_run)
+        try:
+            ds_report.verify, plan = runner.run(repair=repair,
+                                                deliver=lambda: self._deliver(name, pointer, settling),
+                                                repair_max=repair_max, dry_run=dry_run)
+        except AdapterError as exc:
+            ds_report.verify = VerifySummary(False, 0, 0, 0, detail=f"could not compare the copies: {exc}")
+            return RepairPlan(name)
         return plan
 
     def _deliver(self, name: str, pointer: PrimaryPointer, settling: Settling) -> None:

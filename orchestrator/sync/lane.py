@@ -7,11 +7,12 @@ crash before the commit re-applies the window on restart: conditional apply turn
 writes into counted no-ops (``replayed``), and a conflict — which stores never overwrite —
 is met again and settled then, exactly once.
 
-A replica's lane writes every entry. The *primary's* lane writes only what did not come
-from the primary under its current epoch: the settlements and merges mcrepl made, and
-entries captured from an earlier primary that it has not received yet (a promotion that
-could not drain everything first). It never overwrites a native change the primary holds
-and capture has not read yet: that change is newer than anything in the log.
+A lane writes every entry except those captured from its own location, which holds them
+already (or something newer). So the *primary's* lane writes only the settlements and
+merges mcrepl made and entries captured from an earlier primary that it has not received
+yet (a promotion that could not drain everything first); and it never overwrites a native
+change the primary holds and capture has not read yet: that change is newer than anything
+in the log.
 """
 
 from __future__ import annotations
@@ -20,7 +21,8 @@ import logging
 from dataclasses import dataclass, field
 from typing import Any, Callable
 
-from mcrepl.adapters.base import ApplyOutcome, Record, ReplicaAdapter, ReplicaTarget, tombstone_of
+from mcrepl.adapters.base import (ApplyOutcome, Record, ReplicaAdapter, ReplicaTarget, Version, tombstone_of,
+                                  vector_dominates)
 from mcrepl.orchestrator.hlc import HybridLogicalClock
 from mcrepl.orchestrator.state import ConflictRow, LogEntry, StateStore
 from mcrepl.policies.routing import RecordRouter
@@ -57,6 +59,20 @@ class Settling:
     epoch: int
     decrypt: Callable[[Record], Record] | None = None
 
+    @property
+    def origin(self) -> str:
+        """The origin of versions mcrepl itself issues (settlements, merges, repairs).
+
+        Distinct from the primary's own origin, under which capture stamps native writes:
+        a vector's entry for an origin claims every version of that origin up to its token,
+        and a settlement has not seen the native writes captured while it was being made.
+        """
+        return f"{self.primary}#mcrepl"
+
+    def tick(self) -> Version:
+        """A new version under :attr:`origin`."""
+        return self.clock.tick(self.origin)
+
 
 class LaneApplier:
     """Applies the log to one location, one window per :meth:`apply_next` call."""
@@ -73,15 +89,14 @@ class LaneApplier:
         self.metrics = metrics
         ds, location = target.dataset, target.replica
         self.writer = LocationWriter(ds, location, adapter, router, lambda: state.log.origins(ds),
-                                     captured=(lambda ids: state.log.captured(ds, ids)) if is_primary else None,
+                                     captured=lambda ids: state.log.captured(ds, ids),
                                      delivered=(lambda recs: state.log.note_delivered(ds, location, recs))
-                                     if is_primary else None)
+                                     if is_primary else None, is_primary=is_primary)
 
     def apply_next(self, offset: int) -> BatchOutcome | None:
         """Apply the window after ``offset``; ``None`` when the lane is at the log head."""
         ds, location = self.target.dataset, self.target.replica
-        skip = (self.settling.primary, self.settling.epoch) if self.is_primary else None
-        entries, end = self.state.log.read(ds, offset, self.batch_size, skip_captured_from=skip)
+        entries, end = self.state.log.read(ds, offset, self.batch_size, skip_from=location)
         if end <= offset:
             return None
         written = self.writer.write([e.record for e in entries]) if entries else []
@@ -90,14 +105,16 @@ class LaneApplier:
         conflicts = [(e.record, w) for e, w in zip(entries, written)
                      if w.result is not None and w.result.conflict_with is not None]
         stored = self._stored(conflicts)
+        if not entries:                 # a window the primary's lane skips entirely: nothing was written
+            self.state.lanes.advance(ds, location, end)
+            return BatchOutcome(end, counts)
         with self.state.transaction():
             self.state.check_epoch(ds, self.settling.epoch)
             self._quarantine(entries, written)
             merged = self._settle(conflicts, stored, counts)
             self.state.lanes.commit_batch(ds, location, end, counts)
-            if entries:                 # a window of entries the primary's lane skips writes nothing
-                self.state.audit.add("batch", {"dataset": ds, "replica": location, "first_seq": offset + 1,
-                                               "last_seq": end, "merged": merged, **counts})
+            self.state.audit.add("batch", {"dataset": ds, "replica": location, "first_seq": offset + 1,
+                                           "last_seq": end, "merged": merged, **counts})
         self.state.audit.flush()
         self._observe(counts)
         return BatchOutcome(end, counts, merged)
@@ -147,11 +164,14 @@ class LaneApplier:
                 counts: dict[str, int]) -> int:
         """Log and settle each conflict not settled before; returns how many were merged.
 
-        ``conflicts`` pairs the record sent (a log entry's) with what writing it did.
+        ``conflicts`` pairs the record sent (a log entry's) with what writing it did. A
+        conflict is settled against the log's *latest* version of the key (not the entry
+        that met it, which may be old): the settlement has seen both that and what the
+        location holds, so it supersedes every logged version and the concurrent one.
         """
         ds, location = self.target.dataset, self.target.replica
         merged = 0
-        heads = self.state.log.heads(ds, (r.key.id for r, _ in conflicts))
+        latest: dict[str, Record] = {}
         settlements: list[Record] = []
         for incoming, w in conflicts:
             assert w.result is not None and w.result.conflict_with is not None and incoming.meta is not None
@@ -164,16 +184,23 @@ class LaneApplier:
                                                             incoming.meta.version.token, "lww"))
                 counts["conflicts"] += 1
                 continue
-            head = heads.get(key_id)
             record = stored.get(key_id)
-            if head is None or head.version != incoming.meta.version or record is None or record.meta is None:
-                continue                  # a later entry of this key will meet the conflict and settle it
+            if record is None or record.meta is None:
+                continue
+            if key_id not in latest:
+                entry = self.state.log.latest(ds, incoming.key)
+                latest[key_id] = entry.record if entry is not None else incoming
+            newest = latest[key_id]
+            assert newest.meta is not None
+            if vector_dominates(newest.meta.vector, record.meta.vector) and \
+                    vector_dominates(newest.meta.vector, incoming.meta.vector) and newest is not record:
+                continue                  # the log's latest version has seen both: delivering it settles this
             s = settle(self.target, location, record, incoming, merge=self.settling.merge_fn,
-                       tick=lambda: self.settling.clock.tick(self.settling.primary), epoch=self.settling.epoch,
-                       decrypt=self.settling.decrypt)
+                       tick=self.settling.tick, epoch=self.settling.epoch, decrypt=self.settling.decrypt,
+                       also=[newest])
             if self.state.journal.add_conflict(s.row):
                 settlements.append(s.record)
-                heads[key_id] = s.record.meta  # type: ignore[assignment]
+                latest[key_id] = s.record
                 counts["conflicts"] += 1
                 merged += s.row.resolver == "merge"
         if settlements:

@@ -62,7 +62,7 @@ def promote(engine: "SyncEngine", dataset: str, location: str, *, force: bool = 
             fence: bool = True) -> PromotionResult:
     """Make ``location`` the primary of ``dataset`` (see the module docstring)."""
     state, config = engine.state, engine.config
-    pointer = engine.pointer(dataset)
+    pointer = engine.pointer(dataset, check_config=False)     # promoting is how a config edit takes effect
     if pointer.location == location:
         return PromotionResult(dataset, location, location, pointer.epoch, already=True)
     locations = [r.at for r in config.datasets[dataset].locations]
@@ -100,6 +100,8 @@ def promote(engine: "SyncEngine", dataset: str, location: str, *, force: bool = 
         new = state.set_primary(dataset, location, fence=fence)
         state.log.save_cursor(dataset, location, cursor)
         state.set_meta(held_upto_key(dataset, location), str(offset))
+        # the operator acted on the config as it stands: its primary: line is taken as read
+        state.set_meta(f"configured_primary:{dataset}", config.datasets[dataset].primary.at)
         state.request_verify(dataset)
         state.audit.add("promote", {"dataset": dataset, "from": pointer.location, "to": location,
                                     "epoch": new.epoch, "drained": result.drained, "undrained": result.undrained,

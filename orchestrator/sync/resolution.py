@@ -20,9 +20,9 @@ from __future__ import annotations
 
 import logging
 from dataclasses import dataclass
-from typing import Callable
+from typing import Callable, Sequence
 
-from mcrepl.adapters.base import Record, ReplicaTarget, Version, tombstone_of
+from mcrepl.adapters.base import Record, ReplicaTarget, Version, tombstone_of, vector_dominates
 from mcrepl.orchestrator.state import ConflictRow
 
 from .merge import MergeFunction, merged_record, union_vector
@@ -40,22 +40,30 @@ class Settlement:
 
 def settle(target: ReplicaTarget, location: str, stored: Record, incoming: Record, *,
            merge: MergeFunction | None, tick: Callable[[], Version], epoch: int,
-           decrypt: Callable[[Record], Record] | None = None) -> Settlement:
-    """Resolve ``stored`` (found at ``location``) against ``incoming`` (the log's head for the key).
+           decrypt: Callable[[Record], Record] | None = None, also: Sequence[Record] = ()) -> Settlement:
+    """Resolve ``stored`` (found at ``location``) against ``incoming`` (the log entry that met it).
 
-    ``decrypt`` turns a record read from a replica that holds encrypted fields back into
-    plaintext, so merges and the log only ever see plaintext.
+    ``also`` are more versions the settlement must supersede — the log's latest version of
+    the key, which may not have seen ``incoming`` either. Versions one of the others has
+    seen drop out; the rest are resolved together (the newest body, or the merge of all),
+    under a vector that has seen every one of them. ``decrypt`` turns a record read from a
+    replica that holds encrypted fields back into plaintext, so merges and the log only
+    ever see plaintext.
     """
     assert stored.meta is not None and incoming.meta is not None
     if decrypt is not None:
         stored = decrypt(stored)
-    winner = stored if stored.meta.version > incoming.meta.version else incoming
+    parties = _frontier([stored, incoming, *also])
+    winner = max(parties, key=lambda r: r.meta.version)  # type: ignore[union-attr]
     resolver, note = "lww", None
     version = tick()
-    vector = union_vector(stored.meta.vector, incoming.meta.vector)
-    if merge is not None and not stored.tombstone and not incoming.tombstone:
+    vector: dict[str, str] = {}
+    for party in (stored, incoming, *also):
+        vector = union_vector(vector, party.meta.vector)  # type: ignore[union-attr]
+    live = [p for p in parties if not p.tombstone]
+    if merge is not None and len(live) == len(parties) and len(parties) > 1:
         try:
-            record = merged_record(merge, target, stored, incoming, version, epoch)
+            record = _merged(merge, target, parties, version, vector, epoch)
             resolver = "merge"
         except Exception as exc:  # noqa: BLE001 - a user function may raise anything; LWW stands
             note = f"merge function raised {type(exc).__name__}; last-writer-wins applied"
@@ -69,6 +77,24 @@ def settle(target: ReplicaTarget, location: str, stored: Record, incoming: Recor
                       winner.meta.version.token if resolver == "lww" else record.meta.version.token,
                       resolver, record.meta.version.token, note)
     return Settlement(row, record)
+
+
+def _frontier(records: Sequence[Record]) -> list[Record]:
+    """The versions no other one has seen (duplicates once), oldest first."""
+    unique = {r.meta.version.token: r for r in records}  # type: ignore[union-attr]
+    out = [r for r in unique.values()
+           if not any(o is not r and o.meta.version != r.meta.version  # type: ignore[union-attr]
+                      and vector_dominates(o.meta.vector, r.meta.vector) for o in unique.values())]  # type: ignore[union-attr]
+    return sorted(out, key=lambda r: r.meta.version)  # type: ignore[union-attr]
+
+
+def _merged(merge: MergeFunction, target: ReplicaTarget, parties: Sequence[Record], version: Version,
+            vector: dict[str, str], epoch: int) -> Record:
+    """The merge function folded over ``parties`` (oldest first), stamped with ``version``."""
+    acc = parties[0]
+    for other in parties[1:]:
+        acc = merged_record(merge, target, acc, other, version, epoch)
+    return Record(acc.key, acc.body).stamped(version, vector, epoch=epoch)
 
 
 def _restamped(target: ReplicaTarget, winner: Record, version: Version, vector: dict[str, str],

@@ -62,7 +62,7 @@ class LocationWriter:
     def __init__(self, dataset: str, location: str, adapter: ReplicaAdapter, router: RecordRouter,
                  origins: Callable[[], set[str]] = set, *,
                  captured: Callable[[list[str]], dict[str, Captured]] | None = None,
-                 delivered: Callable[[list[Record]], None] | None = None) -> None:
+                 delivered: Callable[[list[Record]], None] | None = None, is_primary: bool = False) -> None:
         self.dataset = dataset
         self.location = location
         self.adapter = adapter
@@ -70,6 +70,7 @@ class LocationWriter:
         self.origins = origins
         self.captured = captured
         self.delivered = delivered
+        self.is_primary = is_primary
 
     def write(self, records: Sequence[Record]) -> list[Written]:
         """Route, pad and apply ``records``; one :class:`Written` per record, in order."""
@@ -85,7 +86,7 @@ class LocationWriter:
                 continue
             sending.append((i, pad_vector(routed, known)))
         if self.captured is not None and sending:
-            sending = self._decide_at_primary(sending, out, records)
+            sending = self._decide_native(sending, out, records)
         results = self.adapter.apply_batch([r for _, r in sending]) if sending else []
         if len(results) != len(sending):
             raise McreplError(f"{self.location} answered {len(results)} results for {len(sending)} records of "
@@ -97,25 +98,34 @@ class LocationWriter:
                             if r.outcome in (ApplyOutcome.APPLIED, ApplyOutcome.REPLAYED)])
         return [w for w in out if w is not None]
 
-    def _decide_at_primary(self, sending: list[tuple[int, Record]], out: list[Written | None],
-                           records: Sequence[Record]) -> list[tuple[int, Record]]:
-        """At the primary, a native item's version is the one capture gave it: decide against that.
+    def _decide_native(self, sending: list[tuple[int, Record]], out: list[Written | None],
+                       records: Sequence[Record]) -> list[tuple[int, Record]]:
+        """Where this location holds a native item mcrepl read, its version is the one mcrepl gave it.
 
-        A native state capture has not read is deferred (it is newer than anything logged);
-        one it has read is a version like any other, so a concurrent incoming record is a
-        conflict to settle, not an overwrite.
+        A native item carries no version a store could compare; capture (or a rejoin) gave
+        it one, kept in :meth:`CaptureLog.captured`. Against that version a concurrent
+        record is a conflict to settle, never an overwrite. At the primary, a native state
+        mcrepl has not read yet is left alone (deferred): it is newer than anything logged.
+        Only keys last read at this location are read first, so a replica that was never
+        primary costs no extra request.
         """
         assert self.captured is not None
         seen = self.captured([r.key.id for _, r in sending])
         keep = []
         for i, record in sending:
+            captured = seen.get(record.key.id)
+            if not self.is_primary and (captured is None or captured.location != self.location):
+                keep.append((i, record))          # nothing of this location's own to protect
+                continue
             stored = self.adapter.read(record.key)
             if stored is not None and meta_if_valid(stored) is not None:
                 keep.append((i, record))          # mcrepl's own version: the conditional write decides
                 continue
-            captured = seen.get(record.key.id)
             if _uncaptured(stored, captured, self.location):
-                out[i] = Written(records[i], deferred=True)
+                if self.is_primary:
+                    out[i] = Written(records[i], deferred=True)
+                    continue
+                keep.append((i, record))          # a replica's own later edit: a replica holds copies
                 continue
             if stored is not None and captured is not None and record.meta is not None:
                 outcome = decide(record.meta, captured.meta)
