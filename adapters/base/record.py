@@ -170,6 +170,28 @@ class ReplicationMeta:
     vector: Mapping[str, str] = field(default_factory=dict)
     epoch: int = 0
     plain_hash: str | None = None
+    written: Version | None = None
+    written_ms: int | None = None
+
+    @property
+    def written_at_ms(self) -> int:
+        """When the body's write happened, as well as anyone can tell: last-writer-wins orders by it.
+
+        The store's own time for a native write when its change log gave one (a write
+        logged late — found when a demoted primary rejoined — keeps the time it was made,
+        not the time it was found), else the version's clock reading.
+        """
+        return self.written_ms if self.written_ms is not None else self.content_version.wall_ms
+
+    @property
+    def content_version(self) -> Version:
+        """The version of the write whose body this is: last-writer-wins compares these.
+
+        A settlement re-stamps the winning body with a new version (so it supersedes both
+        sides) but keeps the winner's own version here; otherwise a later settlement would
+        let a re-stamped old body beat a newer write it never saw.
+        """
+        return self.written or self.version
 
     @property
     def comparable_hash(self) -> str:
@@ -186,6 +208,10 @@ class ReplicationMeta:
                                 "vv": {o: t for o, t in self.vector.items() if t}, "e": self.epoch}
         if self.plain_hash:
             d["ph"] = self.plain_hash
+        if self.written is not None:
+            d["w"] = self.written.token
+        if self.written_ms is not None:
+            d["a"] = self.written_ms
         return d
 
     @classmethod
@@ -195,7 +221,8 @@ class ReplicationMeta:
             vv = json.loads(vv)
         return cls(Version.parse(str(d["v"])), str(d["h"]), _as_bool(d.get("t", False)),
                    {str(k): str(v) for k, v in dict(vv).items()}, int(str(d.get("e", 0))),
-                   str(d["ph"]) if d.get("ph") else None)
+                   str(d["ph"]) if d.get("ph") else None, Version.parse(str(d["w"])) if d.get("w") else None,
+                   int(str(d["a"])) if d.get("a") not in (None, "") else None)
 
 
 def _as_bool(v: object) -> bool:

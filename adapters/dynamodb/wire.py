@@ -177,7 +177,7 @@ def _decode_map(payload: Mapping[str, Any], field: str) -> Value:
 # --- replication metadata ----------------------------------------------------------------------
 
 def encode_meta(meta: ReplicationMeta) -> AttributeValue:
-    """``ReplicationMeta.to_dict()`` as a map: v/h/ph strings, t bool, vv map of strings, e number."""
+    """``ReplicationMeta.to_dict()`` as a map: v/h/ph/w strings, t bool, vv map of strings, e/a numbers."""
     m: dict[str, AttributeValue] = {
         "v": {"S": meta.version.token}, "h": {"S": meta.content_hash}, "t": {"BOOL": meta.tombstone},
         "vv": {"M": {origin: {"S": tok} for origin, tok in meta.vector.items() if tok}},
@@ -185,6 +185,10 @@ def encode_meta(meta: ReplicationMeta) -> AttributeValue:
     }
     if meta.plain_hash:
         m["ph"] = {"S": meta.plain_hash}
+    if meta.written is not None:
+        m["w"] = {"S": meta.written.token}
+    if meta.written_ms is not None:
+        m["a"] = {"N": str(meta.written_ms)}
     return {"M": m}
 
 

@@ -11,8 +11,10 @@ item in place, as a foreign writer could.
 from __future__ import annotations
 
 import copy
+import dataclasses
 import threading
-from typing import Any, Iterator, Sequence
+import time
+from typing import Any, Callable, Iterator, Sequence
 
 from ..base import (ApplyOutcome, ApplyResult, Capabilities, Change, ChangePage, Cursor, Digest,
                     Record, RecordError, RecordKey, ReplicaAdapter, ReplicaTarget, decide, meta_if_valid,
@@ -31,8 +33,11 @@ _LOCK = threading.Lock()
 class _Store:
     def __init__(self) -> None:
         self.items: dict[str, Stored] = {}
-        self.log: list[tuple[str, Stored | None]] = []     # (key id, item after the change; None = deleted)
+        # (key id, item after the change (None: deleted), the store's time of the change in ms)
+        self.log: list[tuple[str, Stored | None, int]] = []
         self.lock = threading.Lock()
+        #: the store's clock: the time its change log gives each change (a simulation sets its own)
+        self.now_ms: Callable[[], int] = lambda: int(time.time() * 1000)
 
 
 class MemoryAdapter(ReplicaAdapter):
@@ -120,11 +125,11 @@ class MemoryAdapter(ReplicaAdapter):
         with self._store.lock:
             for key in keys:
                 self._store.items.pop(key.id, None)
-                self._store.log.append((key.id, None))
+                self._store.log.append((key.id, None, self._store.now_ms()))
 
     def _put(self, key_id: str, item: Stored) -> None:
         self._store.items[key_id] = item
-        self._store.log.append((key_id, item))
+        self._store.log.append((key_id, item, self._store.now_ms()))
 
     def purge_tombstones(self, older_than_ms: int) -> int:
         with self._store.lock:
@@ -165,26 +170,26 @@ class MemoryAdapter(ReplicaAdapter):
         pos, upto = int(cursor["pos"]), int(cursor["upto"])
         with self._store.lock:
             history = self._store.log[:upto]
-        last = {key_id: i for i, (key_id, _) in enumerate(history)}
+        last = {key_id: i for i, (key_id, _, _) in enumerate(history)}
         picked = [i for i in range(pos, upto) if last[history[i][0]] == i][:limit]
         changes, bad = self._changes([history[i] for i in picked])
         if len(picked) == limit and picked[-1] + 1 < upto:
             return ChangePage(changes, {**cursor, "pos": picked[-1] + 1}, more=True, rejected=bad)
         return ChangePage(changes, {"pos": upto}, more=True, rejected=bad)
 
-    def _changes(self, entries: list[tuple[str, Stored | None]]) -> tuple[list[Change], list[RecordError]]:
+    def _changes(self, entries: list[tuple[str, Stored | None, int]]) -> tuple[list[Change], list[RecordError]]:
         changes: list[Change] = []
         bad: list[RecordError] = []
-        for key_id, item in entries:
+        for key_id, item, at_ms in entries:
             if item is None:
-                changes.append(self._delete_change(key_id))
+                changes.append(dataclasses.replace(self._delete_change(key_id), observed_ms=at_ms))
                 continue
             try:
                 record = self._decode(key_id, item)
             except RecordError as err:
                 bad.append(err)
                 continue
-            changes.append(Change(Record(record.key, record.body, meta_if_valid(record))))
+            changes.append(Change(Record(record.key, record.body, meta_if_valid(record)), observed_ms=at_ms))
         return changes, bad
 
     def _scan_page(self, cursor: Cursor, limit: int) -> ChangePage:

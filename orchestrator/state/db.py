@@ -64,6 +64,9 @@ CREATE TABLE IF NOT EXISTS audit_outbox (
 CREATE TABLE IF NOT EXISTS capture_staging (
     dataset TEXT NOT NULL, location TEXT NOT NULL, n INTEGER NOT NULL, change BLOB NOT NULL,
     PRIMARY KEY (dataset, location, n)) WITHOUT ROWID;
+CREATE TABLE IF NOT EXISTS held_snapshot (
+    dataset TEXT NOT NULL, location TEXT NOT NULL, key_id TEXT NOT NULL, captured TEXT, delivered TEXT,
+    PRIMARY KEY (dataset, location, key_id)) WITHOUT ROWID;
 CREATE TABLE IF NOT EXISTS verify_runs (
     id INTEGER PRIMARY KEY AUTOINCREMENT, dataset TEXT NOT NULL, started_at REAL NOT NULL,
     finished_at REAL NOT NULL, converged INTEGER NOT NULL, divergent INTEGER NOT NULL,
@@ -77,15 +80,17 @@ _ADDED_COLUMNS: dict[str, list[tuple[str, str]]] = {
     "capture_log": [("source", "TEXT NOT NULL DEFAULT 'capture'"), ("location", "TEXT"),
                     ("epoch", "INTEGER NOT NULL DEFAULT 0"), ("retract", "TEXT")],
     "heads": [("tombstone", "INTEGER NOT NULL DEFAULT 0"), ("wall_ms", "INTEGER NOT NULL DEFAULT 0"),
-              ("allowed", "TEXT"), ("captured", "TEXT")],
+              ("allowed", "TEXT"), ("captured", "TEXT"), ("seq", "INTEGER NOT NULL DEFAULT 0"),
+              ("delivered", "TEXT")],
     "lanes": [("attached_epoch", "INTEGER"), ("caught_up_at", "REAL"),
               ("retracted", "INTEGER NOT NULL DEFAULT 0")],
     "conflicts": [("stored_token", "TEXT"), ("incoming_token", "TEXT"), ("resolution", "TEXT"),
-                  ("note", "TEXT")],
+                  ("note", "TEXT"), ("others", "TEXT")],
 }
 
 _INDEXES = """
-CREATE UNIQUE INDEX IF NOT EXISTS conflicts_once ON conflicts(dataset, key_id, stored_token);
+DROP INDEX IF EXISTS conflicts_once;
+CREATE UNIQUE INDEX IF NOT EXISTS conflicts_pair ON conflicts(dataset, key_id, stored_token, incoming_token);
 CREATE INDEX IF NOT EXISTS heads_tombstones ON heads(dataset, tombstone, wall_ms);
 CREATE INDEX IF NOT EXISTS capture_log_key ON capture_log(dataset, key, seq);
 """

@@ -24,7 +24,9 @@ class ConflictRow:
     found at ``replica``; ``winner`` is the token of the version whose body won and
     ``resolution`` the token of the record mcrepl wrote to settle it (a new version that
     has seen both). ``note`` says what happened when the resolver could not run as asked
-    (a merge function that raised, and why).
+    (a merge function that raised, and why). ``others`` are further versions the same
+    settlement resolved (the log's latest, when neither side had seen it): they won or
+    lost with the two.
     """
 
     dataset: str
@@ -36,6 +38,7 @@ class ConflictRow:
     resolver: str
     resolution: str | None = None
     note: str | None = None
+    others: tuple[ReplicationMeta, ...] = ()
 
 
 @dataclass(frozen=True)
@@ -58,24 +61,21 @@ class Journal:
         self._db = db
         self._now = now
 
-    def conflict_logged(self, dataset: str, key: str, stored_token: str) -> bool:
-        """Whether the conflict with version ``stored_token`` of ``key`` is already logged (and settled)."""
-        return self._db.one("SELECT 1 AS x FROM conflicts WHERE dataset=? AND key_id=? AND stored_token=?",
-                            (dataset, key, stored_token)) is not None
-
     def add_conflict(self, row: ConflictRow) -> bool:
         """Log a conflict once (joins the caller's transaction); ``False`` when it was logged before.
 
-        A conflict is identified by the key and the concurrent version found at a location:
-        a batch replayed after a crash, a second lane meeting the same version at another
-        replica, or a later log entry meeting it again finds the row and logs nothing twice.
+        A conflict is identified by the key and its two versions (the one found at a
+        location, the one sent): a batch replayed after a crash, or a second lane meeting
+        the same pair at another replica, finds the row and logs nothing twice. A later
+        version meeting the same stored one is a conflict of its own.
         """
         return self._db.execute(
             "INSERT OR IGNORE INTO conflicts(dataset, key_id, replica, incoming, stored, winner, resolver, at, "
-            "stored_token, incoming_token, resolution, note) VALUES (?,?,?,?,?,?,?,?,?,?,?,?)",
+            "stored_token, incoming_token, resolution, note, others) VALUES (?,?,?,?,?,?,?,?,?,?,?,?,?)",
             (row.dataset, row.key, row.replica, json.dumps(row.incoming.to_dict(), sort_keys=True),
              json.dumps(row.stored.to_dict(), sort_keys=True), row.winner, row.resolver, self._now(),
-             row.stored.version.token, row.incoming.version.token, row.resolution, row.note)) > 0
+             row.stored.version.token, row.incoming.version.token, row.resolution, row.note,
+             json.dumps([m.to_dict() for m in row.others], sort_keys=True) if row.others else None)) > 0
 
     def add_quarantine(self, dataset: str, replica: str, version: str, error: RecordError) -> None:
         """Quarantine one record at one replica; re-quarantining the same version is a no-op."""
@@ -88,9 +88,10 @@ class Journal:
         """Logged conflicts, newest first, as plain dicts (for tables and JSON)."""
         where, params = ("WHERE dataset=?", [dataset]) if dataset else ("", [])
         rows = self._db.rows(f"SELECT dataset, key_id, replica, incoming, stored, winner, resolver, at, "
-                             f"resolution, note FROM conflicts {where} ORDER BY id DESC LIMIT ?", [*params, limit])
-        return [{**dict(r), "incoming": json.loads(r["incoming"]), "stored": json.loads(r["stored"])}
-                for r in rows]
+                             f"resolution, note, others FROM conflicts {where} ORDER BY id DESC LIMIT ?",
+                             [*params, limit])
+        return [{**dict(r), "incoming": json.loads(r["incoming"]), "stored": json.loads(r["stored"]),
+                 "others": json.loads(r["others"]) if r["others"] else []} for r in rows]
 
     def quarantined(self, dataset: str | None = None, limit: int = 1000) -> list[dict[str, Any]]:
         """Quarantined records, newest first, as plain dicts."""

@@ -19,9 +19,10 @@ tombstones themselves.
 
 from __future__ import annotations
 
+import dataclasses
 import json
 from dataclasses import dataclass
-from typing import Any, Iterable, Iterator, Literal, Mapping, Sequence
+from typing import Any, Collection, Iterable, Iterator, Literal, Mapping, Sequence
 
 from mcrepl.adapters.base import Change, Record, RecordKey, ReplicationMeta
 from mcrepl.adapters.base.tagged_json import dumps, loads
@@ -87,6 +88,17 @@ def _meta_of(row_meta: str) -> ReplicationMeta:
     return ReplicationMeta.from_dict(json.loads(row_meta))
 
 
+def _captured_json(location: str, record: Record) -> str:
+    assert record.meta is not None
+    return json.dumps({"l": location, "h": "-" if record.tombstone else record.digest_hash(False),
+                       "m": record.meta.to_dict()}, sort_keys=True)
+
+
+def _captured_of(raw_json: str) -> "Captured":
+    raw = json.loads(raw_json)
+    return Captured(raw["l"], raw["h"], ReplicationMeta.from_dict(raw["m"]))
+
+
 class CaptureLog:
     """Per-dataset log, capture cursors, per-key heads and the origins seen."""
 
@@ -111,8 +123,8 @@ class CaptureLog:
                          "VALUES (?,?,?,?)", (dataset, location, json.dumps(cursor), self._now()))
 
     def commit_page(self, dataset: str, location: str, epoch: int, records: Sequence[Record],
-                    cursor: dict[str, Any], echoes: int = 0, allowed: Mapping[str, Sequence[str]] | None = None,
-                    retract: Mapping[str, Sequence[str]] | None = None) -> int:
+                    cursor: dict[str, Any], echoes: int = 0, allowed: Mapping[str, Collection[str]] | None = None,
+                    retract: Mapping[str, Collection[str]] | None = None) -> int:
         """Append captured ``records``, update their heads and save ``cursor``, atomically.
 
         ``allowed`` (key → locations the record may live in) is kept with the heads so the
@@ -128,7 +140,7 @@ class CaptureLog:
         return head
 
     def append(self, dataset: str, records: Sequence[Record], *, location: str, epoch: int,
-               retract: Mapping[str, Sequence[str]] | None = None) -> int:
+               retract: Mapping[str, Collection[str]] | None = None) -> int:
         """Append records made by mcrepl itself (settlements, merges, repairs); every location receives them."""
         with self._db.transaction():
             return self._append(dataset, records, "engine", location, epoch, None, retract)
@@ -140,8 +152,8 @@ class CaptureLog:
             return self._append(dataset, records, "capture", location, epoch, note_captured=False)
 
     def _append(self, dataset: str, records: Sequence[Record], source: Source, location: str, epoch: int,
-                allowed: Mapping[str, Sequence[str]] | None = None,
-                retract: Mapping[str, Sequence[str]] | None = None, note_captured: bool = True) -> int:
+                allowed: Mapping[str, Collection[str]] | None = None,
+                retract: Mapping[str, Collection[str]] | None = None, note_captured: bool = True) -> int:
         now = self._now()
         self._db.execute("INSERT OR IGNORE INTO datasets(dataset) VALUES (?)", (dataset,))
         row = self._db.one("SELECT head_seq FROM datasets WHERE dataset=?", (dataset,))
@@ -159,17 +171,15 @@ class CaptureLog:
             where = (allowed or {}).get(key_id)
             # what the primary holds, as capture read it (changes recovered from a demoted primary
             # say nothing about what the current primary holds)
-            captured = (json.dumps({"l": location, "h": "-" if meta.tombstone else record.digest_hash(False),
-                                    "m": meta.to_dict()}, sort_keys=True)
-                        if source == "capture" and note_captured else None)
+            captured = _captured_json(location, record) if source == "capture" and note_captured else None
             heads.append((dataset, key_id, cols[2], int(meta.tombstone), meta.version.wall_ms,
-                          json.dumps(sorted(where)) if where is not None else None, captured))
+                          json.dumps(sorted(where)) if where is not None else None, captured, head))
             origins.update(o for o, t in meta.vector.items() if t)
         self._db.executemany("INSERT INTO capture_log(dataset, seq, key, token, meta, body_kind, body, "
                              "captured_at, source, location, epoch, retract) VALUES (?,?,?,?,?,?,?,?,?,?,?,?)", rows)
-        self._db.executemany("INSERT INTO heads(dataset, key_id, meta, tombstone, wall_ms, allowed, captured) "
-                             "VALUES (?,?,?,?,?,?,?) ON CONFLICT(dataset, key_id) DO UPDATE SET meta=excluded.meta, "
-                             "tombstone=excluded.tombstone, wall_ms=excluded.wall_ms, "
+        self._db.executemany("INSERT INTO heads(dataset, key_id, meta, tombstone, wall_ms, allowed, captured, seq) "
+                             "VALUES (?,?,?,?,?,?,?,?) ON CONFLICT(dataset, key_id) DO UPDATE SET meta=excluded.meta, "
+                             "tombstone=excluded.tombstone, wall_ms=excluded.wall_ms, seq=excluded.seq, "
                              "allowed=COALESCE(excluded.allowed, heads.allowed), "
                              "captured=COALESCE(excluded.captured, heads.captured)", heads)
         self._db.execute("UPDATE datasets SET head_seq=? WHERE dataset=?", (head, dataset))
@@ -209,38 +219,185 @@ class CaptureLog:
             marks = ",".join("?" * len(chunk))
             for row in self._db.rows(f"SELECT key_id, captured FROM heads WHERE dataset=? AND key_id IN ({marks}) "
                                      "AND captured IS NOT NULL", (dataset, *chunk)):
-                raw = json.loads(row["captured"])
-                found[row["key_id"]] = Captured(raw["l"], raw["h"], ReplicationMeta.from_dict(raw["m"]))
+                found[row["key_id"]] = _captured_of(row["captured"])
         return found
 
     def held_at(self, dataset: str, keys: Iterable[RecordKey], location: str,
                 upto_seq: int | None = None) -> dict[str, ReplicationMeta]:
         """The version ``location`` is known to hold for each key (what a native write there overwrote).
 
-        Known when capture read it there or mcrepl delivered it there last (:meth:`captured`),
-        or, for a location promoted or rejoined since, the last logged version up to
-        ``upto_seq`` (it received everything logged up to there). Keys absent from the
-        result were, as far as the log knows, never held there.
+        For the primary, :meth:`captured` (what capture read there or mcrepl delivered
+        there last; every key is handed over at promotion, see :meth:`hand_over`); for a
+        former primary, what it held when it was demoted. Otherwise, with ``upto_seq``
+        (``location`` received everything logged up to there), the key's head when that is
+        no later, else its last entry up to there while the log still has it. Keys absent
+        from the result were, as far as the state knows, never held there: a write there
+        is then settled as a conflict, never taken for a successor.
         """
         keys = list({k.id: k for k in keys}.values())
         seen = self.captured(dataset, (k.id for k in keys))
         held = {key_id: c.meta for key_id, c in seen.items() if c.location == location}
-        if upto_seq is not None:
-            for key in keys:
-                if key.id in held:
-                    continue
-                row = self._db.one("SELECT meta FROM capture_log WHERE dataset=? AND key=? AND seq<=? "
-                                   "ORDER BY seq DESC LIMIT 1", (dataset, dumps(list(key.parts)).decode(), upto_seq))
-                if row is not None:
-                    held[key.id] = _meta_of(row["meta"])
+        rest = [k for k in keys if k.id not in held]
+        for key_id, c in self._snapshot(dataset, location, [k.id for k in rest]).items():
+            held[key_id] = c.meta
+        if upto_seq is None:
+            return held
+        for key in rest:
+            if key.id in held:
+                continue
+            head = self._db.one("SELECT meta, seq FROM heads WHERE dataset=? AND key_id=?", (dataset, key.id))
+            if head is None:
+                continue
+            if head["seq"] and head["seq"] <= upto_seq:
+                held[key.id] = _meta_of(head["meta"])
+                continue
+            row = self._db.one("SELECT meta FROM capture_log WHERE dataset=? AND key=? AND seq<=? "
+                               "ORDER BY seq DESC LIMIT 1", (dataset, dumps(list(key.parts)).decode(), upto_seq))
+            if row is not None:
+                held[key.id] = _meta_of(row["meta"])
         return held
 
+    def _snapshot(self, dataset: str, location: str, key_ids: Sequence[str],
+                  column: str = "captured") -> dict[str, "Captured"]:
+        found: dict[str, Captured] = {}
+        for start in range(0, len(key_ids), 500):
+            chunk = key_ids[start:start + 500]
+            marks = ",".join("?" * len(chunk))
+            for row in self._db.rows(f"SELECT key_id, {column} AS c FROM held_snapshot WHERE dataset=? AND "
+                                     f"location=? AND key_id IN ({marks}) AND {column} IS NOT NULL",
+                                     (dataset, location, *chunk)):
+                found[row["key_id"]] = _captured_of(row["c"])
+        return found
+
+    def hand_over(self, dataset: str, old: str, new: str, upto_seq: int) -> None:
+        """At promotion: keep what ``old`` held, and record what ``new`` holds, for every key.
+
+        ``old``'s part of :meth:`captured` is kept as its snapshot (a rejoin reconciles it
+        against what it finds there). ``new`` received every entry up to ``upto_seq``: a
+        key whose head is no later holds its head (unless residency kept it away); a key
+        changed since holds its last entry up to there, or, with that entry gone from the
+        log, nothing known. Runs inside the promotion's transaction.
+        """
+        self._db.execute("DELETE FROM held_snapshot WHERE dataset=? AND location=?", (dataset, old))
+        self._db.execute("INSERT INTO held_snapshot(dataset, location, key_id, captured, delivered) "
+                         "SELECT dataset, ?, key_id, CASE WHEN json_extract(captured, '$.l')=? THEN captured END, "
+                         "CASE WHEN json_extract(delivered, '$.l')=? THEN delivered END FROM heads WHERE dataset=? "
+                         "AND (json_extract(captured, '$.l')=? OR json_extract(delivered, '$.l')=?)",
+                         (old, old, old, dataset, old, old))
+        self._db.execute(
+            "UPDATE heads SET captured=json_object('l', ?, 'h', CASE WHEN tombstone=1 THEN '-' "
+            "ELSE json_extract(meta, '$.h') END, 'm', json(meta)) WHERE dataset=? AND seq>0 AND seq<=? "
+            "AND (allowed IS NULL OR EXISTS (SELECT 1 FROM json_each(heads.allowed) WHERE value=?))",
+            (new, dataset, upto_seq, new))
+        for row in self._db.rows("SELECT key_id FROM heads WHERE dataset=? AND seq>?", (dataset, upto_seq)):
+            entry = self._db.one("SELECT c.meta FROM capture_log c WHERE c.dataset=? AND c.seq<=? AND c.key=("
+                                 "SELECT key FROM capture_log WHERE dataset=? AND seq=(SELECT seq FROM heads "
+                                 "WHERE dataset=? AND key_id=?)) ORDER BY c.seq DESC LIMIT 1",
+                                 (dataset, upto_seq, dataset, dataset, row["key_id"]))
+            captured = None
+            if entry is not None:
+                meta = _meta_of(entry["meta"])
+                captured = json.dumps({"l": new, "h": "-" if meta.tombstone else meta.content_hash,
+                                       "m": meta.to_dict()}, sort_keys=True)
+            self._db.execute("UPDATE heads SET captured=? WHERE dataset=? AND key_id=?",
+                             (captured, dataset, row["key_id"]))
+        self._db.execute("DELETE FROM held_snapshot WHERE dataset=? AND location=?", (dataset, new))
+        self._db.execute("UPDATE heads SET delivered=NULL WHERE dataset=?", (dataset,))
+
+    def note_held(self, dataset: str, location: str, records: Sequence[Record]) -> None:
+        """Remember the versions a former primary's own items were given when a rejoin logged them.
+
+        Those items stay there without a version in them (a native write has none); with
+        this, a later entry meeting one is compared with its version, as at the primary.
+        """
+        self._db.executemany(
+            "INSERT INTO held_snapshot(dataset, location, key_id, captured) VALUES (?,?,?,?) "
+            "ON CONFLICT(dataset, location, key_id) DO UPDATE SET captured=excluded.captured",
+            [(dataset, location, r.key.id, _captured_json(location, r)) for r in records if r.meta is not None])
+
+    def logged_versions(self, dataset: str, records: Sequence[Record]) -> set[tuple[str, str]]:
+        """``(key id, version token)`` of each of ``records`` whose version the log still holds."""
+        found: set[tuple[str, str]] = set()
+        for record in records:
+            if record.meta is None:
+                continue
+            token = record.meta.version.token
+            if self._db.one("SELECT 1 AS x FROM capture_log WHERE dataset=? AND key=? AND token=? LIMIT 1",
+                            (dataset, dumps(list(record.key.parts)).decode(), token)) is not None:
+                found.add((record.key.id, token))
+        return found
+
+    def as_logged(self, dataset: str, location: str, records: Sequence[Record]) -> list[Record]:
+        """``records`` read at ``location``, each with the metadata the log gave its version.
+
+        An application that stamps its own writes stores its own vector; capture extends it
+        with what the write replaced (the store serialised the two), and only the log has
+        that. Settling against the stored vector would forget the replaced version.
+        """
+        ids = [r.key.id for r in records if r.meta is not None]
+        if not ids:
+            return list(records)
+        known = self.known_at(dataset, location, ids)
+        heads = self.heads(dataset, ids)
+        out = []
+        for record in records:
+            meta = record.meta
+            if meta is not None:
+                for logged in [*(c.meta for c in known.get(record.key.id, [])), heads.get(record.key.id)]:
+                    if logged is not None and logged.version == meta.version and logged.vector != meta.vector:
+                        vector = {o: max(meta.vector.get(o, ""), logged.vector.get(o, ""))
+                                  for o in {*meta.vector, *logged.vector}}
+                        record = dataclasses.replace(record, meta=dataclasses.replace(meta, vector=vector))
+                        break
+            out.append(record)
+        return out
+
+    def known_at(self, dataset: str, location: str, key_ids: Sequence[str]) -> dict[str, list["Captured"]]:
+        """What mcrepl knows ``location`` holds per key, each way it knows it: read there by
+        capture, delivered there by mcrepl (the primary), or held by a former primary (see
+        :meth:`hand_over`, :meth:`note_held`). The store's item tells which one it holds."""
+        ids = list(dict.fromkeys(key_ids))
+        found: dict[str, list[Captured]] = {}
+        for start in range(0, len(ids), 500):
+            chunk = ids[start:start + 500]
+            marks = ",".join("?" * len(chunk))
+            for row in self._db.rows(f"SELECT key_id, captured, delivered FROM heads WHERE dataset=? "
+                                     f"AND key_id IN ({marks})", (dataset, *chunk)):
+                for raw in (row["delivered"], row["captured"]):
+                    if raw is not None and (c := _captured_of(raw)).location == location:
+                        found.setdefault(row["key_id"], []).append(c)
+        for column in ("delivered", "captured"):
+            for key_id, c in self._snapshot(dataset, location, ids, column).items():
+                found.setdefault(key_id, []).append(c)
+        return found
+
     def note_delivered(self, dataset: str, location: str, records: Sequence[Record]) -> None:
-        """Remember that ``location`` (the primary) now holds ``records`` (see :meth:`held_at`)."""
-        self._db.executemany("UPDATE heads SET captured=? WHERE dataset=? AND key_id=?", [
-            (json.dumps({"l": location, "h": "-" if r.tombstone else r.digest_hash(False),
-                         "m": r.meta.to_dict()}, sort_keys=True), dataset, r.key.id)  # type: ignore[union-attr]
-            for r in records if r.meta is not None])
+        """Remember that ``location`` (the primary) now holds ``records``: mcrepl wrote them there.
+
+        Kept apart from what capture read (:meth:`note_read`): capture reads the primary's
+        changes in the store's order, and a delivery it has not read yet is not the version
+        an earlier native write there replaced.
+        """
+        self._note("delivered", dataset, location, records)
+
+    def note_read(self, dataset: str, location: str, records: Sequence[Record]) -> None:
+        """Remember the state capture last read at ``location`` for keys it logged nothing for
+        (its own deliveries coming back, a write of the content already logged)."""
+        self._note("captured", dataset, location, records)
+
+    def _note(self, column: str, dataset: str, location: str, records: Sequence[Record]) -> None:
+        self._db.executemany(f"UPDATE heads SET {column}=? WHERE dataset=? AND key_id=?", [
+            (_captured_json(location, r), dataset, r.key.id) for r in records if r.meta is not None])
+
+    def note_absent(self, dataset: str, location: str, key_ids: Sequence[str]) -> None:
+        """Remember that ``location`` (the primary) was read holding nothing for these keys.
+
+        The version it last held stays as its known predecessor (a native write there
+        later succeeds it); the absence is what the primary's lane compares against.
+        """
+        self._db.executemany("UPDATE heads SET captured=json_object('l', ?, 'h', '-', 'm', "
+                             "json(COALESCE(json_extract(captured, '$.m'), meta))) WHERE dataset=? AND key_id=?",
+                             [(location, dataset, key_id) for key_id in key_ids])
 
     def tombstone_heads(self, dataset: str, page: int = 1000) -> Iterator[tuple[str, ReplicationMeta]]:
         """``(key_id, meta)`` of every key whose last logged version is a delete, in key order."""

@@ -33,8 +33,10 @@ from mcrepl.orchestrator.clock import Clock
 from mcrepl.orchestrator.state import StateStore
 from mcrepl.policies.routing import RecordRouter, allowed_at
 
-from .lane import Settling
+from .settling import Settling
+from .writer import state_of
 from .merge import union_vector
+from .recovery import is_late, late_change, recover
 from .report import VerifySummary
 from .resolution import settle
 
@@ -73,9 +75,10 @@ class RepairPlan:
     dataset: str
     writes: list[PlannedWrite] = field(default_factory=list)
     in_flight: int = 0
+    late: int = 0                       # writes a former primary took after its rejoin, logged now
 
     def to_dict(self) -> dict[str, Any]:
-        return {"dataset": self.dataset, "keys": len(self.writes), "in_flight": self.in_flight,
+        return {"dataset": self.dataset, "keys": len(self.writes), "in_flight": self.in_flight, "late": self.late,
                 "actions": [{"key": w.record.key.id, "reason": w.reason, "writes": list(w.writes),
                              "retract": list(w.retract), "tombstone": w.record.tombstone,
                              "version": w.record.meta.version.token if w.record.meta else None}
@@ -98,6 +101,7 @@ class AntiEntropy:
         self.clock = clock
         self.primary = next(iter(self.adapters))
         self._pending_rows: list[Any] = []
+        self._lost_at_primary: list[str] = []
 
     def compare(self) -> Any:
         """The policy-aware verify report of every location against the primary."""
@@ -108,11 +112,12 @@ class AntiEntropy:
         return report
 
     def run(self, *, repair: bool, deliver: Callable[[], None], repair_max: int | None = None,
-            dry_run: bool = False) -> tuple[VerifySummary, RepairPlan]:
+            dry_run: bool = False, record: bool = True) -> tuple[VerifySummary, RepairPlan]:
         """Compare, repair within the bound, compare again; record and audit the verdict.
 
         ``repair_max`` overrides the configured bound (``mcrepl repair`` is an operator's
-        explicit request); ``dry_run`` plans and records nothing.
+        explicit request); ``dry_run`` plans and records nothing; ``record=False`` keeps a
+        partial comparison (some locations only) out of the dataset's verify history.
         """
         started = self.clock.time()
         bound = self.settings.repair_max if repair_max is None else repair_max
@@ -120,7 +125,7 @@ class AntiEntropy:
         repaired, detail = 0, ""
         plan = RepairPlan(self.dataset)
         if not report.clean:
-            plan = self.plan(report)
+            plan = self.plan(report, log_late=not dry_run)
             if dry_run:
                 return VerifySummary(False, report.divergent, 0, report.divergent, report.withheld,
                                      "dry run: nothing written"), plan
@@ -128,8 +133,9 @@ class AntiEntropy:
                 detail = "repair not requested"
             elif len(plan.writes) > bound:
                 detail = f"{len(plan.writes)} keys differ, above repair_max {bound}: nothing written"
-            elif plan.writes:
-                self.append(plan)
+            elif plan.writes or plan.late:
+                if plan.writes:
+                    self.append(plan)
                 deliver()
                 repaired = len(plan.writes)
                 report = self.compare()
@@ -139,6 +145,8 @@ class AntiEntropy:
             return VerifySummary(True, 0, 0, 0, report.withheld, "dry run"), plan
         summary = VerifySummary(report.clean, report.divergent if not repaired else repaired, repaired,
                                 report.divergent, report.withheld, detail)
+        if not record:
+            return summary, plan
         with self.state.transaction():
             self.state.record_verify(self.dataset, started, summary.converged, summary.divergent, repaired,
                                      detail or ("converged" if summary.converged else f"{summary.remaining} keys differ"))
@@ -152,8 +160,12 @@ class AntiEntropy:
 
     # -- planning ----------------------------------------------------------------------------
 
-    def plan(self, report: Any) -> RepairPlan:
-        """The resolved record of every differing key not still in flight."""
+    def plan(self, report: Any, *, log_late: bool = True) -> RepairPlan:
+        """The resolved record of every differing key not still in flight.
+
+        Late writes at former primaries are logged as they are found (``log_late=False``:
+        only counted, for a dry run).
+        """
         plan = RepairPlan(self.dataset)
         reasons: dict[str, str] = {}
         for pair in report.pairs:
@@ -165,9 +177,13 @@ class AntiEntropy:
         head_seq = self.state.log.head(self.dataset)
         lagging = {loc for loc in self.adapters
                    if self.state.lanes.get(self.dataset, loc).offset < head_seq}
+        former = {loc for loc in self.adapters if loc != self.primary and self.state.epochs_of(self.dataset, loc)}
         for key_id in keys:
             key = schema.parse_id(key_id)
-            stored = {loc: adapter.read(key) for loc, adapter in self.adapters.items()}
+            stored = {loc: self._as_logged(loc, adapter.read(key)) for loc, adapter in self.adapters.items()}
+            if self._recover_late(key, stored, heads.get(key_id), former, log_late):
+                plan.late += 1                   # logged now: the lanes deliver it
+                continue
             if self._in_flight(stored, heads.get(key_id), lagging):
                 plan.in_flight += 1
                 continue
@@ -187,6 +203,27 @@ class AntiEntropy:
             if writes or retract:
                 plan.writes.append(PlannedWrite(record, reasons[key_id], writes, retract))
         return plan
+
+    def _recover_late(self, key: Any, stored: Mapping[str, Record | None], head: ReplicationMeta | None,
+                      former: set[str], log_late: bool) -> bool:
+        """Log a write a former primary took after its rejoin, instead of repairing it away."""
+        found = False
+        for loc in sorted(former):
+            candidates = self.state.log.known_at(self.dataset, loc, [key.id]).get(key.id, [])
+            if not candidates and stored[loc] is None:
+                continue
+            if is_late(stored[loc], state_of(stored[loc], candidates), head):
+                if not log_late:
+                    return True
+                target = self.adapters[loc].target
+                found |= bool(recover(self.state, target, self.settling, [late_change(Record(key, None),
+                                                                                       stored[loc])], None, {}))
+        return found
+
+    def _as_logged(self, location: str, record: Record | None) -> Record | None:
+        if record is None or meta_if_valid(record) is None:
+            return record
+        return self.state.log.as_logged(self.dataset, location, [record])[0]
 
     def _in_flight(self, stored: Mapping[str, Record | None], head: ReplicationMeta | None,
                    lagging: set[str]) -> bool:
@@ -226,12 +263,21 @@ class AntiEntropy:
                 and self.adapters[self.primary].capabilities.capture_sees_deletes)
 
     @staticmethod
-    def _newest(versions: Mapping[str, Record], head: ReplicationMeta | None) -> Record | None:
-        """The stored record the log's head names, else the newest one stored anywhere."""
+    def _newest(stored: Mapping[str, Record | None], versions: Mapping[str, Record],
+                head: ReplicationMeta | None) -> Record | None:
+        """The stored record the log's head names, else the newest one stored anywhere.
+
+        A former primary may hold the head's content as the native item capture read
+        there (no version in the item): that content, with the head's version, is it.
+        """
         if head is not None:
             for rec in versions.values():
                 if rec.meta is not None and rec.meta.version == head.version:
                     return rec
+            for held in stored.values():
+                if held is not None and held.body is not None and meta_if_valid(held) is None \
+                        and held.digest_hash(False) == head.content_hash:
+                    return Record(held.key, held.body, head)
         return max(versions.values(), key=lambda r: r.meta.version, default=None)  # type: ignore[union-attr]
 
     def _resolve(self, stored: Mapping[str, Record | None], head: ReplicationMeta | None = None) -> Record | None:
@@ -249,13 +295,17 @@ class AntiEntropy:
         if ref is None and self._primary_lost(head):
             # the log says live and the primary's capture would have reported a delete: the
             # primary lost the record (restored from a backup, wiped): refill it, never delete it
-            return self._newest(versions, head)
+            found = self._newest(stored, versions, head)
+            if found is not None:
+                self._lost_at_primary.append(found.key.id)
+            return found
         if ref is None or ref.tombstone:
             if all(r is None or r.tombstone for r in stored.values()):
                 return None
-            if ref is not None and all(vector_dominates(ref.meta.vector, r.meta.vector)  # type: ignore[union-attr]
-                                       for r in versions.values()):
-                return ref
+            if ref is not None and meta_if_valid(ref) is not None:
+                # the primary's delete against the other versions: a version that has seen it
+                # wins, a concurrent one is settled, exactly as a lane would
+                return self._settle_all(ref, [r for loc, r in versions.items() if loc != self.primary])
             key = next(r.key for r in stored.values() if r is not None)
             return tombstone_of(schema, key, self._tick(), vector, blob_dataset=target.kind == "blob",
                                 epoch=self.settling.epoch)
@@ -288,13 +338,16 @@ class AntiEntropy:
             self.state.check_epoch(self.dataset, self.settling.epoch)
             for row in self._pending_rows:
                 self.state.journal.add_conflict(row)
+            # what the primary lost is known absent there: its lane refills it, not waiting
+            # for a delete capture will never read
+            self.state.log.note_absent(self.dataset, self.primary, self._lost_at_primary)
             self.state.save_clock(self.settling.clock.state)
             self.state.log.append(self.dataset, [w.record for w in plan.writes], location=self.settling.primary,
                                   epoch=self.settling.epoch, retract={w.record.key.id: w.retract
                                                                       for w in plan.writes if w.retract})
             self.state.audit.add("repair", {"dataset": self.dataset, "keys": len(plan.writes),
                                             "retract": sum(len(w.retract) for w in plan.writes)})
-        self._pending_rows = []
+        self._pending_rows, self._lost_at_primary = [], []
 
 
 def _holds(current: Record | None, record: Record) -> bool:

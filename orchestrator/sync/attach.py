@@ -27,16 +27,19 @@ the way are settled exactly like a lane's. The attachment commits with its audit
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import logging
 from dataclasses import dataclass, field
 from typing import Iterator
 
-from mcrepl.adapters.base import (ApplyOutcome, Change, ChangePage, Record, ReplicaAdapter, ReplicationMeta,
+from mcrepl.adapters.base import (ApplyOutcome, Change, ChangePage, KeySchema, Record, ReplicaAdapter, ReplicationMeta,
                                   meta_if_valid, tombstone_of, vector_dominates)
 from mcrepl.orchestrator.state import StateStore
 
 from .lane import LaneApplier
+from .merge import union_vector
+from .recovery import recover as recover_changes
 from .writer import Written, counts_of
 
 log = logging.getLogger("mcrepl.sync.attach")
@@ -53,6 +56,9 @@ class AttachResult:
     recovered: int = 0                          # rejoin: unlogged versions appended to the log
     missing: list[str] = field(default_factory=list)   # rejoin: keys the log says it held, absent now
     missing_total: int = 0
+    # rejoin: the version each key recovered so far holds at the location (a later page's
+    # change of the same key replaced it there; these entries are not the primary's)
+    recovered_heads: dict[str, ReplicationMeta] = field(default_factory=dict, repr=False)
 
 
 def full_read(adapter: ReplicaAdapter, batch_size: int, state: StateStore | None = None) -> Iterator[ChangePage]:
@@ -81,9 +87,14 @@ def full_read(adapter: ReplicaAdapter, batch_size: int, state: StateStore | None
 
 def backfill(lane: LaneApplier, primary: ReplicaAdapter, epoch: int, *, kind: str = "backfill",
              result: AttachResult | None = None) -> AttachResult:
-    """Copy the primary's current, already-logged records to the lane's location; then attach it."""
+    """Copy the primary's current, already-logged records to the lane's location; then attach it.
+
+    The lane starts where the primary's own lane stands (never after the head noted before
+    the scan): entries mcrepl made that the primary has not received yet are not in what
+    the scan reads, so the new lane must apply them itself.
+    """
     state, ds = lane.state, lane.target.dataset
-    result = result or AttachResult(kind, state.log.head(ds))
+    result = result or AttachResult(kind, _start(state, ds, primary.target.replica))
     for page in full_read(primary, lane.batch_size, state):
         heads = state.log.heads(ds, (c.record.key.id for c in page.changes))
         batch: list[Record] = []
@@ -93,7 +104,10 @@ def backfill(lane: LaneApplier, primary: ReplicaAdapter, epoch: int, *, kind: st
                 continue                            # not logged yet, or deleted: the log brings it
             own = meta_if_valid(record)
             if own is not None and own.version == head.version:
-                batch.append(record)
+                # with the log's vector: an application that stamps its own writes stores its own,
+                # which does not name what its write replaced (see CaptureLog.as_logged)
+                batch.append(dataclasses.replace(record, meta=dataclasses.replace(
+                    own, vector=union_vector(own.vector, head.vector))))
             elif own is None and record.digest_hash(False) == head.content_hash:
                 batch.append(Record(record.key, record.body, head))
         _write(lane, batch, result)
@@ -111,32 +125,54 @@ def backfill(lane: LaneApplier, primary: ReplicaAdapter, epoch: int, *, kind: st
 
 
 def rejoin(lane: LaneApplier, primary: ReplicaAdapter, epoch: int, former_epochs: set[int]) -> AttachResult:
-    """Reconcile a demoted primary's unlogged changes into the log (see the module docstring).
+    """Reconcile a demoted primary's unlogged changes into the log, then attach its lane.
 
-    When its change log can still be read from where capture left it (and shows deletes),
-    that is what is read: exactly the writes and deletes it took that were never captured.
-    Otherwise its contents are scanned — a scan cannot see deletes, so keys it lacks are
-    listed, not deleted — and it is then backfilled.
+    After :func:`recover`, a location whose change log was read received everything
+    logged up to its lane's offset, and its lane resumes there; a scanned one is
+    backfilled from the primary.
     """
     state, ds, location = lane.state, lane.target.dataset, lane.target.replica
-    result = AttachResult("rejoin", state.log.head(ds))
-    cursor = state.log.cursor(ds, location)
-    if lane.adapter.capabilities.capture_sees_deletes and _drain_change_log(lane, cursor, result):
-        log.info("rejoin of %s at %s from its change log: %d unlogged changes recovered", ds, location,
-                 result.recovered)
-        row = state.lanes.get(ds, location)
-        result.start_offset = row.offset         # it received everything logged up to there
+    result = AttachResult("rejoin", _start(state, ds, primary.target.replica))
+    if recover(lane, former_epochs, result):
+        result.start_offset = state.lanes.get(ds, location).offset
         _attach(lane, result, epoch)
         return result
+    return backfill(lane, primary, epoch, kind="rejoin", result=result)
+
+
+def recover(lane: LaneApplier, former_epochs: set[int], result: AttachResult) -> bool:
+    """Log the writes and deletes a former primary took that capture never read (see the module docstring).
+
+    When its change log can still be read from where capture left it (and shows deletes),
+    that is what is read: exactly those changes; ``True``. Otherwise its contents are
+    scanned — a scan cannot see deletes, so keys it lacks are listed in ``result``, not
+    deleted — and the answer is ``False``. Promotion runs this too, for a former primary
+    promoted again before it ever rejoined.
+    """
+    state, ds, location = lane.state, lane.target.dataset, lane.target.replica
+    cursor = state.log.cursor(ds, location)
+    if lane.adapter.capabilities.capture_sees_deletes and _drain_change_log(lane, cursor, result):
+        log.info("%s at %s: %d unlogged changes recovered from its change log", ds, location, result.recovered)
+        return True
     seen: set[str] = set()
     upto = state.lanes.get(ds, location).offset
     for page in full_read(lane.adapter, lane.batch_size, state):
         seen.update(c.record.key.id for c in page.changes)
         _recover(lane, page.changes, upto, result)
-    _list_missing(state, ds, seen, former_epochs, result)
-    log.info("rejoin of %s at %s: %d unlogged versions recovered, %d keys missing",
+    _list_missing(state, ds, location, lane.target.key_schema, seen, former_epochs, upto, result)
+    log.info("%s at %s (scanned): %d unlogged versions recovered, %d keys missing",
              ds, location, result.recovered, result.missing_total)
-    return backfill(lane, primary, epoch, kind="rejoin", result=result)
+    return False
+
+
+def unreconciled_epochs(state: StateStore, dataset: str, location: str, current_epoch: int) -> set[int]:
+    """The epochs ``location`` was primary in whose writes were never reconciled (it has not rejoined since)."""
+    if not state.lanes.exists(dataset, location):
+        return set()
+    attached = state.lanes.get(dataset, location).attached_epoch
+    if attached is None:
+        return set()
+    return {e for e in state.epochs_of(dataset, location) if attached <= e < current_epoch}
 
 
 def _drain_change_log(lane: LaneApplier, cursor: dict | None, result: AttachResult) -> bool:  # type: ignore[type-arg]
@@ -164,62 +200,43 @@ def _drain_change_log(lane: LaneApplier, cursor: dict | None, result: AttachResu
 
 
 def _recover(lane: LaneApplier, changes: list, upto: int, result: AttachResult) -> None:  # type: ignore[type-arg]
-    """Append every change the log has not seen, in order (a key changed twice extends its own version)."""
-    state, ds, location = lane.state, lane.target.dataset, lane.target.replica
-    keys = [c.record.key for c in changes]
-    heads = state.log.heads(ds, (k.id for k in keys))
-    held = state.log.held_at(ds, keys, location, upto)
-    appended: list[Record] = []
-    for change in changes:
-        key_id = change.record.key.id
-        found = _unlogged_version(lane, change, heads.get(key_id), change.previous or held.get(key_id))
-        if found is not None and found.meta is not None:
-            appended.append(found)
-            heads[key_id] = held[key_id] = found.meta
-            result.recovered += 1
-    if appended:
-        with state.transaction():
-            state.check_epoch(ds, lane.settling.epoch)
-            state.save_clock(lane.settling.clock.state)
-            state.log.append_recovered(ds, appended, location=location, epoch=lane.settling.epoch)
+    """Append every change the log has not seen, in order (see :func:`.recovery.recover`)."""
+    result.recovered += len(recover_changes(lane.state, lane.target, lane.settling, changes, upto,
+                                            result.recovered_heads))
 
 
-def _unlogged_version(lane: LaneApplier, change: Change, head: ReplicationMeta | None,
-                      previous: ReplicationMeta | None) -> Record | None:
-    """The change as a version to log, when the location holds something the log has not seen."""
-    record = change.record
-    deleted = change.native_delete or record.body is None
-    valid = meta_if_valid(record) if not deleted or record.tombstone else None
-    if valid is not None:
-        if head is not None and (head.version == valid.version or vector_dominates(head.vector, valid.vector)):
-            return None
-        lane.settling.clock.observe(valid.version)
-        return record
-    if deleted:
-        if head is None or head.tombstone:
-            return None
-    elif head is not None and not head.tombstone and head.content_hash == record.digest_hash(False):
-        return None
-    base = record.meta or previous
-    vector = dict(base.vector) if base else {}
-    version = lane.settling.clock.tick(lane.target.replica)      # stamped now: it was never captured
-    if deleted:
-        return tombstone_of(lane.target.key_schema, record.key, version, vector,
-                            blob_dataset=lane.target.kind == "blob", epoch=base.epoch if base else 0)
-    return Record(record.key, record.body).stamped(version, vector, epoch=base.epoch if base else 0)
+def _start(state: StateStore, ds: str, primary: str) -> int:
+    """Where a lane attached by scanning the primary starts: what the primary itself has received."""
+    head = state.log.head(ds)
+    if not state.lanes.exists(ds, primary):
+        return head
+    return min(head, state.lanes.get(ds, primary).offset)
 
 
-def _list_missing(state: StateStore, ds: str, seen: set[str], former_epochs: set[int],
-                  result: AttachResult) -> None:
-    """Keys whose live head was logged while the location was primary, but that it no longer holds."""
-    for row in state.db.rows("SELECT key_id, meta FROM heads WHERE dataset=? AND tombstone=0", (ds,)):
+def _list_missing(state: StateStore, ds: str, location: str, schema: KeySchema, seen: set[str],
+                  former_epochs: set[int], upto: int, result: AttachResult) -> None:
+    """Keys the location is known to have held live, that its scan did not find.
+
+    Known held: logged while it was primary, or a live version it held as far as the
+    log knows (:meth:`CaptureLog.held_at`). A scan cannot tell a delete it took from a
+    loss, so these are listed, not deleted; the backfill that follows writes them back.
+    """
+    unseen: list[tuple[str, ReplicationMeta]] = []
+    for row in state.db.rows("SELECT key_id, meta, allowed FROM heads WHERE dataset=? AND tombstone=0", (ds,)):
         if row["key_id"] in seen:
             continue
-        meta = ReplicationMeta.from_dict(json.loads(row["meta"]))
-        if meta.epoch in former_epochs:
-            result.missing_total += 1
-            if len(result.missing) < MAX_LISTED_KEYS:
-                result.missing.append(row["key_id"])
+        if row["allowed"] is not None and location not in json.loads(row["allowed"]):
+            continue                             # withheld there: its absence is the policy
+        unseen.append((row["key_id"], ReplicationMeta.from_dict(json.loads(row["meta"]))))
+    for start in range(0, len(unseen), 500):
+        chunk = unseen[start:start + 500]
+        held = state.log.held_at(ds, [schema.parse_id(key_id) for key_id, _ in chunk], location, upto)
+        for key_id, meta in chunk:
+            known = held.get(key_id)
+            if meta.epoch in former_epochs or (known is not None and not known.tombstone):
+                result.missing_total += 1
+                if len(result.missing) < MAX_LISTED_KEYS:
+                    result.missing.append(key_id)
 
 
 def _write(lane: LaneApplier, records: list[Record], result: AttachResult) -> None:
@@ -247,4 +264,4 @@ def _attach(lane: LaneApplier, result: AttachResult, epoch: int) -> None:
              {k: v for k, v in result.counts.items() if v}, result.start_offset)
 
 
-__all__ = ["AttachResult", "Written", "backfill", "full_read", "rejoin"]
+__all__ = ["AttachResult", "Written", "backfill", "full_read", "recover", "rejoin", "unreconciled_epochs"]

@@ -43,6 +43,7 @@ from mcrepl.orchestrator.state import StateStore
 from mcrepl.policies.routing import PassThroughRouter, RecordRouter, allowed_at
 
 from .merge import union_vector
+from .recovery import stamp_native
 
 log = logging.getLogger("mcrepl.sync.capture")
 
@@ -110,13 +111,16 @@ class PageCapturer:
         with self.state.transaction():
             changes = self._past_overlap(page, result)
             heads = self.state.log.heads(ds, (c.record.key.id for c in changes))
-            held = self.state.log.held_at(ds, (c.record.key for c in changes), location, self.held_upto())
+            held = self.state.log.held_at(ds, (c.record.key for c in changes), location)
+            logged = self.state.log.logged_versions(ds, [c.record for c in changes if meta_if_valid(c.record)])
             records: list[Record] = []
+            read_back: dict[str, Record] = {}      # keys whose last change here logged nothing
             for change in changes:
-                stamped = self._stamp(change, heads, held, result)
+                stamped = self._stamp(change, heads, held, logged, result, read_back)
                 if stamped is not None:
                     assert stamped.meta is not None
                     heads[stamped.key.id] = held[stamped.key.id] = stamped.meta
+                    read_back.pop(stamped.key.id, None)
                     records.append(stamped)
             for error in page.rejected:
                 self.state.journal.add_quarantine(ds, location, "capture", error.located(
@@ -125,6 +129,7 @@ class PageCapturer:
             allowed, retract = self._residency(records)
             self.state.log.commit_page(ds, location, self.epoch, records, page.cursor, echoes=result.echoes,
                                        allowed=allowed, retract=retract)
+            self.state.log.note_read(ds, location, list(read_back.values()))
             self.state.save_clock(self.clock.state)
             if records or page.rejected:
                 self.state.audit.add("capture", {"dataset": ds, "location": location, "epoch": self.epoch,
@@ -180,19 +185,19 @@ class PageCapturer:
                     self.target.replica, self.target.dataset, self.epoch)
         return CaptureResult(deposed=True)
 
-    def held_upto(self) -> int | None:
-        """Up to which log entry this primary received everything (recorded when it was promoted)."""
-        value = self.state.get_meta(held_upto_key(self.target.dataset, self.target.replica))
-        return int(value) if value is not None else None
-
-    def _stamp(self, change: Change, heads: dict, held: dict, result: CaptureResult) -> Record | None:  # type: ignore[type-arg]
+    def _stamp(self, change: Change, heads: dict, held: dict, logged: set[tuple[str, str]],  # type: ignore[type-arg]
+               result: CaptureResult, read_back: dict[str, Record]) -> Record | None:
+        """The change as a version to log, or ``None`` (then ``read_back`` records the state read)."""
         record = change.record
         head = heads.get(record.key.id)
         valid = meta_if_valid(record) if record.body is not None or record.tombstone else None
         if valid is not None:
             self.clock.observe(valid.version)
-            if head is not None and vector_dominates(head.vector, valid.vector):
+            if (record.key.id, valid.version.token) in logged or \
+                    (head is not None and vector_dominates(head.vector, valid.vector)):
                 result.echoes += 1              # the log already holds this version or one that saw it
+                held[record.key.id] = valid     # and the primary held it from here on
+                read_back[record.key.id] = record
                 return None
             known = held.get(record.key.id)
             if known is not None and not vector_dominates(valid.vector, known.vector):
@@ -209,14 +214,14 @@ class PageCapturer:
         deleted = change.native_delete or record.body is None
         if head is not None and head.tombstone == deleted and \
                 (deleted or head.content_hash == record.digest_hash(False)):
+            # the logged state again: a change read twice, or the same state reached separately
+            # (a delete beside a logged delete) — which is not the head's history, so what the
+            # primary is known to hold stays as it was
             result.unchanged += 1
             return None
         version = self.clock.tick(self.target.replica)
-        vector = dict(previous.vector) if previous is not None else {}
-        if deleted:
-            return tombstone_of(self.target.key_schema, record.key, version, vector,
-                                blob_dataset=self.target.kind == "blob", epoch=self.epoch)
-        return Record(record.key, record.body).stamped(version, vector, epoch=self.epoch)
+        return stamp_native(self.target, change, version, previous.vector if previous is not None else {},
+                            self.epoch)
 
 
 def _is_state(change: Change, head: ReplicationMeta | None) -> bool:
@@ -230,8 +235,3 @@ def _is_state(change: Change, head: ReplicationMeta | None) -> bool:
     if change.native_delete or record.body is None:
         return head.tombstone
     return not head.tombstone and head.content_hash == record.digest_hash(False)
-
-
-def held_upto_key(dataset: str, location: str) -> str:
-    """The state's name for "``location`` received every log entry up to N" (set on promotion)."""
-    return f"held_upto:{dataset}:{location}"

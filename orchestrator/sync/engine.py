@@ -21,7 +21,7 @@ import threading
 from typing import Any, Callable, Iterator, Mapping
 
 from mcrepl.adapters import open_adapter
-from mcrepl.adapters.base import AdapterError, ConfigError, ReplicaAdapter, ReplicaTarget
+from mcrepl.adapters.base import AdapterError, ConfigError, ReplicaAdapter, ReplicaTarget, Version
 from mcrepl.orchestrator.clock import SYSTEM_CLOCK, Clock, wall_ms
 from mcrepl.orchestrator.config import McreplConfig
 from mcrepl.orchestrator.hlc import HybridLogicalClock
@@ -29,12 +29,13 @@ from mcrepl.orchestrator.state import PrimaryPointer, StateStore
 from mcrepl.policies.routing import RecordRouter, passthrough
 
 from .antientropy import AntiEntropy, RepairPlan, anti_entropy_settings
-from .attach import AttachResult, backfill, rejoin
+from .attach import AttachResult, backfill, rejoin, unreconciled_epochs
 from .capture import CaptureResult, PageCapturer
 from .dataset_pass import DatasetPass, LaneRun, PassSettings
 from .errors import SyncDeadlineExceeded
 from .executor import StepExecutor, ThreadStepExecutor
-from .lane import LaneApplier, Settling
+from .lane import LaneApplier
+from .settling import Settling
 from .merge import load_merge_function
 from .report import DatasetReport, LaneReport, SyncReport, VerifySummary
 
@@ -130,10 +131,24 @@ class SyncEngine:
         assert report.verify is not None
         return plan, report.verify
 
-    def promote(self, dataset: str, location: str, *, force: bool = False, fence: bool = True) -> Any:
+    def promote(self, dataset: str, location: str, *, force: bool = False, fence: bool = True,
+                verify: bool = True) -> Any:
         """Make ``location`` the primary of ``dataset``; see :func:`.promotion.promote`."""
         from .promotion import promote
-        return promote(self, self._names(dataset)[0], location, force=force, fence=fence)
+        return promote(self, self._names(dataset)[0], location, force=force, fence=fence, verify=verify)
+
+    def compare_pair(self, dataset: str, pointer: PrimaryPointer, location: str) -> tuple[VerifySummary, RepairPlan]:
+        """Anti-entropy between the primary and one location only, repairing within the bound.
+
+        Not recorded as the dataset's verify (the other replicas were not compared).
+        """
+        primary, replicas = self._targets(dataset, pointer)
+        target = next(t for t in replicas if t.replica == location)
+        adapters = {t.replica: self._adapter(t) for t in (primary, target)}
+        settling = self.settling(dataset, pointer)
+        runner = AntiEntropy(self.config, dataset, self.state, self.router, adapters, settling,
+                             anti_entropy_settings(self.config, dataset), self.clock)
+        return runner.run(repair=True, deliver=lambda: self._deliver(dataset, pointer, settling), record=False)
 
     def attach(self, dataset: str, location: str) -> AttachResult | None:
         """Attach ``location``'s lane now (backfill, or rejoin for a demoted primary) if it needs it.
@@ -220,6 +235,7 @@ class SyncEngine:
     def _run_dataset(self, name: str, report: SyncReport, bar: Any, verify: bool) -> None:
         pointer = self.pointer(name)
         primary, replicas = self._targets(name, pointer)
+        self._seed_clock(name, [primary, *replicas])
         self.state.log.add_origins(name, [pointer.location])
         settling = self.settling(name, pointer)
         ds_report = DatasetReport(name, pointer.location, pointer.epoch)
@@ -242,6 +258,38 @@ class SyncEngine:
         self._purge_if_due(name, [primary, *replicas], ds_report, {r for r, l in lanes.items() if l.failed})
         if verify or self.state.verify_requested(name):
             self._anti_entropy(name, pointer, ds_report, repair=True)
+
+    def _seed_clock(self, name: str, targets: list[ReplicaTarget]) -> None:
+        """Before a new state file stamps anything for ``name``, move its clock past every version
+        the copies already hold.
+
+        A state file keeps the clock's high-water mark; a new one (an operator starting
+        over, a reversed topology) knows none, and the copies may hold versions an earlier
+        orchestrator stamped with a clock that ran ahead. Versions stamped below those
+        would lose last-writer-wins to older writes and read as already seen. Reading each
+        copy's digests once (metadata only where the store allows) settles it; a location
+        unreachable now is read on a later pass, before its lane writes anything.
+        """
+        started = self.state.get_meta(f"clock_seeding:{name}")
+        if started is None:
+            if self.state.log.head(name) > 0:
+                return                    # a state file that began before this check: its clock is its own
+            self.state.set_meta(f"clock_seeding:{name}", "1")
+        for target in targets:
+            done = f"clock_seeded:{name}:{target.replica}"
+            if self.state.get_meta(done):
+                continue
+            try:
+                for digest in self._adapter(target).list_digests():
+                    if digest.version:
+                        self.hlc.observe(Version.parse(digest.version))
+            except AdapterError as exc:
+                log.warning("could not read the versions %s holds for %s (%s): read again on the next pass",
+                            target.replica, name, exc)
+                continue
+            with self.state.transaction():
+                self.state.save_clock(self.hlc.state)
+                self.state.set_meta(done, "1")
 
     def _primary_lane(self, primary: ReplicaTarget, settling: Settling, pointer: PrimaryPointer) -> LaneRun:
         """The primary's own lane: settlements and undrained entries only (see :mod:`.lane`)."""
@@ -288,12 +336,11 @@ class SyncEngine:
         horizon = self.state.log.horizon(ds)
         row = self.state.lanes.get(ds, name)
         exists = self.state.lanes.exists(ds, name)
-        if exists and row.attached_epoch is not None and row.attached_epoch < pointer.epoch:
-            former = {e for e in self.state.epochs_of(ds, name) if row.attached_epoch <= e < pointer.epoch}
-            if former:                      # a demoted primary: it may hold writes never captured
-                result = rejoin(self.lane_applier(target, settling), self._adapter(primary), pointer.epoch, former)
-                self.state.request_verify(ds)
-                return result
+        former = unreconciled_epochs(self.state, ds, name, pointer.epoch)
+        if former:                          # a demoted primary: it may hold writes never captured
+            result = rejoin(self.lane_applier(target, settling), self._adapter(primary), pointer.epoch, former)
+            self.state.request_verify(ds)
+            return result
         if (not exists and horizon > 0) or (exists and row.offset < horizon):
             return backfill(self.lane_applier(target, settling), self._adapter(primary), pointer.epoch)
         if not exists:
@@ -325,7 +372,26 @@ class SyncEngine:
                               else "stopped before the log was drained" if self._stop.is_set()
                               else f"{head - row.offset} logged changes not yet applied")
             self._lag_metric(name, replica)
-        offsets = [self.state.lanes.get(name, r).offset for r in lanes]
+        self._truncate_log(name)
+
+    def _truncate_log(self, name: str) -> None:
+        """Drop the log entries every lane of a configured location has applied.
+
+        A lane that did not run this pass (its location down, its rejoin failed, or it is a
+        demoted primary waiting to rejoin) still holds the log back, as a replication slot
+        does: a later drain or promotion of that location needs those entries. Only a lane
+        silent for longer than ``sync.max_replica_outage`` stops holding it; it is backfilled
+        when it returns.
+        """
+        configured = {r.at for r in self.config.datasets[name].locations}
+        oldest = self.clock.time() - self.config.sync.max_replica_outage.total_seconds()
+        offsets = []
+        for row in self.state.lanes.all(name):
+            if row.replica not in configured:
+                continue
+            last_seen = max((t for t in (row.last_applied_at, row.caught_up_at) if t is not None), default=None)
+            if last_seen is None or last_seen >= oldest:
+                offsets.append(row.offset)
         if offsets:
             self.state.log.truncate_below(name, min(offsets))
 

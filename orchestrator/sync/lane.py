@@ -21,14 +21,13 @@ import logging
 from dataclasses import dataclass, field
 from typing import Any, Callable
 
-from mcrepl.adapters.base import (ApplyOutcome, Record, ReplicaAdapter, ReplicaTarget, Version, tombstone_of,
-                                  vector_dominates)
-from mcrepl.orchestrator.hlc import HybridLogicalClock
+from mcrepl.adapters.base import ApplyOutcome, Record, ReplicaAdapter, ReplicaTarget, tombstone_of, vector_dominates
 from mcrepl.orchestrator.state import ConflictRow, LogEntry, StateStore
 from mcrepl.policies.routing import RecordRouter
 
-from .merge import MergeFunction
+from .recovery import late_change, recover
 from .resolution import settle
+from .settling import Settling
 from .writer import LocationWriter, Written, counts_of
 
 log = logging.getLogger("mcrepl.sync.lane")
@@ -43,35 +42,6 @@ class BatchOutcome:
     new_offset: int
     counts: dict[str, int] = field(default_factory=dict)
     merged: int = 0
-
-
-@dataclass
-class Settling:
-    """How the dataset settles conflicts: ``merge_fn`` is ``None`` for last-writer-wins.
-
-    ``primary``/``epoch`` name who issues settling versions; ``decrypt`` turns a record
-    read from a replica with encrypted fields back into plaintext.
-    """
-
-    merge_fn: MergeFunction | None
-    clock: HybridLogicalClock
-    primary: str
-    epoch: int
-    decrypt: Callable[[Record], Record] | None = None
-
-    @property
-    def origin(self) -> str:
-        """The origin of versions mcrepl itself issues (settlements, merges, repairs).
-
-        Distinct from the primary's own origin, under which capture stamps native writes:
-        a vector's entry for an origin claims every version of that origin up to its token,
-        and a settlement has not seen the native writes captured while it was being made.
-        """
-        return f"{self.primary}#mcrepl"
-
-    def tick(self) -> Version:
-        """A new version under :attr:`origin`."""
-        return self.clock.tick(self.origin)
 
 
 class LaneApplier:
@@ -89,9 +59,11 @@ class LaneApplier:
         self.metrics = metrics
         ds, location = target.dataset, target.replica
         self.writer = LocationWriter(ds, location, adapter, router, lambda: state.log.origins(ds),
-                                     captured=lambda ids: state.log.captured(ds, ids),
+                                     captured=lambda ids: state.log.known_at(ds, location, ids),
                                      delivered=(lambda recs: state.log.note_delivered(ds, location, recs))
-                                     if is_primary else None, is_primary=is_primary)
+                                     if is_primary else None, is_primary=is_primary,
+                                     former_primary=bool(state.epochs_of(ds, location)),
+                                     heads=lambda ids: state.log.heads(ds, ids))
 
     def apply_next(self, offset: int) -> BatchOutcome | None:
         """Apply the window after ``offset``; ``None`` when the lane is at the log head."""
@@ -100,6 +72,10 @@ class LaneApplier:
         if end <= offset:
             return None
         written = self.writer.write([e.record for e in entries]) if entries else []
+        late = [w.late for w in written if w.late is not None]
+        if late:
+            # logged before the window commits: replayed after a crash, the writer finds them known
+            recover(self.state, self.target, self.settling, late, offset, {})
         counts = counts_of(written)
         self._retract(entries, written, counts)
         conflicts = [(e.record, w) for e, w in zip(entries, written)
@@ -145,10 +121,17 @@ class LaneApplier:
             assert written.result is not None
             if written.result.outcome is not ApplyOutcome.CONFLICT:
                 continue
-            existing = written.result.existing
+            existing = written.result.existing      # the concurrent version as the store answered
             if existing is None or existing.meta is None or (existing.body is None and not existing.tombstone):
                 existing = self.adapter.read(record.key)
+                if existing is not None and existing.meta is not None and written.result.conflict_with is not None \
+                        and existing.meta.version != written.result.conflict_with.version:
+                    # a later entry of the same batch replaced it: settle what the store reported
+                    existing = Record(record.key, None, written.result.conflict_with)
             out[record.key.id] = existing
+        found = [r for r in out.values() if r is not None]
+        for logged in self.state.log.as_logged(self.target.dataset, self.target.replica, found):
+            out[logged.key.id] = logged
         return out
 
     def _quarantine(self, entries: list[LogEntry], written: list[Written]) -> None:
@@ -176,8 +159,6 @@ class LaneApplier:
         for incoming, w in conflicts:
             assert w.result is not None and w.result.conflict_with is not None and incoming.meta is not None
             key_id, found = incoming.key.id, w.result.conflict_with
-            if self.state.journal.conflict_logged(ds, key_id, found.version.token):
-                continue
             if w.result.outcome is not ApplyOutcome.CONFLICT:
                 # the store overwrote a version from an origin the writer did not know of
                 self.state.journal.add_conflict(ConflictRow(ds, key_id, location, incoming.meta, found,
@@ -193,11 +174,15 @@ class LaneApplier:
             newest = latest[key_id]
             assert newest.meta is not None
             if vector_dominates(newest.meta.vector, record.meta.vector) and \
-                    vector_dominates(newest.meta.vector, incoming.meta.vector) and newest is not record:
+                    vector_dominates(newest.meta.vector, incoming.meta.vector):
                 continue                  # the log's latest version has seen both: delivering it settles this
+            if vector_dominates(newest.meta.vector, incoming.meta.vector):
+                incoming, also = newest, []       # the conflict is with what the key is now, not an old entry
+            else:
+                also = [newest]
             s = settle(self.target, location, record, incoming, merge=self.settling.merge_fn,
                        tick=self.settling.tick, epoch=self.settling.epoch, decrypt=self.settling.decrypt,
-                       also=[newest])
+                       also=also)
             if self.state.journal.add_conflict(s.row):
                 settlements.append(s.record)
                 latest[key_id] = s.record

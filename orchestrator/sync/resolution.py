@@ -5,7 +5,8 @@ log holds for the key (neither vector has seen the other): an old primary's writ
 was never captured, a writer that read a stale copy. Stores never overwrite such a
 version (they answer ``CONFLICT``); the engine settles it here:
 
-* the dataset's resolver picks the body — last-writer-wins by version order, or the
+* the dataset's resolver picks the body — last-writer-wins by the order of the writes
+  that made each body (:attr:`ReplicationMeta.content_version`), or the
   configured merge function over both bodies (deletes always go by version order);
   a merge function that raises falls back to last-writer-wins, and the row says so;
 * the body is stamped with a **new** version whose vector is the union of both plus the
@@ -18,6 +19,7 @@ version (they answer ``CONFLICT``); the engine settles it here:
 
 from __future__ import annotations
 
+import dataclasses
 import logging
 from dataclasses import dataclass
 from typing import Callable, Sequence
@@ -54,7 +56,7 @@ def settle(target: ReplicaTarget, location: str, stored: Record, incoming: Recor
     if decrypt is not None:
         stored = decrypt(stored)
     parties = _frontier([stored, incoming, *also])
-    winner = max(parties, key=lambda r: r.meta.version)  # type: ignore[union-attr]
+    winner = _last_writer(parties)
     resolver, note = "lww", None
     version = tick()
     vector: dict[str, str] = {}
@@ -72,11 +74,27 @@ def settle(target: ReplicaTarget, location: str, stored: Record, incoming: Recor
             record = _restamped(target, winner, version, vector, epoch)
     else:
         record = _restamped(target, winner, version, vector, epoch)
-    assert record.meta is not None and winner.meta is not None
+    assert record.meta is not None and winner.meta is not None and stored.meta is not None
+    others = tuple(p.meta for p in parties if p is not stored and p is not incoming and p.meta is not None)
     row = ConflictRow(target.dataset, incoming.key.id, location, incoming.meta, stored.meta,
                       winner.meta.version.token if resolver == "lww" else record.meta.version.token,
-                      resolver, record.meta.version.token, note)
+                      resolver, record.meta.version.token, note, others)
     return Settlement(row, record)
+
+
+def _last_writer(parties: Sequence[Record]) -> Record:
+    """The party whose body was written last, among bodies no other party has already seen.
+
+    A settlement carries an older write's body under a version of its own; when another
+    party has seen that write (its vector covers the body's version), the body is stale
+    and cannot win, whatever the clocks say.
+    """
+    def stale(party: Record) -> bool:
+        written = party.meta.content_version  # type: ignore[union-attr]
+        return any(o is not party and o.meta.vector.get(written.origin, "") >= written.token  # type: ignore[union-attr]
+                   for o in parties)
+    eligible = [p for p in parties if not stale(p)] or list(parties)
+    return max(eligible, key=lambda r: (r.meta.written_at_ms, r.meta.content_version))  # type: ignore[union-attr]
 
 
 def _frontier(records: Sequence[Record]) -> list[Record]:
@@ -99,8 +117,14 @@ def _merged(merge: MergeFunction, target: ReplicaTarget, parties: Sequence[Recor
 
 def _restamped(target: ReplicaTarget, winner: Record, version: Version, vector: dict[str, str],
                epoch: int) -> Record:
+    """The winner's body under the settlement's version, remembering whose write it is."""
+    assert winner.meta is not None
     if winner.tombstone:
-        return tombstone_of(target.key_schema, winner.key, version, vector,
-                            blob_dataset=target.kind == "blob", epoch=epoch)
-    return Record(winner.key, winner.body).stamped(version, vector, epoch=epoch)
+        record = tombstone_of(target.key_schema, winner.key, version, vector,
+                              blob_dataset=target.kind == "blob", epoch=epoch)
+    else:
+        record = Record(winner.key, winner.body).stamped(version, vector, epoch=epoch)
+    assert record.meta is not None
+    return dataclasses.replace(record, meta=dataclasses.replace(
+        record.meta, written=winner.meta.content_version, written_ms=winner.meta.written_ms))
 

@@ -19,10 +19,12 @@ import dataclasses
 from dataclasses import dataclass
 from typing import Callable, Sequence
 
-from mcrepl.adapters.base import (ApplyOutcome, ApplyResult, McreplError, Record, ReplicaAdapter, decide,
-                                  meta_if_valid)
+from mcrepl.adapters.base import (ApplyOutcome, ApplyResult, Change, McreplError, Record, ReplicaAdapter,
+                                  ReplicationMeta, Version, decide, meta_if_valid, vector_dominates)
 from mcrepl.adapters.base.interface import result_of
 from mcrepl.orchestrator.state.log import Captured
+
+from .recovery import is_late, late_change
 from mcrepl.policies.routing import RecordRouter, Withheld
 
 
@@ -39,6 +41,7 @@ class Written:
     result: ApplyResult | None = None
     withheld: Withheld | None = None
     deferred: bool = False
+    late: Change | None = None      # deferred because a former primary took a write of its own here
 
     @property
     def outcome(self) -> str:
@@ -52,17 +55,21 @@ class LocationWriter:
     """Writes records of one dataset to one location under the policy router.
 
     ``origins`` returns the dataset's known origins (for vector padding).
-    ``captured`` is given for the primary: it returns what capture last read there per key
-    (:meth:`CaptureLog.captured`), and the writer reads each key first and leaves it alone
-    when the primary holds a native state capture has not read yet — a change on its way
-    into the log, newer than anything mcrepl could send. ``delivered`` is told what landed
-    there, so capture knows which version a later native write overwrote.
+    ``captured`` returns the states mcrepl knows the location held per key
+    (:meth:`CaptureLog.known_at`). At the primary the writer reads each key first and
+    leaves it alone when it holds a state capture has not read yet — a change on its way
+    into the log, newer than anything mcrepl could send; ``delivered`` is told what landed
+    there. At a ``former_primary`` it reads each key first too: an item mcrepl did not
+    write there is a late write, handed back (:attr:`Written.late`) to be logged, not
+    overwritten; ``heads`` gives the log's versions that tell mcrepl's own items apart.
     """
 
     def __init__(self, dataset: str, location: str, adapter: ReplicaAdapter, router: RecordRouter,
                  origins: Callable[[], set[str]] = set, *,
-                 captured: Callable[[list[str]], dict[str, Captured]] | None = None,
-                 delivered: Callable[[list[Record]], None] | None = None, is_primary: bool = False) -> None:
+                 captured: Callable[[list[str]], dict[str, list[Captured]]] | None = None,
+                 delivered: Callable[[list[Record]], None] | None = None, is_primary: bool = False,
+                 former_primary: bool = False,
+                 heads: Callable[[list[str]], dict[str, ReplicationMeta]] | None = None) -> None:
         self.dataset = dataset
         self.location = location
         self.adapter = adapter
@@ -71,6 +78,8 @@ class LocationWriter:
         self.captured = captured
         self.delivered = delivered
         self.is_primary = is_primary
+        self.former_primary = former_primary and not is_primary
+        self.heads = heads
 
     def write(self, records: Sequence[Record]) -> list[Written]:
         """Route, pad and apply ``records``; one :class:`Written` per record, in order."""
@@ -107,33 +116,44 @@ class LocationWriter:
         record is a conflict to settle, never an overwrite. At the primary, a native state
         mcrepl has not read yet is left alone (deferred): it is newer than anything logged.
         Only keys last read at this location are read first, so a replica that was never
-        primary costs no extra request.
+        primary costs no extra request. At a former primary every key is read first: an
+        item there that mcrepl did not write is a late write (see :mod:`.recovery`).
         """
         assert self.captured is not None
-        seen = self.captured([r.key.id for _, r in sending])
+        ids = [r.key.id for _, r in sending]
+        seen = self.captured(ids)
+        heads = self.heads(ids) if self.former_primary and self.heads is not None else {}
         keep = []
         for i, record in sending:
-            captured = seen.get(record.key.id)
-            if not self.is_primary and (captured is None or captured.location != self.location):
+            candidates = seen.get(record.key.id, [])
+            if not self.is_primary and not self.former_primary and not candidates:
                 keep.append((i, record))          # nothing of this location's own to protect
                 continue
             stored = self.adapter.read(record.key)
-            if stored is not None and meta_if_valid(stored) is not None:
-                keep.append((i, record))          # mcrepl's own version: the conditional write decides
+            match = state_of(stored, candidates)
+            if self.former_primary and is_late(stored, match, heads.get(record.key.id)):
+                # an application still writing to the demoted primary: log it, never overwrite it
+                out[i] = Written(records[i], deferred=True, late=late_change(record, stored))
                 continue
-            if _uncaptured(stored, captured, self.location):
+            if match is None:
                 if self.is_primary:
+                    # a state capture has not read yet (a native write or delete, or an application's
+                    # own versioned write whose origin the store's condition may not know): it is
+                    # newer than anything logged, and only capture may order it
                     out[i] = Written(records[i], deferred=True)
                     continue
                 keep.append((i, record))          # a replica's own later edit: a replica holds copies
                 continue
-            if stored is not None and captured is not None and record.meta is not None:
-                outcome = decide(record.meta, captured.meta)
+            if match is not ABSENT and record.meta is not None and (
+                    meta_if_valid(stored) is None if stored is not None else match.meta.tombstone):
+                # a native item (or a delete) mcrepl read: its version is the one mcrepl gave it
+                # (an absence anti-entropy found where a record was lost has none: it is refilled)
+                outcome = decide(record.meta, match.meta)
                 if outcome is not ApplyOutcome.APPLIED:
-                    existing = Record(stored.key, stored.body, captured.meta)
-                    out[i] = Written(records[i], record, result_of(record, captured.meta, existing))
+                    existing = Record(record.key, stored.body if stored is not None else None, match.meta)
+                    out[i] = Written(records[i], record, result_of(record, match.meta, existing))
                     continue
-            keep.append((i, record))
+            keep.append((i, record))              # a version the log knows: the conditional write decides
         return keep
 
 
@@ -146,13 +166,31 @@ def pad_vector(record: Record, origins: set[str]) -> Record:
     return dataclasses.replace(record, meta=dataclasses.replace(meta, vector=vector))
 
 
-def _uncaptured(stored: Record | None, seen: Captured | None, location: str) -> bool:
-    """Whether ``location`` holds a native state (or absence) that capture there has not read."""
-    read_here = seen is not None and seen.location == location
+def state_of(stored: Record | None, candidates: Sequence[Captured]) -> Captured | None:
+    """Which of the states mcrepl knows a location held is the one it holds now, if any.
+
+    With nothing recorded for the key (new there, or its delete purged), an absence or a
+    versioned item is taken as it is and the store's condition decides; otherwise a
+    versioned item is known when a recorded version is it or has seen it, a native item
+    when a recorded state has its content, an absence when a recorded state is a delete.
+    """
     if stored is None:
-        # absent where capture last read a live record: a delete it has not read yet
-        return read_here and seen.content_hash != "-"  # type: ignore[union-attr]
-    return not (read_here and seen.content_hash == stored.digest_hash(False))  # type: ignore[union-attr]
+        deleted = next((c for c in candidates if c.content_hash == "-"), None)
+        if deleted is None and not candidates:
+            return ABSENT
+        return deleted
+    meta = meta_if_valid(stored)
+    if meta is not None:
+        if not candidates:
+            return ABSENT     # nothing recorded (a key whose delete was purged): the store's condition decides
+        return next((c for c in candidates if c.meta.version == meta.version
+                     or vector_dominates(c.meta.vector, meta.vector)), None)
+    digest = stored.digest_hash(False)
+    return next((c for c in candidates if c.content_hash == digest), None)
+
+
+#: the state of a key a location never held anything for, as far as mcrepl knows
+ABSENT = Captured("", "-", ReplicationMeta(Version(0, 0, ""), "-", True))
 
 
 def counts_of(written: Sequence[Written]) -> dict[str, int]:

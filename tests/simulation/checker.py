@@ -79,8 +79,9 @@ def check_claims(sim: "Simulation", report: Any) -> list[str]:
 def _parties(sim: "Simulation") -> dict[str, set[str]]:
     """key → content hashes of every version a logged conflict involved."""
     out: dict[str, set[str]] = {}
-    for row in sim.state.journal.conflicts("items", limit=100_000):
-        out.setdefault(row["key_id"], set()).update({row["incoming"]["h"], row["stored"]["h"]})
+    for row in [*sim.retired_conflicts, *sim.state.journal.conflicts("items", limit=100_000)]:
+        out.setdefault(row["key_id"], set()).update({row["incoming"]["h"], row["stored"]["h"],
+                                                     *(o["h"] for o in row.get("others", []))})
     return out
 
 
@@ -111,6 +112,11 @@ def check_final(sim: "Simulation") -> list[str]:
         in_conflict = parties.get(key, set())
         writes = [op for op in w.model.ops if op.key == key and op.acked and op.kind in ("write", "stamped")]
         deletes = [op for op in w.model.ops if op.key == key and op.acked and op.kind.endswith("delete")]
+        # a logged conflict's losing side takes what it had superseded with it: all of it is accounted for
+        party_ops = {op.id for op in writes if _hash_of(sim, op.body or {}) in in_conflict}
+        if tombstone_hash[key] in in_conflict:
+            party_ops |= {op.id for op in deletes}
+        accounted = w.model.closure(frozenset(party_ops))
         live = record is not None and not record.tombstone
         if live:
             assert record is not None
@@ -122,11 +128,11 @@ def check_final(sim: "Simulation") -> list[str]:
             found += _fidelity(sim, key, record.body, final_ids)
             seen = w.model.closure(final_ids)
             for op in writes:
-                if op.id not in seen and _hash_of(sim, op.body or {}) not in in_conflict:
+                if op.id not in seen and op.id not in accounted:
                     found.append(f"{key}: acknowledged write {op.id} at {op.location} is lost (the final "
                                  f"write {sorted(final_ids)} never saw it, and no logged conflict names it)")
             for op in deletes:
-                if op.id in seen or tombstone_hash[key] in in_conflict or key in missing:
+                if op.id in seen or op.id in accounted or key in missing:
                     continue
                 came_back = final_ids & w.model.closure(op.supersedes)
                 what = "resurrected" if came_back else "lost"
@@ -137,7 +143,7 @@ def check_final(sim: "Simulation") -> list[str]:
             for op in deletes:
                 seen_by_deletes |= w.model.closure(op.supersedes | {op.id})
             for op in writes:
-                if op.id not in seen_by_deletes and _hash_of(sim, op.body or {}) not in in_conflict:
+                if op.id not in seen_by_deletes and op.id not in accounted:
                     found.append(f"{key}: acknowledged write {op.id} at {op.location} is lost: the key ended "
                                  "deleted by deletes that never saw it, and no logged conflict names it")
     return found
@@ -170,7 +176,7 @@ def check_conflicts(sim: "Simulation") -> list[str]:
     """Each conflict logged once, and only between versions neither of which had seen the other."""
     found: list[str] = []
     pairs: set[tuple[str, frozenset[str]]] = set()
-    for row in sim.state.journal.conflicts("items", limit=100_000):
+    for row in [*sim.retired_conflicts, *sim.state.journal.conflicts("items", limit=100_000)]:
         incoming, stored = row["incoming"], row["stored"]
         if not vectors_concurrent(incoming.get("vv", {}), stored.get("vv", {})):
             found.append(f"{row['key_id']}: a conflict was logged between versions that were not concurrent")

@@ -77,8 +77,8 @@ class Faults:
 class SimStore(ReplicaAdapter):
     """A memory store as the orchestrator reaches it: faults, crash points, concurrent writers.
 
-    Also the store's own clock: every change capture returns carries the store time of the
-    change (``observed_ms``), as DynamoDB streams and the Cosmos ``_ts`` do.
+    Also the store's own clock (skewed per store): every change capture returns carries the
+    store time of the write (``observed_ms``), as DynamoDB streams and the Cosmos ``_ts`` do.
     """
 
     def __init__(self, world: "World", inner: MemoryAdapter) -> None:
@@ -109,7 +109,6 @@ class SimStore(ReplicaAdapter):
         self._gate("capture")
         self.world.writes_during_capture(self.location)
         page = self.inner.capture_changes(cursor, limit)
-        page.changes = [dataclasses.replace(c, observed_ms=self.world.store_ms(self.location)) for c in page.changes]
         self.world.crash_point(f"capture:{self.location}:after")
         return page
 
@@ -338,6 +337,7 @@ class World:
             # the beginning (each key's latest change); both as the real stores do
             self.capture_modes[loc] = self.rng.choice(["feed", "scan"])
             self.stores[loc] = MemoryAdapter(self.target(loc))
+            self.stores[loc]._store.now_ms = lambda loc=loc: self.store_ms(loc)   # the store's own (skewed) clock
         self.applied: dict[tuple[str, str], frozenset[int]] = {}
         self.regressions: list[str] = []
         self.epoch_of: Callable[[], int] = lambda: 1
