@@ -82,8 +82,8 @@ class AzureKeyVaultKeyring:
     rotation creates a new key version, older versions still unwrap."""
 
     def __init__(self, key_id: str, credential: Any = None) -> None:
-        crypto = _require("azure.keyvault.keys.crypto", "azure-keyvault-keys==4.11.3")
-        keys = _require("azure.keyvault.keys", "azure-keyvault-keys==4.11.3")
+        crypto = _require("azure.keyvault.keys.crypto", "'mcrepl[azure-keyvault]' (azure-keyvault-keys)")
+        keys = _require("azure.keyvault.keys", "'mcrepl[azure-keyvault]' (azure-keyvault-keys)")
         identity = _require("azure.identity", "azure-identity")
         self.key_id = key_id.rstrip("/")
         self._credential = credential or identity.DefaultAzureCredential()
@@ -126,7 +126,7 @@ class GcpKmsKeyring:
     adds a primary key version, older enabled versions still decrypt."""
 
     def __init__(self, key_name: str, client: Any = None) -> None:
-        kms = _require("google.cloud.kms", "google-cloud-kms==3.18.0")
+        kms = _require("google.cloud.kms", "'mcrepl[gcp-kms]' (google-cloud-kms)")
         self.key_name = key_name
         self._kms = client or kms.KeyManagementServiceClient()
 

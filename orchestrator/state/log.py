@@ -21,12 +21,15 @@ from __future__ import annotations
 
 import json
 from dataclasses import dataclass
-from typing import Any, Iterable, Iterator, Literal, Mapping, Sequence
+from typing import TYPE_CHECKING, Any, Iterable, Iterator, Literal, Mapping, Sequence
 
 from mcrepl.adapters.base import Change, Record, RecordKey, ReplicationMeta
 from mcrepl.adapters.base.tagged_json import dumps, loads
 
 from .db import Database
+
+if TYPE_CHECKING:
+    from mcrepl.policies.capture_log import LogCipher
 
 Source = Literal["capture", "engine"]
 
@@ -59,28 +62,44 @@ class Captured:
     meta: ReplicationMeta
 
 
-def encode_record(record: Record) -> tuple[str, str, str, str, bytes | None]:
-    """``(key, token, meta, body_kind, body)`` columns for a stamped record."""
+def _body_aad(key: str, body_kind: str, token: str) -> bytes:
+    """What a sealed body is bound to: its row's record key, body kind and version."""
+    return f"{key}\x00{body_kind}\x00{token}".encode()
+
+
+def encode_record(record: Record, cipher: "LogCipher | None" = None) -> tuple[str, str, str, str, bytes | None]:
+    """``(key, token, meta, body_kind, body)`` columns for a stamped record.
+
+    With ``cipher`` (``mcrepl.policies.capture_log.log_cipher_for``) the body is sealed
+    under the dataset's data key; key and metadata stay readable.
+    """
     assert record.meta is not None, "only stamped records enter the log"
     key = dumps(list(record.key.parts)).decode()
+    token = record.meta.version.token
     meta = json.dumps(record.meta.to_dict(), sort_keys=True)
     if record.body is None:
-        return key, record.meta.version.token, meta, "none", None
-    if isinstance(record.body, bytes):
-        return key, record.meta.version.token, meta, "blob", record.body
-    return key, record.meta.version.token, meta, "doc", dumps(record.body)
+        return key, token, meta, "none", None
+    kind, body = ("blob", record.body) if isinstance(record.body, bytes) else ("doc", dumps(record.body))
+    if cipher is not None:
+        body = cipher.seal(body, _body_aad(key, kind, token))
+    return key, token, meta, kind, body
 
 
-def decode_record(key: str, meta: str, body_kind: str, body: bytes | None) -> Record:
-    """Inverse of :func:`encode_record`."""
+def decode_record(key: str, meta: str, body_kind: str, body: bytes | None,
+                  cipher: "LogCipher | None" = None) -> Record:
+    """Inverse of :func:`encode_record` (pass the same ``cipher`` it was encoded with)."""
     parts = loads(key.encode())
     assert isinstance(parts, list)
+    replication = ReplicationMeta.from_dict(json.loads(meta))
+    raw = bytes(body or b"")
+    if cipher is not None and body_kind in ("blob", "doc"):
+        raw = cipher.open(raw, _body_aad(key, body_kind, replication.version.token))
     decoded: Any = None
     if body_kind == "blob":
-        decoded = bytes(body or b"")
+        decoded = raw
     elif body_kind == "doc":
-        decoded = loads(bytes(body or b""))
-    return Record(RecordKey(tuple(parts)), decoded, ReplicationMeta.from_dict(json.loads(meta)))
+        decoded = loads(raw)
+    return Record(RecordKey(tuple(parts)), decoded, replication)
 
 
 def _meta_of(row_meta: str) -> ReplicationMeta:
