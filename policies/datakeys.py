@@ -229,8 +229,8 @@ class DataKeyStore:
         """``(kid, AES-GCM context)`` for **one** encryption, counted against the key's limit.
 
         Uses the in-memory reservation while it lasts; otherwise reserves the next block
-        in the store, rolling over to a fresh data key first when the block would pass
-        ``max_encryptions``.
+        in the store (cut short at ``max_encryptions``), rolling over to a fresh data key
+        first when the active one has reached it.
         """
         with self._lock:
             lease = self._leases.get(dataset)
@@ -244,7 +244,7 @@ class DataKeyStore:
         with self._write() as db:
             row = db.execute("SELECT a.kid, k.encryptions FROM datakey_active a JOIN datakeys k ON k.kid = a.kid "
                              "WHERE a.dataset=?", (dataset,)).fetchone()
-            if row is None or int(row[1]) + self.reserve_block > self.max_encryptions:
+            if row is None or int(row[1]) >= self.max_encryptions:
                 kid, used = self._new_key(db, dataset), 0
             else:
                 kid, used = str(row[0]), int(row[1])

@@ -72,7 +72,7 @@ class ClassificationDeclared(PlanRule):
             for path, klass in used:
                 if class_declared(ctx.config, klass):
                     continue
-                close = difflib.get_close_matches(klass, declared, n=1)
+                close = difflib.get_close_matches(klass, declared, n=1, cutoff=0.5)
                 hint = f"did you mean {close[0]!r}? " if close else ""
                 yield cls.violation(path, f"classification {klass!r} is not declared in policies.residency."
                                     "classes, so where it may live is unknown (default deny: nowhere)",
