@@ -45,7 +45,8 @@ def _kms_call(provider: str, operation: str, fn: Callable[[], T]) -> T:
         raise
     except Exception as exc:  # noqa: BLE001 - every SDK's own error tree ends here
         name = type(exc).__name__
-        code = str(getattr(exc, "response", {}).get("Error", {}).get("Code", "")) if hasattr(exc, "response") else ""
+        response = getattr(exc, "response", None)    # botocore: a dict; google-api-core: the gRPC call
+        code = str(response.get("Error", {}).get("Code", "")) if isinstance(response, dict) else ""
         denied = any(w in (name + code).lower() for w in ("denied", "auth", "forbidden", "invalidciphertext",
                                                           "notfound", "disabled", "permission"))
         err = CredentialsError if denied else UnavailableError
