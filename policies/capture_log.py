@@ -20,7 +20,6 @@ binds its row: record key, body kind, version), so a body moved to another row f
 
 from __future__ import annotations
 
-from secrets import token_bytes
 from typing import TYPE_CHECKING
 
 from cryptography.exceptions import InvalidTag
@@ -79,8 +78,7 @@ class LogCipher:
 
     def seal(self, plaintext: bytes, aad: bytes) -> bytes:
         """Ciphertext of ``plaintext`` bound to this dataset and ``aad``."""
-        kid, aead = self.datakeys.for_encryption(self.dataset)
-        nonce = token_bytes(NONCE_BYTES)
+        kid, aead, nonce = self.datakeys.encryption(self.dataset)
         kid_bytes = kid.encode()
         return MAGIC + bytes([len(kid_bytes)]) + kid_bytes + nonce + aead.encrypt(nonce, plaintext,
                                                                                    self._aad(kid, aad))

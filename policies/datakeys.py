@@ -16,10 +16,11 @@ Guarantees:
 * **ids unique per store** — ``customers/3@5f2c9a1e7d3b4a60``: dataset, sequence, and the
   store's random id, so two stores never both have a ``customers/1`` with different keys,
   and a ciphertext from another store is named as such instead of failing as tampering;
-* **rollover before the random-nonce limit** — AES-GCM with random 96-bit nonces is safe
-  for 2**32 encryptions per key (NIST SP 800-38D, 8.3). Each key has a durable count of
-  encryptions *reserved* (in blocks, before they happen, so a crash over-counts, never
-  under-counts); a reservation that would pass the limit makes a fresh key active first;
+* **rollover before the GCM limit** — NIST SP 800-38D (8.3) allows 2**32 encryptions
+  per key with random nonces. Each key has a durable count of encryptions *reserved* (in
+  blocks, before they happen, so a crash over-counts, never under-counts); the key that
+  reaches the limit is replaced by a fresh active key. Nonces are a random 64-bit
+  prefix per reserved block plus a 32-bit counter (:meth:`DataKeyStore.encryption`);
 * **a bounded cache** — unwrapped keys (and their AES-GCM contexts) stay in memory in an
   LRU of ``cache_size`` entries, so a field encryption costs no keyring call or read;
 * **integrity** — every wrap is authenticated and bound to (dataset, key id) by the
@@ -28,6 +29,7 @@ Guarantees:
 
 from __future__ import annotations
 
+import itertools
 import json
 import os
 import secrets
@@ -83,12 +85,20 @@ def kid_store(kid: str) -> str | None:
 
 
 class _Lease:
-    """Encryptions reserved in the store and not yet used, for one active key."""
+    """A block of encryptions reserved in the store for one active key.
 
-    __slots__ = ("kid", "key", "remaining")
+    ``next(used)`` is atomic in CPython, so threads take encryptions (and their distinct
+    nonce counters) from a lease without a lock; a number ``>= size`` means it is spent.
+    """
 
-    def __init__(self, kid: str, key: "_Key", remaining: int) -> None:
-        self.kid, self.key, self.remaining = kid, key, remaining
+    __slots__ = ("kid", "aead", "size", "used")
+
+    def __init__(self, kid: str, aead: AESGCM, size: int) -> None:
+        # the counter starts at the random 64-bit prefix shifted past the 32-bit index, so
+        # next(used) is the whole nonce as an integer: prefix * 2**32 + index
+        self.kid, self.aead = kid, aead
+        start = int.from_bytes(os.urandom(8), "big") << 32
+        self.size, self.used = start + size, itertools.count(start)
 
 
 @dataclass(frozen=True)
@@ -107,8 +117,8 @@ class DataKeyStore:
 
     def __init__(self, path: str | Path, keyring: Keyring, *, max_encryptions: int = GCM_RANDOM_NONCE_LIMIT,
                  reserve_block: int = RESERVE_BLOCK, cache_size: int = 128) -> None:
-        if not 0 < reserve_block <= max_encryptions:
-            raise ValueError("reserve_block must be between 1 and max_encryptions")
+        if not 0 < reserve_block <= min(max_encryptions, 2 ** 32):
+            raise ValueError("reserve_block must be between 1 and min(max_encryptions, 2**32)")
         self.path = Path(path)
         self.keyring = keyring
         self.max_encryptions = max_encryptions
@@ -118,7 +128,9 @@ class DataKeyStore:
         self._conn: sqlite3.Connection | None = None
         self._store_id: str | None = None
         self._cache: OrderedDict[str, _Key] = OrderedDict()
-        self._leases: dict[str, _Lease] = {}
+        #: dataset → its current lease; a reader may take ``n = next(lease.used)`` and use
+        #: ``n.to_bytes(12, "big")`` as nonce without the lock while ``n < lease.size``
+        self.leases: dict[str, _Lease] = {}
 
     # -- the SQLite file ---------------------------------------------------------------
 
@@ -153,14 +165,14 @@ class DataKeyStore:
     def __getstate__(self) -> dict[str, Any]:
         """Pickles as (path, keyring, limits): never the connection or unwrapped keys."""
         state = self.__dict__.copy()
-        for name in ("_lock", "_conn", "_cache", "_leases"):
+        for name in ("_lock", "_conn", "_cache", "leases"):
             state.pop(name)
         return state
 
     def __setstate__(self, state: dict[str, Any]) -> None:
         self.__dict__.update(state)
         self._lock, self._conn = threading.RLock(), None
-        self._cache, self._leases = OrderedDict(), {}
+        self._cache, self.leases = OrderedDict(), {}
 
     # -- keys --------------------------------------------------------------------------
 
@@ -225,20 +237,32 @@ class DataKeyStore:
                 return kid, self.key(kid)
             return str(row[0]), self.key(str(row[0]))
 
-    def for_encryption(self, dataset: str) -> tuple[str, AESGCM]:
-        """``(kid, AES-GCM context)`` for **one** encryption, counted against the key's limit.
+    def encryption(self, dataset: str) -> tuple[str, AESGCM, bytes]:
+        """``(kid, AES-GCM context, nonce)`` for **one** encryption, counted against the key.
 
-        Uses the in-memory reservation while it lasts; otherwise reserves the next block
-        in the store (cut short at ``max_encryptions``), rolling over to a fresh data key
-        first when the active one has reached it.
+        The nonce is the lease's random 64-bit prefix and the encryption's 32-bit index in
+        the lease (NIST SP 800-38D 8.2.1: a fixed field and an invocation counter). Within
+        a lease nonces are distinct by construction; across the at most 2**32 / block
+        leases of a key, prefixes collide with probability below 2**-33 — tighter than
+        the 2**-32 bound of fully random nonces — and no urandom call per encryption.
+
+        Uses the in-memory lease while it lasts; otherwise reserves the next block in the
+        store (cut short at ``max_encryptions``), rolling over to a fresh data key first
+        when the active one has reached it.
         """
+        lease = self.leases.get(dataset)
+        if lease is not None:
+            n = next(lease.used)
+            if n < lease.size:
+                return lease.kid, lease.aead, n.to_bytes(12, "big")
         with self._lock:
-            lease = self._leases.get(dataset)
-            if lease is None or lease.remaining <= 0:
+            lease = self.leases.get(dataset)
+            n = next(lease.used) if lease is not None else 0
+            if lease is None or n >= lease.size:
                 lease = self._reserve(dataset)
-                self._leases[dataset] = lease
-            lease.remaining -= 1
-            return lease.kid, lease.key.aead
+                n = next(lease.used)
+                self.leases[dataset] = lease
+            return lease.kid, lease.aead, n.to_bytes(12, "big")
 
     def _reserve(self, dataset: str) -> _Lease:
         with self._write() as db:
@@ -250,7 +274,7 @@ class DataKeyStore:
                 kid, used = str(row[0]), int(row[1])
             block = min(self.reserve_block, self.max_encryptions - used)
             db.execute("UPDATE datakeys SET encryptions = encryptions + ? WHERE kid=?", (block, kid))
-        return _Lease(kid, self._cached(kid), block)
+        return _Lease(kid, self._cached(kid).aead, block)
 
     def encryptions(self, kid: str) -> int:
         """Encryptions reserved so far under ``kid`` (an upper bound of those made)."""
@@ -270,7 +294,7 @@ class DataKeyStore:
                 count += 1
             datasets = [r[0] for r in db.execute("SELECT DISTINCT dataset FROM datakeys ORDER BY dataset")]
             fresh_ids = {ds: self._new_key(db, ds) for ds in datasets} if new_data_keys else {}
-            self._leases.clear()
+            self.leases.clear()
         return RotationReport(kek, count, fresh_ids)
 
     def kids(self, dataset: str) -> list[str]:

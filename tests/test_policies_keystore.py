@@ -98,10 +98,10 @@ def test_rollover_before_the_limit_with_a_durable_counter(tmp_path: Path, ring: 
 
 def test_a_crash_loses_at_most_one_reserved_block(tmp_path: Path, ring: LocalKeyring) -> None:
     first = DataKeyStore(tmp_path / "k.db", ring, max_encryptions=100, reserve_block=8)
-    kid, _ = first.for_encryption("customers")           # reserves 8, uses 1, then "crashes"
+    kid = first.encryption("customers")[0]          # reserves 8, uses 1, then "crashes"
     del first
     second = DataKeyStore(tmp_path / "k.db", ring, max_encryptions=100, reserve_block=8)
-    assert second.for_encryption("customers")[0] == kid and second.encryptions(kid) == 16
+    assert second.encryption("customers")[0] == kid and second.encryptions(kid) == 16
 
 
 def test_unwrapped_keys_are_cached_with_a_bound(tmp_path: Path, ring: LocalKeyring) -> None:
@@ -131,7 +131,7 @@ def test_a_legacy_json_store_is_imported_once_and_its_keys_only_decrypt(tmp_path
     store = open_datakeys(config)
     assert store.key("customers/1") == raw
     assert (state / "datakeys.json.imported").exists() and not (state / "datakeys.json").exists()
-    new_kid, _ = store.for_encryption("customers")     # never counted: a fresh, counted key takes over
+    new_kid = store.encryption("customers")[0]     # never counted: a fresh, counted key takes over
     assert new_kid == f"customers/2@{store.store_id}"
 
 
