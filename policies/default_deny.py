@@ -18,9 +18,9 @@ from typing import Iterator
 from mcrepl.adapters.base import ConfigError
 
 from .capture_log import orchestrator_jurisdictions
-from .decisions import (DEFAULT_CLASSIFICATION, class_declared, class_jurisdictions, field_rule, fields_to_encrypt,
+from .decisions import (class_declared, class_jurisdictions, field_rule, fields_to_encrypt,
                         homes_received, plaintext_kept_out_of, record_rules)
-from .model import EncryptionSpec, OrchestratorSpec, ResidencySpec
+from .model import EncryptionSpec, ResidencySpec
 from .plan_rules import PlanContext, PlanRule
 from .residency import allowed_in, location_jurisdictions, region_info
 from .rules import Violation, register
@@ -246,5 +246,4 @@ class CaptureLogResidency(PlanRule):
                                     f"{'; '.join(reasons)}")
 
 
-__all__ = ["CaptureLogResidency", "ClassificationDeclared", "CosmosFailoverResidency", "DEFAULT_CLASSIFICATION",
-           "OrchestratorSpec"]
+__all__ = ["CaptureLogResidency", "ClassificationDeclared", "CosmosFailoverResidency"]

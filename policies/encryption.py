@@ -60,14 +60,6 @@ def associated_data(dataset: str, record_key: str, field: str, kid: str) -> byte
     return f'["mcrepl-field/v1",{_q(dataset)},{_q(record_key)},{_q(field)},{_q(kid)}]'.encode("utf-8")
 
 
-def _plaintext(value: Value) -> bytes:
-    """``tagged_json.dumps(value)``; strings, the common sensitive field, without building a
-    JSON encoder (``to_json`` leaves a string as it is, so the bytes are the same)."""
-    if type(value) is str:
-        return _q(value).encode("utf-8")
-    return tagged_json.dumps(value)
-
-
 class FieldCipher:
     """Encrypts and decrypts individual fields of document bodies for one data-key store."""
 
@@ -89,9 +81,11 @@ class FieldCipher:
         """Ciphertext of ``value`` bound to ``(dataset, record_key, field)``.
 
         Each call takes one counted encryption and its never-used nonce from the store
-        (:meth:`DataKeyStore.encryption`). The hot path is written out inline (the value
-        encoding of :func:`_plaintext`, the associated data of :meth:`_aad`): a field
-        encryption must cost at most 1.5x raw AES-GCM (``bench/field_crypto_bench.py``).
+        (:meth:`DataKeyStore.encryption`). The hot path is written out inline — the lease
+        take, a string's canonical bytes without building a JSON encoder (``to_json``
+        leaves strings as they are, so they equal ``tagged_json.dumps``), the associated
+        data of :meth:`_aad` — since a field encryption must cost at most 1.5x raw AES-GCM
+        (``bench/field_crypto_bench.py``).
         """
         lease = self.datakeys.leases.get(dataset)          # the lock-free fast path of encryption()
         n = next(lease.used) if lease is not None else 0

@@ -123,3 +123,28 @@ def test_encrypted_values_survive_the_tagged_json_of_cosmos_and_gcs(cipher: Fiel
     again = tagged_json.loads(tagged_json.dumps(body))
     assert again == body and is_encrypted(again["email"])
     assert cipher.decrypt_fields("customers", "c1", again)["email"] == "a@example.com"
+
+
+@pytest.mark.parametrize("text", ["a@example.com", "ü \"quoted\" \\ \n\t\u2028", "\x00\x1f", "日本", ""])
+def test_the_fast_paths_write_the_same_bytes_as_json(cipher: FieldCipher, text: str) -> None:
+    import json
+
+    from mcrepl.policies.encryption import associated_data
+    kid = cipher.datakeys.active("customers")[0]
+    canonical = json.dumps(["mcrepl-field/v1", "customers", text, "a.b", kid], separators=(",", ":"),
+                           ensure_ascii=False).encode("utf-8")
+    assert associated_data("customers", text, "a.b", kid) == canonical
+    assert cipher._aad("customers", text, "a.b", kid) == canonical
+    enc = cipher.encrypt_value("customers", text, "a.b", text)          # string fast path
+    plain = cipher.datakeys.aead(kid).decrypt(enc["ct"][:NONCE_BYTES], enc["ct"][NONCE_BYTES:], canonical)
+    assert plain == tagged_json.dumps(text)
+
+
+def test_nonces_stay_distinct_across_many_leases_and_processes(tmp_path: Path) -> None:
+    ring = LocalKeyring.create(tmp_path / "k.json")
+    nonces = []
+    for _ in range(3):                     # three processes in turn, each reserving small blocks
+        cipher = FieldCipher(DataKeyStore(tmp_path / "s.db", ring, reserve_block=16))
+        nonces += [cipher.encrypt_value("customers", "c1", "f", "v")["ct"][:NONCE_BYTES] for _ in range(1000)]
+    assert len(set(nonces)) == len(nonces)
+    assert len({n[:8] for n in nonces}) == 3 * -(-1000 // 16)        # one random prefix per reserved block
