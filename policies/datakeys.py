@@ -278,7 +278,8 @@ class DataKeyStore:
 
     def encryptions(self, kid: str) -> int:
         """Encryptions reserved so far under ``kid`` (an upper bound of those made)."""
-        row = self._db().execute("SELECT encryptions FROM datakeys WHERE kid=?", (kid,)).fetchone()
+        with self._lock:
+            row = self._db().execute("SELECT encryptions FROM datakeys WHERE kid=?", (kid,)).fetchone()
         return int(row[0]) if row else 0
 
     def rotate(self, new_data_keys: bool = True) -> RotationReport:
@@ -299,12 +300,14 @@ class DataKeyStore:
 
     def kids(self, dataset: str) -> list[str]:
         """Every key id of ``dataset`` in the store, oldest first."""
-        return [str(r[0]) for r in self._db().execute("SELECT kid FROM datakeys WHERE dataset=? ORDER BY seq",
-                                                      (dataset,))]
+        with self._lock:
+            return [str(r[0]) for r in self._db().execute("SELECT kid FROM datakeys WHERE dataset=? ORDER BY seq",
+                                                          (dataset,))]
 
     def wrapping_keks(self) -> set[str]:
         """KEK ids the stored data keys are wrapped under (after rotation: only the new one)."""
-        return {str(r[0]) for r in self._db().execute("SELECT DISTINCT kek FROM datakeys")}
+        with self._lock:
+            return {str(r[0]) for r in self._db().execute("SELECT DISTINCT kek FROM datakeys")}
 
     def import_legacy(self, json_path: str | Path) -> int:
         """Import a pre-SQLite ``datakeys.json`` (wrapped keys kept as they are, ids unchanged).
