@@ -18,7 +18,7 @@ from urllib.parse import urlparse
 from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
 from mcrepl.adapters.base import ConfigError, KeyAttribute, KeySchema, ReplicaTarget
-from mcrepl.policies.model import Policies
+from mcrepl.policies.model import OrchestratorSpec, Policies, with_paths_from
 from mcrepl.orchestrator.provisioning import Provisioning
 from mcrepl.orchestrator.yaml_model import read_mapping, validate
 
@@ -293,6 +293,7 @@ class McreplConfig(_Strict):
     datasets: dict[str, Dataset] = Field(min_length=1)
     sync: SyncSettings = SyncSettings()
     policies: Policies = Policies()
+    orchestrator: OrchestratorSpec = OrchestratorSpec()   # where it runs (policies: residency.capture-log)
     verify: VerifySettings = VerifySettings()
     provisioning: Provisioning = Provisioning()   # read only by pulumi/ (orchestrator/provisioning.py)
 
@@ -403,7 +404,8 @@ def is_loopback_url(url: str) -> bool:
 def load_config(path: str | Path) -> McreplConfig:
     """Read and validate ``path``; every problem is listed as ``file:path: message (fix: …)``.
 
-    A relative ``state_dir`` is made absolute against the config file's folder.
+    A relative ``state_dir``, ``policies.encryption.keyring.path`` and
+    ``policies.encryption.datakeys`` are made absolute against the config file's folder.
     """
     path = Path(path)
     raw = read_mapping(path, example="examples/mcrepl.yaml", top_keys="datasets:, providers:, …")
@@ -411,4 +413,4 @@ def load_config(path: str | Path) -> McreplConfig:
     # a relative state_dir belongs to the config file, not to wherever the command runs
     if not Path(config.state_dir).is_absolute():
         config = config.model_copy(update={"state_dir": str((path.parent / config.state_dir).resolve())})
-    return config
+    return config.model_copy(update={"policies": with_paths_from(config.policies, path.parent.resolve())})

@@ -5,9 +5,15 @@ Each SDK is imported only when its keyring is built; a missing one raises a
 into :class:`CredentialsError` / :class:`UnavailableError` and never leave this module.
 The KEK never leaves the KMS: data keys travel to it to be wrapped and unwrapped.
 
-Context binding: AWS KMS and Cloud KMS take the wrap context as encryption context /
-additional authenticated data. Key Vault's key wrap has no such input, so the context's
-SHA-256 is wrapped together with the data key and checked on unwrap.
+Context binding and integrity: AWS KMS and Cloud KMS encrypt with authenticated
+encryption and take the wrap context as encryption context / additional authenticated
+data, so a replaced or moved wrapped key fails to decrypt. Key Vault's RSA-OAEP wrap is
+neither: anyone holding the *public* key can wrap a key of their choosing, so a store
+writer could swap in a data key they know. The Key Vault keyring therefore signs every
+wrapped key with the same Key Vault key (RS/PS256 over the wrap, the key version and the
+context — only Key Vault holds the private key) and refuses to unwrap a key whose
+signature does not verify. The key needs the ``sign`` and ``verify`` operations besides
+``wrapKey`` and ``unwrapKey`` (role *Key Vault Crypto User* grants all four).
 """
 
 from __future__ import annotations
@@ -39,7 +45,8 @@ def _kms_call(provider: str, operation: str, fn: Callable[[], T]) -> T:
         raise
     except Exception as exc:  # noqa: BLE001 - every SDK's own error tree ends here
         name = type(exc).__name__
-        code = str(getattr(exc, "response", {}).get("Error", {}).get("Code", "")) if hasattr(exc, "response") else ""
+        response = getattr(exc, "response", None)    # botocore: a dict; google-api-core: the gRPC call
+        code = str(response.get("Error", {}).get("Code", "")) if isinstance(response, dict) else ""
         denied = any(w in (name + code).lower() for w in ("denied", "auth", "forbidden", "invalidciphertext",
                                                           "notfound", "disabled", "permission"))
         err = CredentialsError if denied else UnavailableError
@@ -77,22 +84,40 @@ class AwsKmsKeyring:
         return self.key_id
 
 
-class AzureKeyVaultKeyring:
-    """Azure Key Vault RSA key (``https://VAULT.vault.azure.net/keys/NAME``), RSA-OAEP-256 wrap;
-    rotation creates a new key version, older versions still unwrap."""
+_AKV_SIGNED = b"AKV2"          # wrapped-key format: magic, 2-byte length, RSA-OAEP wrap, signature
 
-    def __init__(self, key_id: str, credential: Any = None) -> None:
-        crypto = _require("azure.keyvault.keys.crypto", "azure-keyvault-keys==4.11.3")
-        keys = _require("azure.keyvault.keys", "azure-keyvault-keys==4.11.3")
-        identity = _require("azure.identity", "azure-identity")
+
+class AzureKeyVaultKeyring:
+    """Azure Key Vault RSA key (``https://VAULT.vault.azure.net/keys/NAME``): RSA-OAEP-256
+    wrap plus a PS256 signature by the same key (see the module docstring); rotation
+    creates a new key version, older versions still unwrap and verify.
+
+    ``crypto_client`` (``key id → CryptographyClient``) replaces the default client that
+    calls Key Vault; tests pass the SDK's own local ``CryptographyClient.from_jwk``.
+    """
+
+    def __init__(self, key_id: str, credential: Any = None,
+                 crypto_client: Callable[[str], Any] | None = None) -> None:
+        crypto = _require("azure.keyvault.keys.crypto", "'mcrepl[azure-keyvault]' (azure-keyvault-keys)")
+        keys = _require("azure.keyvault.keys", "'mcrepl[azure-keyvault]' (azure-keyvault-keys)")
         self.key_id = key_id.rstrip("/")
-        self._credential = credential or identity.DefaultAzureCredential()
+        if credential is None and crypto_client is None:
+            credential = _require("azure.identity", "azure-identity").DefaultAzureCredential()
+        self._credential = credential
+        self._crypto_client = crypto_client
         self._crypto_mod, self._keys_mod = crypto, keys
         vault, _, rest = self.key_id.partition("/keys/")
         self._vault, self._name = vault, rest.split("/")[0]
 
     def _client(self, key_id: str) -> Any:
+        if self._crypto_client is not None:
+            return self._crypto_client(key_id)
         return self._crypto_mod.CryptographyClient(key_id, self._credential)
+
+    @staticmethod
+    def _signed_digest(kek: str, encrypted: bytes, context: Mapping[str, str]) -> bytes:
+        return hashlib.sha256(b"mcrepl-akv-wrap/v1\x00" + kek.encode() + b"\x00" + len(encrypted).to_bytes(2, "big")
+                              + encrypted + context_bytes(context)).digest()
 
     def current(self) -> str:
         key = _kms_call("azure-keyvault", "get_key", lambda: self._keys_mod.KeyClient(
@@ -103,12 +128,28 @@ class AzureKeyVaultKeyring:
         payload = data_key + hashlib.sha256(context_bytes(context)).digest()
         alg = self._crypto_mod.KeyWrapAlgorithm.rsa_oaep_256
         out = _kms_call("azure-keyvault", "wrap_key", lambda: self._client(self.key_id).wrap_key(alg, payload))
-        return WrappedKey(str(out.key_id), bytes(out.encrypted_key))
+        kek, encrypted = str(out.key_id), bytes(out.encrypted_key)
+        digest = self._signed_digest(kek, encrypted, context)
+        sig = _kms_call("azure-keyvault", "sign", lambda: self._client(kek).sign(
+            self._crypto_mod.SignatureAlgorithm.ps256, digest))
+        return WrappedKey(kek, _AKV_SIGNED + len(encrypted).to_bytes(2, "big") + encrypted + bytes(sig.signature))
 
     def unwrap(self, wrapped: WrappedKey, context: Mapping[str, str]) -> bytes:
+        blob = wrapped.blob
+        size = int.from_bytes(blob[4:6], "big") if blob[:4] == _AKV_SIGNED else -1
+        if size <= 0 or len(blob) <= 6 + size:
+            raise CredentialsError("wrapped data key carries no Key Vault signature; it was not written by "
+                                   "mcrepl or was replaced", provider="azure-keyvault", operation="unwrap_key")
+        encrypted, sig = blob[6:6 + size], blob[6 + size:]
+        client = self._client(wrapped.kek)
+        digest = self._signed_digest(wrapped.kek, encrypted, context)
+        check = _kms_call("azure-keyvault", "verify", lambda: client.verify(
+            self._crypto_mod.SignatureAlgorithm.ps256, digest, sig))
+        if not check.is_valid:
+            raise CredentialsError("wrapped data key was replaced or altered: its Key Vault signature does not "
+                                   "verify", provider="azure-keyvault", operation="unwrap_key")
         alg = self._crypto_mod.KeyWrapAlgorithm.rsa_oaep_256
-        out = _kms_call("azure-keyvault", "unwrap_key",
-                        lambda: self._client(wrapped.kek).unwrap_key(alg, wrapped.blob))
+        out = _kms_call("azure-keyvault", "unwrap_key", lambda: client.unwrap_key(alg, encrypted))
         key, digest = bytes(out.key[:-32]), bytes(out.key[-32:])
         if digest != hashlib.sha256(context_bytes(context)).digest():
             raise CredentialsError("data key does not match its context (dataset or key id)",
@@ -126,7 +167,7 @@ class GcpKmsKeyring:
     adds a primary key version, older enabled versions still decrypt."""
 
     def __init__(self, key_name: str, client: Any = None) -> None:
-        kms = _require("google.cloud.kms", "google-cloud-kms==3.18.0")
+        kms = _require("google.cloud.kms", "'mcrepl[gcp-kms]' (google-cloud-kms)")
         self.key_name = key_name
         self._kms = client or kms.KeyManagementServiceClient()
 

@@ -9,28 +9,32 @@ naming a dataset that does not exist, an unknown jurisdiction) raises
 
 from __future__ import annotations
 
+from dataclasses import replace
 from typing import TYPE_CHECKING, Any, Mapping
 
 from mcrepl.adapters.base import ConfigError
 
+from .capture_log import orchestrator_jurisdictions
 from .decisions import encrypted_fields
 from .plan_rules import PlanContext
-from .residency import ANYWHERE, catalogue
+from .residency import jurisdiction_problem
 from .rules import REGISTRY, Violation, rules_of
 
 if TYPE_CHECKING:
     from mcrepl.orchestrator.config import McreplConfig
 
 
-def evaluate(config: "McreplConfig", stack_outputs: Mapping[str, Any] | None = None) -> list[Violation]:
+def evaluate(config: "McreplConfig", stack_outputs: Mapping[str, Any] | None = None,
+             source: str | None = None) -> list[Violation]:
     """Every violation of every enabled plan rule, sorted by rule id then resource.
 
     ``stack_outputs`` (``pulumi stack output --json``, format ``mcrepl-stack/1``) adds what
     was actually provisioned: keys at rest, endpoints, Cosmos auth mode, and the IAM
     documents under ``identities`` (linted with :func:`mcrepl.policies.iam.lint`).
+    ``source`` (the config file's name) is set as ``file`` on every finding and error.
     Raises :class:`ConfigError` when the policy section itself is invalid.
     """
-    errors = policy_errors(config)
+    errors = policy_errors(config, source)
     if errors:
         raise errors[0] if len(errors) == 1 else ConfigError(
             "\n  ".join(str(e) for e in errors), fix=None)
@@ -44,21 +48,23 @@ def evaluate(config: "McreplConfig", stack_outputs: Mapping[str, Any] | None = N
         from .iam_lint import lint
         found.extend(v for v in lint(dict(stack_outputs["identities"]), "stack:identities")
                      if v.rule_id not in disabled)
+    if source is not None:
+        found = [replace(v, file=source) for v in found]
     return sorted(set(found))
 
 
-def policy_errors(config: "McreplConfig") -> list[ConfigError]:
-    """Problems that make the policy section meaningless, each naming its path and the fix."""
+def policy_errors(config: "McreplConfig", source: str | None = None) -> list[ConfigError]:
+    """Problems that make the policy section meaningless, each naming its file, path and fix."""
     p = config.policies
-    known_j = catalogue().known_jurisdictions() | {ANYWHERE}
     errors: list[ConfigError] = []
 
     def jurisdictions(path: str, names: list[str]) -> None:
         for j in names:
-            if j not in known_j:
-                errors.append(ConfigError(f"unknown jurisdiction {j!r}", path=f"policies.{path}",
-                                          fix="use a jurisdiction (EU, UK, CH, US, ...) or a country "
-                                              "code from policies/data/regions.yaml, or \"*\""))
+            problem = jurisdiction_problem(j)
+            if problem is not None:
+                errors.append(ConfigError(problem, source, path=f"policies.{path}",
+                                          fix="use a jurisdiction (EU, UK, CH, US, ...), a country that is its own "
+                                              "jurisdiction in policies/data/regions.yaml, or \"*\""))
 
     def dataset(path: str, name: str, documents_only: bool = False) -> bool:
         ds = config.datasets.get(name)
@@ -102,13 +108,17 @@ def policy_errors(config: "McreplConfig") -> list[ConfigError]:
     if kr.type != "local" and not kr.key_id:
         errors.append(ConfigError(f"keyring type {kr.type} needs key_id", path="policies.encryption.keyring",
                                   fix="set key_id to the key-encryption key's id"))
+    try:
+        orchestrator_jurisdictions(config)
+    except ConfigError as err:
+        errors.append(replace(err, file=source))
     for rule_id in p.disabled:
         if rule_id not in REGISTRY:
             from .rules import load_all
             if rule_id not in load_all():
-                errors.append(ConfigError(f"unknown rule id {rule_id!r}", path="policies.disabled",
+                errors.append(ConfigError(f"unknown rule id {rule_id!r}", source, path="policies.disabled",
                                           fix=f"use one of {', '.join(sorted(REGISTRY))}"))
-    return errors
+    return [e if e.file else replace(e, file=source) for e in errors]
 
 
 __all__ = ["Violation", "evaluate", "policy_errors"]

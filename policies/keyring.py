@@ -97,6 +97,13 @@ class LocalKeyring:
             json.dump(data, fh)
         return cls(path)
 
+    def __getstate__(self) -> dict[str, str]:
+        """Pickles as its path: the KEK stays in the file, never in a work unit."""
+        return {"path": str(self.path)}
+
+    def __setstate__(self, state: dict[str, str]) -> None:
+        self.__init__(state["path"])  # type: ignore[misc]
+
     def _save(self) -> None:
         data = {"name": self._name, "current": self._current,
                 "versions": {k: base64.b64encode(v).decode("ascii") for k, v in self._versions.items()}}

@@ -26,9 +26,10 @@ Example::
 
 from __future__ import annotations
 
+from pathlib import Path
 from typing import Literal
 
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, ConfigDict, Field, field_validator
 
 
 class _Strict(BaseModel):
@@ -40,8 +41,10 @@ class RecordFieldRule(_Strict):
 
     A record whose ``field`` says ``DE`` (jurisdiction ``EU``) goes only to replicas in
     ``EU`` plus whatever ``also`` adds for ``EU``. ``restrict`` limits the rule to records
-    from some jurisdictions (default: every record). ``missing`` decides what happens to a
-    record without a usable value: withhold it everywhere (safe default) or send it on.
+    from some jurisdictions (default: every record). Default deny: a record whose field is
+    missing or not an ISO 3166-1 alpha-2 code (``XX``, ``Germany``) is withheld from every
+    replica the rule restricts and quarantined there; ``missing: withhold`` is the only
+    choice (``send`` was removed). ``EL`` and ``UK`` are read as ``GR`` and ``GB``.
     Deletes (tombstones hold only the key) are never withheld by this rule.
     """
 
@@ -49,7 +52,16 @@ class RecordFieldRule(_Strict):
     field: str
     restrict: list[str] | None = None
     also: dict[str, list[str]] = Field(default_factory=dict)
-    missing: Literal["withhold", "send"] = "withhold"
+    missing: Literal["withhold"] = "withhold"
+
+    @field_validator("missing", mode="before")
+    @classmethod
+    def _no_send(cls, v: object) -> object:
+        if v == "send":
+            raise ValueError("'missing: send' was removed: a record without a usable country is never sent "
+                             "where the rule restricts it (it is quarantined); give such records a country, "
+                             "or narrow 'restrict'")
+        return v
 
 
 class ResidencySpec(_Strict):
@@ -79,7 +91,8 @@ class FieldEncryptionRule(_Strict):
 class KeyringSpec(_Strict):
     """Where key-encryption keys come from.
 
-    ``local``: a key file (``mcrepl keys init``; tests and demo). ``aws-kms``: ``key_id``
+    ``local``: a key file (``mcrepl keys init``; tests and demo); ``path`` is relative to
+    the config file (default ``STATE_DIR/keyring.json``). ``aws-kms``: ``key_id``
     is a KMS key ARN or alias. ``azure-keyvault``: ``key_id`` is the key URL
     (``https://VAULT.vault.azure.net/keys/NAME``). ``gcp-kms``: ``key_id`` is
     ``projects/P/locations/L/keyRings/R/cryptoKeys/K``.
@@ -98,13 +111,19 @@ class EncryptionSpec(_Strict):
     ``at_rest: cmk_required`` refuses any location without a customer-managed key
     (``kms_key`` on the replica: DynamoDB SSE-KMS, Cosmos DB CMK, GCS CMEK).
     TLS for every non-local endpoint is always required (rule ``encryption.tls``).
-    ``datakeys`` is the wrapped data-key file (default ``STATE_DIR/datakeys.json``).
+    ``datakeys`` is the SQLite file holding the wrapped data keys (default:
+    ``STATE_DIR/datakeys.db``, beside the state store; relative paths belong to the config file).
+    ``capture_log``: ``auto`` encrypts a dataset's capture-log bodies with its data keys
+    exactly when ``orchestrator.location`` is not allowed to hold its data; ``encrypt``
+    always does; ``plaintext`` never does (rule ``residency.capture-log`` then refuses a
+    log outside the allowed jurisdictions).
     """
 
     at_rest: Literal["provider_managed", "cmk_required"] = "provider_managed"
     fields: list[FieldEncryptionRule] = Field(default_factory=list)
     keyring: KeyringSpec = KeyringSpec()
     datakeys: str | None = None
+    capture_log: Literal["auto", "encrypt", "plaintext"] = "auto"
 
 
 class IamSpec(_Strict):
@@ -116,6 +135,18 @@ class IamSpec(_Strict):
     """
 
     cosmos_auth: Literal["rbac", "key"] = "rbac"
+
+
+class OrchestratorSpec(_Strict):
+    """Where the orchestrator (and so its state store and capture log) runs.
+
+    ``location`` is a cloud region (``aws:eu-west-1``, ``azure:westeurope``,
+    ``gcp:europe-west1``; ``dynamodb:``/``cosmos:``/``gcs:`` work too) or an ISO 3166-1
+    alpha-2 country for hosts outside a cloud (``DE``). Undeclared, the location is unknown
+    and counts as outside every jurisdiction (default deny).
+    """
+
+    location: str | None = None
 
 
 class Policies(_Strict):
@@ -130,5 +161,23 @@ class Policies(_Strict):
     disabled: list[str] = Field(default_factory=list)
 
 
-__all__ = ["EncryptionSpec", "FieldEncryptionRule", "IamSpec", "KeyringSpec", "Policies",
-           "RecordFieldRule", "ResidencySpec"]
+__all__ = ["EncryptionSpec", "FieldEncryptionRule", "IamSpec", "KeyringSpec", "OrchestratorSpec", "Policies",
+           "RecordFieldRule", "ResidencySpec", "with_paths_from"]
+
+
+def with_paths_from(policies: Policies, config_dir: Path) -> Policies:
+    """``policies`` with a relative ``keyring.path`` and ``datakeys`` made absolute against
+    ``config_dir`` (the config file's folder).
+
+    Why: resolved against the working directory, a command run from elsewhere would
+    silently create a second key file and data-key store and write data no other run can
+    read. ``load_config`` calls this, as it does for ``state_dir``.
+    """
+    enc = policies.encryption
+
+    def absolute(path: str | None) -> str | None:
+        return path if path is None or Path(path).is_absolute() else str((config_dir / path).resolve())
+
+    keyring = enc.keyring.model_copy(update={"path": absolute(enc.keyring.path)})
+    return policies.model_copy(update={"encryption": enc.model_copy(
+        update={"keyring": keyring, "datakeys": absolute(enc.datakeys)})})

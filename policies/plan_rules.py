@@ -15,7 +15,7 @@ from urllib.parse import urlparse
 
 from mcrepl.adapters.base import ConfigError
 
-from .decisions import class_allowed_at, class_jurisdictions, fields_to_encrypt, locations
+from .decisions import class_allowed_at, class_declared, class_jurisdictions, fields_to_encrypt, locations
 from .model import EncryptionSpec, IamSpec, ResidencySpec
 from .residency import location_jurisdictions, region_info
 from .rules import Rule, Violation, register
@@ -123,6 +123,8 @@ class ClassificationResidency(PlanRule):
     @classmethod
     def check(cls, ctx: PlanContext) -> Iterator[Violation]:
         for name, ds, ref, _ in ctx.known_locations():
+            if not class_declared(ctx.config, ds.classification):
+                continue            # reported once, by residency.classification-declared
             if not class_allowed_at(ctx.config, ds.classification, ref.at):
                 allowed = class_jurisdictions(ctx.config, ds.classification) or []
                 where = "+".join(sorted(location_jurisdictions(ref.at)))
@@ -175,7 +177,8 @@ class FieldClassificationResidency(PlanRule):
         for name, ds, ref, _ in ctx.known_locations():
             encrypted = set(fields_to_encrypt(ctx.config, name, ref.at))
             for fld, klass in ds.fields.items():
-                if fld in encrypted or class_allowed_at(ctx.config, klass, ref.at):
+                if fld in encrypted or not class_declared(ctx.config, klass) or \
+                        class_allowed_at(ctx.config, klass, ref.at):
                     continue
                 allowed = ", ".join(class_jurisdictions(ctx.config, klass) or [])
                 yield cls.violation(

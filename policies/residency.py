@@ -18,6 +18,7 @@ from importlib import resources
 from typing import Iterable, Mapping
 
 import yaml
+from iso3166 import countries_by_alpha2
 
 from mcrepl.adapters.base import ConfigError, RecordError
 
@@ -135,18 +136,62 @@ def allowed_in(jurisdictions: Iterable[str], allowed: Iterable[str]) -> bool:
     return ANYWHERE in allow or set(jurisdictions) <= allow
 
 
+#: Codes records commonly carry that are not ISO 3166-1 alpha-2, mapped to the ISO code
+#: they mean. ``EL`` is the code EU institutions use for Greece (ISO: ``GR``); ``UK`` is
+#: "exceptionally reserved" in ISO 3166-1 for the United Kingdom, whose code is ``GB``.
+#: Both mappings send the record to the same jurisdiction its ISO code would (EU, UK),
+#: so accepting them never widens where a record may go.
+COUNTRY_ALIASES = {"EL": "GR", "UK": "GB"}
+
+
+def country_code(value: object) -> str | None:
+    """The ISO 3166-1 alpha-2 code ``value`` names (``" de"`` → ``DE``, ``EL`` → ``GR``),
+    or ``None`` when it names none (``XX``, ``Germany``, ``49``, a missing value).
+
+    Only codes assigned in ISO 3166-1 count (the ``iso3166`` package's table, which also
+    carries ``XK`` for Kosovo); user-assigned codes (``XX``, ``ZZ``, ``AA``) do not.
+    """
+    if not isinstance(value, str):
+        return None
+    code = value.strip().upper()
+    code = COUNTRY_ALIASES.get(code, code)
+    return code if code in countries_by_alpha2 else None
+
+
 def home_jurisdiction(value: object, field: str) -> str:
     """The jurisdiction a record-level residency field (an ISO country code) points at.
 
     Raises :class:`RecordError` (without the value, which may be personal data) when the
-    field is not a two-letter country code.
+    field is missing or not an assigned ISO 3166-1 alpha-2 code (see :func:`country_code`).
     """
-    if not isinstance(value, str) or len(value.strip()) != 2 or not value.strip().isalpha():
-        raise RecordError("residency.record-field", "residency field is not an ISO 3166-1 "
+    code = country_code(value)
+    if code is None:
+        raise RecordError("residency.record-field", "residency field is missing or not an ISO 3166-1 "
                           "alpha-2 country code", field=field)
-    return catalogue().jurisdiction_of_country(value)
+    return catalogue().jurisdiction_of_country(code)
 
 
-__all__ = ["ANYWHERE", "CLOUD_OF_PROVIDER", "Catalogue", "RegionInfo", "UnknownRegionError",
-           "allowed_in", "catalogue", "home_jurisdiction", "jurisdiction_of",
+def jurisdiction_problem(name: str) -> str | None:
+    """Why ``name`` cannot be used as a jurisdiction in the config (``None``: it can).
+
+    Rules are written in jurisdictions (``EU``, ``UK``, ``US``, or a country that is its
+    own jurisdiction, ``"*"`` for anywhere). A country inside a larger jurisdiction
+    (``DE``, ``EL``) is refused with the jurisdiction to write instead, and anything that
+    is not an assigned ISO 3166-1 code (``XX``) is refused outright.
+    """
+    cat = catalogue()
+    if name == ANYWHERE or name in cat.known_jurisdictions():
+        return None
+    code = country_code(name)
+    if code is None:
+        return f"{name!r} is neither a jurisdiction nor an ISO 3166-1 alpha-2 country code"
+    home = cat.jurisdiction_of_country(code)
+    if home != name and home in cat.known_jurisdictions():
+        alias = f" ({name} means {code})" if name.strip().upper() != code else ""
+        return f"{name!r} is a country in jurisdiction {home}{alias}; rules name jurisdictions: write {home}"
+    return f"{name!r} is a country with no region in {CATALOGUE_FILE}, so no replica can be there"
+
+
+__all__ = ["ANYWHERE", "CLOUD_OF_PROVIDER", "COUNTRY_ALIASES", "Catalogue", "RegionInfo", "UnknownRegionError",
+           "allowed_in", "catalogue", "country_code", "home_jurisdiction", "jurisdiction_of", "jurisdiction_problem",
            "location_jurisdictions", "region_info"]

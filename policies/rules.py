@@ -33,14 +33,17 @@ class Violation:
     why: str
     fix: str
     severity: Severity = "error"
+    #: the config file the finding is in (set by ``evaluate(..., source=FILE)``)
+    file: str | None = None
 
     def to_dict(self) -> dict[str, str]:
         """JSON-ready form (``mcrepl validate --format json``, Pulumi preview messages)."""
-        return asdict(self)
+        return {k: v for k, v in asdict(self).items() if v is not None}
 
     def line(self) -> str:
-        """``RULE-ID  resource  why  (fix: …)`` — the text report's one line per violation."""
-        return f"{self.rule_id}  {self.resource}  {self.why}  (fix: {self.fix})"
+        """``RULE-ID  [file:]resource  why  (fix: …)`` — the text report's one line per violation."""
+        where = f"{self.file}:{self.resource}" if self.file else self.resource
+        return f"{self.rule_id}  {where}  {self.why}  (fix: {self.fix})"
 
 
 class Rule:
@@ -81,7 +84,7 @@ def rules_of(kind: RuleKind) -> list[type[Rule]]:
 
 def load_all() -> dict[str, type[Rule]]:
     """Import every module that registers rules, so :data:`REGISTRY` is complete."""
-    from . import iam_lint, plan_rules, router  # noqa: F401  (registration side effect)
+    from . import default_deny, iam_lint, plan_rules, router  # noqa: F401  (registration side effect)
     return REGISTRY
 
 

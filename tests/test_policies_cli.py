@@ -28,7 +28,8 @@ def test_example_config_validates_clean_and_bad_residency_is_refused() -> None:
     assert bad.exit_code == 1
     line = next(l for l in bad.stdout.splitlines() if l.startswith("residency."))
     rule, resource = line.split()[:2]
-    assert (rule, resource) == ("residency.classification", "customers@dynamodb:us-east-1")
+    assert (rule, resource) == ("residency.classification",
+                                f"{ROOT / 'examples' / 'bad-residency.yaml'}:customers@dynamodb:us-east-1")
     assert "(fix: " in line
 
 
@@ -57,7 +58,7 @@ def test_a_cmk_in_another_region_is_refused(tmp_path: Path) -> None:
         "policies": {"encryption": {"at_rest": "cmk_required"}}})
     out = runner.invoke(app, ["validate", str(config)])
     assert out.exit_code == 1
-    assert [l.split()[:2] for l in out.stdout.splitlines()] == [["encryption.at-rest-cmk", "tt@dynamodb:eu-west-1"]]
+    assert [l.split()[:2] for l in out.stdout.splitlines()] == [["encryption.at-rest-cmk", f"{config}:tt@dynamodb:eu-west-1"]]
 
 
 def test_stack_outputs_supply_keys_and_are_linted(tmp_path: Path) -> None:
@@ -102,11 +103,11 @@ def test_keys_init_creates_a_0600_file_once_and_rotate_rewraps(tmp_path: Path) -
     assert stat.S_IMODE(key_file.stat().st_mode) == 0o600
     assert runner.invoke(app, ["keys", "init", "-c", str(config)]).exit_code == 2
     from mcrepl.policies.encryption import DataKeyStore, FieldCipher, LocalKeyring
-    store = DataKeyStore(tmp_path / "state" / "datakeys.json", LocalKeyring(key_file))
+    store = DataKeyStore(tmp_path / "state" / "datakeys.db", LocalKeyring(key_file))
     enc = FieldCipher(store).encrypt_value("tt", "k1", "email", "a@example.com")
     rotated = runner.invoke(app, ["keys", "rotate", "-c", str(config)])
     assert rotated.exit_code == 0, rotated.output
     assert "re-wrapped 1 data key" in rotated.stdout and "local/v2" in rotated.stdout
-    fresh = FieldCipher(DataKeyStore(tmp_path / "state" / "datakeys.json", LocalKeyring(key_file)))
+    fresh = FieldCipher(DataKeyStore(tmp_path / "state" / "datakeys.db", LocalKeyring(key_file)))
     assert fresh.decrypt_value("tt", "k1", "email", enc) == "a@example.com"
     assert fresh.datakeys.wrapping_keks() == {"local/v2"}

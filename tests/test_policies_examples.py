@@ -47,9 +47,12 @@ def test_docstring_example(rule_id: str, index: int, label: str, example: dict) 
             Version(1_700_000_000_000, 0, config.datasets[ds].primary.at))
         replicas = [r.at for r in config.datasets[ds].replicas]
         decision = PolicyRouter(config).route(ds, record, replicas)
+        quarantined = example.get("quarantined", [])
         assert sorted(decision.withheld) == sorted(example["withheld"])
+        assert sorted(decision.quarantined) == sorted(quarantined)
         assert {w.rule for w in decision.withheld.values()} <= {rule_id}
-        assert sorted(decision.send) == sorted(set(replicas) - set(example["withheld"]))
+        assert {e.rule for e in decision.quarantined.values()} <= {rule_id}
+        assert sorted(decision.send) == sorted(set(replicas) - set(example["withheld"]) - set(quarantined))
 
 
 def test_docs_show_every_rule_id() -> None:

@@ -10,6 +10,7 @@ from mcrepl.adapters.base import KeyAttribute, KeySchema, RecordError, Version, 
 from mcrepl.orchestrator.config import McreplConfig
 from mcrepl.policies.encryption import LocalKeyring, is_encrypted
 from mcrepl.policies.router import PolicyRouter
+from mcrepl.policies.routing import Quarantined, Send, Withheld
 
 US, EU, UK = "dynamodb:us-east-1", "gcs:europe-west3", "cosmos:uksouth"
 SCHEMA = KeySchema(KeyAttribute("id"))
@@ -54,11 +55,67 @@ def test_records_from_unrestricted_jurisdictions_go_everywhere_encrypted_outside
         assert back.body == record.body and back.meta.content_hash == record.meta.content_hash
 
 
-def test_missing_or_malformed_country_is_withheld_everywhere_and_deletes_always_pass(router: PolicyRouter) -> None:
-    for record in (_rec(), _rec(country="Germany"), _rec(country=49)):
-        assert sorted(router.route("customers", record, [US, EU]).withheld) == sorted([EU, US])
+def test_missing_or_non_iso_country_is_quarantined_where_the_rule_restricts_and_deletes_always_pass(
+        router: PolicyRouter) -> None:
+    for record in (_rec(), _rec(country="Germany"), _rec(country=49), _rec(country="XX"), _rec(country="")):
+        decision = router.route("customers", record, [US, EU, UK])
+        # restrict: [EU] — an EU replica may hold any record; US and UK may not hold EU ones
+        assert sorted(decision.send) == [EU] and not decision.withheld
+        assert sorted(decision.quarantined) == sorted([UK, US])
+        for replica, err in decision.quarantined.items():
+            assert isinstance(decision.outcome(replica), Quarantined)
+            assert (err.rule, err.field, err.dataset, err.key, err.target) == (
+                "residency.record-field", "country", "customers", "c1", replica)
+            assert "Germany" not in str(err) and "XX" not in str(err) and "49" not in str(err)
+    assert router.quarantined[("customers", US, "residency.record-field")] == 5
     tomb = tombstone_of(SCHEMA, _rec().key, V)
     assert sorted(router.route("customers", tomb, [US, EU]).send) == sorted([EU, US])
+
+
+def test_without_restrict_an_unroutable_record_is_quarantined_everywhere(tmp_path: Path) -> None:
+    config = McreplConfig.model_validate({"state_dir": str(tmp_path), "datasets": {"customers": {
+        "key": {"partition": "id"}, "primary": "dynamodb:eu-west-1", "replicas": [US, EU]}},
+        "policies": {"residency": {"records": [{"datasets": ["customers"], "field": "country"}]}}})
+    decision = PolicyRouter(config).route("customers", _rec(country="ZZ"), [US, EU])
+    assert sorted(decision.quarantined) == sorted([EU, US]) and not decision.send
+
+
+def test_el_and_uk_map_to_greece_and_great_britain(router: PolicyRouter) -> None:
+    greek = router.route("customers", _rec(country="el"), [US, EU, UK])
+    assert sorted(greek.send) == [EU] and sorted(greek.withheld) == sorted([UK, US])
+    british = router.route("customers", _rec(country="UK"), [US, EU, UK])     # UK is not restricted here
+    assert sorted(british.send) == sorted([US, EU, UK]) and not british.quarantined
+
+
+def test_an_undeclared_classification_is_withheld_everywhere_at_run_time(tmp_path: Path) -> None:
+    from mcrepl.policies.router import router_for
+    config = McreplConfig.model_validate({"state_dir": str(tmp_path), "datasets": {"customers": {
+        "key": {"partition": "id"}, "primary": "dynamodb:eu-west-1", "replicas": [US, EU],
+        "classification": "pii-typo"}}})
+    router = router_for(config)
+    assert isinstance(router, PolicyRouter)
+    decision = router.route("customers", _rec(country="US"), [US, EU])
+    assert not decision.send and {w.rule for w in decision.withheld.values()} == {
+        "residency.classification-declared"}
+
+
+def test_every_replica_gets_exactly_one_outcome(router: PolicyRouter) -> None:
+    for country in ("DE", "US", "XX", None):
+        record = _rec(country=country) if country else _rec()
+        decision = router.route("customers", record, [US, EU, UK])
+        outcomes = [decision.outcome(r) for r in (US, EU, UK)]
+        assert all(isinstance(o, (Send, Withheld, Quarantined)) for o in outcomes)
+        parts = [set(decision.send), set(decision.withheld), set(decision.quarantined)]
+        assert sum(len(p) for p in parts) == 3 and set().union(*parts) == {US, EU, UK}
+
+
+def test_a_record_whose_ciphertext_does_not_verify_is_quarantined_not_sent(router: PolicyRouter) -> None:
+    a = router.route("customers", _rec(country="US"), [US]).send[US]
+    b = router.route("customers", _rec(country="US", email="b@example.com"), [US]).send[US]
+    from dataclasses import replace
+    decision = router.route("customers", replace(a, body=b.body), [US, EU])
+    assert not decision.send and sorted(decision.quarantined) == sorted([EU, US])
+    assert {e.rule for e in decision.quarantined.values()} == {"encryption.field-integrity"}
 
 
 def test_ciphertext_captured_from_a_replica_is_decrypted_before_routing_to_plaintext_replicas(router: PolicyRouter) -> None:

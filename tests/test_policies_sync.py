@@ -1,7 +1,8 @@
 """Residency and field encryption during a real sync against the emulators.
 
 A record with ``country: DE`` never reaches a US replica (DynamoDB, Cloud Storage and
-Cosmos DB emulators), the withheld count is reported per lane, and the US replicas hold
+Cosmos DB emulators), nor does one without a country (quarantined there), the withheld
+count is reported per lane, and the US replicas hold
 only ciphertext for the sensitive fields — checked by reading the items back from each
 emulator — while the EU replica holds plaintext.
 """
@@ -71,7 +72,8 @@ def test_country_de_never_reaches_a_us_replica_and_us_replicas_hold_only_ciphert
     primary.write_native(list(records.values()))
 
     router = PolicyRouter(config, LocalKeyring.create(tmp_path / "keyring.json"))
-    engine = SyncEngine(config, StateStore(tmp_path / "state.db"), local_endpoints=endpoints,
+    state = StateStore(tmp_path / "state.db")
+    engine = SyncEngine(config, state, local_endpoints=endpoints,
                         namespace=namespace, router=router)
     try:
         report = engine.run_once()
@@ -80,10 +82,18 @@ def test_country_de_never_reaches_a_us_replica_and_us_replicas_hold_only_ciphert
 
     lanes = report.datasets["customers"].lanes
     for replica in US_REPLICAS:
-        assert lanes[replica].withheld == len(EU_KEYS | NO_COUNTRY), replica
+        assert lanes[replica].withheld == len(EU_KEYS), replica
+        assert lanes[replica].rejected == len(NO_COUNTRY), replica
         assert lanes[replica].applied == len(COUNTRIES) - len(EU_KEYS | NO_COUNTRY), replica
-    assert lanes[EU_REPLICA].withheld == len(NO_COUNTRY) and lanes[EU_REPLICA].applied == len(COUNTRIES) - 1
-    assert router.withheld_total("customers") == 3 * len(EU_KEYS | NO_COUNTRY) + len(NO_COUNTRY)
+    # restrict: [EU]: a record without a country may be an EU one, so it is quarantined for the
+    # US replicas (never sent, journaled with the rule and the field, never the value), while
+    # the EU replica, allowed to hold any record, gets it
+    quarantined = {(q["key_id"], q["replica"]): q for q in state.journal.quarantined("customers")}
+    assert set(quarantined) == {(k, r) for k in NO_COUNTRY for r in US_REPLICAS}
+    assert all(q["rule"] == "residency.record-field" and q["field"] == "country" for q in quarantined.values())
+    assert lanes[EU_REPLICA].withheld == 0 and lanes[EU_REPLICA].applied == len(COUNTRIES)
+    assert router.withheld_total("customers") == 3 * len(EU_KEYS)
+    assert sum(router.quarantined.values()) == 3 * len(NO_COUNTRY)
 
     for replica in US_REPLICAS:
         stored = {d.key_id for d in adapters[replica].list_digests()}
@@ -100,6 +110,6 @@ def test_country_de_never_reaches_a_us_replica_and_us_replicas_hold_only_ciphert
             assert plain.body == records[key].body, (replica, key)
 
     eu = adapters[EU_REPLICA]
-    for key in set(COUNTRIES) - NO_COUNTRY:
+    for key in COUNTRIES:
         held = eu.read(records[key].key)
         assert held is not None and held.body == records[key].body, key   # plaintext inside the EU

@@ -72,7 +72,7 @@ def test_cosmos_failover_region_outside_the_jurisdiction_is_refused() -> None:
     config = _config(lambda raw: raw["provisioning"]["azure"].update(failover_regions=["northeurope", "eastus"]))
     error, mocks = _refused(config)
     assert [(v.rule_id, v.resource) for v in error.violations] == [
-        ("residency.classification", "customers@cosmos:eastus")]
+        ("residency.cosmos-failover", "provisioning.azure.failover_regions[1]")]
     assert mocks.resources == []
 
 

@@ -106,14 +106,11 @@ def keys_rotate(config: Path = ConfigOption,
                 keep_data_keys: bool = typer.Option(False, "--keep-data-keys",
                                                     help="Only re-wrap; do not start new data keys.")) -> None:
     """New KEK version; re-wrap every data key under it (old data stays readable)."""
-    from mcrepl.policies.encryption import DataKeyStore, keyring_from_spec
+    from mcrepl.policies.encryption import open_datakeys
 
     cfg = load(config)
-    enc = cfg.policies.encryption
     with cli_errors():
-        keyring = keyring_from_spec(enc.keyring, cfg.state_dir)
-        store = DataKeyStore(enc.datakeys or Path(cfg.state_dir) / "datakeys.json", keyring)
-        report = store.rotate(new_data_keys=not keep_data_keys)
+        report = open_datakeys(cfg).rotate(new_data_keys=not keep_data_keys)
     console.print(f"key-encryption key now {report.kek}; re-wrapped {report.rewrapped} data key(s)",
                   highlight=False)
     for dataset, kid in sorted(report.new_data_keys.items()):

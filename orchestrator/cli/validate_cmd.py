@@ -46,7 +46,7 @@ def register(app: typer.Typer) -> None:
         cfg = load(config)
         outputs = read_stack_outputs(stack_outputs) if stack_outputs else None
         with cli_errors():
-            violations = evaluate(cfg, outputs)
+            violations = evaluate(cfg, outputs, source=str(config))
         if format == "json":
             typer.echo(json.dumps({"config": str(config), "ok": not violations,
                                    "disabled": list(cfg.policies.disabled),

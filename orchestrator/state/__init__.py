@@ -11,7 +11,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from mcrepl.adapters.base import McreplError, ReplicationMeta
 from mcrepl.orchestrator.clock import SYSTEM_CLOCK, Clock
@@ -22,6 +22,9 @@ from .journal import ConflictRow, Journal, QuarantineRow
 from .lanes import COUNTERS, LaneState, LaneTable
 from .log import CaptureLog, LogEntry, Staging, decode_record, encode_record
 from .outbox import AuditOutbox, AuditSink
+
+if TYPE_CHECKING:
+    from mcrepl.policies.capture_log import LogCipher
 
 CLOCK_ROW = "hlc"
 """The one persisted hybrid-logical-clock reading: every origin's versions are issued from it."""
@@ -59,14 +62,23 @@ class StateStore:
                  audit: AuditSink | None = _DEFAULT_SINK) -> None:
         self.clock = clock
         self.db = Database(path, durable=durable)
-        self.log = CaptureLog(self.db, clock.time)
+        self._ciphers: dict[str, LogCipher] = {}       # shared by the log and the staging table
+        self.log = CaptureLog(self.db, clock.time, self._ciphers)
         self.lanes = LaneTable(self.db, clock.time)
         self.journal = Journal(self.db, clock.time)
-        self.staging = Staging(self.db)
+        self.staging = Staging(self.db, self._ciphers)
         if audit is _DEFAULT_SINK:
             audit = _default_audit(path)
         self.audit = AuditOutbox(self.db, clock.time, audit)
         self.audit.flush()
+
+    def seal_bodies(self, dataset: str, cipher: "LogCipher | None") -> None:
+        """Seal the log's and the staging table's bodies of ``dataset`` with ``cipher`` from now on
+        (``None``: plaintext; sealed rows still need the cipher to be read)."""
+        if cipher is None:
+            self._ciphers.pop(dataset, None)
+        else:
+            self._ciphers[dataset] = cipher
 
     def transaction(self):  # type: ignore[no-untyped-def]
         """An atomic block over every table (see :meth:`Database.transaction`)."""

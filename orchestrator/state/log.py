@@ -22,12 +22,15 @@ from __future__ import annotations
 import dataclasses
 import json
 from dataclasses import dataclass
-from typing import Any, Collection, Iterable, Iterator, Literal, Mapping, Sequence
+from typing import TYPE_CHECKING, Any, Collection, Iterable, Iterator, Literal, Mapping, Sequence
 
-from mcrepl.adapters.base import Change, Record, RecordKey, ReplicationMeta
+from mcrepl.adapters.base import Change, PolicyError, Record, RecordKey, ReplicationMeta
 from mcrepl.adapters.base.tagged_json import dumps, loads
 
 from .db import Database
+
+if TYPE_CHECKING:
+    from mcrepl.policies.capture_log import LogCipher
 
 Source = Literal["capture", "engine"]
 
@@ -60,28 +63,53 @@ class Captured:
     meta: ReplicationMeta
 
 
-def encode_record(record: Record) -> tuple[str, str, str, str, bytes | None]:
-    """``(key, token, meta, body_kind, body)`` columns for a stamped record."""
+#: prefix of the body kind of a sealed body (``sealed:doc``, ``sealed:blob``)
+SEALED = "sealed:"
+
+
+def _body_aad(key: str, body_kind: str, token: str) -> bytes:
+    """What a sealed body is bound to: its row's record key, body kind and version."""
+    return f"{key}\x00{body_kind}\x00{token}".encode()
+
+
+def encode_record(record: Record, cipher: "LogCipher | None" = None) -> tuple[str, str, str, str, bytes | None]:
+    """``(key, token, meta, body_kind, body)`` columns for a stamped record.
+
+    With ``cipher`` (``mcrepl.policies.capture_log.log_cipher_for``) the body is sealed
+    under the dataset's data key; key and metadata stay readable.
+    """
     assert record.meta is not None, "only stamped records enter the log"
     key = dumps(list(record.key.parts)).decode()
+    token = record.meta.version.token
     meta = json.dumps(record.meta.to_dict(), sort_keys=True)
     if record.body is None:
-        return key, record.meta.version.token, meta, "none", None
-    if isinstance(record.body, bytes):
-        return key, record.meta.version.token, meta, "blob", record.body
-    return key, record.meta.version.token, meta, "doc", dumps(record.body)
+        return key, token, meta, "none", None
+    kind, body = ("blob", record.body) if isinstance(record.body, bytes) else ("doc", dumps(record.body))
+    if cipher is not None:
+        # the kind says the body is sealed: a row written before sealing was required still reads
+        return key, token, meta, SEALED + kind, cipher.seal(body, _body_aad(key, kind, token))
+    return key, token, meta, kind, body
 
 
-def decode_record(key: str, meta: str, body_kind: str, body: bytes | None) -> Record:
-    """Inverse of :func:`encode_record`."""
+def decode_record(key: str, meta: str, body_kind: str, body: bytes | None,
+                  cipher: "LogCipher | None" = None) -> Record:
+    """Inverse of :func:`encode_record` (a sealed body needs the dataset's ``cipher``)."""
     parts = loads(key.encode())
     assert isinstance(parts, list)
+    replication = ReplicationMeta.from_dict(json.loads(meta))
+    raw = bytes(body or b"")
+    if body_kind.startswith(SEALED):
+        body_kind = body_kind[len(SEALED):]
+        if cipher is None:
+            raise PolicyError("a capture-log body is sealed but no data key is configured for its dataset "
+                              "(policies.encryption.capture_log, datakeys)")
+        raw = cipher.open(raw, _body_aad(key, body_kind, replication.version.token))
     decoded: Any = None
     if body_kind == "blob":
-        decoded = bytes(body or b"")
+        decoded = raw
     elif body_kind == "doc":
-        decoded = loads(bytes(body or b""))
-    return Record(RecordKey(tuple(parts)), decoded, ReplicationMeta.from_dict(json.loads(meta)))
+        decoded = loads(raw)
+    return Record(RecordKey(tuple(parts)), decoded, replication)
 
 
 def _meta_of(row_meta: str) -> ReplicationMeta:
@@ -102,9 +130,11 @@ def _captured_of(raw_json: str) -> "Captured":
 class CaptureLog:
     """Per-dataset log, capture cursors, per-key heads and the origins seen."""
 
-    def __init__(self, db: Database, now: Any) -> None:
+    def __init__(self, db: Database, now: Any, ciphers: "dict[str, LogCipher] | None" = None) -> None:
         self._db = db
         self._now = now
+        #: dataset → the cipher its bodies are sealed with (where the log may not hold plaintext)
+        self.ciphers: dict[str, LogCipher] = ciphers if ciphers is not None else {}
 
     # -- capture side ------------------------------------------------------------------
 
@@ -162,7 +192,7 @@ class CaptureLog:
         origins: set[str] = set()
         for record in records:
             head += 1
-            cols = encode_record(record)
+            cols = encode_record(record, self.ciphers.get(dataset))
             meta = record.meta
             assert meta is not None
             key_id = record.key.id
@@ -467,7 +497,8 @@ class CaptureLog:
             params.append(skip_from)
         rows = self._db.rows("SELECT seq, key, meta, body_kind, body, captured_at, source, location, epoch, "
                              f"retract FROM capture_log WHERE {where} ORDER BY seq", params)
-        return [LogEntry(r["seq"], decode_record(r["key"], r["meta"], r["body_kind"], r["body"]),
+        cipher = self.ciphers.get(dataset)
+        return [LogEntry(r["seq"], decode_record(r["key"], r["meta"], r["body_kind"], r["body"], cipher),
                          r["captured_at"], r["source"], r["location"], r["epoch"],
                          tuple(json.loads(r["retract"])) if r["retract"] else ()) for r in rows], end
 
@@ -478,7 +509,8 @@ class CaptureLog:
                            (dataset, dumps(list(key.parts)).decode()))
         if row is None:
             return None
-        return LogEntry(row["seq"], decode_record(row["key"], row["meta"], row["body_kind"], row["body"]),
+        return LogEntry(row["seq"], decode_record(row["key"], row["meta"], row["body_kind"], row["body"],
+                                                  self.ciphers.get(dataset)),
                         row["captured_at"], row["source"], row["location"], row["epoch"],
                         tuple(json.loads(row["retract"])) if row["retract"] else ())
 
@@ -512,17 +544,27 @@ class CaptureLog:
                                       "last_capture_at": None, "last_purge_at": None}
 
 
-def encode_change(change: Change) -> bytes:
-    """A captured change as tagged JSON (for the staging table; native changes carry no meta)."""
+def encode_change(change: Change, cipher: "LogCipher | None" = None) -> bytes:
+    """A captured change as tagged JSON (for the staging table; native changes carry no meta),
+    sealed whole with ``cipher`` (bound to the dataset and the key)."""
     record = change.record
-    return dumps({"k": list(record.key.parts), "b": record.body,  # type: ignore[dict-item]
+    data = dumps({"k": list(record.key.parts), "b": record.body,  # type: ignore[dict-item]
                   "m": record.meta.to_dict() if record.meta else None,  # type: ignore[dict-item]
                   "p": change.previous.to_dict() if change.previous else None,  # type: ignore[dict-item]
                   "d": change.native_delete, "o": change.observed_ms})
+    return cipher.seal(data, _STAGED_AAD) if cipher is not None else data
 
 
-def decode_change(data: bytes) -> Change:
+#: what a sealed staged change is bound to (its row's dataset is bound by the cipher itself)
+_STAGED_AAD = b"staged-change"
+
+
+def decode_change(data: bytes, cipher: "LogCipher | None" = None) -> Change:
     """Inverse of :func:`encode_change`."""
+    if data[:1] != b"{":
+        if cipher is None:
+            raise PolicyError("a staged change is sealed but no data key is configured for its dataset")
+        data = cipher.open(data, _STAGED_AAD)
     raw = loads(data)
     assert isinstance(raw, dict)
     meta = ReplicationMeta.from_dict(raw["m"]) if raw.get("m") else None  # type: ignore[arg-type]
@@ -534,8 +576,9 @@ def decode_change(data: bytes) -> Change:
 class Staging:
     """Changes held back while a scan's overlap window is open (see :attr:`ChangePage.overlap`)."""
 
-    def __init__(self, db: Database) -> None:
+    def __init__(self, db: Database, ciphers: "dict[str, LogCipher] | None" = None) -> None:
         self._db = db
+        self.ciphers: dict[str, LogCipher] = ciphers if ciphers is not None else {}
 
     def add(self, dataset: str, location: str, changes: Sequence[Change]) -> None:
         """Stage ``changes`` after those already staged (joins the caller's transaction)."""
@@ -543,14 +586,15 @@ class Staging:
                            (dataset, location))
         start = int(row["n"]) if row else 0
         self._db.executemany("INSERT INTO capture_staging(dataset, location, n, change) VALUES (?,?,?,?)",
-                             [(dataset, location, start + i + 1, encode_change(c)) for i, c in enumerate(changes)])
+                             [(dataset, location, start + i + 1, encode_change(c, self.ciphers.get(dataset)))
+                              for i, c in enumerate(changes)])
 
     def take(self, dataset: str, location: str) -> list[Change]:
         """Every staged change in order, removed (joins the caller's transaction)."""
         rows = self._db.rows("SELECT change FROM capture_staging WHERE dataset=? AND location=? ORDER BY n",
                              (dataset, location))
         self._db.execute("DELETE FROM capture_staging WHERE dataset=? AND location=?", (dataset, location))
-        return [decode_change(bytes(r["change"])) for r in rows]
+        return [decode_change(bytes(r["change"]), self.ciphers.get(dataset)) for r in rows]
 
     def pending(self, dataset: str, location: str) -> bool:
         """Whether changes are staged for ``location``."""

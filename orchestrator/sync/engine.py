@@ -75,8 +75,19 @@ class SyncEngine:
         self._lock = threading.Lock()
         # one clock for every origin, resumed from the highest reading ever committed
         self.hlc = HybridLogicalClock("mcrepl", state.load_clock(), now_ms=lambda: wall_ms(clock))
+        self._seal_capture_log()
         self._stop = threading.Event()
         self._record_config()
+
+    def _seal_capture_log(self) -> None:
+        """Seal the capture log's bodies of every dataset whose plaintext may not live where the
+        orchestrator runs (``policies.encryption.capture_log``, ``orchestrator.location``)."""
+        from mcrepl.policies.capture_log import log_cipher_for
+        from mcrepl.policies.router import PolicyRouter
+        router = self.router
+        datakeys = (lambda: router.datakeys) if isinstance(router, PolicyRouter) else None
+        for name in self.config.datasets:
+            self.state.seal_bodies(name, log_cipher_for(self.config, name, datakeys))
 
     # -- public --------------------------------------------------------------------------
 

@@ -90,6 +90,12 @@ class LocationWriter:
             decision = self.router.route(self.dataset, record, [self.location])
             routed = decision.send.get(self.location)
             if routed is None:
+                error = decision.quarantined.get(self.location)
+                if error is not None:
+                    # it cannot be routed safely (no routing value, a ciphertext that does not
+                    # verify): nothing is written, the lane quarantines it for this location
+                    out[i] = Written(record, result=ApplyResult(record.key, ApplyOutcome.REJECTED, error=error))
+                    continue
                 out[i] = Written(record, withheld=decision.withheld.get(self.location)
                                  or Withheld("policy", "the router sent the record nowhere"))
                 continue

@@ -53,12 +53,13 @@ def check_policies(config: McreplConfig, planned: dict[str, Any] | None = None) 
     ``planned`` describes what this program will create (the ids of keys it makes), in the
     stack-output shape the engine reads, so ``at_rest: cmk_required`` accepts a store
     whose key the stack itself provides. Cosmos failover regions, which only the
-    ``provisioning`` section names, are held to the same residency decision. Warnings
-    are logged to the Pulumi log and do not stop the deployment.
+    ``provisioning`` section names, are checked by the engine's rule
+    ``residency.cosmos-failover``, as ``mcrepl validate`` checks them. Warnings are
+    logged to the Pulumi log and do not stop the deployment.
     """
     from mcrepl.policies.engine import evaluate
 
-    violations = [*evaluate(config, planned), *failover_residency(config)]
+    violations = evaluate(config, planned)
     blocking = [v for v in violations if str(v.severity).lower() not in NON_BLOCKING]
     for v in violations:
         if v not in blocking:
@@ -68,29 +69,6 @@ def check_policies(config: McreplConfig, planned: dict[str, Any] | None = None) 
         lines = "\n".join(f"  [{v.rule_id}] {v.resource}: {v.why} (fix: {v.fix})" for v in blocking)
         raise PolicyError(f"mcrepl policy engine refused this topology ({', '.join(ids)}):\n{lines}",
                           violations=blocking)
-
-
-def failover_residency(config: McreplConfig) -> list[Any]:
-    """``residency.classification`` findings for Cosmos failover regions.
-
-    Cosmos copies every container to its failover regions, so each must be allowed for
-    every dataset that has a ``cosmos:`` location.
-    """
-    from mcrepl.policies.decisions import class_allowed_at, class_jurisdictions
-    from mcrepl.policies.rules import load_all
-
-    rule = load_all()["residency.classification"]
-    found = []
-    for region in config.provisioning.azure.failover_regions:
-        for name, ds in config.datasets.items():
-            if any(r.provider == "cosmos" for r in ds.locations) and \
-                    not class_allowed_at(config, ds.classification, f"cosmos:{region}"):
-                allowed = ", ".join(class_jurisdictions(config, ds.classification) or [])
-                found.append(rule.violation(
-                    f"{name}@cosmos:{region}", f"{ds.classification} data may live only in {allowed}; "
-                    f"Cosmos failover region {region} is outside it",
-                    f"remove {region} from provisioning.azure.failover_regions"))
-    return found
 
 
 def planned_outputs(config: McreplConfig) -> dict[str, Any]:
