@@ -96,7 +96,12 @@ class CallRecorder:
                     or next(iter(params.get("RequestItems") or {}), None)
 
             def record(http_response: Any, parsed: dict, model: Any, context: dict, **_: Any) -> None:
-                error = (parsed or {}).get("Error", {}).get("Code") if http_response.status_code >= 300 else None
+                error = None
+                if http_response.status_code >= 300:
+                    # moto answers an IAM denial with an XML body botocore's JSON parser can't read
+                    denied = b"AccessDenied" in (http_response.content or b"")
+                    error = "AccessDenied" if denied else \
+                        str((parsed or {}).get("Error", {}).get("Code") or http_response.status_code)
                 recorder.add("dynamodb", dynamodb_operation(service_name, model.name), region,
                              context.get("mcrepl_resource"), error)
 
