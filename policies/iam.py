@@ -84,11 +84,17 @@ def render_aws(role: str, table_arns: list[str], stream_arns: list[str],
             raise ConfigError(f"{arn!r} is not a KMS key ARN", path="kms_key",
                               fix="use arn:aws:kms:REGION:ACCOUNT:key/ID")
         by_region.setdefault(m.group(1), []).append(arn)
+    use, grants = [a for a in kms if a != "kms:CreateGrant"], [a for a in kms if a == "kms:CreateGrant"]
     for region, arns in sorted(by_region.items()):
-        if kms:
-            statements.append({"Sid": f"Mcrepl{title}TableKey{region.replace('-', '').title()}",
-                               "Effect": "Allow", "Action": kms, "Resource": sorted(set(arns)),
-                               "Condition": {"StringEquals": {"kms:ViaService": f"dynamodb.{region}.amazonaws.com"}}})
+        via = {"StringEquals": {"kms:ViaService": f"dynamodb.{region}.amazonaws.com"}}
+        sid = f"Mcrepl{title}TableKey{region.replace('-', '').title()}"
+        if use:
+            statements.append({"Sid": sid, "Effect": "Allow", "Action": use, "Resource": sorted(set(arns)),
+                               "Condition": via})
+        if grants:      # only grants DynamoDB itself holds, never one for another principal
+            statements.append({"Sid": f"{sid}Grant", "Effect": "Allow", "Action": grants,
+                               "Resource": sorted(set(arns)),
+                               "Condition": {**via, "Bool": {"kms:GrantIsForAWSResource": "true"}}})
     return {"Version": "2012-10-17", "Statement": statements}
 
 
@@ -170,6 +176,8 @@ class ResourceIds:
     kms_keys: Mapping[str, str] = field(default_factory=dict)
     #: keeps project-wide names (GCP custom roles, default service accounts) of stacks apart
     name_prefix: str = "mcrepl"
+    #: role → GCP member holding it (stack outputs ``identities.gcp.ROLE.member``)
+    gcp_members: Mapping[str, str] = field(default_factory=dict)
 
     @classmethod
     def from_config(cls, config: "McreplConfig", stack_outputs: Mapping[str, Any] | None = None) -> "ResourceIds":
@@ -193,13 +201,26 @@ class ResourceIds:
                     streams[f"{name}@{at}"] = [str(out["stream_arn"])]
                 if at.startswith("gcs:") and out.get("resource"):
                     buckets[f"{name}@{at}"] = str(out["resource"])
+        scopes: dict[str, str] = {}
+        cosmos = ((stack_outputs or {}).get("providers") or {}).get("cosmos") or {}
+        if cosmos.get("account_id"):       # the account the stack made: its real ARM id
+            database = cosmos.get("database") or config.providers.cosmos.database
+            reported = (stack_outputs or {}).get("datasets") or {}
+            for name, ds in config.datasets.items():
+                for ref in ds.locations:
+                    if ref.provider == "cosmos":
+                        container = (reported.get(name) or {}).get(ref.at, {}).get("resource") or ref.resource or name
+                        scopes[f"{name}@{ref.at}"] = f"{cosmos['account_id']}/dbs/{database}/colls/{container}"
         return cls(aws_account_id=getattr(aws, "account_id", None) or cls.aws_account_id,
                    azure_subscription_id=getattr(az, "subscription_id", None) or cls.azure_subscription_id,
                    azure_resource_group=getattr(az, "resource_group", None) or cls.azure_resource_group,
                    cosmos_account=getattr(az, "account_name", None) or cls.cosmos_account,
                    gcp_project=getattr(gcp, "project", None) or config.providers.gcs.project or cls.gcp_project,
-                   tables=tables, streams=streams, buckets=buckets, kms_keys=keys,
-                   name_prefix=str((stack_outputs or {}).get("name_prefix") or cls.name_prefix))
+                   tables=tables, streams=streams, buckets=buckets, kms_keys=keys, cosmos_scopes=scopes,
+                   name_prefix=str((stack_outputs or {}).get("name_prefix") or cls.name_prefix),
+                   gcp_members={role: str(out["member"]) for role, out in
+                                (((stack_outputs or {}).get("identities") or {}).get("gcp") or {}).items()
+                                if isinstance(out, dict) and out.get("member")})
 
 
 def _resource(config: "McreplConfig", dataset: str, ref: "ReplicaRef") -> str:
@@ -221,7 +242,8 @@ def _location_docs(config: "McreplConfig", ids: ResourceIds, dataset: str, ref: 
             f"/subscriptions/{ids.azure_subscription_id}/resourceGroups/{ids.azure_resource_group}/providers/"
             f"{_COSMOS}/{ids.cosmos_account}/dbs/{config.providers.cosmos.database}/colls/{name}")
         return "azure", render_azure(role, scope)
-    return "gcp", render_gcp(role, ids.buckets.get(key) or name, project=ids.gcp_project, prefix=ids.name_prefix)
+    return "gcp", render_gcp(role, ids.buckets.get(key) or name, member=ids.gcp_members.get(role),
+                             project=ids.gcp_project, prefix=ids.name_prefix)
 
 
 def render_all(config: "McreplConfig", ids: ResourceIds | None = None) -> dict:

@@ -21,7 +21,10 @@ from .rules import Violation, register
 #: parliament finding → our rule; anything else it reports at MEDIUM or above goes to AwsParliament
 _UNKNOWN = {"UNKNOWN_ACTION", "UNKNOWN_PREFIX"}
 _MISMATCH = {"RESOURCE_MISMATCH"}
-_ESCALATION = {"PRIVILEGE_ESCALATION", "PERMISSIONS_MANAGEMENT_ACTIONS", "CREDENTIALS_EXPOSURE"}
+_ESCALATION = {"PRIVILEGE_ESCALATION", "CREDENTIALS_EXPOSURE"}
+#: parliament's "permissions management" covers kms:CreateGrant, which creating a table under a
+#: customer key needs; ours flags it only without kms:GrantIsForAWSResource (see below)
+_PERMISSIONS_MANAGEMENT = {"PERMISSIONS_MANAGEMENT_ACTIONS"}
 #: reported by our own wildcard rules already
 _OURS = {"RESOURCE_STAR", "RESOURCE_EFFECTIVELY_STAR"}
 
@@ -142,8 +145,8 @@ class AwsResourceMismatch(_ParliamentRule):
 @register
 class AwsPrivilegeEscalation(LintRule):
     """No action that lets the holder grant itself more: ``iam:PassRole``, policy and access-key
-    management, ``iam:UpdateAssumeRolePolicy``, ``sts:AssumeRole`` (ours), and parliament's
-    escalation and permissions-management findings.
+    management, ``iam:UpdateAssumeRolePolicy``, ``sts:AssumeRole``, ``kms:CreateGrant`` not limited
+    to AWS services (ours), and parliament's escalation and credentials-exposure findings.
 
     Flagged::
 
@@ -170,6 +173,10 @@ class AwsPrivilegeEscalation(LintRule):
             for action in as_list(st.get("Action")):
                 if str(action).lower() in ESCALATION_ACTIONS or str(action).lower() in ("iam:*", "sts:*"):
                     yield cls.violation(where, f"{action} lets the holder gain other permissions")
+                if str(action).lower() == "kms:creategrant" and \
+                        "kms:GrantIsForAWSResource" not in json.dumps(st.get("Condition") or {}):
+                    yield cls.violation(where, "kms:CreateGrant without kms:GrantIsForAWSResource can give "
+                                               "the key to any principal")
         for issue, detail in _findings(node, _ESCALATION):
             yield cls.violation(where, f"parliament {issue}: {detail}")
 
@@ -202,7 +209,7 @@ class AwsParliament(LintRule):
         policy = _identity_policy(node)
         if policy is None:
             return
-        handled = _UNKNOWN | _MISMATCH | _ESCALATION | _OURS
+        handled = _UNKNOWN | _MISMATCH | _ESCALATION | _OURS | _PERMISSIONS_MANAGEMENT
         for issue, severity, detail in parliament_findings(policy):
             if issue not in handled and severity in ("MEDIUM", "HIGH", "CRITICAL"):
                 yield cls.violation(where, f"parliament {issue} ({severity}): {detail}")
