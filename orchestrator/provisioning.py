@@ -37,7 +37,8 @@ class AwsProvisioning(_Strict):
 class AzureProvisioning(_Strict):
     """The one Cosmos DB account of a stack and its resource group.
 
-    The account's write region is the region of the config's ``cosmos:`` replicas;
+    Names default to ones derived from the Pulumi project and stack, so two stacks never
+    share one. The account's write region is the region of the config's ``cosmos:`` replicas;
     ``failover_regions`` are extra read regions Cosmos itself fails over to, in
     priority order (1, 2, …). ``principals`` maps an mcrepl role (capture, apply, verify,
     admin) to the Entra object id that gets it; a role without an entry gets a
@@ -45,12 +46,20 @@ class AzureProvisioning(_Strict):
     """
 
     subscription_id: str | None = None
-    resource_group: str = "mcrepl"
-    account_name: str | None = Field(None, pattern=r"^[a-z0-9][a-z0-9-]{2,43}$")
+    resource_group: str | None = None          # default: PROJECT-STACK
+    account_name: str | None = Field(None, pattern=r"^[a-z0-9][a-z0-9-]{2,43}$")   # default: PROJECT-STACK-HASH
     consistency: CosmosConsistency = "Session"
     automatic_failover: bool = True
     failover_regions: list[str] = Field(default_factory=list)
     principals: dict[str, str] = Field(default_factory=dict)
+    #: off by default: reach the account through ``private_endpoint_subnet_ids`` or, with
+    #: public access on, only from ``allowed_ip_ranges`` (the runners' egress addresses)
+    public_network_access: bool = False
+    allowed_ip_ranges: list[str] = Field(default_factory=list)
+    private_endpoint_subnet_ids: list[str] = Field(default_factory=list)
+    zone_redundant: bool = False
+    #: the Key Vault holding the CMK (ARM id); the account's identity is granted its key
+    key_vault_id: str | None = None
 
 
 class GcpProvisioning(_Strict):

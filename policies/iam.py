@@ -1,18 +1,26 @@
-"""One abstract permission set per role, rendered for AWS, Azure and GCP.
+"""IAM documents for the four mcrepl roles on AWS, Azure and GCP, rendered from what the adapters call.
 
-Roles (the same four on every cloud):
+Roles (the same four on every cloud; see :data:`mcrepl.adapters.base.operations.ROLE_METHODS`):
 
 ``capture``  read the primary and its change log (DynamoDB stream, Cosmos change feed / query)
-``apply``    conditional writes (and the reads they need) on a replica
+``apply``    conditional writes (and the reads they need) on a replica, tombstone purges
 ``verify``   read-only: digests and spot reads
-``admin``    provisioning of the table/container/bucket itself, no data access beyond clean-up
+``admin``    create and drop the table/container/bucket
 
-Renderers are pure functions of exact resource ids, so ``mcrepl iam render``, the Pulumi
-program and the tests produce identical documents, and every rendered document passes
-:func:`lint`. Azure data roles are scoped to a database or container and always come with
-``disableLocalAuth: true`` on the account; GCP bindings use predefined object roles, and a
-custom role for bucket administration (bucket *creation* is a project permission kept by
-whoever runs Pulumi).
+Nothing here lists a permission by hand: every action comes from the adapters' operation
+inventories (``adapters/<provider>/operations.py``), which ``tests/test_iam_operations.py``
+holds to the calls the adapters really make against the emulators. Renderers are pure
+functions of exact resource ids, so ``mcrepl iam render``, the Pulumi program and the tests
+produce identical documents, and every rendered document passes :func:`lint`.
+
+* AWS: one policy per role, statements per resource kind (table, stream, and the table's
+  customer-managed KMS key, limited to use through DynamoDB with ``kms:ViaService``).
+* Azure: a Cosmos DB SQL data-plane role definition + assignment scoped to a database or
+  container, with ``disableLocalAuth: true`` on the account; ``admin`` is the ARM role
+  "Cosmos DB Operator" on the account (data-plane RBAC cannot create containers).
+* GCP: a custom role per mcrepl role bound on the bucket — the predefined object roles
+  lack ``storage.buckets.get``, which every open calls. Creating buckets is a project
+  permission kept by whoever runs Pulumi.
 """
 
 from __future__ import annotations
@@ -20,9 +28,13 @@ from __future__ import annotations
 import re
 import uuid
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, Any, Mapping
+from typing import TYPE_CHECKING, Any, Mapping, cast
 
 from mcrepl.adapters.base import ConfigError
+from mcrepl.adapters.base.operations import ROLES, OperationInventory, Role
+from mcrepl.adapters.cosmos.operations import OPERATIONS as COSMOS_OPERATIONS
+from mcrepl.adapters.dynamodb.operations import OPERATIONS as DYNAMODB_OPERATIONS
+from mcrepl.adapters.gcs.operations import OPERATIONS as GCS_OPERATIONS
 
 from .decisions import locations
 from .iam_lint import lint
@@ -30,43 +42,16 @@ from .iam_lint import lint
 if TYPE_CHECKING:
     from mcrepl.orchestrator.config import McreplConfig, ReplicaRef
 
-ROLES = ("capture", "apply", "verify", "admin")
-
-_DDB_READ = ["dynamodb:DescribeTable", "dynamodb:GetItem", "dynamodb:BatchGetItem", "dynamodb:Query",
-             "dynamodb:Scan"]
-_AWS_TABLE_ACTIONS = {
-    "capture": _DDB_READ,
-    "apply": [*_DDB_READ, "dynamodb:PutItem", "dynamodb:UpdateItem", "dynamodb:DeleteItem",
-              "dynamodb:BatchWriteItem", "dynamodb:ConditionCheckItem"],
-    "verify": _DDB_READ,
-    "admin": ["dynamodb:CreateTable", "dynamodb:DeleteTable", "dynamodb:UpdateTable", "dynamodb:DescribeTable",
-              "dynamodb:DescribeTimeToLive", "dynamodb:UpdateTimeToLive", "dynamodb:DescribeContinuousBackups",
-              "dynamodb:UpdateContinuousBackups", "dynamodb:TagResource", "dynamodb:UntagResource",
-              "dynamodb:ListTagsOfResource", "dynamodb:CreateTableReplica", "dynamodb:DeleteTableReplica",
-              "dynamodb:Scan", "dynamodb:BatchWriteItem", "dynamodb:DeleteItem"],
-}
-_AWS_STREAM_ACTIONS = {
-    "capture": ["dynamodb:DescribeStream", "dynamodb:GetShardIterator", "dynamodb:GetRecords"],
-    "admin": ["dynamodb:DescribeStream"],
-}
+#: provider → the adapter's declared operations
+INVENTORIES: dict[str, OperationInventory] = {
+    "dynamodb": DYNAMODB_OPERATIONS, "cosmos": COSMOS_OPERATIONS, "gcs": GCS_OPERATIONS}
 
 _COSMOS = "Microsoft.DocumentDB/databaseAccounts"
-_ITEMS = f"{_COSMOS}/sqlDatabases/containers/items"
-_COSMOS_READ = [f"{_COSMOS}/readMetadata", f"{_ITEMS}/read", f"{_COSMOS}/sqlDatabases/containers/executeQuery"]
-_AZURE_DATA_ACTIONS = {
-    "capture": [*_COSMOS_READ, f"{_COSMOS}/sqlDatabases/containers/readChangeFeed"],
-    "apply": [*_COSMOS_READ, f"{_ITEMS}/create", f"{_ITEMS}/replace", f"{_ITEMS}/upsert", f"{_ITEMS}/delete"],
-    "verify": _COSMOS_READ,
-}
 #: "Cosmos DB Operator": manage accounts, databases and containers; no data, no keys
 COSMOS_OPERATOR_ROLE = "230815da-be43-4aae-9cb4-875f7bd000aa"
 _SCOPE = re.compile(r"^(?P<account>/subscriptions/[^/]+/resourceGroups/[^/]+/providers/"
                     r"Microsoft\.DocumentDB/databaseAccounts/[^/]+)/dbs/[^/]+(/colls/[^/]+)?$")
-
-_GCP_ROLES = {"capture": "roles/storage.objectViewer", "apply": "roles/storage.objectUser",
-              "verify": "roles/storage.objectViewer"}
-GCP_ADMIN_PERMISSIONS = ["storage.buckets.get", "storage.buckets.update", "storage.buckets.delete",
-                         "storage.objects.list", "storage.objects.delete"]
+_KEY_REGION = re.compile(r"^arn:[a-z-]+:kms:([a-z0-9-]+):")
 
 
 def _role(role: str) -> str:
@@ -75,15 +60,41 @@ def _role(role: str) -> str:
     return role
 
 
-def render_aws(role: str, table_arns: list[str], stream_arns: list[str]) -> dict:
-    """An IAM policy for ``role`` scoped to exactly these table and stream ARNs."""
+def render_aws(role: str, table_arns: list[str], stream_arns: list[str],
+               key_arns: list[str] | tuple[str, ...] = ()) -> dict:
+    """An IAM policy for ``role`` scoped to exactly these table, stream and KMS key ARNs.
+
+    ``key_arns`` are the customer-managed keys of the tables (none: AWS-owned keys,
+    no KMS grant); their grants hold only for calls DynamoDB makes in the key's region.
+    """
+    inv = DYNAMODB_OPERATIONS
+    r = cast(Role, _role(role))
+    title = role.title()
     statements: list[dict[str, Any]] = []
-    if table_arns:
-        statements.append({"Sid": f"Mcrepl{_role(role).title()}Tables", "Effect": "Allow",
-                           "Action": sorted(set(_AWS_TABLE_ACTIONS[role])), "Resource": sorted(table_arns)})
-    if stream_arns and role in _AWS_STREAM_ACTIONS:
-        statements.append({"Sid": f"Mcrepl{role.title()}Streams", "Effect": "Allow",
-                           "Action": sorted(_AWS_STREAM_ACTIONS[role]), "Resource": sorted(stream_arns)})
+    for sid, kind, resources in (("Tables", "table", table_arns), ("Streams", "stream", stream_arns)):
+        actions = inv.grants(r, resource=kind)
+        if resources and actions:
+            statements.append({"Sid": f"Mcrepl{title}{sid}", "Effect": "Allow", "Action": actions,
+                               "Resource": sorted(resources)})
+    kms = inv.grants(r, resource="key", features=("cmk",))
+    by_region: dict[str, list[str]] = {}
+    for arn in key_arns:
+        m = _KEY_REGION.match(arn)
+        if m is None:
+            raise ConfigError(f"{arn!r} is not a KMS key ARN", path="kms_key",
+                              fix="use arn:aws:kms:REGION:ACCOUNT:key/ID")
+        by_region.setdefault(m.group(1), []).append(arn)
+    use, grants = [a for a in kms if a != "kms:CreateGrant"], [a for a in kms if a == "kms:CreateGrant"]
+    for region, arns in sorted(by_region.items()):
+        via = {"StringEquals": {"kms:ViaService": f"dynamodb.{region}.amazonaws.com"}}
+        sid = f"Mcrepl{title}TableKey{region.replace('-', '').title()}"
+        if use:
+            statements.append({"Sid": sid, "Effect": "Allow", "Action": use, "Resource": sorted(set(arns)),
+                               "Condition": via})
+        if grants:      # only grants DynamoDB itself holds, never one for another principal
+            statements.append({"Sid": f"{sid}Grant", "Effect": "Allow", "Action": grants,
+                               "Resource": sorted(set(arns)),
+                               "Condition": {**via, "Bool": {"kms:GrantIsForAWSResource": "true"}}})
     return {"Version": "2012-10-17", "Statement": statements}
 
 
@@ -115,24 +126,32 @@ def render_azure(role: str, scope: str, principal_id: str = "${principalId}") ->
         # role names must be unique within a Cosmos account: name the scope they cover
         "roleName": f"mcrepl-{role}-{scope.split('/dbs/', 1)[1].replace('/colls/', '-')}",
         "type": "CustomRole", "assignableScopes": [scope],
-        "permissions": [{"dataActions": list(_AZURE_DATA_ACTIONS[role]), "notDataActions": []}]}}
+        "permissions": [{"dataActions": COSMOS_OPERATIONS.grants(cast(Role, role), plane="data"),
+                         "notDataActions": []}]}}
     doc["roleAssignment"] = {"properties": {"roleDefinitionId": definition_id, "scope": scope,
                                             "principalId": principal_id}}
     return doc
 
 
-def render_gcp(role: str, bucket: str, member: str | None = None, project: str = "PROJECT") -> dict:
-    """Bucket IAM bindings for ``role``: predefined object roles, or a custom bucket-admin role."""
-    member = member or f"serviceAccount:mcrepl-{_role(role)}@{project}.iam.gserviceaccount.com"
-    doc: dict[str, Any] = {"resource": f"projects/_/buckets/{bucket}"}
-    if role == "admin":
-        custom = f"projects/{project}/roles/mcreplBucketAdmin"
-        doc["customRole"] = {"name": custom, "title": "mcrepl bucket admin", "stage": "GA",
-                             "includedPermissions": list(GCP_ADMIN_PERMISSIONS)}
-        doc["bindings"] = [{"role": custom, "members": [member]}]
-    else:
-        doc["bindings"] = [{"role": _GCP_ROLES[role], "members": [member]}]
-    return doc
+def gcp_role_id(role: str, prefix: str = "mcrepl") -> str:
+    """The custom role id for ``role`` (``[a-zA-Z0-9_.]``, unique per project and name prefix)."""
+    clean = re.sub(r"[^a-zA-Z0-9_.]", "_", prefix)
+    return f"{clean}_{_role(role)}"[:64]
+
+
+def render_gcp(role: str, bucket: str, member: str | None = None, project: str = "PROJECT",
+               prefix: str = "mcrepl") -> dict:
+    """A custom role with exactly the bucket permissions ``role`` calls, bound on ``bucket``.
+
+    ``prefix`` keeps custom roles and default service accounts of two stacks in one
+    project apart (the Pulumi program passes one derived from project and stack).
+    """
+    member = member or f"serviceAccount:{prefix}-{_role(role)}@{project}.iam.gserviceaccount.com"
+    custom = f"projects/{project}/roles/{gcp_role_id(role, prefix)}"
+    return {"resource": f"projects/_/buckets/{bucket}",
+            "customRole": {"name": custom, "title": f"{prefix} {role}", "stage": "GA",
+                           "includedPermissions": GCS_OPERATIONS.grants(cast(Role, role), resource="bucket")},
+            "bindings": [{"role": custom, "members": [member]}]}
 
 
 @dataclass(frozen=True)
@@ -153,6 +172,12 @@ class ResourceIds:
     streams: Mapping[str, list[str]] = field(default_factory=dict)
     cosmos_scopes: Mapping[str, str] = field(default_factory=dict)
     buckets: Mapping[str, str] = field(default_factory=dict)
+    #: DynamoDB tables' customer-managed KMS keys (key ARNs); absent: an AWS-owned key
+    kms_keys: Mapping[str, str] = field(default_factory=dict)
+    #: keeps project-wide names (GCP custom roles, default service accounts) of stacks apart
+    name_prefix: str = "mcrepl"
+    #: role → GCP member holding it (stack outputs ``identities.gcp.ROLE.member``)
+    gcp_members: Mapping[str, str] = field(default_factory=dict)
 
     @classmethod
     def from_config(cls, config: "McreplConfig", stack_outputs: Mapping[str, Any] | None = None) -> "ResourceIds":
@@ -164,20 +189,38 @@ class ResourceIds:
         tables: dict[str, str] = {}
         streams: dict[str, list[str]] = {}
         buckets: dict[str, str] = {}
+        keys = {f"{name}@{ref.at}": ref.kms_key for name, ds in config.datasets.items()
+                for ref in ds.locations if ref.provider == "dynamodb" and ref.kms_key}
         for name, per_loc in ((stack_outputs or {}).get("datasets") or {}).items():
             for at, out in (per_loc or {}).items():
+                if at.startswith("dynamodb:") and out.get("kms_key"):
+                    keys[f"{name}@{at}"] = str(out["kms_key"])
                 if out.get("arn"):
                     tables[f"{name}@{at}"] = str(out["arn"])
                 if out.get("stream_arn"):
                     streams[f"{name}@{at}"] = [str(out["stream_arn"])]
                 if at.startswith("gcs:") and out.get("resource"):
                     buckets[f"{name}@{at}"] = str(out["resource"])
+        scopes: dict[str, str] = {}
+        cosmos = ((stack_outputs or {}).get("providers") or {}).get("cosmos") or {}
+        if cosmos.get("account_id"):       # the account the stack made: its real ARM id
+            database = cosmos.get("database") or config.providers.cosmos.database
+            reported = (stack_outputs or {}).get("datasets") or {}
+            for name, ds in config.datasets.items():
+                for ref in ds.locations:
+                    if ref.provider == "cosmos":
+                        container = (reported.get(name) or {}).get(ref.at, {}).get("resource") or ref.resource or name
+                        scopes[f"{name}@{ref.at}"] = f"{cosmos['account_id']}/dbs/{database}/colls/{container}"
         return cls(aws_account_id=getattr(aws, "account_id", None) or cls.aws_account_id,
                    azure_subscription_id=getattr(az, "subscription_id", None) or cls.azure_subscription_id,
                    azure_resource_group=getattr(az, "resource_group", None) or cls.azure_resource_group,
                    cosmos_account=getattr(az, "account_name", None) or cls.cosmos_account,
                    gcp_project=getattr(gcp, "project", None) or config.providers.gcs.project or cls.gcp_project,
-                   tables=tables, streams=streams, buckets=buckets)
+                   tables=tables, streams=streams, buckets=buckets, kms_keys=keys, cosmos_scopes=scopes,
+                   name_prefix=str((stack_outputs or {}).get("name_prefix") or cls.name_prefix),
+                   gcp_members={role: str(out["member"]) for role, out in
+                                (((stack_outputs or {}).get("identities") or {}).get("gcp") or {}).items()
+                                if isinstance(out, dict) and out.get("member")})
 
 
 def _resource(config: "McreplConfig", dataset: str, ref: "ReplicaRef") -> str:
@@ -192,13 +235,15 @@ def _location_docs(config: "McreplConfig", ids: ResourceIds, dataset: str, ref: 
     if ref.provider == "dynamodb":
         table = ids.tables.get(key) or (f"arn:{ids.aws_partition}:dynamodb:{ref.region}:"
                                         f"{ids.aws_account_id}:table/{name}")
-        return "aws", render_aws(role, [table], list(ids.streams.get(key) or [f"{table}/stream/*"]))
+        cmk = [ids.kms_keys[key]] if key in ids.kms_keys else []
+        return "aws", render_aws(role, [table], list(ids.streams.get(key) or [f"{table}/stream/*"]), cmk)
     if ref.provider == "cosmos":
         scope = ids.cosmos_scopes.get(key) or (
             f"/subscriptions/{ids.azure_subscription_id}/resourceGroups/{ids.azure_resource_group}/providers/"
             f"{_COSMOS}/{ids.cosmos_account}/dbs/{config.providers.cosmos.database}/colls/{name}")
         return "azure", render_azure(role, scope)
-    return "gcp", render_gcp(role, ids.buckets.get(key) or name, project=ids.gcp_project)
+    return "gcp", render_gcp(role, ids.buckets.get(key) or name, member=ids.gcp_members.get(role),
+                             project=ids.gcp_project, prefix=ids.name_prefix)
 
 
 def render_all(config: "McreplConfig", ids: ResourceIds | None = None) -> dict:
@@ -216,5 +261,5 @@ def render_all(config: "McreplConfig", ids: ResourceIds | None = None) -> dict:
     return out
 
 
-__all__ = ["COSMOS_OPERATOR_ROLE", "ROLES", "ResourceIds", "lint", "render_all", "render_aws",
-           "render_azure", "render_gcp"]
+__all__ = ["COSMOS_OPERATOR_ROLE", "INVENTORIES", "ROLES", "ResourceIds", "gcp_role_id", "lint", "render_all",
+           "render_aws", "render_azure", "render_gcp"]

@@ -10,6 +10,7 @@ mixed file is linted in one pass.
 
 from __future__ import annotations
 
+import json
 import re
 from typing import Any, Iterator
 
@@ -48,8 +49,9 @@ def _allow_statements(node: Node) -> Iterator[Node]:
 
 @register
 class AwsWildcardAction(LintRule):
-    """AWS ``Allow`` statements name exact actions: no ``*``, ``dynamodb:*`` or ``dynamodb:Get*``,
-    and no ``NotAction`` (which allows everything else).
+    """AWS ``Allow`` statements name exact actions: no ``*``, ``dynamodb:*``, ``dynamodb:Get*`` or
+    ``?`` (``dynamodb:Get?tem`` matches any one character), and no ``NotAction`` (which allows
+    everything else).
 
     Flagged::
 
@@ -75,7 +77,7 @@ class AwsWildcardAction(LintRule):
             if "NotAction" in st:
                 yield cls.violation(where, "Allow with NotAction grants every other action")
             for action in _as_list(st.get("Action")):
-                if "*" in str(action):
+                if "*" in str(action) or "?" in str(action):
                     yield cls.violation(where, f"action {action!r} is a wildcard")
 
 
@@ -117,7 +119,9 @@ class AwsWildcardResource(LintRule):
                     yield cls.violation(where, 'Resource "*" covers every resource in the account')
                     continue
                 m = _TABLE_ARN.match(text)
-                if "*" in text and (m is None or "*" in "".join(m.group(1, 2, 3))):
+                if "?" in text:
+                    yield cls.violation(where, f"resource {text!r} has a '?' wildcard")
+                elif "*" in text and (m is None or "*" in "".join(m.group(1, 2, 3))):
                     yield cls.violation(where, f"resource {text!r} matches more than one table")
 
 
@@ -241,7 +245,7 @@ class AzureWildcardAction(LintRule):
             if not isinstance(perm, dict):
                 continue
             for action in [*_as_list(perm.get("dataActions")), *_as_list(perm.get("actions"))]:
-                if "*" in str(action):
+                if "*" in str(action) or "?" in str(action):
                     yield cls.violation(where, f"action {action!r} is a wildcard")
 
 
@@ -285,16 +289,15 @@ class AzureKeyAuth(LintRule):
 _GCP_NARROWER = {
     "roles/storage.admin": "roles/storage.objectUser",
     "roles/storage.objectAdmin": "roles/storage.objectUser",
-    "roles/owner": "roles/storage.objectUser",
-    "roles/editor": "roles/storage.objectUser",
     "roles/storage.legacyBucketOwner": "roles/storage.objectUser",
 }
 
 
 @register
 class GcpBroadRole(LintRule):
-    """GCS bindings use the narrowest role: ``roles/storage.objectViewer`` to read,
-    ``roles/storage.objectUser`` to write — never ``storage.admin``, ``owner`` or ``editor``.
+    """GCS bindings use the narrowest role — mcrepl's custom roles, or ``roles/storage.objectViewer``
+    to read and ``roles/storage.objectUser`` to write — never ``storage.admin`` or ``objectAdmin``
+    (primitive roles are ``iam.gcp-primitive-role``).
 
     Flagged::
 
@@ -348,9 +351,23 @@ class GcpPublicMember(LintRule):
                 yield cls.violation(where, f"{binding.get('role')} is granted to {public}")
 
 
+def _embedded(text: str) -> Any:
+    """A JSON object held in a string (Pulumi's ``policy``/``assumeRolePolicy``, ARM's
+    ``policyDocument``), or ``None``: such policies are linted like any other."""
+    stripped = text.strip()
+    if not (stripped.startswith("{") and stripped.endswith("}")):
+        return None
+    try:
+        parsed = json.loads(stripped)
+    except ValueError:
+        return None
+    return parsed if isinstance(parsed, dict) else None
+
+
 def _walk(value: Any, path: str, is_properties: bool = False) -> Iterator[tuple[Node, str]]:
-    """Every JSON object with its path; an Azure ``properties`` block is checked as part
-    of its resource (rules read it there), not a second time on its own."""
+    """Every JSON object with its path, including objects embedded as JSON strings; an Azure
+    ``properties`` block is checked as part of its resource (rules read it there), not a
+    second time on its own."""
     if isinstance(value, dict):
         if not is_properties:
             yield value, path
@@ -359,6 +376,10 @@ def _walk(value: Any, path: str, is_properties: bool = False) -> Iterator[tuple[
     elif isinstance(value, list):
         for i, v in enumerate(value):
             yield from _walk(v, f"{path}[{i}]")
+    elif isinstance(value, str):
+        inner = _embedded(value)
+        if inner is not None:
+            yield from _walk(inner, f"{path}<json>")
 
 
 def lint(document: dict, source: str = "") -> list[Violation]:
@@ -372,4 +393,7 @@ def lint(document: dict, source: str = "") -> list[Violation]:
     return sorted(set(found))
 
 
-__all__ = ["LintRule", "lint"]
+__all__ = ["LintRule", "Node", "allow_statements", "as_list", "lint", "properties"]
+
+# shared with the rule modules that extend this one (iam_lint_aws, iam_lint_escalation)
+as_list, properties, allow_statements = _as_list, _properties, _allow_statements

@@ -8,6 +8,7 @@ azure-cosmos SDK; nothing here fakes the service.
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import os
 import socket
@@ -480,3 +481,20 @@ def test_capabilities_follow_the_capture_mode(local: bool, setting: str, feed: b
 def test_unknown_change_feed_setting_is_a_config_error(endpoint: str) -> None:
     with pytest.raises(ConfigError):
         open_adapter(_target(endpoint, change_feed="sometimes"))
+
+
+def test_a_key_field_named_id_is_the_application_documents_own_id(endpoint: str,
+                                                                  open_store: Callable[..., ReplicaAdapter]) -> None:
+    """An application's document whose key field is ``id`` keeps it in the body it captures,
+    and mcrepl's own copy of it (the field wrapped beside the escaped document id) reads the same."""
+    schema = KeySchema(KeyAttribute("id"))
+    target = dataclasses.replace(_target(endpoint), key_schema=schema)
+    store = open_store(target)
+    cursor = store.current_cursor()
+    store.write_native([document(schema, {"id": "k013", "n": 13})])
+    (change,) = drain(store, cursor)[0]
+    assert change.record.meta is None and change.record.body == {"id": "k013", "n": 13}
+    stamped = Record(change.record.key, change.record.body).stamped(_version(9))
+    assert store.apply_batch([stamped])[0].outcome is ApplyOutcome.APPLIED
+    held = store.read(stamped.key)
+    assert held is not None and held.body == {"id": "k013", "n": 13} and held.meta == stamped.meta

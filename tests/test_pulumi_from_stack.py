@@ -67,7 +67,7 @@ def test_from_stack_prints_the_merged_config(tmp_path: Path) -> None:
             assert target.resource == detail["resource"]
             assert target.region == detail["region"]
     assert merged.target("customers", "cosmos:westeurope").options["endpoint"] == \
-        "https://mcrepl-demo-aws-primary.documents.azure.com:443/"
+        "https://mcrepl-aws-primary-70b31b.documents.azure.com:443/"
     assert config_path.read_text() == original          # printed, not written, without --write
 
 
@@ -82,8 +82,8 @@ def test_from_stack_write_updates_the_file_and_keeps_everything_else(tmp_path: P
     assert after.datasets["invoices"].replicas[0].kms_key == before.datasets["invoices"].replicas[0].kms_key
     assert after.policies == before.policies and after.provisioning == before.provisioning
     assert after.sync == before.sync
-    assert after.datasets["customers"].primary.resource == "customers"
-    assert after.datasets["customers"].replicas[1].resource == "mcrepl-customers-europe-west1"
+    assert after.datasets["customers"].primary.resource == "mcrepl-aws-primary-customers"
+    assert after.datasets["customers"].replicas[1].resource == "mcrepl-aws-primary-customers-europe-west1-70b31b"
 
 
 def test_outputs_of_another_config_are_refused(tmp_path: Path) -> None:

@@ -80,13 +80,13 @@ def _one(run: ProgramRun, typ: str, **match: Any) -> Registered:
 
 
 def test_table_in_a_region_outside_the_jurisdiction_is_a_residency_violation(stack: ProgramRun) -> None:
-    table = _one(stack, TABLE, name="customers")
+    table = _one(stack, TABLE, name="mcrepl-pack-customers")
     found = _violations(_args(table, provider_region="us-east-1"))
     assert list(found) == ["mcrepl-residency"]
     assert found["mcrepl-residency"] == [
         "[residency.class] dynamodb:us-east-1 is in US, but dataset 'customers' (pii) may live only in EU"]
     # the financial dataset may live in EU, UK or CH: London is fine for it, Virginia is not
-    invoices = _one(stack, TABLE, name="invoices")
+    invoices = _one(stack, TABLE, name="mcrepl-pack-invoices")
     assert _violations(_args(invoices, provider_region="eu-west-2")) == {}
     assert "mcrepl-residency" in _violations(_args(invoices, provider_region="us-east-1"))
 
@@ -105,7 +105,7 @@ def test_cosmos_failover_location_outside_the_jurisdiction(stack: ProgramRun, se
 
 
 def test_table_without_a_customer_managed_key(stack: ProgramRun) -> None:
-    table = copy.deepcopy(_one(stack, TABLE, name="customers").inputs)
+    table = copy.deepcopy(_one(stack, TABLE, name="mcrepl-pack-customers").inputs)
     table["serverSideEncryption"] = {"enabled": True}
     found = _violations(_args((TABLE, table), provider_region="eu-west-1"))
     assert list(found) == ["mcrepl-encryption"]
@@ -113,7 +113,7 @@ def test_table_without_a_customer_managed_key(stack: ProgramRun) -> None:
 
 
 def test_bucket_without_cmek_and_cosmos_cmk_only_when_required(stack: ProgramRun, settings: PackSettings) -> None:
-    bucket = copy.deepcopy(_one(stack, BUCKET, name="mcrepl-customers-europe-west1").inputs)
+    bucket = copy.deepcopy(_one(stack, BUCKET, name="mcrepl-pack-customers-europe-west1-1de9b9").inputs)
     del bucket["encryption"]
     assert check_encryption(BUCKET, bucket, settings) == [
         "[encryption.at-rest] bucket has no CMEK (set encryption.defaultKmsKeyName)"]
@@ -128,10 +128,10 @@ def test_bucket_without_cmek_and_cosmos_cmk_only_when_required(stack: ProgramRun
 
 
 def test_replication_readiness_of_tables_buckets_and_accounts(stack: ProgramRun) -> None:
-    table = copy.deepcopy(_one(stack, TABLE, name="customers").inputs)
+    table = copy.deepcopy(_one(stack, TABLE, name="mcrepl-pack-customers").inputs)
     table.update(streamViewType="KEYS_ONLY", pointInTimeRecovery={"enabled": False}, deletionProtectionEnabled=False)
     assert len(check_replication_ready(TABLE, table)) == 3
-    bucket = copy.deepcopy(_one(stack, BUCKET, name="mcrepl-customers-europe-west1").inputs)
+    bucket = copy.deepcopy(_one(stack, BUCKET, name="mcrepl-pack-customers-europe-west1-1de9b9").inputs)
     bucket.update(versioning={"enabled": False}, publicAccessPrevention="inherited")
     assert check_replication_ready(BUCKET, bucket) == ["bucket versioning must be enabled",
                                                         "public access prevention must be 'enforced'"]
@@ -142,7 +142,7 @@ def test_replication_readiness_of_tables_buckets_and_accounts(stack: ProgramRun)
 
 
 def test_without_a_config_only_known_regions_and_keys_are_checked(stack: ProgramRun) -> None:
-    table = _one(stack, TABLE, name="customers")
+    table = _one(stack, TABLE, name="mcrepl-pack-customers")
     bare = PackSettings()
     assert check_residency(TABLE, table.inputs, bare, {"region": "us-east-1"}) == []
     assert check_residency(TABLE, table.inputs, bare, {"region": "us-east-7"})[0].startswith(

@@ -58,7 +58,7 @@ def test_aws_primary_yields_exactly_the_expected_resources(aws_primary: ProgramR
         "azure-native:authorization:RoleAssignment": 1,                        # admin: Cosmos DB Operator
         "pulumi:providers:gcp": 1, "gcp:kms/keyRing:KeyRing": 1, "gcp:kms/cryptoKey:CryptoKey": 1,
         "gcp:kms/cryptoKeyIAMMember:CryptoKeyIAMMember": 1, BUCKET: 2,
-        "gcp:serviceaccount/account:Account": 4, "gcp:projects/iAMCustomRole:IAMCustomRole": 1,
+        "gcp:serviceaccount/account:Account": 4, "gcp:projects/iAMCustomRole:IAMCustomRole": 4,  # one per role
         "gcp:storage/bucketIAMMember:BucketIAMMember": 8,                      # 4 roles x 2 buckets
     })
     components = Counter(r.type for r in aws_primary.mocks.resources if r.type.startswith("mcrepl:"))
@@ -73,10 +73,11 @@ def test_azure_primary_yields_exactly_the_expected_resources(azure_primary: Prog
         "aws:route53/record:Record": 1,                                        # CNAME to Traffic Manager
         "azure-native:resources:ResourceGroup": 1, ACCOUNT_T: 1,
         "azure-native:cosmosdb:SqlResourceSqlDatabase": 1, CONTAINER: 1,
-        "azure-native:managedidentity:UserAssignedIdentity": 3,                # apply uses the given principal
-        "azure-native:cosmosdb:SqlResourceSqlRoleDefinition": 3,
+        "azure-native:managedidentity:UserAssignedIdentity": 4,                # apply uses the given principal;
+        "azure-native:cosmosdb:SqlResourceSqlRoleDefinition": 3,               # + the account's CMK identity
         "azure-native:cosmosdb:SqlResourceSqlRoleAssignment": 3,
-        "azure-native:authorization:RoleAssignment": 1,
+        "azure-native:authorization:RoleAssignment": 2,                        # + CMK identity on the vault
+        "azure-native:network:PrivateEndpoint": 1,
         "azure-native:trafficmanager:Profile": 1,
     })
 
@@ -86,7 +87,8 @@ def test_tables_have_key_schema_streams_pitr_cmk_and_protection(aws_primary: Pro
     created_key = aws_primary.mocks.of_type("aws:kms/key:Key")[0]
     assert created_key.inputs["enableKeyRotation"] is True and created_key.region == "eu-west-1"
     tables = {t.inputs["name"]: t for t in aws_primary.mocks.of_type(TABLE)}
-    assert set(tables) == {"customers", "invoices"}
+    assert set(tables) == {"mcrepl-aws-primary-customers", "mcrepl-aws-primary-invoices"}   # project-stack-dataset
+    tables = {t.inputs["tags"]["mcrepl:dataset"]: t for t in tables.values()}
     customers = tables["customers"]
     assert customers.inputs["hashKey"] == "customer_id" and customers.inputs["rangeKey"] == "version"
     assert customers.inputs["attributes"] == [{"name": "customer_id", "type": "S"}, {"name": "version", "type": "N"}]
@@ -100,7 +102,7 @@ def test_tables_have_key_schema_streams_pitr_cmk_and_protection(aws_primary: Pro
         assert table.inputs["deletionProtectionEnabled"] is True
         assert table.inputs["billingMode"] == "PAY_PER_REQUEST"
     (orders,) = azure_primary.mocks.of_type(TABLE)
-    assert orders.region == "eu-central-1" and orders.inputs["name"] == "mcrepl-orders"
+    assert orders.region == "eu-central-1" and orders.inputs["name"] == "mcrepl-azure-primary-orders"
     assert orders.inputs["serverSideEncryption"]["kmsKeyArn"] == \
         load_config(AZURE_PRIMARY).datasets["orders"].replicas[0].kms_key
 
@@ -132,15 +134,16 @@ def test_buckets_in_location_with_ubla_cmek_versioning_and_pap(aws_primary: Prog
     (grant,) = aws_primary.mocks.of_type("gcp:kms/cryptoKeyIAMMember:CryptoKeyIAMMember")
     assert grant.inputs["member"].endswith("@gs-project-accounts.iam.gserviceaccount.com")
     buckets = {b.inputs["name"]: b for b in aws_primary.mocks.of_type(BUCKET)}
-    assert set(buckets) == {"mcrepl-customers-europe-west1", "mcrepl-invoices-europe-west1"}
+    assert set(buckets) == {"mcrepl-aws-primary-customers-europe-west1-70b31b",
+                            "mcrepl-aws-primary-invoices-europe-west1-70b31b"}        # global: a stable hash
     for bucket in buckets.values():
         assert bucket.inputs["location"] == "EUROPE-WEST1" and bucket.inputs["project"] == "mcrepl-demo"
         assert bucket.inputs["uniformBucketLevelAccess"] is True
         assert bucket.inputs["publicAccessPrevention"] == "enforced"
         assert bucket.inputs["versioning"] == {"enabled": True}
         assert bucket.inputs["lifecycleRules"][0]["condition"]["daysSinceNoncurrentTime"] == 7  # tombstone_retention
-    assert buckets["mcrepl-customers-europe-west1"].inputs["encryption"] == {"defaultKmsKeyName": key.outputs["id"]}
-    assert buckets["mcrepl-invoices-europe-west1"].inputs["encryption"]["defaultKmsKeyName"] == \
+    assert buckets["mcrepl-aws-primary-customers-europe-west1-70b31b"].inputs["encryption"] == {"defaultKmsKeyName": key.outputs["id"]}
+    assert buckets["mcrepl-aws-primary-invoices-europe-west1-70b31b"].inputs["encryption"]["defaultKmsKeyName"] == \
         "projects/mcrepl-demo/locations/europe-west1/keyRings/finance/cryptoKeys/invoices"
 
 
@@ -165,8 +168,8 @@ def test_traffic_manager_priority_routing_for_an_azure_primary(azure_primary: Pr
     assert profile.inputs["trafficRoutingMethod"] == "Priority"
     assert profile.inputs["monitorConfig"]["path"] == "/health"
     assert [(e["name"], e["priority"], e["target"]) for e in profile.inputs["endpoints"]] == [
-        ("primary", 1, "mcrepl-orders-azure-primary-westeurope.documents.azure.com"),
-        ("secondary", 2, "dynamodb.eu-central-1.amazonaws.com")]
+        ("primary", 1, "orders-api-westeurope.example.eu"),
+        ("secondary", 2, "orders-api-eu-central-1.example.eu")]
     (cname,) = azure_primary.mocks.of_type("aws:route53/record:Record")
     assert cname.inputs["name"] == "orders-writes.example.eu"
     assert cname.inputs["records"] == [profile.outputs["dnsConfig"]["fqdn"]]
@@ -197,11 +200,12 @@ def test_attached_iam_documents_equal_iam_render_and_pass_lint(which: str, reque
     assert expected == render_all(config, ResourceIds.from_config(config, run.outputs))
     attached_aws = {p.inputs["name"]: json.loads(p.inputs["policy"])
                     for p in run.mocks.of_type("aws:iam/rolePolicy:RolePolicy")}
-    expected_aws = {f"mcrepl-{role}-{key}".replace(":", "-"): doc
+    stack = "aws-primary" if which == "aws_primary" else "azure-primary"
+    expected_aws = {f"mcrepl-{stack}-{role}-{key}".replace(":", "-"): doc
                     for role, docs in expected["aws"].items() for key, doc in docs.items()}
     assert attached_aws == expected_aws
     for role in expected["aws"]:
-        assert any(r.inputs["name"] == f"mcrepl-{role}" for r in run.mocks.of_type("aws:iam/role:Role"))
+        assert any(r.inputs["name"] == f"mcrepl-{stack}-{role}" for r in run.mocks.of_type("aws:iam/role:Role"))
     definitions = sorted((d.inputs["roleName"], d.inputs["assignableScopes"][0],
                           tuple(d.inputs["permissions"][0]["dataActions"]))
                          for d in run.mocks.of_type("azure-native:cosmosdb:SqlResourceSqlRoleDefinition"))
@@ -222,11 +226,12 @@ def test_attached_iam_documents_equal_iam_render_and_pass_lint(which: str, reque
 def test_azure_assignments_go_to_the_configured_or_created_principals(azure_primary: ProgramRun) -> None:
     identities = {i.inputs["resourceName"]: i.outputs["principalId"]
                   for i in azure_primary.mocks.of_type("azure-native:managedidentity:UserAssignedIdentity")}
-    assert set(identities) == {"mcrepl-capture", "mcrepl-verify", "mcrepl-admin"}
+    assert set(identities) == {"mcrepl-azure-primary-capture", "mcrepl-azure-primary-verify",
+                               "mcrepl-azure-primary-admin", "mcrepl-azure-primary-cosmos-cmk"}
     principals = {a.inputs["principalId"]
                   for a in azure_primary.mocks.of_type("azure-native:cosmosdb:SqlResourceSqlRoleAssignment")}
-    assert principals == {"11111111-2222-3333-4444-555555555555", identities["mcrepl-capture"],
-                          identities["mcrepl-verify"]}
+    assert principals == {"11111111-2222-3333-4444-555555555555", identities["mcrepl-azure-primary-capture"],
+                          identities["mcrepl-azure-primary-verify"]}
     docs = azure_primary.outputs["identities"]["azure"]["apply"]["documents"]
     assert all(d["roleAssignment"]["properties"]["principalId"] == "11111111-2222-3333-4444-555555555555"
                for d in docs.values())
@@ -256,7 +261,7 @@ def test_entry_point_reads_the_config_path_from_stack_config(monkeypatch: pytest
         runpy.run_path(str(ROOT / "pulumi/__main__.py"), run_name="__main__")
 
     run_main()
-    assert [t.inputs["name"] for t in mocks.of_type(TABLE)] == ["mcrepl-orders"]
+    assert [t.inputs["name"] for t in mocks.of_type(TABLE)] == ["mcrepl-azure-primary-orders"]
     assert len(mocks.of_type(ACCOUNT_T)) == 1
 
 

@@ -1,9 +1,22 @@
 """Cosmos DB (NoSQL API) replica adapter.
 
-Importing this package loads ``azure-cosmos``; :mod:`mcrepl.adapters` imports it only
-when a target names the ``cosmos`` provider.
+Importing this package loads no SDK: ``azure-cosmos`` comes with :class:`CosmosAdapter`,
+which :mod:`mcrepl.adapters` imports only when a target names the ``cosmos`` provider;
+:mod:`.operations` (the IAM inventory) never needs it.
 """
 
-from .adapter import CosmosAdapter
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    from .adapter import CosmosAdapter
+
+
+def __getattr__(name: str) -> Any:
+    # lazy (PEP 562): ``.operations`` (the IAM inventory) is importable without the SDK
+    if name == "CosmosAdapter":
+        from .adapter import CosmosAdapter
+        return CosmosAdapter
+    raise AttributeError(name)
+
 
 __all__ = ["CosmosAdapter"]

@@ -85,6 +85,13 @@ def to_document(record: Record, kind: DatasetKind, *, with_meta: bool = True) ->
     else:
         if not isinstance(record.body, dict):
             raise RecordError("not-a-document", "a document dataset's body must be a mapping")
+        if not with_meta:
+            # as an application writes it: its fields as they are, its own id the document's
+            doc.update((name, to_json(value)) for name, value in record.body.items())
+            if "id" in record.body:
+                doc["id"] = str(record.body["id"])
+            check_size(doc)
+            return doc
         top, wrapped = split_reserved(record.body, _reserved)
         doc.update((name, to_json(value)) for name, value in top.items())
         if wrapped:
@@ -113,7 +120,7 @@ def key_of_document(doc: Mapping[str, Any], schema: KeySchema) -> RecordKey:
         return schema.parse_id(key_id_of(str(doc["id"])))
     except (RecordError, ValueError) as first:
         try:
-            return schema.key_of(_body_fields(doc, decode_meta(doc)))
+            return schema.key_of(_body_fields(doc, decode_meta(doc), schema))
         except RecordError:
             raise RecordError("bad-key", f"document id {doc.get('id')!r} is not an mcrepl key and "
                               "the key fields are missing", key=str(doc.get("id"))) from first
@@ -130,10 +137,16 @@ def decode_meta(doc: Mapping[str, Any]) -> ReplicationMeta | None:
         return None
 
 
-def _body_fields(doc: Mapping[str, Any], meta: ReplicationMeta | None) -> dict[str, Any]:
-    """Decoded user fields: top-level minus id/system (and our metadata), plus the wrapped ones."""
+def _body_fields(doc: Mapping[str, Any], meta: ReplicationMeta | None, schema: KeySchema) -> dict[str, Any]:
+    """Decoded user fields: top-level minus id and system properties, plus the wrapped ones.
+
+    mcrepl's documents carry the escaped key as their ``id`` (a body field named ``id`` is
+    wrapped). In an application's document the ``id`` is Cosmos's own, except when the
+    dataset's key field is ``id``: then it is that field.
+    """
+    keep_id = meta is None and any(a.name == "id" for a in schema.attributes)
     fields = user_fields(doc, meta, lambda w: w if isinstance(w, dict) else None,
-                         ignore=lambda n: n in SYSTEM_FIELDS or n == "id")
+                         ignore=lambda n: n in SYSTEM_FIELDS or (n == "id" and not keep_id))
     return {n: from_json(v, n) for n, v in fields.items()}
 
 
@@ -154,5 +167,5 @@ def from_document(doc: Mapping[str, Any], schema: KeySchema, kind: DatasetKind) 
                               key=key.id, field="data")
         body = decoded
     else:
-        body = _body_fields(doc, meta)
+        body = _body_fields(doc, meta, schema)
     return Record(key, body, meta)

@@ -3,9 +3,22 @@
 Modules: :mod:`.wire` (canonical values ⇄ attribute values, pure), :mod:`.errors`
 (botocore exceptions → mcrepl errors), :mod:`.clients` (sessions and the guarded call),
 :mod:`.tables` (create/check/drop), :mod:`.streams` and :mod:`.capture` (change capture),
-:mod:`.adapter` (the :class:`DynamoDBAdapter` itself). No boto3 type leaves this package.
+:mod:`.adapter` (the :class:`DynamoDBAdapter` itself, loaded lazily), :mod:`.operations`
+(the IAM inventory, importable without boto3). No boto3 type leaves this package.
 """
 
-from .adapter import DynamoDBAdapter
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    from .adapter import DynamoDBAdapter
+
+
+def __getattr__(name: str) -> Any:
+    # lazy (PEP 562): ``.operations`` (the IAM inventory) is importable without the SDK
+    if name == "DynamoDBAdapter":
+        from .adapter import DynamoDBAdapter
+        return DynamoDBAdapter
+    raise AttributeError(name)
+
 
 __all__ = ["DynamoDBAdapter"]

@@ -1,8 +1,10 @@
 """boto3 clients for one target, and the guarded call every SDK request goes through.
 
 Credentials: a local endpoint (the local stack, or any loopback address) gets dummy
-keys, so tests and demos never read the user's real AWS credentials; otherwise a boto3
-``Session`` resolves them from the standard chain (the configured profile if any).
+keys, so tests and demos never read the user's real AWS credentials, unless the config
+names a ``profile`` (an emulator that enforces IAM, e.g. moto with
+``INITIAL_NO_AUTH_ACTION_COUNT``); otherwise a boto3 ``Session`` resolves them from the
+standard chain (the configured profile if any).
 Nothing here logs or stores a secret. botocore's own retries are switched off so that
 :func:`mcrepl.adapters.base.retry.call_with_retry` is the one retry policy.
 """
@@ -70,7 +72,7 @@ class DynamoDBClients:
         opts = dict(self.target.options)
         config = Config(retries={"total_max_attempts": 1}, max_pool_connections=self._max_connections,
                         connect_timeout=5, read_timeout=30)
-        if is_local(opts):
+        if is_local(opts) and not opts.get("profile"):
             session = boto3.session.Session(aws_access_key_id=_DUMMY, aws_secret_access_key=_DUMMY,
                                             region_name=self.target.region,
                                             botocore_session=_isolated_botocore_session())

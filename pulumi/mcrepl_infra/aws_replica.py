@@ -4,7 +4,8 @@ Guarantees for every table: the dataset's key schema; streams with NEW_AND_OLD_I
 (the DynamoDB adapter captures from them and needs the old image to tell updates from
 inserts); on-demand capacity (a replica catching up after an outage writes in
 bursts); point-in-time recovery; SSE with a customer-managed KMS key (the replica's
-``kms_key`` or a rotated key made here, one per region); deletion protection.
+``kms_key`` or a rotated key made here, one per region); deletion protection and Pulumi
+``protect`` on tables and keys (a ``pulumi destroy`` must not take the data with it).
 Each region gets its own explicit ``aws.Provider`` so nothing depends on the ambient
 ``aws:region`` setting.
 """
@@ -28,7 +29,7 @@ class AwsReplica(pulumi.ComponentResource):
     kms_key_arn: pulumi.Output[str] | None
     tables: dict[str, aws.dynamodb.Table]
 
-    def __init__(self, name: str, region: str, plans: Sequence[TablePlan], *,
+    def __init__(self, name: str, region: str, plans: Sequence[TablePlan], *, alias: str,
                  deletion_protection: bool = True,
                  opts: pulumi.ResourceOptions | None = None) -> None:
         super().__init__("mcrepl:aws:Replica", name, {"region": region}, opts)
@@ -36,14 +37,15 @@ class AwsReplica(pulumi.ComponentResource):
         self.provider = aws.Provider(f"{name}-provider", region=region,
                                      opts=pulumi.ResourceOptions(parent=self))
         child = pulumi.ResourceOptions(parent=self, provider=self.provider)
+        kept = pulumi.ResourceOptions.merge(child, pulumi.ResourceOptions(protect=True))
         self.kms_key_arn = None
         if any(p.kms_key is None for p in plans):
             key = aws.kms.Key(f"{name}-cmk", description=f"mcrepl DynamoDB tables in {region}",
-                              enable_key_rotation=True, deletion_window_in_days=30, opts=child)
-            aws.kms.Alias(f"{name}-cmk-alias", name=f"alias/mcrepl-{region}",
+                              enable_key_rotation=True, deletion_window_in_days=30, opts=kept)
+            aws.kms.Alias(f"{name}-cmk-alias", name=alias,
                           target_key_id=key.key_id, opts=child)
             self.kms_key_arn = key.arn
-        self.tables = {p.name: self._table(name, p, deletion_protection, child)
+        self.tables = {p.name: self._table(name, p, deletion_protection, kept)
                        for p in plans}
         self.register_outputs({"tables": {n: t.arn for n, t in self.tables.items()}})
 

@@ -54,11 +54,12 @@ def default_endpoint(location: str, cosmos_account: str) -> str:
 class DnsFailover(pulumi.ComponentResource):
     """Failover routing for one :class:`WritePair`; ``fqdn`` is what clients resolve."""
 
-    def __init__(self, name: str, pair: WritePair, dns: DnsProvisioning, *,
+    def __init__(self, name: str, pair: WritePair, dns: DnsProvisioning, *, profile_name: str,
                  aws_provider: aws.Provider | None, resource_group: pulumi.Input[str] | None,
                  opts: pulumi.ResourceOptions | None = None) -> None:
         super().__init__("mcrepl:dns:Failover", name, {"fqdn": pair.fqdn}, opts)
         self.pair = pair
+        self.profile_name = profile_name          # Traffic Manager names are global: stack-derived
         self.kind = pair.primary.split(":", 1)[0]
         if self.kind == "dynamodb":
             self.target = self._route53(name, pair, dns, aws_provider)
@@ -93,7 +94,7 @@ class DnsFailover(pulumi.ComponentResource):
         if resource_group is None:
             raise ConfigError("a Cosmos primary needs the stack's Azure resource group for its "
                               "Traffic Manager profile", path="provisioning.azure.resource_group")
-        relative = f"mcrepl-{pair.dataset}-{dns.zone}".replace(".", "-")[:63].strip("-")
+        relative = self.profile_name
         self.profile = trafficmanager.Profile(
             f"{name}-tm", profile_name=relative, resource_group_name=resource_group, location="global",
             profile_status="Enabled", traffic_routing_method="Priority",

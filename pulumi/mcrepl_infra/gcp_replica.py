@@ -7,7 +7,9 @@ overwritten objects stay recoverable exactly as long as tombstones are kept; CME
 (``encryption.defaultKmsKeyName``): the replica's ``kms_key`` or a key ring + rotated
 key made here in the same location, with the project's Cloud Storage service agent
 granted encrypt/decrypt on it before the bucket is created (GCS refuses a key it
-cannot use).
+cannot use). Buckets and keys are ``protect``ed; key rings and keys are kept on
+``destroy`` (``retainOnDelete``: Cloud KMS can never delete a key ring, and destroying a
+key's versions would make every object under it unreadable).
 """
 
 from __future__ import annotations
@@ -39,7 +41,7 @@ class GcpReplica(pulumi.ComponentResource):
     kms_key_id: pulumi.Output[str] | None
 
     def __init__(self, name: str, location: str, plans: Sequence[BucketPlan], *, project: str,
-                 noncurrent_days: int, provider: gcp.Provider,
+                 ring_name: str, noncurrent_days: int, provider: gcp.Provider,
                  opts: pulumi.ResourceOptions | None = None) -> None:
         super().__init__("mcrepl:gcp:Replica", name, {"location": location}, opts)
         child = pulumi.ResourceOptions(parent=self, provider=provider)
@@ -47,10 +49,12 @@ class GcpReplica(pulumi.ComponentResource):
         self.kms_key_id = None
         depends: list[pulumi.Resource] = []
         if any(p.kms_key is None for p in plans):
-            ring = gcp.kms.KeyRing(f"{name}-ring", name=f"mcrepl-{location.lower()}",
-                                   location=kms_location(location), project=project, opts=child)
+            retained = pulumi.ResourceOptions.merge(child, pulumi.ResourceOptions(retain_on_delete=True))
+            ring = gcp.kms.KeyRing(f"{name}-ring", name=ring_name,
+                                   location=kms_location(location), project=project, opts=retained)
             key = gcp.kms.CryptoKey(f"{name}-cmek", name=GCS_KEY_NAME, key_ring=ring.id,
-                                    rotation_period=KEY_ROTATION, opts=child)
+                                    rotation_period=KEY_ROTATION,
+                                    opts=pulumi.ResourceOptions.merge(retained, pulumi.ResourceOptions(protect=True)))
             agent = gcp.storage.get_project_service_account_output(project=project,
                                                                    opts=pulumi.InvokeOutputOptions(
                                                                        provider=provider))
@@ -62,7 +66,7 @@ class GcpReplica(pulumi.ComponentResource):
             self.kms_key_id = key.id
         self.buckets = {p.name: self._bucket(name, p, project, noncurrent_days,
                                              pulumi.ResourceOptions.merge(
-                                                 child, pulumi.ResourceOptions(depends_on=depends)))
+                                                 child, pulumi.ResourceOptions(depends_on=depends, protect=True)))
                         for p in plans}
         self.register_outputs({"buckets": {n: b.url for n, b in self.buckets.items()}})
 

@@ -5,7 +5,10 @@ Every permission attached here is a document from :func:`mcrepl.policies.iam.ren
 names this stack actually creates; nothing is written by hand, so what ``mcrepl iam
 lint`` checks is what the clouds enforce.
 
-* AWS: an IAM role ``mcrepl-ROLE`` per role, trusted by ``provisioning.aws.orchestrator_principals``
+Names (roles, identities, service accounts, custom roles) come from :class:`~.naming.Names`,
+so two stacks in one account or project never share one.
+
+* AWS: an IAM role ``PROJECT-STACK-ROLE`` per role, trusted by ``provisioning.aws.orchestrator_principals``
   (default the account root), with one inline policy per dataset location.
 * Azure: per role a principal (``provisioning.azure.principals`` or a user-assigned managed
   identity); capture/apply/verify get Cosmos SQL role definitions + assignments on each
@@ -32,25 +35,26 @@ from mcrepl.policies.iam import ROLES, ResourceIds, render_all, render_gcp
 
 from .aws_replica import AwsReplica
 from .azure_replica import AzureReplica
+from .naming import Names
+from .topology import planned_name
 
 PRINCIPAL_PLACEHOLDER = "${principalId}"
 
 
-def rendered_documents(config: McreplConfig, resolved: Mapping[str, Any]) -> dict:
+def rendered_documents(config: McreplConfig, resolved: Mapping[str, Any],
+                       gcp_members: Mapping[str, str] | None = None) -> dict:
     """``render_all`` against resolved stack outputs (format ``mcrepl-stack/1``).
 
-    Cosmos scopes are taken from the account's real ARM id when the stack reports it
-    (``providers.cosmos.account_id``), so a config without a subscription id still
-    grants on the right account.
+    Cosmos scopes come from the account's real ARM id when the stack reports it
+    (``providers.cosmos.account_id``, read by :meth:`ResourceIds.from_config`), so a config
+    without a subscription id still grants on the right account.
     """
     ids = ResourceIds.from_config(config, resolved)
+    if gcp_members:
+        ids = dataclasses.replace(ids, gcp_members=dict(gcp_members))
     cosmos = (resolved.get("providers") or {}).get("cosmos") or {}
-    if cosmos.get("account_id"):
-        scopes = {f"{name}@{ref.at}": f"{cosmos['account_id']}/dbs/{cosmos['database']}/colls/"
-                                      f"{config.target(name, ref.at).resource}"
-                  for name, ds in config.datasets.items() for ref in ds.locations if ref.provider == "cosmos"}
-        ids = dataclasses.replace(ids, cosmos_account=cosmos.get("account_name") or ids.cosmos_account,
-                                  cosmos_scopes=scopes)
+    if cosmos.get("account_name"):
+        ids = dataclasses.replace(ids, cosmos_account=cosmos["account_name"])
     return render_all(config, ids)
 
 
@@ -61,14 +65,18 @@ def _safe(text: str) -> str:
 class Identities(pulumi.ComponentResource):
     """Identities and grants for every role; ``documents`` resolves to what was attached."""
 
-    def __init__(self, name: str, config: McreplConfig, resolved_source: Mapping[str, Any], *,
+    def __init__(self, name: str, config: McreplConfig, resolved_source: Mapping[str, Any], names: Names, *,
                  aws_replicas: Mapping[str, AwsReplica], azure: AzureReplica | None,
                  gcp_buckets: Mapping[str, gcp.storage.Bucket], gcp_project: str,
                  gcp_provider: gcp.Provider | None, opts: pulumi.ResourceOptions | None = None) -> None:
         super().__init__("mcrepl:identities:Identities", name, {}, opts)
-        self.config = config
+        self.config, self.names, self.gcp_project = config, names, gcp_project
+        members = {role: config.provisioning.gcp.members.get(role) or
+                   f"serviceAccount:{names.service_account(role)}@{gcp_project}.iam.gserviceaccount.com"
+                   for role in ROLES}
+        self.gcp_members = members
         self.documents: pulumi.Output[dict] = pulumi.Output.from_input(resolved_source).apply(
-            lambda resolved: rendered_documents(config, resolved))
+            lambda resolved: rendered_documents(config, resolved, members))
         self._outputs: dict[str, dict[str, Any]] = {}
         static = render_all(config)   # the same keys as the resolved documents, known now
         if "aws" in static and aws_replicas:
@@ -99,12 +107,12 @@ class Identities(pulumi.ComponentResource):
                                                      "Principal": {"AWS": sorted(principals)}}]}))
         out: dict[str, Any] = {}
         for role in ROLES:
-            iam_role = aws.iam.Role(f"{name}-aws-{role}", name=f"mcrepl-{role}", assume_role_policy=trust,
+            iam_role = aws.iam.Role(f"{name}-aws-{role}", name=self.names.aws_role(role), assume_role_policy=trust,
                                     description=f"mcrepl {role} role (policies from mcrepl iam render)",
                                     opts=child)
             for key in static.get(role, {}):
                 aws.iam.RolePolicy(f"{name}-aws-{role}-{_safe(key)}", role=iam_role.id,
-                                   name=_safe(f"mcrepl-{role}-{key}")[:128],
+                                   name=_safe(f"{self.names.aws_role(role)}-{key}")[:128],
                                    policy=self._doc("aws", role, key).apply(json.dumps), opts=child)
             out[role] = {"role_arn": iam_role.arn,
                          "documents": self.documents.apply(lambda d, r=role: d["aws"].get(r, {}))}
@@ -118,7 +126,7 @@ class Identities(pulumi.ComponentResource):
         out: dict[str, Any] = {}
         for role in ROLES:
             principal: pulumi.Input[str] = prov.principals.get(role) or managedidentity.UserAssignedIdentity(
-                f"{name}-azure-{role}", resource_name_=f"mcrepl-{role}", resource_group_name=azure.group.name,
+                f"{name}-azure-{role}", resource_name_=self.names.identity(role), resource_group_name=azure.group.name,
                 location=azure.plan.write_region, opts=child).principal_id
             seen_admin: set[str] = set()
             for key in static.get(role, {}):
@@ -170,31 +178,33 @@ class Identities(pulumi.ComponentResource):
             depends: list[pulumi.Resource] = []
             member = members.get(role)
             if member is None:
-                account = gcp.serviceaccount.Account(f"{name}-gcp-{role}", account_id=f"mcrepl-{role}",
-                                                     display_name=f"mcrepl {role}", project=project, opts=child)
+                account = gcp.serviceaccount.Account(f"{name}-gcp-{role}", account_id=self.names.service_account(role),
+                                                     display_name=f"mcrepl {role} ({self.names.base})",
+                                                     project=project, opts=child)
                 depends.append(account)
             docs: dict[str, pulumi.Input[dict]] = {}
             for key, plain in static.get(role, {}).items():
-                bucket_name = plain["resource"].rsplit("/", 1)[-1]
-                doc = render_gcp(role, bucket_name, member=member, project=project) if member else plain
-                docs[key] = doc if member else self._doc("gcp", role, key)
+                dataset, at = key.split("@", 1)
+                ref = next(r for r in self.config.datasets[dataset].locations if r.at == at)
+                bucket_name = planned_name(self.config, self.names, dataset, ref)
+                doc = render_gcp(role, bucket_name, member=self.gcp_members[role], project=project,
+                                 prefix=self.names.custom_role_prefix())
+                docs[key] = self._doc("gcp", role, key)
                 grant_deps = list(depends)
-                custom = doc.get("customRole")
-                if custom:
-                    if custom["name"] not in custom_roles:
-                        custom_roles[custom["name"]] = gcp.projects.IAMCustomRole(
-                            f"{name}-gcp-custom-{role}", project=project,
-                            role_id=custom["name"].rsplit("/", 1)[-1], title=custom["title"],
-                            stage=custom["stage"], permissions=custom["includedPermissions"], opts=child)
-                    grant_deps.append(custom_roles[custom["name"]])
+                custom = doc["customRole"]
+                if custom["name"] not in custom_roles:
+                    custom_roles[custom["name"]] = gcp.projects.IAMCustomRole(
+                        f"{name}-gcp-custom-{role}", project=project,
+                        role_id=custom["name"].rsplit("/", 1)[-1], title=custom["title"],
+                        stage=custom["stage"], permissions=custom["includedPermissions"], opts=child)
+                grant_deps.append(custom_roles[custom["name"]])
                 for binding in doc["bindings"]:
                     for index, who in enumerate(binding["members"]):
                         gcp.storage.BucketIAMMember(
                             f"{name}-gcp-{role}-{_safe(key)}-{index}", bucket=buckets[bucket_name].name,
                             role=binding["role"], member=who,
                             opts=pulumi.ResourceOptions.merge(child, pulumi.ResourceOptions(depends_on=grant_deps)))
-            out[role] = {"member": member or f"serviceAccount:mcrepl-{role}@{project}.iam.gserviceaccount.com",
-                         "documents": docs}
+            out[role] = {"member": self.gcp_members[role], "documents": docs}
         self._outputs["gcp"] = out
 
     def outputs(self) -> dict[str, Any]:

@@ -11,7 +11,6 @@ as ``mcrepl iam render``), DNS write routing, and the stack outputs
 from __future__ import annotations
 
 import os
-import re
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -27,7 +26,9 @@ from .azure_replica import AzureReplica
 from .dns_failover import DnsFailover, WritePair, default_endpoint
 from .gcp_replica import GCS_KEY_NAME, GcpReplica, kms_location, retention_days
 from .identities import Identities
-from .topology import Topology, plan_topology
+from .naming import Names
+from .stack_settings import check_stack_settings, gcp_project
+from .topology import Topology, plan_topology, planned_name
 
 STACK_OUTPUT_FORMAT = "mcrepl-stack/1"
 NON_BLOCKING = frozenset({"warning", "warn", "info", "advisory"})
@@ -39,6 +40,7 @@ class Stack:
 
     config: McreplConfig
     topology: Topology
+    names: Names
     aws: dict[str, AwsReplica] = field(default_factory=dict)          # region → replica
     azure: AzureReplica | None = None
     gcp: dict[str, GcpReplica] = field(default_factory=dict)          # location → replica
@@ -71,57 +73,68 @@ def check_policies(config: McreplConfig, planned: dict[str, Any] | None = None) 
                           violations=blocking)
 
 
-def planned_outputs(config: McreplConfig) -> dict[str, Any]:
+def stack_names(config: McreplConfig, stack: str, project: str | None = None) -> Names:
+    """The stack's :class:`Names`; the cloud account ids go into global-name hashes."""
+    prov = config.provisioning
+    scope = "/".join(str(x or "") for x in (prov.aws.account_id, prov.azure.subscription_id,
+                                             prov.gcp.project or config.providers.gcs.project))
+    return Names(project or pulumi.get_project(), stack, scope)
+
+
+def kms_generation() -> str:
+    """``mcrepl:kmsGeneration`` (default ``1``): part of the key ring names; bump it to ``up``
+    a stack again after ``destroy`` (Cloud KMS key rings can never be deleted)."""
+    return pulumi.Config("mcrepl").get("kmsGeneration") or "1"
+
+
+def planned_outputs(config: McreplConfig, names: Names) -> dict[str, Any]:
     """The keys this program will create, named the way the stack outputs will name them.
 
-    AWS: the alias ``alias/mcrepl-REGION`` (needs ``provisioning.aws.account_id``);
-    GCS: ``projects/P/locations/L/keyRings/mcrepl-L/cryptoKeys/mcrepl-buckets``.
+    AWS: the stack's alias in the region (needs ``provisioning.aws.account_id``);
+    GCS: ``projects/P/locations/L/keyRings/RING/cryptoKeys/mcrepl-buckets``.
     """
     account = config.provisioning.aws.account_id
-    project = config.provisioning.gcp.project or config.providers.gcs.project
+    project = gcp_project(config)
     datasets: dict[str, dict[str, Any]] = {}
     for name, ds in config.datasets.items():
         for ref in ds.locations:
             key = ref.kms_key
             if key is None and ref.provider == "dynamodb" and account:
-                key = f"arn:aws:kms:{ref.region}:{account}:alias/mcrepl-{ref.region}"
+                key = f"arn:aws:kms:{ref.region}:{account}:{names.kms_alias(ref.region)}"
             elif key is None and ref.provider == "gcs":
                 key = (f"projects/{project}/locations/{kms_location(ref.region)}/keyRings/"
-                       f"mcrepl-{ref.region.lower()}/cryptoKeys/{GCS_KEY_NAME}")
+                       f"{names.key_ring(ref.region, kms_generation())}/cryptoKeys/{GCS_KEY_NAME}")
             if key:
                 datasets.setdefault(name, {})[ref.at] = {"kms_key": key}
     return {"format": STACK_OUTPUT_FORMAT, "datasets": datasets}
 
 
-def cosmos_account_name(config: McreplConfig, stack: str) -> str:
-    """``provisioning.azure.account_name`` or ``mcrepl-<stack>`` (lowercase, 3-44 chars)."""
-    name = config.provisioning.azure.account_name or f"mcrepl-{stack}"
-    return re.sub(r"[^a-z0-9-]", "-", name.lower())[:44].strip("-")
-
-
 def build(config: McreplConfig, stack: str) -> Stack:
     """Declare every resource for ``config`` and export the outputs; policy check first."""
-    check_policies(config, planned_outputs(config))
+    check_stack_settings(config)
+    names = stack_names(config, stack)
+    check_policies(config, planned_outputs(config, names))
     prov = config.provisioning
-    built = Stack(config, plan_topology(config))
+    built = Stack(config, plan_topology(config, names), names)
     for region, plans in built.topology.tables.items():
-        built.aws[region] = AwsReplica(f"aws-{region}", region, plans,
+        built.aws[region] = AwsReplica(f"aws-{region}", region, plans, alias=names.kms_alias(region),
                                        deletion_protection=prov.aws.deletion_protection)
-    account = cosmos_account_name(config, stack)
+    account = prov.azure.account_name or names.cosmos_account()
     if built.topology.cosmos is not None:
-        built.azure = AzureReplica("azure", built.topology.cosmos, resource_group=prov.azure.resource_group,
-                                   account_name=account, consistency=prov.azure.consistency,
-                                   automatic_failover=prov.azure.automatic_failover,
+        built.azure = AzureReplica("azure", built.topology.cosmos, prov.azure,
+                                   resource_group=prov.azure.resource_group or names.resource_group(),
+                                   account_name=account, identity_name=names.identity("cosmos-cmk"),
                                    rbac_only=config.providers.cosmos.auth == "aad")
-    project = prov.gcp.project or config.providers.gcs.project
+    project = gcp_project(config)
     gcp_provider = gcp.Provider("gcp", project=project) if built.topology.buckets else None
     days = retention_days(config.sync.tombstone_retention.total_seconds())
     for location, bucket_plans in built.topology.buckets.items():
         built.gcp[location] = GcpReplica(f"gcp-{location}", location, bucket_plans, project=project,
+                                         ring_name=names.key_ring(location, kms_generation()),
                                          noncurrent_days=days, provider=gcp_provider)
     stores = store_outputs(built, project)
     buckets = {n: b for g in built.gcp.values() for n, b in g.buckets.items()}
-    built.identities = Identities("identities", config, stores, aws_replicas=built.aws, azure=built.azure,
+    built.identities = Identities("identities", config, stores, names, aws_replicas=built.aws, azure=built.azure,
                                   gcp_buckets=buckets, gcp_project=project, gcp_provider=gcp_provider)
     _declare_dns(built, account)
     built.outputs = {**stores, "identities": built.identities.outputs(),
@@ -156,7 +169,8 @@ def _declare_dns(built: Stack, account: str) -> None:
         aws_provider = same_region.provider if same_region else \
             next((r.provider for r in built.aws.values()), None)
         group = built.azure.group.name if built.azure else None
-        built.dns[dataset] = DnsFailover(f"dns-{dataset}", pair, dns, aws_provider=aws_provider,
+        built.dns[dataset] = DnsFailover(f"dns-{dataset}", pair, dns, profile_name=built.names.traffic_manager(dataset),
+                                         aws_provider=aws_provider,
                                          resource_group=group)
 
 
@@ -178,7 +192,7 @@ def store_outputs(built: Stack, project: str) -> dict[str, Any]:
     for name, ds in config.datasets.items():
         entry: dict[str, Any] = {}
         for ref in ds.locations:
-            resource = config.target(name, ref.at).resource
+            resource = planned_name(config, built.names, name, ref)
             if ref.provider == "dynamodb":
                 detail: dict[str, Any] = dict(built.aws[ref.region].outputs()[resource])
             elif ref.provider == "cosmos":
@@ -191,7 +205,8 @@ def store_outputs(built: Stack, project: str) -> dict[str, Any]:
                 detail = dict(built.gcp[ref.region].outputs()[resource])
             entry[ref.at] = {"resource": resource, "region": ref.region, **detail}
         datasets[name] = entry
-    return {"format": STACK_OUTPUT_FORMAT, "providers": providers, "datasets": datasets}
+    return {"format": STACK_OUTPUT_FORMAT, "providers": providers, "datasets": datasets,
+            "name_prefix": built.names.custom_role_prefix()}
 
 
 def config_path(pulumi_config: pulumi.Config, base: Path) -> Path:

@@ -46,6 +46,8 @@ class RecordingMocks(Mocks):
 
     resources: list[Registered] = field(default_factory=list)
     calls: list[MockCallArgs] = field(default_factory=list)
+    #: (type, logical name) → (protect, retain_on_delete), recorded by a stack transformation
+    options: dict[tuple[str, str], tuple[bool, bool]] = field(default_factory=dict)
     provider_regions: dict[str, str] = field(default_factory=dict)
 
     def new_resource(self, args: MockResourceArgs) -> tuple[str, dict]:
@@ -142,8 +144,12 @@ def run_program(config: Any, stack: str = "test", mocks: RecordingMocks | None =
     pulumi.runtime.set_mocks(mocks, project="mcrepl", stack=stack, preview=False)
     result: dict[str, Any] = {}
 
+    def remember(args: pulumi.ResourceTransformationArgs) -> None:
+        mocks.options[(args.type_, args.name)] = (bool(args.opts.protect), bool(args.opts.retain_on_delete))
+
     @pulumi.runtime.test
     def _run() -> pulumi.Output:
+        pulumi.runtime.register_stack_transformation(remember)
         built = build(config, stack)
         result["stack"] = built
         return pulumi.Output.from_input(built.outputs).apply(lambda out: result.__setitem__("outputs", out))

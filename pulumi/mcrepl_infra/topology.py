@@ -1,9 +1,10 @@
 """From ``mcrepl.yaml`` to the list of stores to provision, without touching Pulumi.
 
 Pure functions: the components only turn these plans into resources, and tests can
-check the plan and the resources against each other. Names come from
-``McreplConfig.target`` so the tables, containers and buckets made here are exactly
-the ones the sync engine will open.
+check the plan and the resources against each other. Physical names come from
+:class:`~.naming.Names` (project + stack), or a location's explicit ``resource``; the
+stack outputs report them and ``mcrepl config from-stack`` writes them into the config,
+so the sync engine opens exactly what was made here.
 """
 
 from __future__ import annotations
@@ -11,7 +12,9 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 
 from mcrepl.adapters.base import ConfigError, KeySchema
-from mcrepl.orchestrator.config import McreplConfig
+from mcrepl.orchestrator.config import McreplConfig, ReplicaRef
+
+from .naming import Names
 
 
 @dataclass(frozen=True)
@@ -75,7 +78,18 @@ class Topology:
     buckets: dict[str, list[BucketPlan]] = field(default_factory=dict)   # GCS location → buckets
 
 
-def plan_topology(config: McreplConfig) -> Topology:
+def planned_name(config: McreplConfig, names: Names, dataset: str, ref: ReplicaRef) -> str:
+    """The physical table/container/bucket name of ``dataset`` at ``ref`` in this stack."""
+    if ref.resource:
+        return ref.resource
+    if ref.provider == "dynamodb":
+        return names.table(dataset)
+    if ref.provider == "cosmos":
+        return dataset            # inside the stack's own account
+    return names.bucket(dataset, ref.region)
+
+
+def plan_topology(config: McreplConfig, names: Names) -> Topology:
     """Group every dataset location by provider and region.
 
     Raises :class:`ConfigError` for what one stack cannot hold: Cosmos replicas in more than
@@ -87,16 +101,16 @@ def plan_topology(config: McreplConfig) -> Topology:
     containers: list[ContainerPlan] = []
     for name, ds in config.datasets.items():
         for ref in ds.locations:
-            target = config.target(name, ref.at)
+            physical = planned_name(config, names, name, ref)
             if ref.provider == "dynamodb":
                 topo.tables.setdefault(ref.region, []).append(
-                    TablePlan(name, ref.at, target.resource, ds.key_schema(), ref.kms_key))
+                    TablePlan(name, ref.at, physical, ds.key_schema(), ref.kms_key))
             elif ref.provider == "cosmos":
                 cosmos_regions.setdefault(ref.region, []).append(f"datasets.{name}")
-                containers.append(ContainerPlan(name, ref.at, target.resource, ref.kms_key))
+                containers.append(ContainerPlan(name, ref.at, physical, ref.kms_key))
             else:
                 topo.buckets.setdefault(ref.region, []).append(
-                    BucketPlan(name, ref.at, target.resource, ref.kms_key))
+                    BucketPlan(name, ref.at, physical, ref.kms_key))
     if len(cosmos_regions) > 1:
         where = "; ".join(f"{region}: {', '.join(paths)}" for region, paths in cosmos_regions.items())
         raise ConfigError(f"Cosmos replicas in {len(cosmos_regions)} regions ({where}); one stack "

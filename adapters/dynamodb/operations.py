@@ -1,0 +1,47 @@
+"""Every DynamoDB and DynamoDB Streams operation this adapter performs, for IAM.
+
+Names are IAM action names (``dynamodb:PutItem``); DynamoDB Streams calls are
+``dynamodb:`` actions too and are granted on the stream ARN, not the table's. Tables
+encrypted with a customer-managed KMS key also need KMS permissions: DynamoDB calls KMS
+on the caller's behalf (so the recording test never sees these calls), and the grants
+are limited to that use with ``kms:ViaService``.
+See https://docs.aws.amazon.com/amazondynamodb/latest/developerguide/encryption.usagenotes.html
+"""
+
+from __future__ import annotations
+
+from ..base.operations import Operation, OperationInventory
+
+#: methods that read or write items, so need the table's key when it is a customer's key
+_DATA = ("capture_changes", "current_cursor", "apply_batch", "purge_tombstones", "list_digests", "read")
+
+OPERATIONS = OperationInventory("dynamodb", "adapters/dynamodb/operations.py", (
+    Operation("dynamodb:DescribeTable", "table", ("ensure_ready", "capture_changes", "current_cursor", "create"),
+              note="ensure_ready checks key schema and stream; capture reads the stream ARN"),
+    Operation("dynamodb:CreateTable", "table", ("create",), note="only when the table is missing"),
+    Operation("dynamodb:DeleteTable", "table", ("drop",)),
+    Operation("dynamodb:Scan", "table", ("capture_changes", "list_digests", "purge_tombstones"),
+              note="capture's first pass and fallback; verify's digests; finding old tombstones"),
+    Operation("dynamodb:GetItem", "table", ("read",)),
+    Operation("dynamodb:PutItem", "table", ("apply_batch",), note="one conditional put per record"),
+    Operation("dynamodb:DeleteItem", "table", ("purge_tombstones",), note="conditional on the tombstone's version"),
+    Operation("dynamodb:BatchWriteItem", "table", ("write_native", "delete_native"),
+              note="the application's writes (seeding), never mcrepl's"),
+    Operation("dynamodb:DescribeStream", "stream", ("capture_changes", "current_cursor")),
+    Operation("dynamodb:GetShardIterator", "stream", ("capture_changes", "current_cursor")),
+    Operation("dynamodb:GetRecords", "stream", ("capture_changes", "current_cursor")),
+    Operation("kms:Decrypt", "key", _DATA, when="cmk",
+              note="DynamoDB decrypts the table key with the caller's permission"),
+    Operation("kms:DescribeKey", "key", (*_DATA, "create"), when="cmk"),
+    Operation("kms:CreateGrant", "key", ("create",), when="cmk",
+              note="creating a table under a customer key lets DynamoDB use the key"),
+))
+
+
+def call_name(service: str, operation: str) -> str:
+    """The IAM action of a botocore call (``dynamodbstreams`` calls are ``dynamodb:`` actions)."""
+    prefix = "dynamodb" if service in ("dynamodb", "dynamodbstreams", "dynamodb-streams") else service
+    return f"{prefix}:{operation}"
+
+
+__all__ = ["OPERATIONS", "call_name"]
