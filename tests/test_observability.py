@@ -103,7 +103,8 @@ def test_metrics_count_outcomes_lag_breaker_and_adapter_retries() -> None:
     gcs = {"dataset": "orders", "replica": "gcs:europe-west1"}
     assert metrics.value("mcrepl_replica_lag_seconds", **gcs) == 12.5
     assert metrics.value("mcrepl_replica_lag_changes", **gcs) == 40
-    assert metrics.value("mcrepl_breaker_state", **gcs) == 2
+    assert metrics.value("mcrepl_breaker_state", **gcs, mcrepl_breaker_state="half_open") == 1
+    assert metrics.value("mcrepl_breaker_state", **gcs, mcrepl_breaker_state="open") == 0
     assert metrics.value("mcrepl_breaker_transitions_total", **gcs, state="half_open") == 1
 
     calls = []

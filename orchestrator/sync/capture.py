@@ -29,6 +29,7 @@ from dataclasses import dataclass
 from mcrepl.adapters.base import (Change, Record, ReplicaAdapter, ReplicaTarget,
                                   meta_if_valid, tombstone_of)
 from mcrepl.orchestrator.hlc import HybridLogicalClock, wall_clock_ms
+from mcrepl.orchestrator.observability.sync_spans import CAPTURE_PAGE_SPAN, traced
 from mcrepl.orchestrator.state import StateStore
 from mcrepl.orchestrator.state.log import Head
 
@@ -73,6 +74,7 @@ class PageCapturer:
         pointer = self.state.primary(self.target.dataset, self.target.replica)
         return pointer.location == self.target.replica and pointer.epoch == self.epoch
 
+    @traced(*CAPTURE_PAGE_SPAN)
     def capture_page(self) -> CaptureResult:
         """Capture, stamp and durably log the next page; safe to call after any crash.
 

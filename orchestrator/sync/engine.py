@@ -20,6 +20,7 @@ from mcrepl.adapters import open_adapter
 from mcrepl.adapters.base import ConfigError, ReplicaAdapter, ReplicaTarget
 from mcrepl.orchestrator.config import McreplConfig
 from mcrepl.orchestrator.hlc import HybridLogicalClock
+from mcrepl.orchestrator.observability.sync_spans import DATASET_SPAN, PASS_SPAN, traced
 from mcrepl.orchestrator.state import StateStore
 from mcrepl.policies.routing import RecordRouter, passthrough
 
@@ -65,6 +66,7 @@ class SyncEngine:
 
     # -- public --------------------------------------------------------------------------
 
+    @traced(*PASS_SPAN)
     def run_once(self, dataset: str | None = None) -> SyncReport:
         """One pass over ``dataset`` (or every dataset): capture, then drain every lane.
 
@@ -107,6 +109,7 @@ class SyncEngine:
 
     # -- one dataset -----------------------------------------------------------------------
 
+    @traced(*DATASET_SPAN)
     def _run_dataset(self, name: str, report: SyncReport, bar: Any) -> None:
         ds = self.config.datasets[name]
         pointer = self.state.primary(name, ds.primary.at)

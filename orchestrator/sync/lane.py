@@ -15,10 +15,12 @@ from typing import Any, Callable
 from mcrepl.adapters.base import (ApplyOutcome, ApplyResult, McreplError, Record, ReplicaAdapter,
                                   ReplicaTarget)
 from mcrepl.orchestrator.hlc import HybridLogicalClock
+from mcrepl.orchestrator.observability.sync_spans import LANE_BATCH_SPAN, traced
 from mcrepl.orchestrator.state import ConflictRow, LogEntry, StateStore
 from mcrepl.policies.routing import RecordRouter
 
 from .merge import MergeFunction, merged_record
+from .status import lane_lag
 
 log = logging.getLogger("mcrepl.sync.lane")
 #: lane counter name → outcome label of ``mcrepl_changes_total`` (every rejected record is quarantined)
@@ -59,6 +61,7 @@ class LaneApplier:
         self.metrics = metrics
         self.audit = audit
 
+    @traced(*LANE_BATCH_SPAN)
     def apply_next(self, offset: int) -> BatchOutcome | None:
         """Apply the batch after ``offset``; ``None`` when the lane is at the log head."""
         ds, replica = self.target.dataset, self.target.replica
@@ -144,6 +147,7 @@ class LaneApplier:
             for outcome, n in counts.items():
                 if n:
                     self.metrics.changes(ds, replica, _METRIC_OUTCOME.get(outcome, outcome), n)
+            self.metrics.lane_progress(ds, replica, *lane_lag(self.state, ds, entries[-1].seq))
         if self.audit is not None:
             self.audit.append("batch", {"dataset": ds, "replica": replica, "first_seq": entries[0].seq,
                                         "last_seq": entries[-1].seq, "merged": merged, **counts})
