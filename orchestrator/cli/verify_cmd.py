@@ -10,9 +10,10 @@ from typing import Callable, Optional
 
 import typer
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TaskID, TextColumn, TimeElapsedColumn
-from rich.table import Table
+from rich.markup import escape
 
 from .common import EXIT_FOUND, ConfigOption, check_dataset, cli_errors, console, load, local_endpoints
+from .output import cell, make_table, printable
 
 
 class Output(str, enum.Enum):
@@ -45,18 +46,19 @@ def _print_report(report) -> None:  # type: ignore[no-untyped-def]
     status = "[green]clean[/]" if report.clean else f"[red]{report.divergent} divergent keys[/]"
     console.print(f"[bold]{report.dataset}[/]: {status} — {sum(report.keys.values())} digests in "
                   f"{report.seconds:.2f}s ({report.keys_per_second:,.0f} keys/s), reference {report.reference}")
-    table = Table("replica", "keys", "divergent", "by kind", "ranges compared")
+    table = make_table(("replica", "keys", "divergent", "by kind", "ranges compared"))
     for pair in report.pairs:
         kinds = ", ".join(f"{k}={n}" for k, n in sorted(pair.by_kind().items())) or "-"
-        table.add_row(pair.other, str(report.keys.get(pair.other, 0)), str(len(pair.divergences)), kinds,
-                      str(pair.ranges_compared))
+        table.add_row(*(cell(v) for v in (pair.other, report.keys.get(pair.other, 0), len(pair.divergences),
+                                          kinds, pair.ranges_compared)))
     console.print(table)
     for pair in report.pairs:
         for d in pair.divergences[:report.sample_size]:
             newer = f" (newer: {d.newer})" if d.newer else ""
-            console.print(f"  {d.kind.value:16} {d.key_id}  {d.reference} vs {d.other}{newer}", highlight=False)
+            console.print(escape(printable(f"  {d.kind.value:16} {d.key_id}  {d.reference} vs {d.other}{newer}")),
+                          highlight=False)
     for breach in report.breaches:
-        console.print(f"[red]threshold breached:[/] {breach}")
+        console.print(f"[red]threshold breached:[/] {escape(printable(breach))}")
 
 
 def register(app: typer.Typer) -> None:
@@ -68,7 +70,10 @@ def register(app: typer.Typer) -> None:
                replicas: Optional[str] = typer.Option(None, help="Comma-separated replicas to compare; the "
                                                       "first is the reference (default: primary, then replicas)."),
                output: Output = FormatOpt, namespace: str = NamespaceOpt,
-               alert: bool = typer.Option(True, help="Call the configured alert hook on a breach.")) -> None:
+               alert: bool = typer.Option(True, help="Call the configured alert hook on a breach."),
+               metrics_file: Optional[Path] = typer.Option(
+                   None, "--metrics-file", help="Also write the result as Prometheus text to this file (for "
+                   "node_exporter's textfile collector: divergent keys per replica, breach, run time).")) -> None:
         """Compare replicas by range digests; exit 1 when a divergence threshold is breached.
 
         Reports keys missing, extra, with different content, stale versions (and which side is
@@ -84,6 +89,12 @@ def register(app: typer.Typer) -> None:
                                               namespace=namespace, alert=alert,
                                               progress=_advance_task(bar, task)))
                 bar.remove_task(task)
+        if metrics_file is not None:
+            from mcrepl.orchestrator.observability.metrics import VerifyMetrics
+            exported = VerifyMetrics()
+            for r in reports:
+                exported.observe(r)
+            exported.write(str(metrics_file))
         if output is Output.json:
             console.print_json(json.dumps([r.to_dict() for r in reports]))
         else:
@@ -126,9 +137,10 @@ def register(app: typer.Typer) -> None:
         if not plan.actions:
             console.print(f"[green]{dataset}: nothing to repair[/] ({report.divergent} divergent keys)")
             return
-        table = Table("replica", "key", "write", "reason")
+        table = make_table(("replica", "key", "write", "reason"))
         for a in plan.actions[:200]:
-            table.add_row(a.replica, a.record.key.id, "tombstone" if a.record.tombstone else "record", a.reason)
+            table.add_row(cell(a.replica), cell(a.record.key.id), cell("tombstone" if a.record.tombstone else "record"),
+                          cell(a.reason))
         console.print(table)
         if len(plan.actions) > 200:
             console.print(f"… and {len(plan.actions) - 200} more")

@@ -39,12 +39,19 @@ DEFAULT_SENSITIVE_FIELDS: frozenset[str] = frozenset({
 _B64 = r"[A-Za-z0-9+/]"
 
 
+_WORDISH = re.compile(r"[A-Za-z][a-z]*(?:[A-Z][a-z]+)*[0-9]*|[a-z0-9]+")
+
+
 def _unless_hex(match: re.Match[str]) -> str:
-    """Keep hex digests and plain words; mask random-looking base64 (mixed case and a digit or +/)."""
+    """Keep hex digests, plain words and paths of words (``keyRings/finance/cryptoKeys/k``);
+    mask random-looking base64: mixed case with a digit or ``+`` (random base64 of 30+
+    characters lacks both with odds below one in a thousand)."""
     text = match.group(0)
     if re.fullmatch(r"[0-9a-fA-F]+", text):
         return text
-    if not (re.search(r"[a-z]", text) and re.search(r"[A-Z]", text) and re.search(r"[0-9+/]", text)):
+    if not (re.search(r"[a-z]", text) and re.search(r"[A-Z]", text) and re.search(r"[0-9+]", text)):
+        return text
+    if "/" in text and all(_WORDISH.fullmatch(part) for part in text.split("/") if part):
         return text
     return MASK
 

@@ -20,7 +20,7 @@ import pulumi
 import pulumi_gcp as gcp
 
 from mcrepl.adapters.base import ConfigError, PolicyError
-from mcrepl.orchestrator.config import McreplConfig, load_config
+from mcrepl.orchestrator.config import McreplConfig
 
 from .aws_replica import AwsReplica
 from .azure_replica import AzureReplica
@@ -228,6 +228,12 @@ def config_path(pulumi_config: pulumi.Config, base: Path) -> Path:
 
 
 def run(base: Path) -> Stack:
-    """Entry point for ``__main__.py``: read the stack config, load the file, build."""
-    config = load_config(config_path(pulumi.Config("mcrepl"), base))
+    """Entry point for ``__main__.py``: read the stack config, load and check the file, build.
+
+    The file passes the same validation as ``mcrepl validate`` and every command
+    (:func:`mcrepl.orchestrator.validation.load_checked`), with the keys this program is
+    about to create counted as present, before any resource is declared.
+    """
+    from mcrepl.orchestrator.validation import load_checked
+    config = load_checked(config_path(pulumi.Config("mcrepl"), base), stack_outputs=planned_outputs)
     return build(config, pulumi.get_stack())
