@@ -118,6 +118,9 @@ def write_report(report: dict[str, Any], report_dir: Path) -> tuple[Path, Path]:
     """Write ``report.json`` and ``report.html``; returns their paths."""
     from .html_report import render_html
 
+    from mcrepl.orchestrator.observability.redaction import redact
+
+    report = redact(report)       # step errors carry store messages; no credential reaches a file
     json_path = report_dir / "report.json"
     json_path.write_text(json.dumps(report, indent=2, sort_keys=False, default=str), encoding="utf-8")
     html_path = report_dir / "report.html"
