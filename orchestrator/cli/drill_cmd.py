@@ -6,7 +6,7 @@ import json
 import logging
 import time
 from pathlib import Path
-from typing import Optional
+from typing import Any, Optional
 
 import typer
 
@@ -75,7 +75,7 @@ def register(app: typer.Typer) -> None:
             fail(f"no drill files (*.yaml) in {directory}")
         with cli_errors():
             specs = [(path, load_drill(path)) for path in files]
-        rows = [{"file": str(path), "title": spec.title, "fault_mode": spec.fault_mode, "fencing": spec.fencing,
+        rows: list[dict[str, Any]] = [{"file": str(path), "title": spec.title, "fault_mode": spec.fault_mode, "fencing": spec.fencing,
                  "zero_loss": spec.zero_loss, "primary": spec.topology.primary,
                  "replicas": list(spec.topology.replicas)} for path, spec in specs]
         if output == "json":

@@ -114,7 +114,7 @@ def span(name: str, **attributes: Any) -> Iterator[SpanHandle]:
 
 def _has_attribute(inner: Any, key: str) -> bool:
     attributes = getattr(inner, "attributes", None)
-    return bool(attributes) and key in attributes
+    return attributes is not None and key in attributes
 
 
 def traced(name: str, before: Callable[..., Mapping[str, Any]] | None = None,
