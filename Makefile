@@ -15,7 +15,7 @@ DEMO_DIR  := $(CURDIR)/.mcrepl/demo
 DEMO_STATE := examples/.mcrepl
 SUDO      := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
 
-.PHONY: venv node java test typecheck demo clean distclean
+.PHONY: venv node java promtool test typecheck demo clean distclean
 
 ## venv: the Python environment (editable install with the pulumi, local, test and KMS keyring extras)
 venv: $(VENV)/.installed
@@ -35,9 +35,14 @@ java:
 	@command -v java >/dev/null 2>&1 || { $(SUDO) apt-get update && $(SUDO) apt-get install -y openjdk-17-jre-headless; }
 	@java -version 2>&1 | head -n 1
 
+## promtool: the alert rules in examples/prometheus are checked with promtool (Debian's prometheus package)
+promtool:
+	@command -v promtool >/dev/null 2>&1 || { $(SUDO) apt-get update && $(SUDO) apt-get install -y --no-install-recommends prometheus; }
+	@promtool --version 2>&1 | head -n 1
+
 ## test: the whole suite against the local emulators, on $(PYTEST_N) xdist workers
 ##       (a subset: make test PYTEST_ARGS=tests/test_localstack.py)
-test: venv node java
+test: venv node java promtool
 	@$(BIN)/pytest -n $(PYTEST_N) $(PYTEST_ARGS); rc=$$?; \
 	if [ $$rc -eq 5 ]; then echo "pytest collected no tests: treating that as a failure" >&2; fi; \
 	exit $$rc

@@ -33,23 +33,27 @@ WIDTH = "100"
 
 #: command path → exit codes, from orchestrator/cli/*.py (Click usage errors are always 2)
 EXIT_CODES: dict[str, str] = {
-    "mcrepl validate": "0 no violations; 1 violations found; 2 invalid config or policy section, "
-                       "unreadable `--stack-outputs`, unknown `--format`",
+    "mcrepl validate": "0 no violations; 1 rule violations found; 2 invalid config, credentials in the "
+                       "config, invalid policy section, unreadable `--stack-outputs`, unknown `--format`",
     "mcrepl sync": "0 every lane caught up (and with `--verify` the copies converged); 1 `--verify` found "
-                   "copies that still differ; 2 bad input (config, not exactly one of `--once`/`--schedule`, "
-                   "a primary the state contradicts); 3 a lane did not catch up (see `mcrepl status`), "
-                   "`sync.deadline` passed, or a store failed — checkpoints stay intact",
+                   "copies that still differ; 2 bad input (anything `mcrepl validate` finds, checked before "
+                   "any connection; not exactly one of `--once`/`--schedule`; a primary the state "
+                   "contradicts); 3 a lane did not catch up (see `mcrepl status`), `sync.deadline` passed, "
+                   "or a store failed — checkpoints stay intact",
     "mcrepl status": "0 printed; 2 bad config; 3 a store or state error",
-    "mcrepl verify": "0 no threshold breached; 1 a threshold breached; 2 bad input (config, dataset, "
-                     "replicas, local stack not running); 3 a store failed",
+    "mcrepl verify": "0 no threshold breached; 1 a threshold breached; 2 bad input (anything `mcrepl "
+                     "validate` finds, dataset, replicas, local stack not running); 3 a store failed",
     "mcrepl repair": "0 repaired and compared again: converged (or nothing to repair, or a dry run); "
-                     "1 copies still differ after the repair; 2 bad input; 3 a store failed",
+                     "1 copies still differ after the repair; 2 bad input (anything `mcrepl validate` finds); "
+                     "3 a store failed",
     "mcrepl failover": "see its sub-commands",
-    "mcrepl failover promote": "0 promoted (or already primary); 2 bad input, not confirmed, or refused "
-                               "(changes could not be drained and no `--force`); 3 a store failed",
+    "mcrepl failover promote": "0 promoted (or already primary); 2 bad input (anything `mcrepl validate` "
+                               "finds), not confirmed, or refused (the target is not ready and no `--force`); "
+                               "3 a store failed",
     "mcrepl drill": "see its sub-commands",
     "mcrepl drill run": "0 every threshold and the steady state held; 1 a threshold failed (the report "
-                        "names it); 2 bad drill file or config; 3 a store failed outside the drill's faults",
+                        "names it); 2 bad drill file, or a topology `mcrepl validate` would refuse; 3 a "
+                        "store failed outside the drill's faults",
     "mcrepl drill list": "0 listed; 2 no drill files, or one is invalid",
     "mcrepl drill report": "0 the drill passed; 1 it failed; 2 no report.json in the folder",
     "mcrepl local": "see its sub-commands",
@@ -57,7 +61,10 @@ EXIT_CODES: dict[str, str] = {
                        "`--services` name; 130 interrupted (everything it started is stopped)",
     "mcrepl local status": "0 every service up; 1 not running, or a service is down",
     "mcrepl local down": "0 always (safe to repeat)",
-    "mcrepl local seed": "0 written; 2 config error, unknown dataset, stack not running; 3 store error",
+    "mcrepl local create": "0 created (or already there); 2 anything `mcrepl validate` finds, unknown "
+                           "dataset, stack not running, a location not on the local stack; 3 store error",
+    "mcrepl local seed": "0 written; 2 anything `mcrepl validate` finds, unknown dataset, stack not running; "
+                         "3 store error",
     "mcrepl local peek": "0 printed; 2 config error, unknown dataset, stack not running; 3 store error",
     "mcrepl conflicts": "see its sub-commands",
     "mcrepl conflicts list": "0 printed; 2 bad config; 3 a store or state error",

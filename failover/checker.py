@@ -129,6 +129,10 @@ class Findings:
     divergent: int = 0
     lost_keys: list[str] = field(default_factory=list)
     resurrected_keys: list[str] = field(default_factory=list)
+    #: when each lost or resurrected write was made, and each unexpected write's version time
+    #: (unix seconds): the report's timeline draws them in red where they happened
+    lost_at: list[float] = field(default_factory=list)
+    unexpected_at: list[float] = field(default_factory=list)
     unexpected_keys: list[str] = field(default_factory=list)
     divergences: list[dict[str, Any]] = field(default_factory=list)
 
@@ -156,6 +160,7 @@ def analyse(ops: list[Op], final: Mapping[str, Record | None], snapshots: list[R
         if op.version in conflict_losers:
             f.lost += 1
             f.lost_keys.append(op.key)
+            f.lost_at.append(op.started)
             continue
         if reflected(op, record):
             continue
@@ -171,6 +176,7 @@ def analyse(ops: list[Op], final: Mapping[str, Record | None], snapshots: list[R
         else:
             f.lost += 1
             f.lost_keys.append(op.key)
+        f.lost_at.append(op.started)
     _final_versions(f, ops, final)
     if snapshots:
         first = snapshots[0]
@@ -216,3 +222,4 @@ def _final_versions(f: Findings, ops: list[Op], final: Mapping[str, Record | Non
         else:
             f.unexpected += 1
             f.unexpected_keys.append(key)
+            f.unexpected_at.append(meta.version.wall_ms / 1000)

@@ -1,8 +1,10 @@
 """A self-contained HTML drill report: inline CSS and an inline SVG timeline, no scripts, no links.
 
-The timeline has two panels sharing one time axis: acknowledged and failed writes per
-bucket (stacked bars), and each replica's lag in changes (lines). Vertical markers show
-faults, heals, promotions and failbacks. Below it: the verdict, the thresholds, the
+The timeline has two panels sharing one time axis: writes per bucket (stacked bars: green
+acknowledged and kept, orange failed or timed out — expected during a fault — and red
+acknowledged but lost, or unexpected in the final state), and each replica's lag in changes
+(lines). Vertical markers show faults, heals, promotions, failbacks and rejoins at the time
+they took effect; their labels are placed in rows so that none overlaps another. Below it: the verdict, the thresholds, the
 findings, the steady-state probes, divergences by key and kind, and the steps.
 """
 
@@ -16,6 +18,7 @@ TOP, PANEL_H, GAP, AXIS_H = 70, 170, 46, 34
 LINE_COLOURS = ("#1f77b4", "#ff7f0e", "#9467bd", "#8c564b")
 MARKERS = {"fault": ("#d62728", "6 4", "fault"), "heal": ("#2ca02c", "6 4", "heal"),
            "promote": ("#6a3d9a", "", "promote"), "failback": ("#1f5fbf", "", "failback"),
+           "rejoin": ("#00897b", "", "rejoin"),
            "stale_writer": ("#e377c2", "2 3", "stale writer"), "converged": ("#17becf", "2 3", "converged")}
 CSS = """
 body{font-family:system-ui,-apple-system,Segoe UI,Roboto,sans-serif;margin:24px;color:#222;max-width:1180px}
@@ -42,19 +45,18 @@ def _svg(report: dict[str, Any]) -> str:
     parts = [f'<svg xmlns="http://www.w3.org/2000/svg" width="{W}" height="{height}" viewBox="0 0 {W} {height}" '
              'role="img" aria-label="drill timeline">', '<rect width="100%" height="100%" fill="#fff"/>']
     # panel 1: writes per bucket
-    peak = max([w["ok"] + w["failed"] for w in writes] + [1])
-    parts += _panel(TOP, "writes per %gs (green: acknowledged, red: failed/timed out/fenced)" % bucket, peak)
+    peak = max([w["ok"] + w["failed"] + w.get("lost", 0) for w in writes] + [1])
+    parts += _panel(TOP, "writes per %gs (green: acknowledged and kept, orange: failed/timed out/fenced, "
+                    "red: acknowledged but lost, or unexpected)" % bucket, peak)
     bar_w = max(1.0, _x(bucket, t_max) - LEFT - 1)
     for w in writes:
-        x = _x(w["t"], t_max)
-        h_ok = PANEL_H * w["ok"] / peak
-        h_bad = PANEL_H * w["failed"] / peak
-        base = TOP + PANEL_H
-        if h_ok:
-            parts.append(f'<rect x="{x:.1f}" y="{base - h_ok:.1f}" width="{bar_w:.1f}" height="{h_ok:.1f}" fill="#4caf50"/>')
-        if h_bad:
-            parts.append(f'<rect x="{x:.1f}" y="{base - h_ok - h_bad:.1f}" width="{bar_w:.1f}" '
-                         f'height="{h_bad:.1f}" fill="#e53935"/>')
+        x, base = _x(w["t"], t_max), TOP + PANEL_H
+        for kind, colour in (("ok", "#4caf50"), ("failed", "#ff9800"), ("lost", "#c62828")):
+            h = PANEL_H * w.get(kind, 0) / peak
+            if h:
+                parts.append(f'<rect class="{kind}" x="{x:.1f}" y="{base - h:.1f}" width="{bar_w:.1f}" '
+                             f'height="{h:.1f}" fill="{colour}"/>')
+                base -= h
     # panel 2: lag lines
     lag_peak = max([s[1] for series in lag.values() for s in series] + [1])
     parts += _panel(top2, "replica lag (changes behind the primary's log)", lag_peak)
@@ -74,21 +76,46 @@ def _svg(report: dict[str, Any]) -> str:
         parts.append(f'<line x1="{x:.1f}" y1="{axis_y}" x2="{x:.1f}" y2="{axis_y + 5}" stroke="#444"/>'
                      f'<text x="{x:.1f}" y="{axis_y + 18}" font-size="11" text-anchor="middle">{t:g}s</text>')
         t += step
-    # event markers across both panels, labels staggered so neighbours don't overlap
-    for n, e in enumerate(ev for ev in events if ev["kind"] in MARKERS):
-        colour, dash, name = MARKERS[e["kind"]]
+    # event markers across both panels; each label takes the lowest row where it overlaps no other
+    marked = [e for e in events if e["kind"] in MARKERS]
+    for e, (x0, x1, row) in zip(marked, label_rows([_label(e) for e in marked],
+                                                    [_x(e["t"], t_max) for e in marked])):
+        colour, dash, _ = MARKERS[e["kind"]]
         x = _x(e["t"], t_max)
-        where = e["detail"].get("location", "")
         dash_attr = f' stroke-dasharray="{dash}"' if dash else ""
-        parts.append(f'<line x1="{x:.1f}" y1="{TOP - 8}" x2="{x:.1f}" y2="{axis_y}" stroke="{colour}" '
+        y = TOP - 12 - LABEL_ROW_H * row
+        parts.append(f'<line x1="{x:.1f}" y1="{y + 3}" x2="{x:.1f}" y2="{axis_y}" stroke="{colour}" '
                      f'stroke-width="1.5"{dash_attr}/>')
-        label = f"{name} {where.split(':')[-1] if where and where != 'all' else ''}".strip()
-        anchor, dx = ("end", -3) if x > W - 160 else ("start", 3)     # keep labels inside the chart
-        parts.append(f'<text x="{x + dx:.1f}" y="{TOP - 12 - 13 * (n % 3)}" font-size="11" fill="{colour}" '
-                     f'text-anchor="{anchor}">{escape(label)}</text>')
+        parts.append(f'<text class="marker" x="{x0:.1f}" y="{y}" font-size="11" fill="{colour}">'
+                     f'{escape(_label(e))}</text>')
     parts.append(f'<text x="{W / 2}" y="{height - 8}" font-size="12" text-anchor="middle">seconds since the drill '
                  'started</text></svg>')
     return "\n".join(parts)
+
+
+LABEL_ROW_H, CHAR_W, LABEL_ROWS = 13, 6.5, 4
+
+
+def _label(e: dict[str, Any]) -> str:
+    where = e["detail"].get("location", "")
+    return f"{MARKERS[e['kind']][2]} {where.split(':')[-1] if where and where != 'all' else ''}".strip()
+
+
+def label_rows(labels: list[str], xs: list[float]) -> list[tuple[float, float, int]]:
+    """(left, right, row) of each marker label: beside its marker (left of it near the right
+    edge), in the lowest row where it overlaps no label already placed; past the last row,
+    the row whose labels end furthest left."""
+    placed: list[list[tuple[float, float]]] = [[] for _ in range(LABEL_ROWS)]
+    out = []
+    for text, x in zip(labels, xs):
+        width = CHAR_W * len(text)
+        x0 = x - 3 - width if x + 3 + width > W - RIGHT else x + 3
+        x1 = x0 + width
+        free = [r for r in range(LABEL_ROWS) if all(x1 + 4 <= a or x0 >= b + 4 for a, b in placed[r])]
+        row = free[0] if free else min(range(LABEL_ROWS), key=lambda r: max(b for _, b in placed[r]))
+        placed[row].append((x0, x1))
+        out.append((x0, x1, row))
+    return out
 
 
 def _panel(top: float, title: str, peak: float) -> list[str]:

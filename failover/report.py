@@ -47,19 +47,26 @@ def evaluate_thresholds(spec: DrillSpec, findings: Findings) -> list[dict[str, A
     return out
 
 
-def _timeline(history: History, t0: float) -> dict[str, Any]:
-    writes: dict[int, dict[str, int]] = defaultdict(lambda: {"ok": 0, "failed": 0})
+def _timeline(history: History, t0: float, findings: Findings | None = None) -> dict[str, Any]:
+    """Writes per bucket (acknowledged, failed, and — from the findings — lost or unexpected),
+    lag samples and the events drawn as markers."""
+    writes: dict[int, dict[str, int]] = defaultdict(lambda: {"ok": 0, "failed": 0, "lost": 0})
     for op in history.ops():
         if op.writer != "app" and op.status != "ok":
             continue
         bucket = int((op.started - t0) / BUCKET_S)
         writes[bucket]["ok" if op.status == "ok" else "failed"] += 1
+    for at in [*(findings.lost_at if findings else []), *(findings.unexpected_at if findings else [])]:
+        bucket = max(0, int((at - t0) / BUCKET_S))
+        writes[bucket]["lost"] += 1            # an acknowledged write that did not survive, or a stray one
+        if writes[bucket]["ok"]:
+            writes[bucket]["ok"] -= 1
     lag: dict[str, list[list[float]]] = defaultdict(list)
     for at, location, changes, seconds in history.samples():
         lag[location].append([round(at - t0, 3), changes, seconds])
     events = [{"t": round(e.at - t0, 3), "kind": e.kind, "detail": e.detail} for e in history.events()
-              if e.kind in ("fault", "heal", "promote", "failback", "reconcile", "stale_writer", "converged",
-                            "healed", "error")]
+              if e.kind in ("fault", "heal", "promote", "failback", "rejoin", "reconcile", "stale_writer",
+                            "converged", "healed", "error")]
     return {"bucket_seconds": BUCKET_S,
             "writes": [{"t": round(b * BUCKET_S, 3), **counts} for b, counts in sorted(writes.items())],
             "lag": dict(lag), "events": events}
@@ -80,7 +87,7 @@ def build_report(spec: DrillSpec, topo: DrillTopology, history: History, finding
         "topology": {"dataset": topo.dataset, "namespace": topo.namespace, "primary": spec.topology.primary,
                      "replicas": spec.topology.replicas, "ack": spec.workload.ack},
         "findings": findings.to_dict(), "thresholds": thresholds, "steady_state": steady,
-        "reconciled": reconciled, "steps": steps, "timeline": _timeline(history, started),
+        "reconciled": reconciled, "steps": steps, "timeline": _timeline(history, started, findings),
     }
 
 
@@ -93,8 +100,8 @@ def summary(report: dict[str, Any]) -> str:
              f"timed out {f['timeouts']}, fenced {f['fenced']}",
              f"  lost {f['lost']}, recovered {f['recovered']}, resurrected {f['resurrected']}, "
              f"unexpected {f['unexpected']}, indeterminate landed {f['indeterminate_landed']}",
-             f"  RPO {_fmt(f['rpo_count'])} writes / {_fmt(f['rpo_seconds'])}s, RTO {_fmt(f['rto_seconds'])}s, "
-             f"convergence {_fmt(f['convergence_seconds'])}s, divergent keys {f['divergent']}"]
+             f"  {_rpo(f)}, RTO {_fmt(f['rto_seconds'], 's')}, "
+             f"convergence {_fmt(f['convergence_seconds'], 's')}, divergent keys {_divergent(f['divergent'])}"]
     for t in report["thresholds"]:
         if not t["passed"]:
             lines.append(f"  threshold {t['name']}: {_fmt(t['value'])} > {t['limit']} ({t['description']})")
@@ -114,14 +121,28 @@ def summary(report: dict[str, Any]) -> str:
     return "\n".join(lines)
 
 
-def _fmt(v: Any) -> str:
-    return "n/a" if v is None else str(v)
+def _fmt(v: Any, unit: str = "") -> str:
+    """A measured value with its unit, or ``not measured`` (never ``n/as``)."""
+    return "not measured" if v is None else f"{v}{unit}"
+
+
+def _rpo(f: dict[str, Any]) -> str:
+    if f["rpo_count"] is None:
+        return "RPO not measured (no promotion)"
+    return f"RPO {f['rpo_count']} writes / {_fmt(f['rpo_seconds'], 's')}"
+
+
+def _divergent(n: int) -> str:
+    return "unknown (verify never answered)" if n < 0 else str(n)
 
 
 def write_report(report: dict[str, Any], report_dir: Path) -> tuple[Path, Path]:
     """Write ``report.json`` and ``report.html``; returns their paths."""
     from .html_report import render_html
 
+    from mcrepl.orchestrator.observability.redaction import redact
+
+    report = redact(report)       # step errors carry store messages; no credential reaches a file
     json_path = report_dir / "report.json"
     json_path.write_text(json.dumps(report, indent=2, sort_keys=False, default=str), encoding="utf-8")
     html_path = report_dir / "report.html"

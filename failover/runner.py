@@ -273,12 +273,14 @@ def _failback(run: _Run, step: Failback) -> None:
     _reconcile(run, current)
 
 
-def _rejoin(run: _Run, step: Rejoin) -> None:
+def _rejoin(run: _Run, step: Rejoin, automatic: bool = False) -> None:
     current, epoch = run.pointer()
     if step.location == current:
         raise RuntimeError(f"rejoin: {step.location} is the primary; rejoin a demoted location")
     _wait_replicated(run, WaitReplicated(action="wait_replicated", timeout=step.timeout), only={step.location})
     _reconcile(run, step.location)
+    # marked when it has happened (caught up and reconciled), not when it was asked for
+    run.history.event("rejoin", location=step.location, automatic=automatic)
 
 
 def _rejoin_demoted(run: _Run) -> None:
@@ -296,8 +298,7 @@ def _rejoin_demoted(run: _Run) -> None:
     current, _ = run.pointer()
     for location in sorted(run.epochs_of):
         if location != current and location not in run.down:
-            run.history.event("rejoin", location=location, automatic=True)
-            _rejoin(run, Rejoin(action="rejoin", location=location, label="automatic rejoin"))
+            _rejoin(run, Rejoin(action="rejoin", location=location, label="automatic rejoin"), automatic=True)
 
 
 def _reconcile(run: _Run, old: str) -> None:

@@ -302,3 +302,31 @@ def load_drill(path: str | Path, overrides: dict[str, Any] | None = None) -> Dri
     return validate(DrillSpec, raw, path, docs="docs/failover.md",
                     fixes={"union_tag_invalid": "use one of the actions in docs/failover.md",
                            "union_tag_not_found": "add 'action:'"})
+
+def topology_findings(spec: DrillSpec, path: str | Path) -> list[Any]:
+    """What ``mcrepl validate`` would say of the drill's topology, pointed at the drill file.
+
+    A drill builds its own config from ``topology:`` (local profile, one dataset); the same
+    checks every command runs (:func:`mcrepl.orchestrator.validation.config_findings`) hold
+    for it, so a region typo or a residency breach stops the drill before any emulator or
+    proxy starts. Paths name the drill file: ``topology.replicas[1]``.
+    """
+    from mcrepl.orchestrator.config import McreplConfig
+    from mcrepl.orchestrator.validation import config_findings
+
+    topo = spec.topology
+    config = McreplConfig.model_validate({
+        "version": 1, "profile": "local",
+        "providers": {"dynamodb": {"endpoint": "local"}, "cosmos": {"endpoint": "local"},
+                      "gcs": {"endpoint": "local", "auth": "anonymous"}},
+        "datasets": {topo.dataset: {"kind": "document", "key": {"partition": "id"},
+                                    "primary": topo.primary, "replicas": list(topo.replicas)}}})
+    prefix = f"datasets.{topo.dataset}."
+    out = []
+    for finding in config_findings(config, path):
+        if finding.severity != "error":
+            continue
+        where = (finding.path or "").removeprefix(prefix)
+        out.append(finding.__class__(**{**finding.to_dict(), "path": f"topology.{where}" if where != finding.path
+                                        else finding.path}))
+    return out

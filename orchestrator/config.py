@@ -20,7 +20,7 @@ from pydantic import BaseModel, ConfigDict, Field, field_validator, model_valida
 from mcrepl.adapters.base import ConfigError, KeyAttribute, KeySchema, ReplicaTarget
 from mcrepl.policies.model import OrchestratorSpec, Policies, with_paths_from
 from mcrepl.orchestrator.provisioning import Provisioning
-from mcrepl.orchestrator.yaml_model import read_mapping, validate
+from mcrepl.orchestrator.yaml_model import LocatedValueError, read_mapping, validate
 
 PROVIDERS = ("dynamodb", "cosmos", "gcs")
 _DURATION = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*(ms|s|m|h|d)\s*$")
@@ -38,6 +38,50 @@ def parse_duration(text: str | int | float) -> timedelta:
 
 
 Duration = timedelta
+
+#: where each provider's credentials belong instead of the config file
+CREDENTIAL_HOME = {
+    "dynamodb": "the standard AWS chain: AWS_ACCESS_KEY_ID and AWS_SECRET_ACCESS_KEY, or a named profile "
+                "(providers.dynamodb.profile / AWS_PROFILE)",
+    "cosmos": "the environment variable named by providers.cosmos.key_env (default MCREPL_COSMOS_KEY), "
+              "or auth: aad",
+    "gcs": "Application Default Credentials: GOOGLE_APPLICATION_CREDENTIALS=/path/to/key.json or "
+           "'gcloud auth application-default login'",
+}
+_CONNECTION_STRING = re.compile(r"(?i)(^|;)\s*(AccountKey|SharedAccessKey|SharedAccessSignature|Password|"
+                                r"AccountEndpoint|DefaultEndpointsProtocol)\s*=")
+
+
+# scheme://anything-without-spaces@: urlparse misses a userinfo whose password holds a "/"
+_USERINFO = re.compile(r"^\s*[A-Za-z][A-Za-z0-9+.\-]*://[^\s@]*@")
+
+
+def credential_problem(value: str, home: str) -> LocatedValueError | None:
+    """Why ``value`` (an endpoint or URL from the config) carries a credential, or ``None``.
+
+    The message never repeats the value: it is the secret.
+    """
+    if _CONNECTION_STRING.search(value):
+        return LocatedValueError(
+            "holds a connection string (with its account key); the config must name only the endpoint",
+            fix=f"write just the account URL here (https://ACCOUNT.documents.azure.com:443/) and put the "
+                f"key in {home}")
+    if _USERINFO.match(value):
+        return LocatedValueError("holds credentials in the URL (user:password@host)",
+                                 fix=f"remove the user and password from the URL and put them in {home}")
+    return None
+
+
+def _check_endpoint(value: str | None, provider: str, key_env: str | None = None) -> str | None:
+    if value is None:
+        return value
+    home = CREDENTIAL_HOME[provider]
+    if key_env and provider == "cosmos":
+        home = f"the environment variable {key_env} (providers.cosmos.key_env), or auth: aad"
+    problem = credential_problem(value, home)
+    if problem is not None:
+        raise problem
+    return value
 
 
 class _Strict(BaseModel):
@@ -60,6 +104,11 @@ class DynamoDBSettings(_Strict):
     profile: str | None = None
     table_prefix: str = ""
 
+    @field_validator("endpoint")
+    @classmethod
+    def _no_credentials(cls, v: str | None) -> str | None:
+        return _check_endpoint(v, "dynamodb")
+
 
 class CosmosSettings(_Strict):
     """How to reach Cosmos DB: by account key (from an env var) or by Entra ID (``aad``)."""
@@ -72,6 +121,19 @@ class CosmosSettings(_Strict):
     #: except on the local emulator, which has no incremental change feed
     change_feed: Literal["auto", "on", "off"] = "auto"
 
+    @model_validator(mode="after")
+    def _no_credentials(self) -> "CosmosSettings":
+        try:
+            _check_endpoint(self.endpoint, "cosmos", self.key_env)
+        except LocatedValueError as exc:
+            exc.at = "endpoint"
+            raise
+        if not re.fullmatch(r"[A-Za-z_][A-Za-z0-9_]*", self.key_env):
+            raise LocatedValueError("is not an environment variable name (it names the variable that holds "
+                                    "the key, never the key itself)", at="key_env",
+                                    fix="write a variable name such as MCREPL_COSMOS_KEY and export the key in it")
+        return self
+
 
 class GCSSettings(_Strict):
     """How to reach Cloud Storage: ADC on real GCP, anonymous for the emulator."""
@@ -80,6 +142,11 @@ class GCSSettings(_Strict):
     project: str | None = None        # default: ADC's project on GCP, "mcrepl-local" on the emulator
     auth: Literal["adc", "anonymous"] = "adc"
     bucket_prefix: str = "mcrepl"
+
+    @field_validator("endpoint")
+    @classmethod
+    def _no_credentials(cls, v: str | None) -> str | None:
+        return _check_endpoint(v, "gcs")
 
 
 class Providers(_Strict):
@@ -132,6 +199,15 @@ class ReplicaRef(_Strict):
             raise ValueError(f"unknown provider {provider!r} in {v!r}; use one of {', '.join(PROVIDERS)}")
         return v
 
+    @model_validator(mode="after")
+    def _no_credentials(self) -> "ReplicaRef":
+        try:
+            _check_endpoint(self.endpoint, self.provider)
+        except LocatedValueError as exc:
+            exc.at = "endpoint"
+            raise
+        return self
+
     @property
     def provider(self) -> str:
         return self.at.split(":", 1)[0]
@@ -152,10 +228,14 @@ class Schedule(_Strict):
         if (self.every is None) == (self.cron is None):
             raise ValueError("give exactly one of 'every' (e.g. 30s) or 'cron' (e.g. '*/5 * * * *')")
         if self.cron is not None:
-            from croniter import croniter  # type: ignore[import-untyped]  # ships no type hints
-            if not croniter.is_valid(self.cron):
-                raise ValueError(f"{self.cron!r} is not a valid cron expression (5 fields: "
-                                 "minute hour day month weekday)")
+            # the parser `sync --schedule` uses: what passes here runs there
+            from apscheduler.triggers.cron import CronTrigger
+            try:
+                CronTrigger.from_crontab(self.cron, timezone="UTC")
+            except ValueError as exc:
+                raise LocatedValueError(f"{self.cron!r} is not a valid cron expression: {exc}", at="cron",
+                                        fix="write 5 fields: minute hour day month weekday, e.g. "
+                                            "'*/5 * * * *'") from None
         return self
 
 
@@ -201,11 +281,16 @@ class Dataset(_Strict):
     def _check(self) -> "Dataset":
         if self.kind == "document" and self.key is None:
             raise ValueError("a document dataset needs 'key: {partition: FIELD}'")
-        seen = {self.primary.at}
-        for r in self.replicas:
-            if r.at in seen:
-                raise ValueError(f"replica {r.at} is listed twice (or is also the primary)")
-            seen.add(r.at)
+        first: dict[str, int] = {}
+        for i, r in enumerate(self.replicas):
+            if r.at == self.primary.at:
+                raise LocatedValueError(f"{r.at} is the primary and is also listed as a replica",
+                                        at=f"replicas[{i}]",
+                                        fix=f"remove replicas[{i}]: the primary is never its own replica")
+            if r.at in first:
+                raise LocatedValueError(f"{r.at} is listed twice, as replicas[{first[r.at]}] and replicas[{i}]",
+                                        at=f"replicas[{i}]", fix=f"remove replicas[{i}]")
+            first[r.at] = i
         return self
 
     def key_schema(self) -> KeySchema:
@@ -237,7 +322,12 @@ class AlertHook(_Strict):
     @classmethod
     def _http(cls, v: str | None) -> str | None:
         if v is not None and not v.startswith(("http://", "https://")):
-            raise ValueError(f"webhook {v!r} must be an http(s) URL")
+            raise ValueError("webhook must be an http(s) URL")
+        if v is not None and _USERINFO.match(v):
+            raise LocatedValueError("holds credentials in the URL (user:password@host)",
+                                    fix="use a webhook URL without user and password (a receiver that needs "
+                                        "auth can be reached through 'command:' with the secret in its own "
+                                        "environment)")
         return v
 
 

@@ -17,6 +17,21 @@ from mcrepl.adapters.base import ConfigError
 M = TypeVar("M", bound=BaseModel)
 
 
+class LocatedValueError(ValueError):
+    """Raised by a model's validators to point below the field they validate.
+
+    ``at`` is appended to the error's location (``replicas[1]``, ``endpoint``) and ``fix``
+    becomes the error's fix, so a cross-field check can still name the exact list entry.
+    Pydantic keeps the original exception in the error's context, which is how
+    :func:`validate` finds them.
+    """
+
+    def __init__(self, message: str, *, at: str | None = None, fix: str | None = None) -> None:
+        super().__init__(message)
+        self.at = at
+        self.fix = fix
+
+
 def read_mapping(path: Path, *, example: str, top_keys: str) -> dict[str, Any]:
     """The YAML mapping in ``path``; ``example`` and ``top_keys`` phrase the fixes."""
     try:
@@ -42,17 +57,32 @@ def validate(model: type[M], raw: Mapping[str, Any], path: Path, *, docs: str,
     try:
         return model.model_validate(raw)
     except ValidationError as exc:
-        problems = [ConfigError(str(err["msg"]).removeprefix("Value error, "), file=str(path),
-                                path=_location(err["loc"]), fix=_fix(err, docs, fixes or {}))
-                    for err in exc.errors()]
+        problems = [_problem(err, path, docs, fixes or {}) for err in exc.errors()]
     if len(problems) == 1:
         raise problems[0]
     listing = "\n  ".join(str(p) for p in problems)
     raise ConfigError(f"{len(problems)} problems in {path}:\n  {listing}")
 
 
+def _problem(err: Any, path: Path, docs: str, fixes: Mapping[str, str]) -> ConfigError:
+    located = (err.get("ctx") or {}).get("error")
+    where = _location(err["loc"])
+    if isinstance(located, LocatedValueError):
+        if located.at:
+            where = f"{where}{'' if located.at.startswith('[') or not where else '.'}{located.at}"
+        return ConfigError(str(located), file=str(path), path=where or None, fix=located.fix)
+    return ConfigError(str(err["msg"]).removeprefix("Value error, "), file=str(path), path=where or None,
+                       fix=_fix(err, docs, fixes))
+
+
 def _location(loc: tuple) -> str:
-    return ".".join(str(p) for p in loc if not str(p).startswith("function-"))
+    """``('datasets', 'people', 'replicas', 1)`` → ``datasets.people.replicas[1]``."""
+    out = ""
+    for part in loc:
+        if str(part).startswith("function-"):
+            continue
+        out += f"[{part}]" if isinstance(part, int) else (f".{part}" if out else str(part))
+    return out
 
 
 def _fix(err: Mapping[str, Any], docs: str, extra: Mapping[str, str]) -> str | None:

@@ -41,9 +41,16 @@ def test_example_config_loads_and_resolves_targets() -> None:
     ("datasets:\n  c:\n    primary: dynamodb:x\n    replicas: [gcs:eu]\n    key: {partition: id}\n"
      "    schedule: {every: 5x}\n", "datasets.c.schedule.every", "not a duration"),
     ("datasets:\n  c:\n    primary: dynamodb:x\n    replicas: [gcs:eu]\n    key: {partition: id}\n"
-     "    schedule: {cron: 'every day'}\n", "datasets.c.schedule", "not a valid cron"),
-    ("datasets:\n  c:\n    primary: dynamodb:x\n    replicas: [dynamodb:x]\n    key: {partition: id}\n",
-     "datasets.c", "listed twice"),
+     "    schedule: {cron: 'every day'}\n", "datasets.c.schedule.cron", "not a valid cron"),
+    # croniter accepted six fields (seconds); APScheduler, which runs the schedule, refuses them
+    ("datasets:\n  c:\n    primary: dynamodb:x\n    replicas: [gcs:eu]\n    key: {partition: id}\n"
+     "    schedule: {cron: '*/5 * * * * *'}\n", "datasets.c.schedule.cron", "expected 5"),
+    ("datasets:\n  c:\n    primary: dynamodb:x\n    replicas: [gcs:eu, dynamodb:x]\n    key: {partition: id}\n",
+     "datasets.c.replicas[1]", "is the primary and is also listed as a replica"),
+    ("datasets:\n  c:\n    primary: dynamodb:x\n    replicas: [gcs:eu, dynamodb:y, gcs:eu]\n"
+     "    key: {partition: id}\n", "datasets.c.replicas[2]", "listed twice, as replicas[0] and replicas[2]"),
+    ("datasets:\n  c:\n    primary: dynamodb:x\n    replicas: [gcs:eu, {at: 'dynamodb:y', endpoint: 5}]\n"
+     "    key: {partition: id}\n", "datasets.c.replicas[1].endpoint", "valid string"),
     ("datasets:\n  c:\n    primary: dynamodb:x\n    replicas: [gcs:eu]\n    key: {partition: id}\n"
      "sync: {tombstone_retention: 1d, max_replica_outage: 2d}\n", "sync", "resurrect"),
 ])
@@ -53,6 +60,28 @@ def test_errors_name_file_path_and_fix(tmp_path: Path, body: str, path: str, wor
         load_config(cfg)
     text = str(info.value)
     assert f"{cfg}:{path}:" in text and words in text
+
+
+@pytest.mark.parametrize("providers, path, variable", [
+    ({"cosmos": {"endpoint": "AccountEndpoint=https://acc.documents.azure.com:443/;AccountKey=c2VjcmV0a2V5"}},
+     "providers.cosmos.endpoint", "MCREPL_COSMOS_KEY"),
+    ({"cosmos": {"endpoint": "AccountEndpoint=https://a.documents.azure.com:443/;AccountKey=x", "key_env": "K2"}},
+     "providers.cosmos.endpoint", "K2"),
+    ({"dynamodb": {"endpoint": "https://AKIAIOSFODNN7EXAMPLE:wJalrXUtnFEMI/K7MDENG/bPxRfiCY@dynamodb.example.com"}},
+     "providers.dynamodb.endpoint", "AWS_SECRET_ACCESS_KEY"),
+    ({"gcs": {"endpoint": "https://user:pw@storage.example.com"}}, "providers.gcs.endpoint",
+     "GOOGLE_APPLICATION_CREDENTIALS"),
+])
+def test_credentials_in_endpoints_are_refused_naming_the_variable(tmp_path: Path, providers: dict, path: str,
+                                                                   variable: str) -> None:
+    body = {"providers": providers, "datasets": {"cc": {"primary": "dynamodb:eu-west-1", "replicas": ["gcs:eu"],
+                                                        "key": {"partition": "id"}}}}
+    cfg = write(tmp_path, yaml.safe_dump(body))
+    with pytest.raises(ConfigError) as info:
+        load_config(cfg)
+    text = str(info.value)
+    assert f"{cfg}:{path}:" in text and variable in text
+    assert "AccountKey=" not in text and "pw@" not in text and "wJalr" not in text, "the secret is not repeated"
 
 
 def test_yaml_syntax_error_names_the_line(tmp_path: Path) -> None:

@@ -52,7 +52,7 @@ def test_bad_action_and_fence_mode_mismatch_are_explained(tmp_path: Path) -> Non
                             "method: [{action: explode}]\n")
     with pytest.raises(ConfigError) as err:
         load_drill(path)
-    assert "method.0" in str(err.value) and "fix:" in str(err.value)
+    assert "drill.yaml:method[0]:" in str(err.value) and "fix:" in str(err.value)
     path = _write(tmp_path, "title: t\nfault_mode: fence\ntopology: {primary: 'dynamodb:a', replicas: ['gcs:b']}\n"
                             "method: [{action: fault, location: 'gcs:b', mode: blackhole}]\n")
     with pytest.raises(ConfigError, match="fault_mode is 'fence'"):
@@ -169,3 +169,62 @@ def test_without_fencing_capture_replicates_the_split_brain_write(tmp_path: Path
     engine.run_once("acct")
     assert _live(b, "zombie")                                # no guard: the stale-epoch write spreads
     engine.close()
+
+
+# -- the report ------------------------------------------------------------------------------
+
+def _report(**findings: object) -> dict:
+    from mcrepl.failover.checker import Findings
+    f = Findings(attempted=10, acknowledged=8, failed=2, lost=1, lost_keys=["k1"], **findings)  # type: ignore[arg-type]
+    events = [{"t": 2.0, "kind": "fault", "detail": {"location": "dynamodb:eu-west-1"}},
+              {"t": 2.1, "kind": "promote", "detail": {"location": "dynamodb:eu-central-1"}},
+              {"t": 2.2, "kind": "heal", "detail": {"location": "all"}},
+              {"t": 2.3, "kind": "rejoin", "detail": {"location": "dynamodb:eu-west-1"}},
+              {"t": 9.5, "kind": "failback", "detail": {"location": "dynamodb:eu-west-1"}}]
+    return {"title": "t", "description": "", "fault_mode": "proxy", "fencing": True, "zero_loss": False,
+            "passed": False, "error": None, "started_at": "2026-11-25T00:00:00Z", "seconds": 10.0,
+            "topology": {"dataset": "d", "namespace": "n", "primary": "dynamodb:eu-west-1",
+                         "replicas": ["dynamodb:eu-central-1"], "ack": "primary"},
+            "findings": f.to_dict(), "thresholds": [], "steady_state": {}, "reconciled": [], "steps": [],
+            "timeline": {"bucket_seconds": 0.5, "lag": {},
+                         "writes": [{"t": 1.0, "ok": 3, "failed": 0, "lost": 0},
+                                    {"t": 1.5, "ok": 1, "failed": 2, "lost": 1}], "events": events}}
+
+
+def test_lost_writes_are_red_markers_include_rejoin_and_labels_never_overlap() -> None:
+    import re as _re
+    from mcrepl.failover.html_report import render_html
+    html = render_html(_report())
+    assert _re.search(r'<rect class="lost"[^>]*fill="#c62828"', html), "a lost write is drawn red"
+    assert _re.search(r'<rect class="ok"[^>]*fill="#4caf50"', html)
+    assert 'class="failed"' in html and "#ff9800" in html, "failed (never acknowledged) writes are not red"
+    labels = _re.findall(r'<text class="marker" x="([\d.]+)" y="([\d.]+)"[^>]*>([^<]+)</text>', html)
+    assert [t for _, _, t in labels] == ["fault eu-west-1", "promote eu-central-1", "heal", "rejoin eu-west-1",
+                                         "failback eu-west-1"]
+    boxes = [(float(x), float(x) + 6.5 * len(t), y) for x, y, t in labels]
+    for i, (a0, a1, ay) in enumerate(boxes):
+        for b0, b1, by in boxes[i + 1:]:
+            assert ay != by or a1 + 4 <= b0 or b1 + 4 <= a0, f"labels overlap: {labels}"
+
+
+def test_summary_says_not_measured_rather_than_n_a() -> None:
+    from mcrepl.failover.report import summary
+    text = summary(_report())
+    assert "n/a" not in text and "RPO not measured (no promotion)" in text and "RTO not measured" in text
+    assert "RPO 3 writes / 1.5s" in summary(_report(rpo_count=3, rpo_seconds=1.5))
+
+
+def test_the_timeline_counts_lost_writes_where_they_were_made(tmp_path: Path) -> None:
+    import time as _time
+    from mcrepl.failover.checker import Findings
+    from mcrepl.failover.history import History
+    from mcrepl.failover.report import _timeline
+    history = History(tmp_path / "history.sqlite")
+    t0 = _time.time()
+    for key in ("a", "b", "c"):
+        history.finish(history.attempt("app", "put", key, None, None, 1, None, "x"), "ok")
+    lost_at = history.ops()[1].started
+    timeline = _timeline(history, t0, Findings(lost=1, lost_keys=["b"], lost_at=[lost_at]))
+    history.close()
+    (bucket,) = timeline["writes"]
+    assert (bucket["ok"], bucket["lost"]) == (2, 1), "the lost write moves from green to red in its own bucket"

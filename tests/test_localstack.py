@@ -305,3 +305,49 @@ def test_endpoints_from_the_environment_win_over_the_stack_file(monkeypatch: pyt
     monkeypatch.setenv("MCREPL_LOCAL_ENDPOINTS", "dynamodb=http://x")
     with pytest.raises(ConfigError, match="MCREPL_LOCAL_ENDPOINTS"):
         read_endpoints(tmp_path)
+
+
+def test_up_restarts_only_the_dead_service_and_says_what_its_restart_lost(tmp_path: Path) -> None:
+    up = run_cli("up", "--services", "dynamodb,gcs", local_dir=tmp_path)
+    assert up.returncode == 0, up.stderr
+    try:
+        before = recorded_refs(tmp_path)
+        os.killpg(before["dynamodb"].pgid, signal.SIGKILL)
+        assert wait_gone([before["dynamodb"]]) == []
+        again = run_cli("up", "--services", "dynamodb,gcs", local_dir=tmp_path)
+        assert again.returncode == 0, again.stderr
+        after = recorded_refs(tmp_path)
+        assert after["gcs"] == before["gcs"], "the healthy service is left running, data and all"
+        assert after["dynamodb"].pid != before["dynamodb"].pid
+        assert "restarted dynamodb" in again.stderr and "in memory" in again.stderr
+        assert "left running untouched: gcs" in again.stderr
+        assert "gcs" not in again.stderr.split("restarted", 1)[1].split("\n")[0]
+        assert isinstance(SDK_CHECKS["dynamodb"](read_endpoints(tmp_path)["dynamodb"]), list)
+    finally:
+        run_cli("down", local_dir=tmp_path)
+
+
+def test_cli_create_makes_every_location_empty_and_refuses_real_clouds(tmp_path: Path) -> None:
+    config = tmp_path / "mcrepl.yaml"
+    config.write_text(SEED_CONFIG)
+    local = tmp_path / "local"
+    assert run_cli("up", local_dir=local).returncode == 0
+    try:
+        made = run_cli("create", "-c", str(config), "--dataset", "people", local_dir=local)
+        assert made.returncode == 0, made.stderr
+        for location in ("dynamodb:eu-west-1", "cosmos:westeurope", "gcs:europe-west1"):
+            assert f"ready: people at {location}" in made.stdout
+        peek = run_cli("peek", "-c", str(config), "--dataset", "people", "--format", "json", local_dir=local)
+        assert peek.returncode == 0, peek.stderr
+        assert [(p["replica"], p["count"], p["missing"]) for p in json.loads(peek.stdout)] == [
+            ("dynamodb:eu-west-1", 0, False), ("cosmos:westeurope", 0, False), ("gcs:europe-west1", 0, False)]
+        assert run_cli("create", "-c", str(config), local_dir=local).returncode == 0, "creating twice is a no-op"
+        cloud = tmp_path / "cloud.yaml"
+        cloud.write_text(SEED_CONFIG.replace("profile: local", "profile: cloud")
+                         .replace("dynamodb: {endpoint: local}",
+                                  "dynamodb: {endpoint: 'https://dynamodb.eu-west-1.amazonaws.com'}")
+                         .replace("cosmos:westeurope, ", ""))
+        refused = run_cli("create", "-c", str(cloud), local_dir=local)
+        assert refused.returncode == 2 and "dynamodb:eu-west-1 is not on the local stack" in refused.stderr
+    finally:
+        run_cli("down", local_dir=local)

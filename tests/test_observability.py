@@ -103,7 +103,8 @@ def test_metrics_count_outcomes_lag_breaker_and_adapter_retries() -> None:
     gcs = {"dataset": "orders", "replica": "gcs:europe-west1"}
     assert metrics.value("mcrepl_replica_lag_seconds", **gcs) == 12.5
     assert metrics.value("mcrepl_replica_lag_changes", **gcs) == 40
-    assert metrics.value("mcrepl_breaker_state", **gcs) == 2
+    assert metrics.value("mcrepl_breaker_state", **gcs, mcrepl_breaker_state="half_open") == 1
+    assert metrics.value("mcrepl_breaker_state", **gcs, mcrepl_breaker_state="open") == 0
     assert metrics.value("mcrepl_breaker_transitions_total", **gcs, state="half_open") == 1
 
     calls = []
@@ -285,3 +286,53 @@ def test_cli_audit_verify_and_show(tmp_path: Path) -> None:
     assert bad.exit_code == 1 and "seq 1" in bad.output
     missing = runner.invoke(app, ["audit", "verify", "--state-dir", str(tmp_path / "nope")])
     assert missing.exit_code == 2 and "no audit trail" in missing.output
+
+
+def test_series_exist_from_the_start_and_readyz_follows_passes_and_breakers() -> None:
+    import json as _json
+    from types import SimpleNamespace
+    metrics = SyncMetrics()
+    metrics.prepare({"orders": ["dynamodb:eu-west-1", "gcs:europe-west1"]}, ["dynamodb", "gcs"],
+                    [{"dataset": "orders", "replica": "gcs:europe-west1", "lag_seconds": 42.0, "lag_changes": 7,
+                      "breaker": "closed"}])
+    metrics.schedule({"orders": 30.0}, grace_s=60)
+    server = metrics.serve(0)
+    base = server.url.removesuffix("/metrics")
+
+    def get(path: str) -> tuple[int, str]:
+        try:
+            with urllib.request.urlopen(base + path, timeout=5) as resp:
+                return resp.status, resp.read().decode()
+        except urllib.error.HTTPError as err:
+            return err.code, err.read().decode()
+
+    try:
+        body = get("/metrics")[1]
+        for outcome in ("applied", "quarantined", "withheld"):
+            assert (f'mcrepl_changes_total{{dataset="orders",outcome="{outcome}",replica="gcs:europe-west1"}} 0.0'
+                    in body), "counters are created at zero before any change"
+        assert 'mcrepl_retries_total{provider="gcs"} 0.0' in body
+        assert 'mcrepl_last_success_timestamp_seconds{dataset="orders"} 0.0' in body
+        assert 'mcrepl_replica_lag_changes{dataset="orders",replica="gcs:europe-west1"} 7.0' in body, \
+            "lag comes from the state file at start, not a hopeful zero"
+        assert get("/healthz") == (200, "ok\n")
+        status, text = get("/readyz")
+        assert status == 503 and "first pass not finished" in _json.loads(text)["problems"][0]
+
+        lane = SimpleNamespace(caught_up=True)
+        ds = SimpleNamespace(capture_error=None, lanes={"gcs:europe-west1": lane}, captured=3)
+        metrics.observe_pass(SimpleNamespace(datasets={"orders": ds}, seconds=0.5), None, ["orders"])
+        assert get("/readyz")[0] == 200
+        assert metrics.value("mcrepl_last_success_timestamp_seconds", dataset="orders") > 0
+        assert metrics.value("mcrepl_passes_total", dataset="orders", outcome="ok") == 1
+
+        metrics.breaker("orders", "gcs:europe-west1", "open")
+        status, text = get("/readyz")
+        assert status == 503 and "circuit breaker open" in text
+        metrics.breaker("orders", "gcs:europe-west1", "closed")
+        lane.caught_up = False
+        metrics.observe_pass(SimpleNamespace(datasets={"orders": ds}, seconds=0.5), None, ["orders"])
+        assert metrics.value("mcrepl_passes_total", dataset="orders", outcome="not_caught_up") == 1
+        assert get("/readyz")[0] == 200, "ready: a pass ran within its period and no breaker is open"
+    finally:
+        server.stop()

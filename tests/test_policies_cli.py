@@ -15,6 +15,16 @@ ROOT = Path(__file__).resolve().parent.parent
 runner = CliRunner()
 
 
+def _rule(line: str) -> str:
+    """The rule id at the end of a finding line ``file:path: why (fix: …) [rule-id]``."""
+    return line.rsplit("[", 1)[1].rstrip("]")
+
+
+def _where(line: str) -> str:
+    """The ``file:path`` a finding line starts with, without the file's folder."""
+    return line.split(": ", 1)[0].rsplit("/", 1)[-1]
+
+
 def _write(tmp_path: Path, data: dict) -> Path:
     path = tmp_path / "mcrepl.yaml"
     path.write_text(yaml.safe_dump(data))
@@ -26,10 +36,9 @@ def test_example_config_validates_clean_and_bad_residency_is_refused() -> None:
     assert ok.exit_code == 0, ok.output
     bad = runner.invoke(app, ["validate", str(ROOT / "examples" / "bad-residency.yaml")])
     assert bad.exit_code == 1
-    line = next(l for l in bad.stdout.splitlines() if l.startswith("residency."))
-    rule, resource = line.split()[:2]
-    assert (rule, resource) == ("residency.classification",
-                                f"{ROOT / 'examples' / 'bad-residency.yaml'}:customers@dynamodb:us-east-1")
+    line = next(l for l in bad.stdout.splitlines() if "residency." in l)
+    assert _rule(line) == "residency.classification"
+    assert _where(line) == "bad-residency.yaml:datasets.customers.replicas[1]", "file and path of the replica"
     assert "(fix: " in line
 
 
@@ -58,7 +67,8 @@ def test_a_cmk_in_another_region_is_refused(tmp_path: Path) -> None:
         "policies": {"encryption": {"at_rest": "cmk_required"}}})
     out = runner.invoke(app, ["validate", str(config)])
     assert out.exit_code == 1
-    assert [l.split()[:2] for l in out.stdout.splitlines()] == [["encryption.at-rest-cmk", f"{config}:tt@dynamodb:eu-west-1"]]
+    assert [(_rule(l), _where(l)) for l in out.stdout.splitlines()] == [
+        ("encryption.at-rest-cmk", "mcrepl.yaml:datasets.tt.primary")]
 
 
 def test_stack_outputs_supply_keys_and_are_linted(tmp_path: Path) -> None:
@@ -74,9 +84,10 @@ def test_stack_outputs_supply_keys_and_are_linted(tmp_path: Path) -> None:
         "identities": {"gcp": {"bindings": [{"role": "roles/storage.admin", "members": ["user:x@example.com"]}]}}}))
     out = runner.invoke(app, ["validate", str(config), "--stack-outputs", str(outputs)])
     assert out.exit_code == 1
-    assert [l.split()[0] for l in out.stdout.splitlines()] == ["iam.gcp-admin-role"]
+    assert [(_rule(l), _where(l)) for l in out.stdout.splitlines()] == [
+        ("iam.gcp-admin-role", "outputs.json:identities.gcp")]
     without = runner.invoke(app, ["validate", str(config)])
-    assert sorted(l.split()[0] for l in without.stdout.splitlines()) == ["encryption.at-rest-cmk"] * 2
+    assert sorted(_rule(l) for l in without.stdout.splitlines()) == ["encryption.at-rest-cmk"] * 2
 
 
 def test_config_errors_are_printed_as_load_config_reports_them_with_exit_2(tmp_path: Path) -> None:

@@ -42,8 +42,8 @@ def test_validate_refuses_an_undeclared_classification_with_file_path_and_fix(tm
     code, output, path = _validate(tmp_path, {"datasets": {"customers": {**CUSTOMERS, "classification": "pii-typo"}},
                                               "policies": {"residency": {"classes": {"pii": ["EU"]}}}})
     assert code == 1
-    line = next(l for l in output.splitlines() if l.startswith("residency.classification-declared"))
-    assert f"{path}:datasets.customers.classification" in line
+    line = next(l for l in output.splitlines() if l.endswith("[residency.classification-declared]"))
+    assert line.startswith(f"{path}:datasets.customers.classification: ")
     assert "pii-typo" in line and "(fix: did you mean 'pii'? declare it" in line
 
 
@@ -64,8 +64,8 @@ def test_validate_refuses_an_eastus_failover_region_for_eu_data(tmp_path: Path) 
         "policies": {"residency": {"classes": {"pii": ["EU"]}}},
         "provisioning": {"azure": {"failover_regions": ["northeurope", "eastus"]}}})
     assert code == 1
-    lines = [l for l in output.splitlines() if l.startswith("residency.cosmos-failover")]
-    assert len(lines) == 1 and f"{path}:provisioning.azure.failover_regions[1]" in lines[0]
+    lines = [l for l in output.splitlines() if l.endswith("[residency.cosmos-failover]")]
+    assert len(lines) == 1 and lines[0].startswith(f"{path}:provisioning.azure.failover_regions[1]: ")
     assert "eastus" in lines[0] and "(fix: remove eastus" in lines[0]
 
 

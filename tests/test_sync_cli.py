@@ -59,3 +59,22 @@ def test_scheduler_has_one_non_overlapping_job_per_dataset(tmp_path: Path) -> No
     (job,) = scheduler.get_jobs()
     assert job.id == "sync:customers" and job.max_instances == 1 and job.coalesce is True
     assert job.trigger.interval.total_seconds() == 1.0
+
+
+def test_piped_tables_show_every_cell_whole_and_escape_control_characters(tmp_path: Path) -> None:
+    """``mcrepl status -c … | cat``: no 80-column squeeze, no cut error text, ``\\r`` shown as ``\\r``."""
+    import subprocess
+    import sys
+    config_file = tmp_path / "mcrepl.yaml"
+    config_file.write_text(yaml.safe_dump(raw_config(tmp_path)))
+    config = make_config(tmp_path)
+    state = StateStore(Path(config.state_dir) / "state.db")
+    error = "UnavailableError: " + " ".join(f"word{i}" for i in range(60)) + " bad\rcr\x1b[31m"
+    state.lanes.record_failure("customers", GCS, error, opened=True)
+    done = subprocess.run([sys.executable, "-m", "mcrepl.orchestrator.cli", "status", "-c", str(config_file)],
+                          capture_output=True, text=True, env={**__import__("os").environ, "COLUMNS": "80"})
+    assert done.returncode == 0, done.stderr
+    row = next(line for line in done.stdout.splitlines() if GCS in line)
+    assert "word0 word1" in row and "word59" in row, "the whole error on the lane's one line"
+    assert "bad\\rcr\\x1b[31m" in row and "\r" not in done.stdout and "\x1b" not in done.stdout
+    assert "customers" in row and "dat…" not in done.stdout

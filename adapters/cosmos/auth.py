@@ -18,6 +18,7 @@ from collections.abc import Mapping
 from typing import Any
 
 from azure.cosmos import CosmosClient
+from pydantic import SecretStr
 
 from ..base.errors import ConfigError, CredentialsError
 
@@ -26,14 +27,19 @@ from ..base.errors import ConfigError, CredentialsError
 EMULATOR_KEY = "C2y6yDjf5/R+ob0N8A7Cgv30VRDJIWEHLM+4QDU5DE2nQ9nDuVTqobD4b8mGGyPMbIZnqyMsEcaGQy67XIw/Jw=="
 
 
-def account_key(options: Mapping[str, Any]) -> str:
-    """The account key from ``options['key_env']``; the emulator key for unset local ones."""
+def account_key(options: Mapping[str, Any]) -> SecretStr:
+    """The account key from ``options['key_env']``; the emulator key for unset local ones.
+
+    A :class:`SecretStr` from the moment it is read: its ``str()`` and ``repr()`` are
+    masked, so a log line or an error that includes it by mistake shows ``**********``.
+    Only :func:`_credential` unwraps it, at the SDK call.
+    """
     env = str(options.get("key_env") or "MCREPL_COSMOS_KEY")
     key = os.environ.get(env)
     if key:
-        return key
+        return SecretStr(key)
     if options.get("local"):
-        return EMULATOR_KEY
+        return SecretStr(EMULATOR_KEY)
     raise CredentialsError(f"Cosmos DB key auth needs the account key in the environment variable "
                            f"{env}, which is not set: export {env}=<primary key>, or use auth: aad",
                            provider="cosmos", operation="connect")
@@ -42,7 +48,7 @@ def account_key(options: Mapping[str, Any]) -> str:
 def _credential(options: Mapping[str, Any]) -> Any:
     auth = options.get("auth", "key")
     if auth == "key":
-        return account_key(options)
+        return account_key(options).get_secret_value()
     if auth == "aad":
         from azure.identity import DefaultAzureCredential
         return DefaultAzureCredential()

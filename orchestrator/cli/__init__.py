@@ -21,5 +21,7 @@ for module in (local_cmd, validate_cmd, sync_cmd, audit_cmd, policy_cmd, stack_c
 
 
 def main() -> None:
-    """Console-script entry point."""
+    """Console-script entry point: every byte written to stdout and stderr is redacted."""
+    from .output import install_redaction
+    install_redaction()
     app()

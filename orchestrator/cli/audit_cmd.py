@@ -7,11 +7,10 @@ from pathlib import Path
 from typing import Optional
 
 import typer
-from rich.table import Table
-
 from mcrepl.orchestrator.observability.audit import AUDIT_FILENAME, AuditTrail, audit_path
 
 from .common import EXIT_FOUND, console, fail, load
+from .output import cell, make_table
 
 StateDirOption = typer.Option(None, "--state-dir", help="State directory holding audit.jsonl "
                               "(default: the config's state_dir).")
@@ -31,14 +30,9 @@ def resolve_audit_path(state_dir: Path | None, config: Path | None) -> Path:
         return audit_path(state_dir)
     import os
     path = config or Path(os.environ.get("MCREPL_CONFIG", "mcrepl.yaml"))
-    cfg = load(path)
+    cfg = load(path, checked=False)
     base = Path(cfg.state_dir)
     return audit_path(base if base.is_absolute() else path.resolve().parent / base)
-
-
-def _summary(payload: dict) -> str:
-    text = json.dumps(payload, sort_keys=True, default=str)
-    return text if len(text) <= 100 else text[:97] + "..."
 
 
 def register(app: typer.Typer) -> None:
@@ -70,18 +64,25 @@ def register(app: typer.Typer) -> None:
     @audit.command("show")
     def show(tail: int = typer.Option(20, "--tail", "-n", min=1, help="How many of the last entries."),
              state_dir: Optional[Path] = StateDirOption, config: Optional[Path] = ConfigPathOption,
-             as_json: bool = typer.Option(False, "--json", help="Print entries as JSON lines.")) -> None:
+             as_json: bool = typer.Option(False, "--json", help="Print entries as JSON lines."),
+             output: str = typer.Option("table", "--format", "-f", help="table, json (one array) or jsonl "
+                                        "(one entry a line, as --json).")) -> None:
         """Print the last entries of the trail (payloads were redacted when written)."""
+        if output not in ("table", "json", "jsonl"):
+            fail(f"--format {output!r} is not supported (fix: use table, json or jsonl)")
         path = resolve_audit_path(state_dir, config)
         if not path.exists():
             fail(f"no audit trail at {path} (fix: run a sync first, or point --state-dir at it)")
         entries = AuditTrail(path).tail(tail)
-        if as_json:
+        if as_json or output == "jsonl":
             for entry in entries:
                 typer.echo(json.dumps(entry, sort_keys=True))
             return
-        table = Table("seq", "time (UTC)", "kind", "payload", title=str(path))
+        if output == "json":
+            typer.echo(json.dumps(entries, indent=2, sort_keys=True))
+            return
+        table = make_table(("seq", "time (UTC)", "kind", "payload"), title=str(path))
         for entry in entries:
-            table.add_row(str(entry.get("seq")), str(entry.get("ts")), str(entry.get("kind")),
-                          _summary(entry.get("payload") or {}))
+            table.add_row(cell(entry.get("seq")), cell(entry.get("ts")), cell(entry.get("kind")),
+                          cell(json.dumps(entry.get("payload") or {}, sort_keys=True, default=str)))
         console.print(table)

@@ -12,13 +12,14 @@ from pathlib import Path
 from typing import Iterator, Mapping, NoReturn
 
 import typer
-from rich.console import Console
 
 from mcrepl.adapters.base import AdapterError, McreplError
 from mcrepl.orchestrator.config import McreplConfig, load_config
 
-console = Console()
-err_console = Console(stderr=True)
+from .output import make_console
+
+console = make_console()
+err_console = make_console(stderr=True)
 
 EXIT_FOUND, EXIT_INPUT, EXIT_STORE = 1, 2, 3
 
@@ -28,9 +29,17 @@ ConfigOption = typer.Option(
 
 
 def fail(message: str, code: int = EXIT_INPUT) -> NoReturn:
-    """Print ``message`` to stderr and exit with ``code``."""
-    err_console.print(f"[bold red]error:[/] {message}", highlight=False, soft_wrap=True)
+    """Print ``message`` to stderr (each line of it prefixed ``error:``) and exit with ``code``."""
+    from rich.text import Text
+    for line in str(message).splitlines() or [""]:
+        err_console.print(Text.assemble(("error:", "bold red"), " ", printable_line(line)), soft_wrap=True)
     raise typer.Exit(code)
+
+
+def printable_line(text: str) -> str:
+    """One line of a message with its control characters escaped and secrets masked."""
+    from .output import printable
+    return printable(text)
 
 
 def exit_code_for(exc: McreplError) -> int:
@@ -47,10 +56,19 @@ def cli_errors() -> Iterator[None]:
         fail(str(exc), exit_code_for(exc))
 
 
-def load(path: Path) -> McreplConfig:
-    """Load and validate the config, exiting 2 with the file/path/fix message on error."""
+def load(path: Path, *, checked: bool = True) -> McreplConfig:
+    """Load the config, exiting 2 with one ``file:path: message (fix: …)`` line per problem.
+
+    ``checked`` (the default) runs the whole of ``mcrepl validate`` first
+    (:func:`~mcrepl.orchestrator.validation.load_checked`): every command that reaches a
+    store refuses what ``validate`` refuses, before any I/O. Commands that only read the
+    local state (``status``, ``audit``) pass ``checked=False`` and get the model checks only.
+    """
     with cli_errors():
-        return load_config(path)
+        if not checked:
+            return load_config(path)
+        from mcrepl.orchestrator.validation import load_checked
+        return load_checked(path)
 
 
 def local_endpoints(config: McreplConfig) -> Mapping[str, str] | None:

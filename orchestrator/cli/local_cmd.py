@@ -1,4 +1,4 @@
-"""``mcrepl local up | status | down | seed | peek``: the emulator stack for demos and tests.
+"""``mcrepl local up | status | down | create | seed | peek``: the emulator stack for demos and tests.
 
 Thin commands over :mod:`mcrepl.orchestrator.localstack`, the same code the pytest
 fixtures use. ``up`` leaves the emulators running in their own process groups and
@@ -8,21 +8,22 @@ records them in ``$MCREPL_LOCAL_DIR/endpoints.json`` (default ``./.mcrepl/local`
 
 from __future__ import annotations
 
+import json
 import signal
 from pathlib import Path
 from types import FrameType
 from typing import Optional
 
 import typer
-from rich.console import Console
+from rich.markup import escape
 from rich.table import Table
 
-from .common import ConfigOption, cli_errors, load
+from .common import ConfigOption, check_dataset, cli_errors, console, err_console, fail, load
+from .output import cell, make_table, printable
 
 local_app = typer.Typer(name="local", no_args_is_help=True,
                         help="Run the local emulator stack (DynamoDB, Cosmos DB, Cloud Storage).")
-console = Console()
-err_console = Console(stderr=True)
+FormatOpt = typer.Option("table", "--format", "-f", help="table or json.")
 
 
 def register(app: typer.Typer) -> None:
@@ -31,8 +32,15 @@ def register(app: typer.Typer) -> None:
 
 
 def _fail(exc: Exception, code: int = 1) -> typer.Exit:
-    err_console.print(f"[red]error:[/red] {exc}", highlight=False, markup=True, soft_wrap=True)
+    from rich.text import Text
+    from .output import printable
+    err_console.print(Text.assemble(("error:", "red"), " ", printable(str(exc))), soft_wrap=True)
     return typer.Exit(code)
+
+
+def _check_format(output: str) -> None:
+    if output not in ("table", "json"):
+        fail(f"--format {output!r} is not supported (fix: use table or json)")
 
 
 def _raise_interrupt(signum: int, frame: FrameType | None) -> None:
@@ -40,12 +48,9 @@ def _raise_interrupt(signum: int, frame: FrameType | None) -> None:
 
 
 def _endpoint_table(rows: list[tuple[str, str, str, str]], title: str) -> Table:
-    table = Table(title=title, title_justify="left")
-    for column in ("service", "state", "endpoint", "pid"):
-        table.add_column(column)
+    table = make_table(("service", "state", "endpoint", "pid"), title=title)
     for name, state, endpoint, pid in rows:
-        colour = "green" if state == "up" else "red"
-        table.add_row(name, f"[{colour}]{state}[/{colour}]", endpoint, pid)
+        table.add_row(cell(name), cell(state, "green" if state == "up" else "red"), cell(endpoint), cell(pid))
     return table
 
 
@@ -57,8 +62,10 @@ def up_command(
 ) -> None:
     """Start the emulators detached on free 127.0.0.1 ports and wait until each answers.
 
-    Interrupting (Ctrl-C) or a service failing to start stops everything this command
-    started. If the stack is already running, says so and changes nothing.
+    Services already running are left untouched, data and all. A service whose process
+    died is started again on its own, and the command says what data that restart lost
+    (DynamoDB and Cosmos DB emulators keep data in memory only). Interrupting (Ctrl-C) or a
+    service failing to start stops everything this command started.
     """
     from mcrepl.orchestrator.localstack import (
         LocalStackError,
@@ -75,7 +82,7 @@ def up_command(
     previous = signal.signal(signal.SIGTERM, _raise_interrupt)
     try:
         with console.status(f"starting {', '.join(names)} …"):
-            endpoints, started = up(names)
+            result = up(names)
     except LocalStackError as exc:
         raise _fail(exc) from None
     except KeyboardInterrupt:
@@ -84,27 +91,39 @@ def up_command(
     finally:
         signal.signal(signal.SIGTERM, previous)
     pids = {s.name: str(s.pid) for s in status() or []}
-    rows = [(name, "up", url, pids.get(name, "")) for name, url in endpoints.items()]
-    title = "local stack" if started else "local stack already running"
-    console.print(_endpoint_table(rows, title))
-    console.print(f"state and logs: {local_dir()}   stop with: mcrepl local down")
+    rows = [(name, "up", url, pids.get(name, "")) for name, url in result.endpoints.items()]
+    changed = result.started or result.restarted
+    console.print(_endpoint_table(rows, "local stack" if changed else "local stack already running"))
+    for name, lost in result.restarted.items():
+        what = f"its data is gone: {lost}" if lost else "its data was on disk and is kept"
+        err_console.print(f"restarted {name}, which had stopped; {what}", highlight=False, soft_wrap=True)
+    if result.restarted and result.kept:
+        err_console.print(f"left running untouched: {', '.join(result.kept)}", highlight=False)
+    console.print(f"state and logs: {local_dir()}   stop with: mcrepl local down", highlight=False)
 
 
 @local_app.command("status")
-def status_command() -> None:
+def status_command(output: str = FormatOpt) -> None:
     """Show each service of the local stack as up or down; exit 1 if any is down."""
     from mcrepl.orchestrator.localstack import status
 
+    _check_format(output)
     current = status()
     if not current:
+        if output == "json":
+            typer.echo("[]")
         err_console.print("the local stack is not running (start it with: mcrepl local up)")
         raise typer.Exit(1)
-    rows = [(s.name, "up" if s.up else "down", s.endpoint, str(s.pid)) for s in current]
-    console.print(_endpoint_table(rows, "local stack"))
+    if output == "json":
+        typer.echo(json.dumps([{"service": s.name, "state": "up" if s.up else "down", "endpoint": s.endpoint,
+                                "pid": s.pid, "log": s.log_file} for s in current], indent=2))
+    else:
+        rows = [(s.name, "up" if s.up else "down", s.endpoint, str(s.pid)) for s in current]
+        console.print(_endpoint_table(rows, "local stack"))
     if not all(s.up for s in current):
         down_logs = ", ".join(s.log_file for s in current if not s.up)
-        err_console.print(f"some services are down; see {down_logs}; restart with: "
-                          "mcrepl local down && mcrepl local up")
+        err_console.print(f"some services are down; see {down_logs}; restart them with: mcrepl local up "
+                          "(healthy services are left running)", highlight=False, soft_wrap=True)
         raise typer.Exit(1)
 
 
@@ -115,6 +134,25 @@ def down_command() -> None:
 
     stopped = down()
     console.print(f"stopped {', '.join(stopped)}" if stopped else "the local stack was not running")
+
+
+@local_app.command("create")
+def create_command(
+    config: Path = ConfigOption,
+    dataset: Optional[str] = typer.Option(None, "--dataset", "-d", help="Only this dataset (default: all)."),
+) -> None:
+    """Create the table, container and bucket of every location of each dataset, empty.
+
+    For your own data: create the places, load them with your own tools, then sync. Only
+    local-stack locations are created; creating what exists is a no-op.
+    """
+    from mcrepl.orchestrator.localstack.datasets import create_resources
+
+    cfg = load(config)
+    names = check_dataset(cfg, dataset)
+    with cli_errors():
+        create_resources(cfg, names, on_created=lambda t: console.print(
+            f"ready: {t.dataset} at {t.replica} ({t.resource})", highlight=False))
 
 
 @local_app.command("seed")
@@ -154,13 +192,20 @@ def peek_command(
     config_option: Path = ConfigOption,
     dataset: str = typer.Option(..., "--dataset", "-d", help="Dataset to read back."),
     limit: int = typer.Option(5, "--limit", min=0, help="Records to show per location."),
+    output: str = FormatOpt,
 ) -> None:
     """Read a few records back from every location (primary and replicas) of DATASET."""
+    from dataclasses import asdict
+
     from mcrepl.orchestrator.localstack.datasets import peek_locations
 
-    cfg = load(config or config_option)
+    _check_format(output)
+    cfg = load(config or config_option, checked=False)
     with cli_errors():
         peeks = peek_locations(cfg, dataset, limit)
+    if output == "json":
+        typer.echo(json.dumps([asdict(p) for p in peeks], indent=2))
+        return
     for peek in peeks:
         title = f"{peek.replica} ({peek.resource})"
         if peek.missing:
@@ -168,22 +213,19 @@ def peek_command(
                           "(nothing has been synced to it)", highlight=False)
             continue
         if peek.error:
-            console.print(f"[bold]{title}[/bold]: [red]unreadable[/red] — {peek.error}",
+            console.print(f"[bold]{title}[/bold]: [red]unreadable[/red] — {escape(printable(peek.error))}",
                           highlight=False)
             continue
-        table = Table(title=f"{title}: {peek.count} records", title_justify="left")
-        for column in ("key", "version", "hash", "read"):
-            table.add_column(column)
+        table = make_table(("key", "version", "hash", "read"), title=f"{title}: {peek.count} records")
         for row in peek.rows:
             version = row.version or "native"
             if row.tombstone:
                 version += " (tombstone)"
-            table.add_row(row.key, version, row.content_hash[:12], "ok" if row.readable else "missing")
+            table.add_row(cell(row.key), cell(version), cell(row.content_hash[:12]),
+                          cell("ok" if row.readable else "missing"))
         console.print(table)
-    summary = Table(title=f"{dataset}: records per location", title_justify="left")
-    summary.add_column("location")
-    summary.add_column("records", justify="right")
+    summary = make_table(("location", "records"), title=f"{dataset}: records per location")
     for peek in peeks:
         shown = "not created" if peek.missing else "error" if peek.count is None else str(peek.count)
-        summary.add_row(peek.replica, shown)
+        summary.add_row(cell(peek.replica), cell(shown))
     console.print(summary)

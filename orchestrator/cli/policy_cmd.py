@@ -36,7 +36,7 @@ def render(config: Path = ConfigOption,
     """Print the IAM documents for every dataset location as JSON: {cloud: {role: {DATASET@LOCATION: doc}}}."""
     from mcrepl.policies.iam import ROLES, ResourceIds, render_all
 
-    cfg = load(config)
+    cfg = load(config, checked=False)
     if role is not None and role not in ROLES:
         fail(f"unknown role {role!r} (fix: use one of {', '.join(ROLES)})")
     outputs = read_stack_outputs(stack_outputs) if stack_outputs else None
@@ -88,7 +88,7 @@ def keys_init(config: Path = ConfigOption) -> None:
     """Create the local key-encryption key file (mode 0600); refuses to overwrite one."""
     from mcrepl.policies.encryption import LocalKeyring
 
-    cfg = load(config)
+    cfg = load(config, checked=False)
     spec = cfg.policies.encryption.keyring
     if spec.type != "local":
         fail(f"keyring type {spec.type} keeps its key in the cloud KMS; nothing to create here "
@@ -108,7 +108,7 @@ def keys_rotate(config: Path = ConfigOption,
     """New KEK version; re-wrap every data key under it (old data stays readable)."""
     from mcrepl.policies.encryption import open_datakeys
 
-    cfg = load(config)
+    cfg = load(config, checked=False)
     with cli_errors():
         report = open_datakeys(cfg).rotate(new_data_keys=not keep_data_keys)
     console.print(f"key-encryption key now {report.kek}; re-wrapped {report.rewrapped} data key(s)",

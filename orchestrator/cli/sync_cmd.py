@@ -6,8 +6,9 @@ config file's folder). ``--namespace`` (or ``$MCREPL_NAMESPACE``) prefixes every
 container and bucket name so tests and benchmarks never collide with real data.
 
 Exit codes of ``sync --once``: 0 every lane caught up (and, with ``--verify``, the copies
-compared converged), 1 ``--verify`` found copies that still differ, 2 bad input, 3 a lane
-did not catch up (store unreachable, breaker open) or the deadline passed — checkpoints intact.
+compared converged), 1 ``--verify`` found copies that still differ, 2 bad input (any finding
+of ``mcrepl validate``, before a connection is opened), 3 a lane did not catch up (store
+unreachable, breaker open) or the deadline passed — checkpoints intact.
 """
 
 from __future__ import annotations
@@ -22,7 +23,9 @@ from typing import Any, Optional
 import typer
 
 
-from .common import EXIT_FOUND, EXIT_INPUT, EXIT_STORE, ConfigOption, cli_errors, fail, load, local_endpoints
+from .common import (EXIT_FOUND, EXIT_INPUT, EXIT_STORE, ConfigOption, check_dataset, cli_errors, console,
+                     err_console, fail, load, local_endpoints)
+from .output import cell, make_table
 
 DatasetOpt = typer.Option(None, "--dataset", "-d", help="Only this dataset.")
 FormatOpt = typer.Option("table", "--format", "-f", help="table or json.")
@@ -39,62 +42,89 @@ def _when(ts: float | None) -> str:
     return datetime.fromtimestamp(ts, timezone.utc).strftime("%Y-%m-%d %H:%M:%SZ") if ts else "-"
 
 
-def _observability(config: Any, metrics_port: int | None, log_level: str) -> tuple[Any, Any]:
-    """Redacting logs, the audit trail, and metrics when a port is given."""
+def _observability(config: Any, state: Any, metrics_port: int | None, log_level: str,
+                   scheduled: list[str]) -> tuple[Any, Any, Any]:
+    """Redacting logs (with trace ids), tracing from ``OTEL_*``, the audit trail, and — with a
+    port — metrics, ``/healthz`` and ``/readyz`` with every series created up front."""
     from mcrepl.orchestrator.observability.audit import AuditTrail, audit_path
     from mcrepl.orchestrator.observability.logging import configure_logging
+    from mcrepl.orchestrator.observability.tracing import setup_tracing
     sensitive = sorted({f for ds in config.datasets.values() for f in ds.sensitive_fields})
     configure_logging(log_level, sensitive)
-    metrics = None
+    setup_tracing()
+    metrics = server = None
     if metrics_port is not None:
         from mcrepl.orchestrator.observability.metrics import SyncMetrics
+        from mcrepl.orchestrator.sync.schedule import schedule_period
+        from mcrepl.orchestrator.sync.status import lane_status
         metrics = SyncMetrics()
-        metrics.serve(metrics_port)
-    return metrics, AuditTrail(audit_path(config.state_dir))
+        metrics.prepare({name: [r.at for r in ds.locations] for name, ds in config.datasets.items()},
+                        sorted({r.provider for ds in config.datasets.values() for r in ds.locations}),
+                        lane_status(config, state))
+        if scheduled:
+            metrics.schedule({name: schedule_period(config.datasets[name].schedule) for name in scheduled},
+                             grace_s=config.sync.deadline.total_seconds())
+        server = metrics.serve(metrics_port)
+        err_console.print(f"serving {server.url} (and /healthz, /readyz)", highlight=False)
+    return metrics, server, AuditTrail(audit_path(config.state_dir))
 
 
 def sync(config_file: Path = ConfigOption, once: bool = typer.Option(False, "--once", help="One pass, then exit."),
          schedule: bool = typer.Option(False, "--schedule", help="Run each dataset on its schedule until stopped."),
          dataset: Optional[str] = DatasetOpt,
-         metrics_port: Optional[int] = typer.Option(None, "--metrics-port", help="Serve Prometheus metrics here."),
+         metrics_port: Optional[int] = typer.Option(None, "--metrics-port",
+                                                    help="Serve Prometheus /metrics, /healthz and /readyz on "
+                                                         "127.0.0.1:PORT (0: any free port)."),
          namespace: str = NamespaceOpt, output: str = FormatOpt,
          verify: bool = typer.Option(False, "--verify", help="With --once: compare the copies after the pass "
                                      "(anti-entropy, repairing up to sync.anti_entropy.repair_max keys)."),
          log_level: str = typer.Option("warning", "--log-level")) -> None:
     """Replicate every dataset (or one) from its primary to its replicas.
 
-    Residency and field-encryption policies in the config are enforced on every record.
-    A lane is reported "caught up" when it applied everything captured; "converged" is
-    said only after a comparison of the copies (--verify, or the schedule's anti-entropy).
+    The config is checked first exactly as 'mcrepl validate' checks it (exit 2 on any
+    finding, before any connection). Residency and field-encryption policies are enforced
+    on every record. A lane is reported "caught up" when it applied everything captured;
+    "converged" is said only after a comparison of the copies (--verify, or the schedule's
+    anti-entropy). OTEL_TRACES_EXPORTER=console (or otlp) traces every pass.
     """
     if once == schedule:
         fail("give exactly one of --once or --schedule", EXIT_INPUT)
+    config = load(config_file)
+    names = check_dataset(config, dataset)
+    from mcrepl.orchestrator.observability.tracing import shutdown_tracing
     from mcrepl.orchestrator.state import StateStore
     from mcrepl.orchestrator.sync import SyncDeadlineExceeded, SyncEngine
     from mcrepl.policies.router import router_for
-    config = load(config_file)
     with cli_errors():
-        metrics, audit = _observability(config, metrics_port, log_level)
         state = StateStore(state_path(config))
+        metrics, server, audit = _observability(config, state, metrics_port, log_level, names if schedule else [])
         engine = SyncEngine(config, state, local_endpoints=local_endpoints(config), namespace=namespace,
                             router=router_for(config), metrics=metrics, audit=audit,
                             progress=once and output == "table" and sys.stderr.isatty())
     for sig in (signal.SIGINT, signal.SIGTERM):
         signal.signal(sig, lambda *_: engine.request_stop())
+    observe = metrics.observe_pass if metrics is not None else None
     try:
         if schedule:
             from mcrepl.orchestrator.sync.schedule import run_scheduled
             with cli_errors():
-                run_scheduled(engine, config, dataset)
+                run_scheduled(engine, config, dataset, observe=observe)
             return
         with cli_errors():
             try:
                 report = engine.run_once(dataset, verify=verify)
             except SyncDeadlineExceeded as exc:
+                if observe:
+                    observe(exc.report, exc, names)
                 _print_report(exc.report, output)
                 fail(str(exc), EXIT_STORE)
+            if observe:
+                observe(report, None, names)
     finally:
         engine.close()
+        if server is not None:
+            server.stop()
+        shutdown_tracing()
     _print_report(report, output)
     if not all(d.caught_up for d in report.datasets.values()):
         raise typer.Exit(EXIT_STORE)
@@ -107,50 +137,56 @@ def _print_report(report: Any, output: str) -> None:
     if output == "json":
         typer.echo(json.dumps(report.to_dict(), indent=2))
         return
-    from rich.console import Console
-    from rich.table import Table
-    table = Table(title=f"sync pass ({report.seconds:.1f}s)")
-    for col in ("dataset", "replica", "captured", "applied", "replayed", "stale", "quarantined", "withheld",
-                "conflicts", "errors", "caught up"):
-        table.add_column(col)
+    table = make_table(("dataset", "replica", "captured", "applied", "replayed", "stale", "quarantined",
+                        "withheld", "conflicts", "errors", "caught up"), title=f"sync pass ({report.seconds:.1f}s)")
     for ds in report.datasets.values():
         for lane in ds.lanes.values():
-            table.add_row(ds.dataset, lane.replica, str(ds.captured), str(lane.applied), str(lane.replayed),
-                          str(lane.stale), str(lane.quarantined), str(lane.withheld), str(lane.conflicts),
-                          str(lane.errors), "yes" if lane.caught_up else f"no: {lane.reason or lane.last_error}")
-    console = Console()
+            caught_up = cell("yes", "green") if lane.caught_up else \
+                cell(f"no: {lane.reason or lane.last_error or ds.capture_error or 'stopped'}", "red")
+            table.add_row(cell(ds.dataset), cell(lane.replica), *(cell(n) for n in (
+                ds.captured, lane.applied, lane.replayed, lane.stale, lane.quarantined, lane.withheld,
+                lane.conflicts, lane.errors)), caught_up)
     console.print(table)
     for ds in report.datasets.values():
         if ds.capture_error:
-            console.print(f"{ds.dataset}: capture from {ds.primary}: {ds.capture_error}", highlight=False)
+            console.print(f"{ds.dataset}: capture from {ds.primary}: {ds.capture_error}", highlight=False,
+                          markup=False)
         if ds.verify is not None:
             v = ds.verify
             word = "converged" if v.converged else f"NOT converged: {v.remaining} keys differ"
             console.print(f"{ds.dataset}: copies compared: {word} (repaired {v.repaired}, withheld by policy "
-                          f"{v.withheld}){f' — {v.detail}' if v.detail else ''}", highlight=False)
+                          f"{v.withheld}){f' — {v.detail}' if v.detail else ''}", highlight=False, markup=False)
 
 
 def status(config_file: Path = ConfigOption, dataset: Optional[str] = DatasetOpt, output: str = FormatOpt) -> None:
-    """Lag, checkpoints, backlog, conflicts, quarantine and errors per dataset and replica."""
+    """Lag, checkpoints, backlog, conflicts, quarantine and errors per dataset and replica.
+
+    Reads the state file only (no store is contacted), so it answers while a store is down.
+    """
     from mcrepl.orchestrator.state import StateStore
     from mcrepl.orchestrator.sync.status import lane_status
-    config = load(config_file)
+    _check_format(output)
+    config = load(config_file, checked=False)
     with cli_errors():
         rows = lane_status(config, StateStore(state_path(config)), dataset)
     if output == "json":
         typer.echo(json.dumps(rows, indent=2))
         return
-    from rich.console import Console
-    from rich.table import Table
-    table = Table(title="mcrepl status")
-    for col in ("dataset", "replica", "lane", "lag (s)", "lag (changes)", "last checkpoint", "backlog (batches)",
-                "conflicts", "quarantined", "breaker", "last verify", "last error"):
-        table.add_column(col)
+    table = make_table(("dataset", "replica", "lane", "lag (s)", "lag (changes)", "last checkpoint",
+                        "backlog (batches)", "conflicts", "quarantined", "breaker", "last verify", "last error"),
+                       title="mcrepl status")
     for r in rows:
-        table.add_row(r["dataset"], r["replica"], r["lane"], f"{r['lag_seconds']:.1f}", str(r["lag_changes"]),
-                      _when(r["last_checkpoint"]), str(r["backlog_batches"]), str(r["conflicts"]),
-                      str(r["quarantined"]), r["breaker"], _verified(r["last_verify"]), (r["last_error"] or "-")[:120])
-    Console().print(table)
+        table.add_row(cell(r["dataset"]), cell(r["replica"]), cell(r["lane"]), cell(f"{r['lag_seconds']:.1f}"),
+                      cell(r["lag_changes"]), cell(_when(r["last_checkpoint"])), cell(r["backlog_batches"]),
+                      cell(r["conflicts"]), cell(r["quarantined"]),
+                      cell(r["breaker"], "red" if r["breaker"] == "open" else None), cell(_verified(r["last_verify"])),
+                      cell(r["last_error"]))
+    console.print(table)
+
+
+def _check_format(output: str) -> None:
+    if output not in ("table", "json"):
+        fail(f"--format {output!r} is not supported (fix: use table or json)")
 
 
 def _verified(v: dict[str, Any] | None) -> str:
@@ -162,29 +198,26 @@ def _verified(v: dict[str, Any] | None) -> str:
 
 def _list_rows(kind: str, config_file: Path, dataset: str | None, output: str) -> None:
     from mcrepl.orchestrator.state import StateStore
-    config = load(config_file)
+    _check_format(output)
+    config = load(config_file, checked=False)
     with cli_errors():
         journal = StateStore(state_path(config)).journal
     rows = journal.conflicts(dataset) if kind == "conflicts" else journal.quarantined(dataset)
     if output == "json":
         typer.echo(json.dumps(rows, indent=2, default=str))
         return
-    from rich.console import Console
-    from rich.table import Table
-    table = Table(title=f"{kind} ({len(rows)})")
     if kind == "conflicts":
-        cols = ("at", "dataset", "key", "replica", "incoming", "stored", "winner", "resolver")
+        cols: tuple[str, ...] = ("at", "dataset", "key", "replica", "incoming", "stored", "winner", "resolver")
         cells = [(_when(r["at"]), r["dataset"], r["key_id"], r["replica"], r["incoming"]["v"],
                   r["stored"]["v"], r["winner"], r["resolver"]) for r in rows]
     else:
         cols = ("at", "dataset", "key", "replica", "version", "rule", "field", "message")
         cells = [(_when(r["at"]), r["dataset"], r["key_id"], r["replica"], r["version"], r["rule"],
                   r["field"] or "-", r["message"]) for r in rows]
-    for col in cols:
-        table.add_column(col)
+    table = make_table(cols, title=f"{kind} ({len(rows)})")
     for row in cells:
-        table.add_row(*row)
-    Console().print(table)
+        table.add_row(*(cell(v) for v in row))
+    console.print(table)
 
 
 def conflicts_list(config_file: Path = ConfigOption, dataset: Optional[str] = DatasetOpt,

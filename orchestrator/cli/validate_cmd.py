@@ -1,8 +1,9 @@
-"""``mcrepl validate CONFIG``: every policy rule against the config, before a byte moves.
+"""``mcrepl validate CONFIG``: every check and policy rule against the config, before a byte moves.
 
-One line per violation (``RULE-ID  resource  why  (fix: …)``) or ``--format json``.
-Exit 0: clean; 1: violations; 2: the config or its policy section is invalid (printed
-exactly as :func:`~mcrepl.orchestrator.config.load_config` reports it).
+One line per finding, ``file:path: why (fix: …) [RULE-ID]``, or ``--format json``. The
+checks are :mod:`mcrepl.orchestrator.validation`'s, the same every other command runs
+before it opens a connection. Exit 0: clean; 1: rule violations; 2: the config itself is
+invalid or holds credentials (printed the same way).
 """
 
 from __future__ import annotations
@@ -39,21 +40,30 @@ def register(app: typer.Typer) -> None:
             None, "--stack-outputs", help="JSON from 'pulumi stack output --json': also check what was provisioned."),
     ) -> None:
         """Evaluate residency, IAM and encryption rules; exit 1 on violations."""
-        from mcrepl.policies.engine import evaluate
+        from mcrepl.orchestrator.validation import config_findings, credential_findings
 
         if format not in ("text", "json"):
             fail(f"--format {format!r} is not supported (fix: use text or json)")
-        cfg = load(config)
+        cfg = load(config, checked=False)
+        credentials = credential_findings(cfg, str(config))
+        if credentials:
+            fail("\n".join(f.line() for f in credentials), EXIT_INPUT)
         outputs = read_stack_outputs(stack_outputs) if stack_outputs else None
         with cli_errors():
-            violations = evaluate(cfg, outputs, source=str(config))
+            findings = config_findings(cfg, config, outputs, str(stack_outputs) if stack_outputs else None)
+        rule_findings = [f for f in findings if f.rule]
+        if len(rule_findings) < len(findings):          # the policy section itself is wrong
+            fail("\n".join(f.line() for f in findings), EXIT_INPUT)
+        violations = [f for f in rule_findings if f.severity == "error"]
         if format == "json":
             typer.echo(json.dumps({"config": str(config), "ok": not violations,
                                    "disabled": list(cfg.policies.disabled),
-                                   "violations": [v.to_dict() for v in violations]}, indent=2))
+                                   "violations": [{"rule_id": f.rule, "resource": f.resource, "why": f.message,
+                                                   "fix": f.fix, "severity": f.severity, "file": f.file,
+                                                   "path": f.path} for f in rule_findings]}, indent=2))
         else:
-            for v in violations:
-                typer.echo(v.line())
+            for f in rule_findings:
+                typer.echo(f.line())
             for rule_id in cfg.policies.disabled:
                 err_console.print(f"skipped: {rule_id} (disabled in policies.disabled)", highlight=False)
             locations = sum(len(ds.locations) for ds in cfg.datasets.values())

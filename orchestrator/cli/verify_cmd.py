@@ -10,9 +10,10 @@ from typing import Callable, Optional
 
 import typer
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TaskID, TextColumn, TimeElapsedColumn
-from rich.table import Table
+from rich.markup import escape
 
 from .common import EXIT_FOUND, ConfigOption, check_dataset, cli_errors, console, load, local_endpoints
+from .output import cell, make_table, printable
 
 
 def _reference_first(cfg, dataset: str, replicas: list[str] | None) -> list[str] | None:  # type: ignore[no-untyped-def]
@@ -64,18 +65,19 @@ def _print_report(report) -> None:  # type: ignore[no-untyped-def]
     status = "[green]clean[/]" if report.clean else f"[red]{report.divergent} divergent keys[/]"
     console.print(f"[bold]{report.dataset}[/]: {status} — {sum(report.keys.values())} digests in "
                   f"{report.seconds:.2f}s ({report.keys_per_second:,.0f} keys/s), reference {report.reference}")
-    table = Table("replica", "keys", "divergent", "by kind", "ranges compared")
+    table = make_table(("replica", "keys", "divergent", "by kind", "ranges compared"))
     for pair in report.pairs:
         kinds = ", ".join(f"{k}={n}" for k, n in sorted(pair.by_kind().items())) or "-"
-        table.add_row(pair.other, str(report.keys.get(pair.other, 0)), str(len(pair.divergences)), kinds,
-                      str(pair.ranges_compared))
+        table.add_row(*(cell(v) for v in (pair.other, report.keys.get(pair.other, 0), len(pair.divergences),
+                                          kinds, pair.ranges_compared)))
     console.print(table)
     for pair in report.pairs:
         for d in pair.divergences[:report.sample_size]:
             newer = f" (newer: {d.newer})" if d.newer else ""
-            console.print(f"  {d.kind.value:16} {d.key_id}  {d.reference} vs {d.other}{newer}", highlight=False)
+            console.print(escape(printable(f"  {d.kind.value:16} {d.key_id}  {d.reference} vs {d.other}{newer}")),
+                          highlight=False)
     for breach in report.breaches:
-        console.print(f"[red]threshold breached:[/] {breach}")
+        console.print(f"[red]threshold breached:[/] {escape(printable(breach))}")
 
 
 def register(app: typer.Typer) -> None:
@@ -87,7 +89,10 @@ def register(app: typer.Typer) -> None:
                replicas: Optional[str] = typer.Option(None, help="Comma-separated replicas to compare; the "
                                                       "first is the reference (default: primary, then replicas)."),
                output: Output = FormatOpt, namespace: str = NamespaceOpt,
-               alert: bool = typer.Option(True, help="Call the configured alert hook on a breach.")) -> None:
+               alert: bool = typer.Option(True, help="Call the configured alert hook on a breach."),
+               metrics_file: Optional[Path] = typer.Option(
+                   None, "--metrics-file", help="Also write the result as Prometheus text to this file (for "
+                   "node_exporter's textfile collector: divergent keys per replica, breach, run time).")) -> None:
         """Compare replicas by range digests; exit 1 when a divergence threshold is breached.
 
         Reports keys missing, extra, with different content, stale versions (and which side is
@@ -105,6 +110,12 @@ def register(app: typer.Typer) -> None:
                                               local_endpoints=local_endpoints(cfg), namespace=namespace,
                                               alert=alert, progress=_advance_task(bar, task), router=router))
                 bar.remove_task(task)
+        if metrics_file is not None:
+            from mcrepl.orchestrator.observability.metrics import VerifyMetrics
+            exported = VerifyMetrics()
+            for r in reports:
+                exported.observe(r)
+            exported.write(str(metrics_file))
         if output is Output.json:
             console.print_json(json.dumps([r.to_dict() for r in reports]))
         else:
@@ -155,10 +166,10 @@ def _print_plan(dataset: str, plan, verdict, dry_run: bool) -> None:  # type: ig
         status = "converged" if verdict.converged else f"{verdict.remaining} keys still differ"
         console.print(f"{dataset}: nothing to repair ({status}; {plan.in_flight} differences in flight)")
         return
-    table = Table("key", "write", "to", "retract from", "reason")
+    table = make_table(("key", "write", "to", "retract from", "reason"))
     for w in plan.writes[:200]:
-        table.add_row(w.record.key.id, "tombstone" if w.record.tombstone else "record", ", ".join(w.writes) or "-",
-                      ", ".join(w.retract) or "-", w.reason)
+        table.add_row(cell(w.record.key.id), cell("tombstone" if w.record.tombstone else "record"),
+                      cell(", ".join(w.writes) or "-"), cell(", ".join(w.retract) or "-"), cell(w.reason))
     console.print(table)
     if len(plan.writes) > 200:
         console.print(f"… and {len(plan.writes) - 200} more")

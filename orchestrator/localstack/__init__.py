@@ -10,7 +10,7 @@ One code path serves the pytest fixtures and ``mcrepl local up|status|down``:
 """
 
 from .errors import LocalStackError
-from .lifecycle import ServiceStatus, down, endpoints_from_env, local_dir, read_endpoints, status, up
+from .lifecycle import ServiceStatus, UpResult, down, endpoints_from_env, local_dir, read_endpoints, status, up
 from .services import (
     DEFAULT_SERVICES,
     EMULATOR_COSMOS_KEY,
@@ -31,6 +31,7 @@ __all__ = [
     "RunningService",
     "Service",
     "ServiceStatus",
+    "UpResult",
     "down",
     "endpoints_from_env",
     "exit_cleanly_on_sigterm",

@@ -50,6 +50,30 @@ def seed_primary(config: McreplConfig, dataset: str, count: int, seed: int = 0,
     return target
 
 
+def create_resources(config: McreplConfig, datasets: list[str],
+                     on_created: Callable[[ReplicaTarget], None] | None = None) -> list[ReplicaTarget]:
+    """Create the table, container or bucket of every location of ``datasets``, with no data.
+
+    For users who bring their own data: ``local seed`` writes samples, this only makes
+    the places. Only local-stack locations are touched: a location that resolves to a
+    real cloud endpoint is refused before anything is created (provision those with the
+    Pulumi program). Creating what exists already is a no-op.
+    """
+    targets = [t for name in datasets for t in dataset_targets(config, name)]
+    remote = [t.replica for t in targets if not t.options.get("local")]
+    if remote:
+        raise ConfigError(f"{', '.join(sorted(set(remote)))} is not on the local stack; 'local create' makes "
+                          "resources on the emulators only", path="providers",
+                          fix="set endpoint: local (or a loopback emulator URL with profile: local), or "
+                              "provision real clouds with the Pulumi program in pulumi/")
+    for target in targets:
+        with open_adapter(target) as adapter:
+            adapter.ensure_ready()
+        if on_created:
+            on_created(target)
+    return targets
+
+
 @dataclass(frozen=True)
 class PeekRow:
     """One record as a location holds it: key, mcrepl version (None: native), hash."""

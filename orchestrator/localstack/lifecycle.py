@@ -101,24 +101,39 @@ def read_endpoints(directory: Path | None = None) -> dict[str, str] | None:
     return live or None
 
 
-def up(services: Iterable[str], directory: Path | None = None) -> tuple[dict[str, str], bool]:
-    """Start ``services`` detached and record them; returns (endpoints, started_any).
+@dataclass(frozen=True)
+class UpResult:
+    """What ``up`` did: every endpoint now, and which services it started or restarted.
 
-    Services already recorded and running are kept as they are (``started_any`` is
-    false when nothing needed starting); requested ones that are missing are started and
-    added to the record. A record with a dead service is cleaned up and started afresh.
-    On any failure or interrupt, everything this call started is stopped.
+    ``restarted`` maps each service that had died and was started again to what its
+    restart lost (``None``: its data is on disk and was kept).
     """
+
+    endpoints: dict[str, str]
+    started: list[str]
+    restarted: dict[str, str | None]
+    kept: list[str]
+
+
+def up(services: Iterable[str], directory: Path | None = None) -> UpResult:
+    """Start the requested ``services`` that are not running, detached, and record them.
+
+    Healthy services are never touched (their data stays). A recorded service whose
+    process died is started again on its own — the others keep running — and the result
+    says what data that restart lost (an in-memory emulator's data is gone with its
+    process). On any failure or interrupt, everything this call started is stopped.
+    """
+    from .services import SERVICES
     directory = directory or local_dir()
     wanted = tuple(services)
-    current = status(directory)
-    if current is not None and not all(s.up for s in current):
-        down(directory)
-        current = None
-    kept = {s.name: s.endpoint for s in current or []}
-    missing = [name for name in wanted if name not in kept]
+    current = status(directory) or []
+    dead = [s.name for s in current if not s.up]
+    for name in dead:
+        _forget(directory, name)
+    kept = {s.name: s.endpoint for s in current if s.up}
+    missing = [name for name in dict.fromkeys([*dead, *wanted]) if name not in kept]
     if not missing:
-        return kept, False
+        return UpResult(kept, [], {}, list(kept))
     directory.mkdir(parents=True, exist_ok=True)
     stack = LocalStack(missing, work_dir=directory)
     try:
@@ -129,7 +144,19 @@ def up(services: Iterable[str], directory: Path | None = None) -> tuple[dict[str
         if not kept:
             _state_file(directory).unlink(missing_ok=True)
         raise
-    return kept | stack.endpoints, True
+    restarted = {name: SERVICES[name].loses_on_restart for name in dead}
+    return UpResult(kept | stack.endpoints, [n for n in missing if n not in dead], restarted, list(kept))
+
+
+def _forget(directory: Path, name: str) -> None:
+    """Drop a dead service from the record, stopping whatever is left of its process group."""
+    state = _read_state(directory) or {}
+    services = dict(state.get("services", {}))
+    entry = services.pop(name, None)
+    if entry is not None and ProcessRef.from_dict(entry).group_alive():
+        process.stop(ProcessRef.from_dict(entry))
+    state["services"] = services
+    _save_state(directory, state)
 
 
 def _write_state(directory: Path, stack: LocalStack) -> None:
@@ -139,8 +166,12 @@ def _write_state(directory: Path, stack: LocalStack) -> None:
     for name, svc in stack.running.items():
         assert svc.ref is not None  # a detached stack has no external services
         services[name] = {"endpoint": svc.endpoint, **svc.ref.to_dict(), "log": str(svc.log_file)}
-    state = {"created": state.get("created") or datetime.now(UTC).isoformat(timespec="seconds"),
-             "services": services}
+    _save_state(directory, {"created": state.get("created") or datetime.now(UTC).isoformat(timespec="seconds"),
+                            "services": services})
+
+
+def _save_state(directory: Path, state: dict) -> None:
+    """Write the record atomically (temp file + rename): a reader never sees half of it."""
     tmp = _state_file(directory).with_suffix(".tmp")
     tmp.write_text(json.dumps(state, indent=2))
     tmp.replace(_state_file(directory))

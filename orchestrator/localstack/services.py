@@ -52,6 +52,8 @@ class Service:
     scheme: str
     command: Callable[[LaunchContext], list[str]]
     start_timeout: float = 60.0
+    #: what a restart of this emulator loses (None: its data is on disk and survives)
+    loses_on_restart: str | None = None
 
     def endpoint(self, port: int) -> str:
         """The URL clients (boto3, azure-cosmos, google-cloud-storage) use."""
@@ -139,13 +141,16 @@ def _dynamodb_local(ctx: LaunchContext) -> list[str]:
 
 
 SERVICES: dict[str, Service] = {
-    "dynamodb": Service("dynamodb", "DynamoDB + Streams (moto server)", "http", _moto),
+    "dynamodb": Service("dynamodb", "DynamoDB + Streams (moto server)", "http", _moto,
+                        loses_on_restart="every table and stream record (moto keeps DynamoDB in memory only)"),
     "cosmos": Service("cosmos", "Cosmos DB SQL API (@vercel/cosmosdb-server, self-signed TLS)",
-                      "https", _cosmos),
+                      "https", _cosmos,
+                      loses_on_restart="every database, container and item (the emulator keeps them in memory)"),
     "gcs": Service("gcs", "Cloud Storage JSON API (fake-gcs-server, filesystem backend)",
                    "http", _gcs),
     "dynamodb-local": Service("dynamodb-local", "AWS DynamoDB Local (Java, in memory)", "http",
-                              _dynamodb_local, start_timeout=90.0),
+                              _dynamodb_local, start_timeout=90.0,
+                              loses_on_restart="every table (DynamoDB Local runs with -inMemory)"),
 }
 
 

@@ -31,7 +31,9 @@ from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any, Iterable, Iterator
 
-from .logging import redact
+from pydantic import SecretBytes
+
+from .redaction import redact
 
 GENESIS = "0" * 64
 """The ``prev`` of the first entry."""
@@ -68,7 +70,9 @@ class AuditTrail:
                  sensitive_fields: Iterable[str] = ()) -> None:
         self.path = Path(path)
         env_key = os.environ.get(KEY_ENV)
-        self._key = key if key is not None else (env_key.encode() if env_key else None)
+        # a SecretBytes until the HMAC needs it: never printed by a repr, a log or a traceback
+        raw = key if key is not None else (env_key.encode() if env_key else None)
+        self._key = SecretBytes(raw) if raw is not None else None
         self._sensitive = tuple(sensitive_fields)
         self._lock = threading.Lock()
 
@@ -111,7 +115,7 @@ class AuditTrail:
         if entry["alg"] == "hmac-sha256":
             if self._key is None:
                 raise _NeedsKey()
-            return hmac.new(self._key, message, hashlib.sha256).hexdigest()
+            return hmac.new(self._key.get_secret_value(), message, hashlib.sha256).hexdigest()
         return hashlib.sha256(message).hexdigest()
 
     # -- reading -----------------------------------------------------------------------

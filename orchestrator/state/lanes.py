@@ -11,6 +11,8 @@ from __future__ import annotations
 from dataclasses import dataclass, fields
 from typing import Callable, Mapping
 
+from mcrepl.orchestrator.observability.redaction import scrub_text
+
 from .db import Database
 
 COUNTERS = ("applied", "replayed", "stale", "rejected", "withheld", "conflicts", "errors", "retracted")
@@ -133,7 +135,7 @@ class LaneTable:
                 "UPDATE lanes SET last_error=?, last_error_at=?, errors=errors+1, "
                 "breaker_failures=breaker_failures+1, "
                 "breaker_opened_at=CASE WHEN ? THEN ? ELSE breaker_opened_at END "
-                "WHERE dataset=? AND replica=?", (message, now, opened, now, dataset, replica))
+                "WHERE dataset=? AND replica=?", (scrub_text(message), now, opened, now, dataset, replica))
 
     def clear_error(self, dataset: str, replica: str) -> None:
         """Forget the last error (the lane has drained since)."""

@@ -39,6 +39,7 @@ from typing import Sequence
 from mcrepl.adapters.base import (Change, ChangePage, Record, ReplicaAdapter, ReplicaTarget, ReplicationMeta,
                                   meta_if_valid, tombstone_of, vector_dominates)
 from mcrepl.orchestrator.hlc import HybridLogicalClock
+from mcrepl.orchestrator.observability.sync_spans import CAPTURE_PAGE_SPAN, traced
 from mcrepl.orchestrator.state import StateStore
 from mcrepl.policies.routing import PassThroughRouter, RecordRouter, allowed_at
 
@@ -92,6 +93,7 @@ class PageCapturer:
         """Where the next page starts."""
         return self.state.log.cursor(self.target.dataset, self.target.replica)
 
+    @traced(*CAPTURE_PAGE_SPAN)
     def capture_page(self, adapter: ReplicaAdapter, limit: int = 500) -> CaptureResult:
         """Read the next page from ``adapter`` (the primary) and :meth:`commit` it."""
         if not self.still_primary():

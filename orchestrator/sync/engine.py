@@ -25,6 +25,7 @@ from mcrepl.adapters.base import AdapterError, ConfigError, ReplicaAdapter, Repl
 from mcrepl.orchestrator.clock import SYSTEM_CLOCK, Clock, wall_ms
 from mcrepl.orchestrator.config import McreplConfig
 from mcrepl.orchestrator.hlc import HybridLogicalClock
+from mcrepl.orchestrator.observability.sync_spans import DATASET_SPAN, PASS_SPAN, traced
 from mcrepl.orchestrator.state import PrimaryPointer, StateStore
 from mcrepl.policies.routing import RecordRouter, passthrough
 
@@ -35,9 +36,10 @@ from .dataset_pass import DatasetPass, LaneRun, PassSettings
 from .errors import SyncDeadlineExceeded
 from .executor import StepExecutor, ThreadStepExecutor
 from .lane import LaneApplier
-from .settling import Settling
 from .merge import load_merge_function
 from .report import DatasetReport, LaneReport, SyncReport, VerifySummary
+from .settling import Settling
+from .status import lane_lag
 
 log = logging.getLogger("mcrepl.sync")
 AdapterFactory = Callable[[ReplicaTarget], ReplicaAdapter]
@@ -91,6 +93,7 @@ class SyncEngine:
 
     # -- public --------------------------------------------------------------------------
 
+    @traced(*PASS_SPAN)
     def run_once(self, dataset: str | None = None, *, verify: bool = False) -> SyncReport:
         """One pass over ``dataset`` (or every dataset): capture, then drain every lane.
 
@@ -243,6 +246,7 @@ class SyncEngine:
         return LaneApplier(target, self._adapter(target), self.state, self.router, self.config.sync.batch_size,
                            settling, is_primary=is_primary, metrics=self.metrics)
 
+    @traced(*DATASET_SPAN)
     def _run_dataset(self, name: str, report: SyncReport, bar: Any, verify: bool) -> None:
         pointer = self.pointer(name)
         primary, replicas = self._targets(name, pointer)
@@ -261,7 +265,7 @@ class SyncEngine:
         sync = self.config.sync
         run = DatasetPass(ds_report, self._capture_step(primary, pointer), lanes, self.state, self._pass_settings(),
                           self._stop, self.clock, self._executor_factory(sync.max_in_flight + 1, f"sync-{name}"),
-                          self.metrics, bar, on_lane_progress=lambda r, _o: self._lag_metric(name, r))
+                          self.metrics, bar)
         try:
             run.run()
         finally:
@@ -409,9 +413,8 @@ class SyncEngine:
     def _lag_metric(self, name: str, replica: str) -> None:
         if self.metrics is None:
             return
-        head, offset = self.state.log.head(name), self.state.lanes.get(name, replica).offset
-        oldest = self.state.log.oldest_captured_at(name, offset)
-        self.metrics.lag(name, replica, self.clock.time() - oldest if oldest else 0.0, max(head - offset, 0))
+        changes, seconds = lane_lag(self.state, name, self.state.lanes.get(name, replica).offset, self.clock.time())
+        self.metrics.lag(name, replica, seconds, changes)
 
     def _purge_if_due(self, name: str, targets: list[ReplicaTarget], ds_report: DatasetReport,
                       unreachable: set[str]) -> None:

@@ -22,12 +22,14 @@ from dataclasses import dataclass, field
 from typing import Any, Callable
 
 from mcrepl.adapters.base import ApplyOutcome, Record, ReplicaAdapter, ReplicaTarget, tombstone_of, vector_dominates
+from mcrepl.orchestrator.observability.sync_spans import LANE_BATCH_SPAN, traced
 from mcrepl.orchestrator.state import ConflictRow, LogEntry, StateStore
 from mcrepl.policies.routing import RecordRouter
 
 from .recovery import late_change, recover
 from .resolution import settle
 from .settling import Settling
+from .status import lane_lag
 from .writer import LocationWriter, Written, counts_of
 
 log = logging.getLogger("mcrepl.sync.lane")
@@ -65,6 +67,7 @@ class LaneApplier:
                                      former_primary=bool(state.epochs_of(ds, location)),
                                      heads=lambda ids: state.log.heads(ds, ids))
 
+    @traced(*LANE_BATCH_SPAN)
     def apply_next(self, offset: int) -> BatchOutcome | None:
         """Apply the window after ``offset``; ``None`` when the lane is at the log head."""
         ds, location = self.target.dataset, self.target.replica
@@ -92,7 +95,7 @@ class LaneApplier:
             self.state.audit.add("batch", {"dataset": ds, "replica": location, "first_seq": offset + 1,
                                            "last_seq": end, "merged": merged, **counts})
         self.state.audit.flush()
-        self._observe(counts)
+        self._observe(counts, end)
         return BatchOutcome(end, counts, merged)
 
     def _retract(self, entries: list[LogEntry], written: list[Written], counts: dict[str, int]) -> None:
@@ -193,10 +196,12 @@ class LaneApplier:
             self.state.log.append(ds, settlements, location=self.settling.primary, epoch=self.settling.epoch)
         return merged
 
-    def _observe(self, counts: dict[str, int]) -> None:
+    def _observe(self, counts: dict[str, int], new_offset: int) -> None:
         if self.metrics is None:
             return
         ds, replica = self.target.dataset, self.target.replica
         for outcome, n in counts.items():
             if n:
                 self.metrics.changes(ds, replica, _METRIC_OUTCOME.get(outcome, outcome), n)
+        # the lag gauges move at every commit, not only at the end of a long pass
+        self.metrics.lane_progress(ds, replica, *lane_lag(self.state, ds, new_offset))

@@ -14,7 +14,10 @@ from __future__ import annotations
 
 import logging
 import signal
-from typing import Any
+from typing import Any, Callable, Iterable, Optional
+
+#: called after every scheduled pass: (report or None, the exception or None, the datasets it was for)
+PassObserver = Callable[[Any, Optional[BaseException], Iterable[str]], None]
 
 log = logging.getLogger("mcrepl.schedule")
 
@@ -28,14 +31,30 @@ def trigger_for(schedule: Any) -> Any:
     return CronTrigger.from_crontab(schedule.cron, timezone="UTC")
 
 
-def build_scheduler(engine: Any, config: Any, dataset: str | None = None) -> Any:
-    """A BlockingScheduler with one non-overlapping job per dataset (not started)."""
+def schedule_period(schedule: Any) -> float:
+    """Seconds between two runs of ``schedule``: ``every``, or the gap between the next two
+    cron firings (what ``/readyz`` and the no-successful-pass alert hold a dataset to)."""
+    if schedule.every is not None:
+        return float(schedule.every.total_seconds())
+    trigger = trigger_for(schedule)
+    now = _now()
+    first = trigger.get_next_fire_time(None, now)
+    second = trigger.get_next_fire_time(first, first)
+    return float((second - first).total_seconds()) if first and second else 0.0
+
+
+def build_scheduler(engine: Any, config: Any, dataset: str | None = None,
+                    observe: PassObserver | None = None) -> Any:
+    """A BlockingScheduler with one non-overlapping job per dataset (not started).
+
+    ``observe`` is told of every pass's outcome (the metrics' ``observe_pass``).
+    """
     from apscheduler.schedulers.blocking import BlockingScheduler
     scheduler = BlockingScheduler(timezone="UTC")
     for name, ds in config.datasets.items():
         if dataset and name != dataset:
             continue
-        scheduler.add_job(_pass, trigger_for(ds.schedule), args=(engine, name), id=f"sync:{name}",
+        scheduler.add_job(_pass, trigger_for(ds.schedule), args=(engine, name, observe), id=f"sync:{name}",
                           name=f"sync {name}", max_instances=1, coalesce=True, misfire_grace_time=None,
                           next_run_time=_now())
     return scheduler
@@ -56,17 +75,22 @@ def anti_entropy_due(engine: Any, name: str) -> bool:
     return last is None or engine.clock.time() - float(last["finished_at"]) >= every.total_seconds()
 
 
-def _pass(engine: Any, name: str) -> None:
+def _pass(engine: Any, name: str, observe: PassObserver | None = None) -> None:
+    report, error = None, None
     try:
         report = engine.run_once(name, verify=anti_entropy_due(engine, name))
         log.info("pass of %s: %s", name, report.to_dict())
     except Exception as exc:  # noqa: BLE001 - one failed pass must not stop the scheduler
+        error, report = exc, getattr(exc, "report", None)
         log.error("pass of %s failed: %s", name, exc)
+    if observe is not None:
+        observe(report, error, [name])
 
 
-def run_scheduled(engine: Any, config: Any, dataset: str | None = None) -> None:
+def run_scheduled(engine: Any, config: Any, dataset: str | None = None,
+                  observe: PassObserver | None = None) -> None:
     """Run until SIGINT/SIGTERM; then stop between batches and return."""
-    scheduler = build_scheduler(engine, config, dataset)
+    scheduler = build_scheduler(engine, config, dataset, observe)
 
     def stop(*_: object) -> None:
         engine.request_stop()

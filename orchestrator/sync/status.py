@@ -20,6 +20,18 @@ from mcrepl.orchestrator.state import StateStore
 from .breaker import breaker_state
 
 
+def lane_lag(state: StateStore, dataset: str, offset: int, now: float | None = None) -> tuple[int, float]:
+    """(changes, seconds) a lane at ``offset`` is behind the log head of ``dataset``.
+
+    Seconds are measured from the capture time of the oldest entry after ``offset``
+    (0 when drained). What ``status`` shows and what the lag gauges report after each batch.
+    """
+    now = time.time() if now is None else now
+    behind = max(state.log.head(dataset) - offset, 0)
+    oldest = state.log.oldest_captured_at(dataset, offset) if behind else None
+    return behind, round(now - oldest, 3) if oldest else 0.0
+
+
 def lane_status(config: McreplConfig, state: StateStore, dataset: str | None = None,
                 now: float | None = None) -> list[dict[str, Any]]:
     """One row per (dataset, replica lane) of the current primary; JSON-ready values."""
@@ -29,7 +41,6 @@ def lane_status(config: McreplConfig, state: StateStore, dataset: str | None = N
         if dataset and name != dataset:
             continue
         pointer = state.primary(name, ds.primary.at)
-        head = state.log.head(name)
         horizon = state.log.horizon(name)
         totals = state.log.totals(name)
         verified = state.last_verify(name)
@@ -37,14 +48,13 @@ def lane_status(config: McreplConfig, state: StateStore, dataset: str | None = N
             if ref.at == pointer.location:
                 continue
             lane = state.lanes.get(name, ref.at)
-            behind = max(head - lane.offset, 0)
-            oldest = state.log.oldest_captured_at(name, lane.offset) if behind else None
+            behind, lag_seconds = lane_lag(state, name, lane.offset, now)
             conflicts, quarantined = state.journal.counts(name, ref.at)
             attached = state.lanes.exists(name, ref.at) and lane.offset >= horizon
             rows.append({
                 "dataset": name, "primary": pointer.location, "epoch": pointer.epoch, "replica": ref.at,
                 "lane": "attached" if attached else "needs backfill",
-                "lag_seconds": round(now - oldest, 3) if oldest else 0.0,
+                "lag_seconds": lag_seconds,
                 "lag_changes": behind,
                 "backlog_batches": math.ceil(behind / config.sync.batch_size),
                 "last_checkpoint": lane.last_applied_at,

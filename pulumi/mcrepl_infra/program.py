@@ -13,13 +13,13 @@ from __future__ import annotations
 import os
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, Callable
 
 import pulumi
 import pulumi_gcp as gcp
 
 from mcrepl.adapters.base import ConfigError, PolicyError
-from mcrepl.orchestrator.config import McreplConfig, load_config
+from mcrepl.orchestrator.config import McreplConfig
 
 from .aws_replica import AwsReplica
 from .azure_replica import AzureReplica
@@ -107,6 +107,11 @@ def planned_outputs(config: McreplConfig, names: Names) -> dict[str, Any]:
             if key:
                 datasets.setdefault(name, {})[ref.at] = {"kms_key": key}
     return {"format": STACK_OUTPUT_FORMAT, "datasets": datasets}
+
+
+def planned_for(stack: str, project: str | None = None) -> Callable[[McreplConfig], dict[str, Any]]:
+    """:func:`planned_outputs` of a stack, as ``load_checked(stack_outputs=...)`` takes it."""
+    return lambda config: planned_outputs(config, stack_names(config, stack, project))
 
 
 def build(config: McreplConfig, stack: str) -> Stack:
@@ -221,6 +226,12 @@ def config_path(pulumi_config: pulumi.Config, base: Path) -> Path:
 
 
 def run(base: Path) -> Stack:
-    """Entry point for ``__main__.py``: read the stack config, load the file, build."""
-    config = load_config(config_path(pulumi.Config("mcrepl"), base))
+    """Entry point for ``__main__.py``: read the stack config, load and check the file, build.
+
+    The file passes the same validation as ``mcrepl validate`` and every command
+    (:func:`mcrepl.orchestrator.validation.load_checked`), with the keys this program is
+    about to create counted as present, before any resource is declared.
+    """
+    from mcrepl.orchestrator.validation import load_checked
+    config = load_checked(config_path(pulumi.Config("mcrepl"), base), stack_outputs=planned_for(pulumi.get_stack()))
     return build(config, pulumi.get_stack())
