@@ -61,14 +61,22 @@ class Journal:
         self._db = db
         self._now = now
 
+    def pair_logged(self, dataset: str, key: str, token_a: str, token_b: str) -> bool:
+        """Whether a conflict between these two versions of ``key`` was logged (either way round)."""
+        return self._db.one("SELECT 1 AS x FROM conflicts WHERE dataset=? AND key_id=? AND ((stored_token=? AND "
+                            "incoming_token=?) OR (stored_token=? AND incoming_token=?)) LIMIT 1",
+                            (dataset, key, token_a, token_b, token_b, token_a)) is not None
+
     def add_conflict(self, row: ConflictRow) -> bool:
         """Log a conflict once (joins the caller's transaction); ``False`` when it was logged before.
 
-        A conflict is identified by the key and its two versions (the one found at a
-        location, the one sent): a batch replayed after a crash, or a second lane meeting
-        the same pair at another replica, finds the row and logs nothing twice. A later
-        version meeting the same stored one is a conflict of its own.
+        A conflict is identified by the key and its two versions, whichever was found and
+        whichever sent: a batch replayed after a crash, or a second lane meeting the same
+        pair at another replica (either way round), finds the row and logs nothing twice.
+        A later version meeting the same stored one is a conflict of its own.
         """
+        if self.pair_logged(row.dataset, row.key, row.stored.version.token, row.incoming.version.token):
+            return False
         return self._db.execute(
             "INSERT OR IGNORE INTO conflicts(dataset, key_id, replica, incoming, stored, winner, resolver, at, "
             "stored_token, incoming_token, resolution, note, others) VALUES (?,?,?,?,?,?,?,?,?,?,?,?,?)",

@@ -171,6 +171,8 @@ class LaneApplier:
             record = stored.get(key_id)
             if record is None or record.meta is None:
                 continue
+            if self.state.journal.pair_logged(ds, key_id, record.meta.version.token, incoming.meta.version.token):
+                continue                  # settled where it was first met: that settlement follows in the log
             if key_id not in latest:
                 entry = self.state.log.latest(ds, incoming.key)
                 latest[key_id] = entry.record if entry is not None else incoming

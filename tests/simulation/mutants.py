@@ -1,0 +1,239 @@
+"""Each fix of the sync-correctness issue, reverted on purpose: the simulation must notice.
+
+A simulation that passes proves little unless it fails when the engine is wrong. Every
+entry of :data:`MUTANTS` puts one of the defects users reported (or one the simulation
+itself found) back into the running code with ``unittest.mock.patch``, as a context
+manager; :func:`first_failure` runs seeds until the checker reports a violation.
+``test_mutants.py`` asserts each mutant is caught within a bounded number of seeds, and
+prints the seed that caught it, so the notes can name it and anyone can replay it.
+
+The numbers are the items of the issue ("Sync that never hides a change"); the ``sim-``
+ones are holes the simulation found while the fixes were being made.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import tempfile
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Callable, ContextManager, Iterator
+from unittest import mock
+
+from mcrepl.adapters.base import ApplyOutcome, ReplicationMeta, meta_if_valid
+from mcrepl.orchestrator.hlc import ClockState
+
+from .sim import Simulation
+
+
+@dataclass(frozen=True)
+class Mutant:
+    """One defect put back: what it is, and the patch that reintroduces it."""
+
+    name: str
+    defect: str
+    patch: Callable[[], ContextManager[Any]]
+    steps: int = 40
+
+
+def _patches(*patches: ContextManager[Any]) -> ContextManager[Any]:
+    stack = contextlib.ExitStack()
+
+    @contextlib.contextmanager
+    def run() -> Iterator[None]:
+        with stack:
+            for p in patches:
+                stack.enter_context(p)
+            yield
+    return run()
+
+
+# -- 1: another origin's metadata taken for an echo ------------------------------------------
+
+def _echo_by_origin() -> ContextManager[Any]:
+    from mcrepl.orchestrator.sync import capture
+    original = capture.PageCapturer._stamp
+
+    def stamp(self, change, heads, held, logged, result, read_back):  # type: ignore[no-untyped-def]
+        if meta_if_valid(change.record) is not None:
+            result.echoes += 1                      # "it carries metadata: someone replicated it"
+            return None
+        return original(self, change, heads, held, logged, result, read_back)
+    return mock.patch.object(capture.PageCapturer, "_stamp", stamp)
+
+
+# -- 2: a lane whose entries were truncated is not backfilled ---------------------------------
+
+def _no_backfill() -> ContextManager[Any]:
+    from mcrepl.orchestrator.sync import engine
+
+    def attach_at_head(lane, primary, epoch, *, kind="backfill", result=None):  # type: ignore[no-untyped-def]
+        from mcrepl.orchestrator.sync.attach import AttachResult
+        head = lane.state.log.head(lane.target.dataset)
+        lane.state.lanes.attach(lane.target.dataset, lane.target.replica, head, epoch)
+        return AttachResult(kind, head)
+    return mock.patch.object(engine, "backfill", attach_at_head)
+
+
+# -- 3: the clock is not restored after a restart ---------------------------------------------
+
+def _clock_not_restored() -> ContextManager[Any]:
+    from mcrepl.orchestrator.state import StateStore
+    return mock.patch.object(StateStore, "load_clock", lambda self: ClockState())
+
+
+# -- 4: the scan-to-log handoff decided by comparing clocks -----------------------------------
+
+def _handoff_by_clock() -> ContextManager[Any]:
+    from mcrepl.orchestrator.sync import capture
+    original = capture.PageCapturer._past_overlap
+
+    def past_overlap(self, page, result):  # type: ignore[no-untyped-def]
+        kept = original(self, page, result)
+        heads = self.state.log.heads(self.target.dataset, (c.record.key.id for c in kept))
+        # "older than the scan's read of the key, by more than a 2 s margin: already covered"
+        return [c for c in kept if not (c.observed_ms is not None and c.record.key.id in heads
+                                        and c.observed_ms < heads[c.record.key.id].version.wall_ms - 2000)]
+    return mock.patch.object(capture.PageCapturer, "_past_overlap", past_overlap)
+
+
+# -- 6: last-writer-wins by clock where the versions are concurrent ---------------------------
+
+def _clock_decides() -> ContextManager[Any]:
+    def decide(incoming: ReplicationMeta, stored: ReplicationMeta | None) -> ApplyOutcome:
+        if stored is None:
+            return ApplyOutcome.APPLIED
+        if incoming.version == stored.version:
+            return ApplyOutcome.REPLAYED
+        return ApplyOutcome.APPLIED if incoming.version > stored.version else ApplyOutcome.STALE
+    return _patches(mock.patch("mcrepl.adapters.base.interface.decide", decide),
+                    mock.patch("mcrepl.adapters.memory.adapter.decide", decide))
+
+
+# -- 7: a user field named like the metadata attribute is dropped -----------------------------
+
+def _reserved_names_dropped() -> ContextManager[Any]:
+    from mcrepl.adapters.base import inband
+
+    def split_reserved(body, reserved=inband.is_mcrepl_name):  # type: ignore[no-untyped-def]
+        return {k: v for k, v in body.items() if not (reserved(k) or k in inband.MCREPL_NAMES)}, {}
+    return mock.patch("mcrepl.adapters.memory.adapter.split_reserved", split_reserved)
+
+
+# -- 8: the audit line written after the checkpoint commits -----------------------------------
+
+def _audit_after_commit() -> ContextManager[Any]:
+    from mcrepl.orchestrator.state.outbox import AuditOutbox
+    held: dict[int, list[tuple[str, dict[str, Any]]]] = {}
+
+    def add(self, kind, payload):  # type: ignore[no-untyped-def]
+        held.setdefault(id(self), []).append((kind, payload))      # in memory until the flush
+
+    def flush(self):  # type: ignore[no-untyped-def]
+        entries = held.pop(id(self), [])
+        for kind, payload in entries:
+            if self.sink is not None:
+                self.sink.append(kind, payload)
+        return len(entries)
+    return _patches(mock.patch.object(AuditOutbox, "add", add), mock.patch.object(AuditOutbox, "flush", flush))
+
+
+# -- 9: a primary changed in the config is followed silently ----------------------------------
+
+def _config_primary_ignored() -> ContextManager[Any]:
+    from mcrepl.orchestrator.sync.engine import SyncEngine
+    original = SyncEngine.pointer
+
+    def pointer(self, name, check_config=True):  # type: ignore[no-untyped-def]
+        return original(self, name, check_config=False)
+    return mock.patch.object(SyncEngine, "pointer", pointer)
+
+
+# -- 10: an undecodable item is passed over silently ------------------------------------------
+
+def _rejected_dropped() -> ContextManager[Any]:
+    from mcrepl.orchestrator.sync import capture
+    original = capture.PageCapturer.commit
+
+    def commit(self, page):  # type: ignore[no-untyped-def]
+        page.rejected = []
+        return original(self, page)
+    return mock.patch.object(capture.PageCapturer, "commit", commit)
+
+
+# -- 11: "converged" without comparing the copies ---------------------------------------------
+
+def _verify_trusts_the_lanes() -> ContextManager[Any]:
+    from mcrepl.orchestrator.sync.antientropy import AntiEntropy, RepairPlan
+    from mcrepl.orchestrator.sync.report import VerifySummary
+
+    def run(self, *, repair, deliver, repair_max=None, dry_run=False, record=True):  # type: ignore[no-untyped-def]
+        return VerifySummary(True, 0, 0, 0, 0, "lanes caught up"), RepairPlan(self.dataset)
+    return mock.patch.object(AntiEntropy, "run", run)
+
+
+# -- found by the simulation ------------------------------------------------------------------
+
+def _late_writes_overwritten() -> ContextManager[Any]:
+    return mock.patch("mcrepl.orchestrator.sync.writer.is_late", lambda stored, known, head: False)
+
+
+def _content_age_ignored() -> ContextManager[Any]:
+    from mcrepl.orchestrator.sync import resolution
+
+    def last_writer(parties):  # type: ignore[no-untyped-def]
+        return max(parties, key=lambda r: r.meta.version)       # a re-stamped body beats what saw it
+    return mock.patch.object(resolution, "_last_writer", last_writer)
+
+
+def _log_truncated_past_silent_lanes() -> ContextManager[Any]:
+    from mcrepl.orchestrator.sync.engine import SyncEngine
+
+    def truncate(self, name):  # type: ignore[no-untyped-def]
+        rows = [r for r in self.state.lanes.all(name) if r.attached_epoch == self.state.current_primary(name).epoch]
+        if rows:
+            self.state.log.truncate_below(name, min(r.offset for r in rows))
+    return mock.patch.object(SyncEngine, "_truncate_log", truncate)
+
+
+MUTANTS: dict[str, Mutant] = {m.name: m for m in [
+    Mutant("1-echo-by-origin", "records carrying another origin's metadata are taken for echoes", _echo_by_origin),
+    Mutant("2-no-backfill", "a lane behind the log's horizon starts at the head without a backfill", _no_backfill),
+    Mutant("3-clock-not-restored", "the hybrid logical clock restarts from zero on every start",
+           _clock_not_restored),
+    Mutant("4-handoff-by-clock", "scan-to-log handoff drops changes older than the scan by the clocks",
+           _handoff_by_clock),
+    Mutant("6-clock-decides", "stores overwrite concurrent versions by clock instead of reporting a conflict",
+           _clock_decides),
+    Mutant("7-reserved-names-dropped", "a user field named _mcrepl or _mcrepl_fields is dropped",
+           _reserved_names_dropped),
+    Mutant("8-audit-after-commit", "the audit line is written after the checkpoint commits", _audit_after_commit),
+    Mutant("9-config-primary-ignored", "a primary changed in the config is followed without a promotion",
+           _config_primary_ignored),
+    Mutant("10-rejected-dropped", "undecodable items are passed over without a quarantine row", _rejected_dropped),
+    Mutant("11-verify-trusts-lanes", "anti-entropy says converged without comparing the copies",
+           _verify_trusts_the_lanes),
+    Mutant("sim-late-writes", "a demoted primary's writes after its rejoin are overwritten",
+           _late_writes_overwritten, steps=60),
+    Mutant("sim-content-age", "a settlement's re-stamped body wins last-writer-wins over writes that saw it",
+           _content_age_ignored, steps=60),
+    Mutant("sim-truncate-past-silent", "the log is truncated past a lane that did not run this pass",
+           _log_truncated_past_silent_lanes, steps=60),
+]}
+
+
+def first_failure(mutant: Mutant, seeds: range) -> tuple[int, list[str]] | None:
+    """The first seed whose schedule the checker fails with ``mutant`` in place, and what it said."""
+    with mutant.patch():
+        for seed in seeds:
+            with tempfile.TemporaryDirectory() as tmp:
+                try:
+                    violations = Simulation(seed, Path(tmp), steps=mutant.steps).run()
+                except Exception as exc:  # noqa: BLE001 - a defect may also crash the engine: caught too
+                    violations = [f"the engine raised {type(exc).__name__}: {exc}"]
+            if violations:
+                return seed, violations
+    return None
+
+
+__all__ = ["MUTANTS", "Mutant", "first_failure"]
