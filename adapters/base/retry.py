@@ -32,6 +32,16 @@ class RetryPolicy:
 DEFAULT_POLICY = RetryPolicy()
 
 
+def request_timeouts(policy: RetryPolicy) -> tuple[float, float]:
+    """(connect, read) seconds for one request: never longer than the retry deadline.
+
+    The retry loop is the only one (SDK retries are off), and a request that hangs past
+    the deadline would hold its lane past it; cut at the deadline, it is one more
+    retryable failure the loop accounts for.
+    """
+    return min(5.0, policy.deadline_s), min(60.0, max(policy.deadline_s, 1.0))
+
+
 def policy_for(options: Mapping[str, object]) -> RetryPolicy:
     """The retry policy a target asks for: ``options['retry_deadline_s']`` (set by the sync
     engine from ``sync.retry_deadline``), else the default 60 s deadline."""

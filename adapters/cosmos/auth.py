@@ -18,9 +18,11 @@ from collections.abc import Mapping
 from typing import Any
 
 from azure.cosmos import CosmosClient
+from azure.cosmos.documents import ConnectionPolicy, RetryOptions
 from pydantic import SecretStr
 
 from ..base.errors import ConfigError, CredentialsError
+from ..base.retry import policy_for, request_timeouts
 
 #: The Cosmos DB emulator's fixed, publicly documented account key (not a secret): used
 #: for ``local`` endpoints when the key variable is unset.
@@ -63,7 +65,13 @@ def make_client(options: Mapping[str, Any]) -> CosmosClient:
         raise ConfigError("no Cosmos DB endpoint is configured", path="providers.cosmos.endpoint",
                           fix="set it to the account URL (https://<account>.documents.azure.com:443/) "
                               "or 'local' for the local stack")
-    kwargs: dict[str, Any] = {}
+    connect, read = request_timeouts(policy_for(options))
+    # one retry layer (call_with_retry, honouring retry-after): the SDK's own throttle and
+    # connection retries are off, and no request outlives the retry deadline
+    policy = ConnectionPolicy()
+    policy.RetryOptions = RetryOptions(max_retry_attempt_count=0)
+    kwargs: dict[str, Any] = {"connection_policy": policy, "connection_timeout": connect, "read_timeout": read,
+                              "retry_connect": 0, "retry_read": 0, "retry_status": 0}
     if options.get("local"):
         kwargs["connection_verify"] = False
         # An emulator advertises its own address as the account's regional endpoint; with

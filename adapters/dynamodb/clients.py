@@ -22,7 +22,7 @@ import botocore.session
 from botocore.config import Config
 
 from ..base.interface import ReplicaTarget
-from ..base.retry import DEFAULT_POLICY, RetryPolicy, call_with_retry
+from ..base.retry import DEFAULT_POLICY, RetryPolicy, call_with_retry, request_timeouts
 from .errors import is_sdk_error, translate
 
 T = TypeVar("T")
@@ -70,8 +70,9 @@ class DynamoDBClients:
 
     def _build(self) -> None:
         opts = dict(self.target.options)
+        connect, read = request_timeouts(self.policy)
         config = Config(retries={"total_max_attempts": 1}, max_pool_connections=self._max_connections,
-                        connect_timeout=5, read_timeout=30)
+                        connect_timeout=connect, read_timeout=read)
         if is_local(opts) and not opts.get("profile"):
             session = boto3.session.Session(aws_access_key_id=_DUMMY, aws_secret_access_key=_DUMMY,
                                             region_name=self.target.region,

@@ -22,8 +22,6 @@ WORKERS = 8
 #: connections kept per host; the library's default (10) is below what WORKERS threads
 #: plus a listing in flight can use, and a too-small pool makes requests wait or reconnect
 POOL_SIZE = 2 * WORKERS
-#: (connect, read) seconds for one HTTP request; the retry deadline bounds the total
-REQUEST_TIMEOUT = (10.0, 60.0)
 
 
 def uses_anonymous(options: Mapping[str, Any]) -> bool:

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import enum
 import json
-from contextlib import ExitStack
 from pathlib import Path
 from typing import Callable, Optional
 

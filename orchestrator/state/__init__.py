@@ -13,7 +13,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from mcrepl.adapters.base import McreplError, ReplicationMeta
+from mcrepl.adapters.base import McreplError
 from mcrepl.orchestrator.clock import SYSTEM_CLOCK, Clock
 from mcrepl.orchestrator.hlc import ClockState
 

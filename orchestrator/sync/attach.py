@@ -33,8 +33,8 @@ import logging
 from dataclasses import dataclass, field
 from typing import Iterator
 
-from mcrepl.adapters.base import (ApplyOutcome, Change, ChangePage, KeySchema, Record, ReplicaAdapter, ReplicationMeta,
-                                  meta_if_valid, tombstone_of, vector_dominates)
+from mcrepl.adapters.base import (ApplyOutcome, ChangePage, KeySchema, Record, ReplicaAdapter, ReplicationMeta,
+                                  meta_if_valid)
 from mcrepl.orchestrator.state import StateStore
 
 from .lane import LaneApplier

@@ -37,7 +37,7 @@ from dataclasses import dataclass
 from typing import Sequence
 
 from mcrepl.adapters.base import (Change, ChangePage, Record, ReplicaAdapter, ReplicaTarget, ReplicationMeta,
-                                  meta_if_valid, tombstone_of, vector_dominates)
+                                  meta_if_valid, vector_dominates)
 from mcrepl.orchestrator.hlc import HybridLogicalClock
 from mcrepl.orchestrator.observability.sync_spans import CAPTURE_PAGE_SPAN, traced
 from mcrepl.orchestrator.state import StateStore
@@ -214,16 +214,29 @@ class PageCapturer:
         if change.previous is not None:
             self.clock.observe(change.previous.version)
         deleted = change.native_delete or record.body is None
-        if head is not None and head.tombstone == deleted and \
-                (deleted or head.content_hash == record.digest_hash(False)):
-            # the logged state again: a change read twice, or the same state reached separately
-            # (a delete beside a logged delete) — which is not the head's history, so what the
-            # primary is known to hold stays as it was
+        if _already_logged(deleted, record, head, previous):
+            # the logged state again: a change read twice, or the same content written again
+            # (which is not the head's history, so what the primary is known to hold stays)
             result.unchanged += 1
             return None
         version = self.clock.tick(self.target.replica)
         return stamp_native(self.target, change, version, previous.vector if previous is not None else {},
                             self.epoch)
+
+
+def _already_logged(deleted: bool, record: Record, head: ReplicationMeta | None,
+                    previous: ReplicationMeta | None) -> bool:
+    """Whether a native change leaves its key in the state the log's head records, as nothing new.
+
+    A write of the head's content is. A delete is when the head is a delete, unless this store
+    held a live version: then it deleted that itself — a delete of its own, beside the logged
+    one (which never reached it), logged so the two are settled and named like any conflict.
+    """
+    if head is None or head.tombstone != deleted:
+        return False
+    if not deleted:
+        return head.content_hash == record.digest_hash(False)
+    return previous is None or previous.tombstone
 
 
 def _is_state(change: Change, head: ReplicationMeta | None) -> bool:

@@ -19,14 +19,14 @@ from __future__ import annotations
 
 import logging
 from dataclasses import dataclass, field
-from typing import Any, Callable
+from typing import Any
 
 from mcrepl.adapters.base import ApplyOutcome, Record, ReplicaAdapter, ReplicaTarget, tombstone_of, vector_dominates
 from mcrepl.orchestrator.observability.sync_spans import LANE_BATCH_SPAN, traced
 from mcrepl.orchestrator.state import ConflictRow, LogEntry, StateStore
 from mcrepl.policies.routing import RecordRouter
 
-from .recovery import late_change, recover
+from .recovery import recover
 from .resolution import settle
 from .settling import Settling
 from .status import lane_lag
@@ -187,7 +187,7 @@ class LaneApplier:
                 also = [newest]
             s = settle(self.target, location, record, incoming, merge=self.settling.merge_fn,
                        tick=self.settling.tick, epoch=self.settling.epoch, decrypt=self.settling.decrypt,
-                       also=also)
+                       also=also, foreign=self._foreign(record))
             if self.state.journal.add_conflict(s.row):
                 settlements.append(s.record)
                 latest[key_id] = s.record
@@ -197,6 +197,21 @@ class LaneApplier:
             self.state.save_clock(self.settling.clock.state)
             self.state.log.append(ds, settlements, location=self.settling.primary, epoch=self.settling.epoch)
         return merged
+
+    def _foreign(self, stored: Record) -> bool:
+        """Whether ``stored`` is a version the log never held, at a location that only holds copies.
+
+        A replica that was never primary (as far as this state knows) takes no writes of its
+        own; a version there that the log has not seen was left by something else (an earlier
+        state file, a restore), and the log's version is the one to keep.
+        """
+        if self.is_primary or self.writer.former_primary or stored.meta is None:
+            return False
+        ds = self.target.dataset
+        if self.state.log.logged_versions(ds, [stored]):
+            return False
+        head = self.state.log.heads(ds, [stored.key.id]).get(stored.key.id)
+        return head is None or not vector_dominates(head.vector, stored.meta.vector)
 
     def _observe(self, counts: dict[str, int], new_offset: int) -> None:
         if self.metrics is None:

@@ -76,8 +76,8 @@ def unlogged_version(target: ReplicaTarget, settling: Settling, change: Change, 
                 valid, vector=union_vector(valid.vector, previous.vector)))
         return record
     if deleted:
-        if head is None or head.tombstone:
-            return None
+        if head is None or (head.tombstone and (previous is None or previous.tombstone)):
+            return None                 # nothing there, or a delete of what already was a delete
     elif head is not None and not head.tombstone and head.content_hash == record.digest_hash(False):
         return None
     base = record.meta or previous

@@ -42,7 +42,8 @@ class Settlement:
 
 def settle(target: ReplicaTarget, location: str, stored: Record, incoming: Record, *,
            merge: MergeFunction | None, tick: Callable[[], Version], epoch: int,
-           decrypt: Callable[[Record], Record] | None = None, also: Sequence[Record] = ()) -> Settlement:
+           decrypt: Callable[[Record], Record] | None = None, also: Sequence[Record] = (),
+           foreign: bool = False) -> Settlement:
     """Resolve ``stored`` (found at ``location``) against ``incoming`` (the log entry that met it).
 
     ``also`` are more versions the settlement must supersede — the log's latest version of
@@ -50,14 +51,19 @@ def settle(target: ReplicaTarget, location: str, stored: Record, incoming: Recor
     seen drop out; the rest are resolved together (the newest body, or the merge of all),
     under a vector that has seen every one of them. ``decrypt`` turns a record read from a
     replica that holds encrypted fields back into plaintext, so merges and the log only
-    ever see plaintext.
+    ever see plaintext. ``foreign``: the stored version is one the log never held, at a
+    location that holds copies (left there by an earlier state file, a restore): it is
+    superseded, never a candidate body, and the row says so.
     """
     assert stored.meta is not None and incoming.meta is not None
     if decrypt is not None:
         stored = decrypt(stored)
-    parties = _frontier([stored, incoming, *also])
+    parties = _frontier([incoming, *also] if foreign else [stored, incoming, *also])
     winner = _last_writer(parties)
     resolver, note = "lww", None
+    if foreign:
+        resolver, note = "replica-copy", (f"the version at {location} was never logged (a copy mcrepl did not "
+                                          "make, at a location that holds copies): the log's version replaced it")
     version = tick()
     vector: dict[str, str] = {}
     for party in (stored, incoming, *also):

@@ -187,6 +187,33 @@ def check_conflicts(sim: "Simulation") -> list[str]:
     return found
 
 
+def check_order(sim: "Simulation") -> list[str]:
+    """No location went back to a body its current one had superseded, except through a conflict.
+
+    Last-writer-wins chooses by the clocks that stamped the writes, so a store whose clock is
+    behind can make the body that saw the other one lose: the resolver's documented choice,
+    allowed when a logged conflict names both bodies and the one that came back was written
+    strictly later by those clocks. Any other step back is a change applied out of order (a
+    re-stamped old body beating a later write, say).
+    """
+    parties = _parties(sim)
+    found = []
+
+    def hashes(ids: frozenset[int]) -> set[str]:
+        return {_hash_of(sim, sim.world.model.bodies[i]) for i in ids if i in sim.world.model.bodies}
+
+    def written(ids: frozenset[int]) -> int:
+        return max((sim.world.model.written_ms.get(i, 0) for i in ids), default=0)
+
+    for location, key, new, before in sim.world.regressions:
+        in_conflict = parties.get(key, set())
+        later = written(new) > written(before)
+        if later and hashes(new) & in_conflict and hashes(before) & in_conflict:
+            continue
+        found.append(f"order: {location} went back on {key}: {sorted(new)} after {sorted(before)}")
+    return found[:5]
+
+
 def check_audit(sim: "Simulation") -> list[str]:
     """Every committed batch has exactly one audit entry (the current state file)."""
     sim.state.audit.flush()
@@ -199,4 +226,5 @@ def check_audit(sim: "Simulation") -> list[str]:
     return found
 
 
-__all__ = ["check_audit", "check_quarantine", "check_claims", "check_conflicts", "check_final", "copies_differ", "meta_if_valid"]
+__all__ = ["check_audit", "check_claims", "check_conflicts", "check_final", "check_order", "check_quarantine",
+           "copies_differ", "meta_if_valid"]

@@ -3,8 +3,9 @@
 Each seed is one :class:`~.sim.Simulation`: a random schedule of writes, crashes, clock
 steps, faults and topology changes on the in-memory reference adapter, then quiescence
 and the checker (:mod:`.checker`). A failure prints the seed and the schedule's trace;
-``MCREPL_SIM_SEED=N`` replays exactly that seed, ``MCREPL_SIM_SEEDS=N`` changes how many
-run (CI runs the default).
+``MCREPL_SIM_SEED=N`` replays exactly that seed (``MCREPL_SIM_STEPS`` its length: 60, or
+150 for the long schedules, whose seeds start at 100000), ``MCREPL_SIM_SEEDS=N`` changes how
+many run (CI runs the default: 1200 schedules of 60 steps and 100 of 150).
 """
 
 from __future__ import annotations
@@ -18,11 +19,14 @@ from .sim import Simulation
 
 SEEDS = int(os.environ.get("MCREPL_SIM_SEEDS", "1200"))
 ONLY = os.environ.get("MCREPL_SIM_SEED")
+STEPS = int(os.environ.get("MCREPL_SIM_STEPS", "60"))
 CHUNKS = 8
+#: longer schedules (more promotions, rejoins and late writes piling up), fewer of them
+LONG_SEEDS, LONG_STEPS = range(100_000, 100_000 + SEEDS // 12), 150
 
 
-def run_seed(seed: int, tmp: Path) -> list[str]:
-    sim = Simulation(seed, tmp)
+def run_seed(seed: int, tmp: Path, steps: int = STEPS) -> list[str]:
+    sim = Simulation(seed, tmp, steps=steps)
     violations = sim.run()
     if violations:
         trace = "\n    ".join(sim.trace[-60:])
@@ -38,6 +42,19 @@ def test_random_schedules_keep_every_promise(chunk: int, tmp_path: Path) -> None
         tmp = tmp_path / f"s{seed}"
         tmp.mkdir()
         failures += run_seed(seed, tmp)
+        if len(failures) > 20:
+            break
+    assert not failures, "\n".join(failures)
+
+
+@pytest.mark.skipif(ONLY is not None, reason="replaying one seed (MCREPL_SIM_SEED)")
+@pytest.mark.parametrize("chunk", range(2))
+def test_long_schedules_keep_every_promise(chunk: int, tmp_path: Path) -> None:
+    failures: list[str] = []
+    for seed in LONG_SEEDS[chunk::2]:
+        tmp = tmp_path / f"s{seed}"
+        tmp.mkdir()
+        failures += run_seed(seed, tmp, LONG_STEPS)
         if len(failures) > 20:
             break
     assert not failures, "\n".join(failures)

@@ -10,12 +10,11 @@ hangs, the process dies before or after a call, someone writes while capture sca
 
 from __future__ import annotations
 
-import dataclasses
 import random
 from dataclasses import dataclass, field
 from typing import Any, Callable, Iterator, Sequence
 
-from mcrepl.adapters.base import (ApplyOutcome, ApplyResult, Change, ChangePage, Cursor, Digest, Record, RecordKey,
+from mcrepl.adapters.base import (ApplyOutcome, ApplyResult, ChangePage, Cursor, Digest, Record, RecordKey,
                                   ReplicaAdapter, ReplicaTarget, UnavailableError, document, meta_if_valid,
                                   tombstone_of)
 from mcrepl.adapters.memory import MemoryAdapter
@@ -168,6 +167,7 @@ class Model:
 
     ops: list[Op] = field(default_factory=list)
     bodies: dict[int, dict[str, Any]] = field(default_factory=dict)        # write id → body written
+    written_ms: dict[int, int] = field(default_factory=dict)               # write id → when, by LWW's clock
 
     def closure(self, ids: frozenset[int]) -> frozenset[int]:
         """Every write/delete id the given ones had seen, transitively (themselves included)."""
@@ -248,7 +248,11 @@ class App:
         current = self._current(location, key)
         if current is not None and not current.tombstone:
             return self.world.model.closure(body_ids(current.body))
-        # absent: the writer saw every delete of the key acknowledged before now
+        # absent: the writer saw what the absence there stands for — a delete made or delivered
+        # there; where the key never was, every delete acknowledged so far (what it deleted
+        # never got there either: the writer's world has none of it)
+        if (location, key) in self.world.absence:
+            return self.world.absence[(location, key)]
         return frozenset(op.id for op in self.world.model.ops if op.key == key and op.acked
                          and op.kind.endswith("delete"))
 
@@ -277,11 +281,11 @@ class App:
             return
         op_id = w.next_id()
         seen = self._seen(location, key)
-        acked = self._send(location, Record(w.schema.parse_id(key), None), stamped, delete=True)
+        acked = self._send(location, Record(w.schema.parse_id(key), None), stamped, delete=True, op_id=op_id)
         w.model.ops.append(Op(op_id, "stamped-delete" if stamped else "delete", key, location, acked,
                               frozenset(), seen, None, w.clock.now))
 
-    def _send(self, location: str, record: Record, stamped: bool, delete: bool) -> bool:
+    def _send(self, location: str, record: Record, stamped: bool, delete: bool, op_id: int | None = None) -> bool:
         w = self.world
         if w.app_cut_off(location):
             return False
@@ -291,7 +295,7 @@ class App:
                 store.delete_native([record.key])
             else:
                 store.write_native([record])
-            w.note_body(location, record)
+            w.note_body(location, record, op_id)
             return True
         if self.epoch < w.current_epoch():
             return False                                       # fenced: the epoch moved on
@@ -305,7 +309,7 @@ class App:
                           else record.stamped(version, vector, epoch=self.epoch))
         (result,) = store.apply_batch([stamped_record])
         if result.outcome is ApplyOutcome.APPLIED:
-            w.note_body(location, stamped_record)
+            w.note_body(location, stamped_record, op_id)
             return True
         return False
 
@@ -339,7 +343,10 @@ class World:
             self.stores[loc] = MemoryAdapter(self.target(loc))
             self.stores[loc]._store.now_ms = lambda loc=loc: self.store_ms(loc)   # the store's own (skewed) clock
         self.applied: dict[tuple[str, str], frozenset[int]] = {}
-        self.regressions: list[str] = []
+        # (location, key) → the writes and deletes an absence there stands for: what a writer
+        # who finds the key absent has seen (a store's absence carries no history of its own)
+        self.absence: dict[tuple[str, str], frozenset[int]] = {}
+        self.regressions: list[tuple[str, str, frozenset[int], frozenset[int]]] = []   # (location, key, new, before)
         self.epoch_of: Callable[[], int] = lambda: 1
         self.pointer: Callable[[], str] = lambda: locations[0]
         self.junk_at_primary: set[str] = set()
@@ -404,23 +411,39 @@ class World:
         new = body_ids(record.body) if not record.tombstone else frozenset()
         before = self.applied.get((location, record.key.id))
         self.applied[(location, record.key.id)] = new
+        if record.tombstone:
+            # a delivered delete: it stands for the deletes acknowledged by now (and what they saw)
+            deletes = [op for op in self.model.ops if op.key == record.key.id and op.acked
+                       and op.kind.endswith("delete")]
+            self.absence[(location, record.key.id)] = self.model.closure(
+                frozenset(op.id for op in deletes) | (before or frozenset()))
         if before is None or not new or not before or new == before:
             return
         older = new <= self.model.closure(before) - before
         if older:
-            self.regressions.append(f"{location} went back on {record.key.id}: {sorted(new)} after {sorted(before)}")
+            self.regressions.append((location, record.key.id, new, before))
 
-    def note_body(self, location: str, record: Record) -> None:
+    def note_body(self, location: str, record: Record, delete_id: int | None = None) -> None:
         """The app wrote ``record`` at ``location``: it is what mcrepl's next write there must not undercut."""
         if record.tombstone or record.body is None:
-            self.applied.pop((location, record.key.id), None)
+            before = self.applied.pop((location, record.key.id), frozenset())
+            self.absence[(location, record.key.id)] = self.model.closure(
+                before | self.absence.get((location, record.key.id), frozenset())
+                | (frozenset({delete_id}) if delete_id is not None else frozenset()))
         else:
             self.applied[(location, record.key.id)] = body_ids(record.body)
+            # when it was written, by the clock last-writer-wins reads: the writer's stamp, or
+            # the store's own clock for a native write
+            meta = meta_if_valid(record)
+            for op_id in body_ids(record.body):
+                self.model.written_ms[op_id] = meta.written_at_ms if meta is not None else self.store_ms(location)
 
     def forget(self, location: str) -> None:
         """``location`` lost everything (wiped): what it held before is no yardstick any more."""
         for key in [k for k in self.applied if k[0] == location]:
             del self.applied[key]
+        for key in [k for k in self.absence if k[0] == location]:
+            del self.absence[key]
 
     def heal(self) -> None:
         for f in self.faults.values():
