@@ -35,6 +35,10 @@ from .capture import CaptureResult, PageCapturer
 from .dataset_pass import DatasetPass, LaneRun, PassSettings
 from .errors import SyncDeadlineExceeded
 from .executor import StepExecutor, ThreadStepExecutor
+from .inflight import InFlightWindow
+from .unit_adapter import UnitAdapter
+from .units import Opener
+from .workers import ExecutorSpec, UnitExecutor, open_executor
 from .lane import LaneApplier
 from .merge import load_merge_function
 from .report import DatasetReport, LaneReport, SyncReport, VerifySummary
@@ -44,21 +48,27 @@ from .status import lane_lag
 log = logging.getLogger("mcrepl.sync")
 AdapterFactory = Callable[[ReplicaTarget], ReplicaAdapter]
 ExecutorFactory = Callable[[int, str], StepExecutor]
+UnitExecutorFactory = Callable[[Opener], UnitExecutor]
 
 
 class SyncEngine:
     """Runs sync passes; one instance may run many passes (``mcrepl sync --schedule``).
 
     ``adapter_factory`` builds the adapter for a target (default
-    :func:`mcrepl.adapters.open_adapter`); ``clock`` and ``executor_factory`` are
-    injectable so the deterministic simulation can drive the same code.
+    :func:`mcrepl.adapters.open_adapter`); ``clock`` and ``executor_factory`` (the
+    coordinator's steps) are injectable so the deterministic simulation can drive the
+    same code. Store calls run as work units (:mod:`.units`) on the executor ``executor``
+    names (default: ``sync.executor`` of the config), or on the one
+    ``unit_executor_factory`` builds (the simulation's); it starts on first use.
     """
 
     def __init__(self, config: McreplConfig, state: StateStore, *,
                  local_endpoints: Mapping[str, str] | None = None, namespace: str = "",
                  router: RecordRouter | None = None, metrics: Any = None, audit: Any = None,
                  progress: bool = False, adapter_factory: AdapterFactory | None = None,
-                 clock: Clock = SYSTEM_CLOCK, executor_factory: ExecutorFactory | None = None) -> None:
+                 clock: Clock = SYSTEM_CLOCK, executor_factory: ExecutorFactory | None = None,
+                 executor: ExecutorSpec | None = None,
+                 unit_executor_factory: UnitExecutorFactory | None = None) -> None:
         self.config = config
         self.state = state
         self.local_endpoints = local_endpoints
@@ -72,6 +82,11 @@ class SyncEngine:
         self._factory = adapter_factory or open_adapter
         self._executor_factory = executor_factory or (lambda n, name: ThreadStepExecutor(n, name))
         self._adapters: dict[tuple[str, str], ReplicaAdapter] = {}
+        self._unit_adapters: dict[tuple[str, str], UnitAdapter] = {}
+        self.executor_spec = executor or executor_spec(config)
+        self._unit_executor_factory = unit_executor_factory or (
+            lambda opener: open_executor(self.executor_spec, opener))
+        self._units: UnitExecutor | None = None
         self._adapter_locks: dict[tuple[str, str], threading.Lock] = {}
         self._attach_locks: dict[tuple[str, str], threading.Lock] = {}
         self._lock = threading.Lock()
@@ -158,7 +173,7 @@ class SyncEngine:
         """
         primary, replicas = self._targets(dataset, pointer)
         target = next(t for t in replicas if t.replica == location)
-        adapters = {t.replica: self._adapter(t) for t in (primary, target)}
+        adapters: dict[str, ReplicaAdapter] = {t.replica: self.unit_adapter(t) for t in (primary, target)}
         settling = self.settling(dataset, pointer)
         runner = AntiEntropy(self.config, dataset, self.state, self.router, adapters, settling,
                              anti_entropy_settings(self.config, dataset), self.clock)
@@ -187,6 +202,11 @@ class SyncEngine:
         """Close every adapter this engine opened and flush the audit outbox."""
         with self._lock:
             adapters, self._adapters = list(self._adapters.values()), {}
+            units, self._units = self._units, None
+            self._unit_adapters = {}
+        if units is not None:
+            with contextlib.suppress(Exception):
+                units.close()
         for adapter in adapters:
             with contextlib.suppress(Exception):
                 adapter.close()
@@ -243,7 +263,7 @@ class SyncEngine:
 
     def lane_applier(self, target: ReplicaTarget, settling: Settling, *, is_primary: bool = False) -> LaneApplier:
         """The applier of ``target``'s lane (its adapter opened on first use)."""
-        return LaneApplier(target, self._adapter(target), self.state, self.router, self.config.sync.batch_size,
+        return LaneApplier(target, self.unit_adapter(target), self.state, self.router, self.config.sync.batch_size,
                            settling, is_primary=is_primary, metrics=self.metrics)
 
     @traced(*DATASET_SPAN)
@@ -368,7 +388,7 @@ class SyncEngine:
         replicas = [r.at for r in self.config.datasets[primary.dataset].locations if r.at != primary.replica]
         capturer = PageCapturer(primary, self.state, self.hlc, pointer.epoch, self.router, replicas)
 
-        return lambda: capturer.capture_page(self._adapter(primary), self.config.sync.batch_size)
+        return lambda: capturer.capture_page(self.unit_adapter(primary), self.config.sync.batch_size)
 
     def _finish_dataset(self, name: str, ds_report: DatasetReport, lanes: dict[str, LaneRun],
                         capture_done: bool) -> None:
@@ -439,7 +459,7 @@ class SyncEngine:
                       repair_max: int | None = None, dry_run: bool = False) -> Any:
         primary, replicas = self._targets(name, pointer)
         try:
-            adapters = {t.replica: self._adapter(t) for t in [primary, *replicas]}
+            adapters: dict[str, ReplicaAdapter] = {t.replica: self.unit_adapter(t) for t in [primary, *replicas]}
         except AdapterError as exc:      # a comparison needs every copy: without one, no verdict but "no"
             ds_report.verify = VerifySummary(False, 0, 0, 0, detail=f"could not compare the copies: {exc}")
             return RepairPlan(name)
@@ -480,6 +500,40 @@ class SyncEngine:
         """The (cached, ready) adapter for ``target``; connection errors propagate to the caller."""
         return self._adapter(target)
 
+    def unit_adapter(self, target: ReplicaTarget) -> UnitAdapter:
+        """``target`` reached through work units on this engine's executor (see :mod:`.unit_adapter`).
+
+        Its in-flight window is the lane's own and lives as long as the engine, so what a
+        lane learnt about its store's capacity carries from one pass to the next.
+        """
+        ident = (target.dataset, target.replica)
+        local = self._adapter(target)
+        with self._lock:
+            found = self._unit_adapters.get(ident)
+            if found is not None and found.local is local:
+                return found
+        executor = self.unit_executor()
+        view = UnitAdapter(self._with_deadline(target), local, executor,
+                           InFlightWindow(self.executor_spec.max_in_flight_units))
+        with self._lock:
+            return self._unit_adapters.setdefault(ident, view)
+
+    def unit_executor(self) -> UnitExecutor:
+        """The executor of this engine's work units, started on first use (a Dask cluster takes seconds)."""
+        with self._lock:
+            if self._units is None:
+                self._units = self._unit_executor_factory(self._open_for_unit)
+            return self._units
+
+    def _open_for_unit(self, target: ReplicaTarget) -> ReplicaAdapter:
+        """What a unit run in this process talks to: the engine's own adapter of its location."""
+        return self._adapter(target)
+
+    def _with_deadline(self, target: ReplicaTarget) -> ReplicaTarget:
+        """``target`` with ``sync.retry_deadline`` in its options (every client opened for it honours it)."""
+        options = {**target.options, "retry_deadline_s": self.config.sync.retry_deadline.total_seconds()}
+        return dataclasses.replace(target, options=options)
+
     def _adapter(self, target: ReplicaTarget) -> ReplicaAdapter:
         ident = (target.dataset, target.replica)
         with self._lock:
@@ -490,8 +544,7 @@ class SyncEngine:
             with self._lock:
                 if ident in self._adapters:
                     return self._adapters[ident]
-            options = {**target.options, "retry_deadline_s": self.config.sync.retry_deadline.total_seconds()}
-            adapter = self._factory(dataclasses.replace(target, options=options))
+            adapter = self._factory(self._with_deadline(target))
             adapter.ensure_ready()
             with self._lock:
                 self._adapters[ident] = adapter
@@ -519,4 +572,10 @@ class SyncEngine:
         self.state.audit.flush()
 
 
-__all__ = ["AdapterFactory", "ExecutorFactory", "SyncEngine"]
+def executor_spec(config: McreplConfig) -> ExecutorSpec:
+    """The executor the config's ``sync.executor`` names."""
+    ex = config.sync.executor
+    return ExecutorSpec(ex.kind, ex.workers, ex.threads_per_worker, ex.scheduler, max_in_flight_units=ex.max_in_flight_units)
+
+
+__all__ = ["AdapterFactory", "ExecutorFactory", "SyncEngine", "UnitExecutorFactory", "executor_spec"]
