@@ -11,6 +11,7 @@ import typer
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TaskID, TextColumn, TimeElapsedColumn
 from rich.markup import escape
 
+from .executor_opts import ExecutorOpt, SchedulerOpt, WorkersOpt, with_executor
 from .common import EXIT_FOUND, ConfigOption, check_dataset, cli_errors, console, load, local_endpoints
 from .output import cell, make_table, printable
 
@@ -127,7 +128,9 @@ def register(app: typer.Typer) -> None:
     def repair(config: Path = ConfigOption,
                dataset: str = typer.Option(..., "--dataset", "-d", help="The dataset to repair."),
                dry_run: bool = typer.Option(False, "--dry-run", help="Show the plan; write nothing."),
-               output: Output = FormatOpt, namespace: str = NamespaceOpt) -> None:
+               output: Output = FormatOpt, namespace: str = NamespaceOpt,
+               executor: Optional[str] = ExecutorOpt, workers: Optional[int] = WorkersOpt,
+               scheduler: Optional[str] = SchedulerOpt) -> None:
         """Bring every replica to the primary's resolved state, then compare again; exit 1 if still divergent.
 
         Resolution follows the sync engine: the primary is the authority for what it holds, concurrent
@@ -141,7 +144,7 @@ def register(app: typer.Typer) -> None:
         from mcrepl.policies.router import router_for
 
         from .sync_cmd import state_path
-        cfg = load(config)
+        cfg = with_executor(load(config), executor, workers, scheduler)
         check_dataset(cfg, dataset)
         with cli_errors():
             engine = SyncEngine(cfg, StateStore(state_path(cfg)), local_endpoints=local_endpoints(cfg),

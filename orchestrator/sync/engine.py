@@ -36,6 +36,7 @@ from .dataset_pass import DatasetPass, LaneRun, PassSettings
 from .errors import SyncDeadlineExceeded
 from .executor import StepExecutor, ThreadStepExecutor
 from .inflight import InFlightWindow
+from .leasing import PassLeases, pass_partitions
 from .unit_adapter import UnitAdapter
 from .units import Opener
 from .workers import ExecutorSpec, UnitExecutor, open_executor
@@ -275,6 +276,27 @@ class SyncEngine:
         settling = self.settling(name, pointer)
         ds_report = DatasetReport(name, pointer.location, pointer.epoch)
         report.datasets[name] = ds_report
+        leases = self._leases(name)
+        refused = leases.take(pass_partitions(primary.replica, [primary.replica, *(t.replica for t in replicas)]))
+        if refused is not None:
+            log.warning("%s", refused)
+            ds_report.capture_error = refused
+            for target in replicas:
+                ds_report.lanes[target.replica] = LaneReport(target.replica, reason=refused)
+            return
+        try:
+            self._run_leased(name, pointer, primary, replicas, settling, ds_report, bar, leases)
+        finally:
+            leases.release()
+        if verify or self.state.verify_requested(name):
+            self._anti_entropy(name, pointer, ds_report, repair=True)
+
+    def _leases(self, name: str) -> PassLeases:
+        return PassLeases(self.state, name, 2 * self._pass_settings().step_timeout_s, self.clock.time)
+
+    def _run_leased(self, name: str, pointer: PrimaryPointer, primary: ReplicaTarget, replicas: list[ReplicaTarget],
+                    settling: Settling, ds_report: DatasetReport, bar: Any, leases: PassLeases) -> None:
+        """The pass proper, once its leases are held: attach lanes, capture and drain, purge."""
         lanes = {primary.replica: self._primary_lane(primary, settling, pointer)}
         for target in replicas:
             lane = self._replica_lane(target, primary, settling, pointer, ds_report)
@@ -285,14 +307,12 @@ class SyncEngine:
         sync = self.config.sync
         run = DatasetPass(ds_report, self._capture_step(primary, pointer), lanes, self.state, self._pass_settings(),
                           self._stop, self.clock, self._executor_factory(sync.max_in_flight + 1, f"sync-{name}"),
-                          self.metrics, bar)
+                          self.metrics, bar, renew=leases.renew)
         try:
             run.run()
         finally:
             self._finish_dataset(name, ds_report, lanes, run.capture_done)
         self._purge_if_due(name, [primary, *replicas], ds_report, {r for r, l in lanes.items() if l.failed})
-        if verify or self.state.verify_requested(name):
-            self._anti_entropy(name, pointer, ds_report, repair=True)
 
     def _seed_clock(self, name: str, targets: list[ReplicaTarget]) -> None:
         """Before a new state file stamps anything for ``name``, move its clock past every version
@@ -476,17 +496,30 @@ class SyncEngine:
         return plan
 
     def _deliver(self, name: str, pointer: PrimaryPointer, settling: Settling) -> None:
-        """Drain every lane once more without capturing (what anti-entropy appended to the log)."""
+        """Drain every lane once more without capturing (what anti-entropy appended to the log).
+
+        Under the lanes' leases: while another coordinator drives them nothing is delivered
+        here, and the comparison that follows says the copies still differ.
+        """
         primary, replicas = self._targets(name, pointer)
-        report = DatasetReport(name, pointer.location, pointer.epoch)
-        lanes = {primary.replica: self._primary_lane(primary, settling, pointer)}
-        for target in replicas:
-            lane = self._replica_lane(target, primary, settling, pointer, report)
-            if lane is not None:
-                lanes[target.replica] = lane
-        sync = self.config.sync
-        DatasetPass(report, None, lanes, self.state, self._pass_settings(), self._stop, self.clock,
-                    self._executor_factory(sync.max_in_flight, f"deliver-{name}"), self.metrics).run()
+        leases = self._leases(name)
+        refused = leases.take(pass_partitions(primary.replica, [primary.replica, *(t.replica for t in replicas)])[1:])
+        if refused is not None:
+            log.warning("repairs of %s not delivered now: %s", name, refused)
+            return
+        try:
+            report = DatasetReport(name, pointer.location, pointer.epoch)
+            lanes = {primary.replica: self._primary_lane(primary, settling, pointer)}
+            for target in replicas:
+                lane = self._replica_lane(target, primary, settling, pointer, report)
+                if lane is not None:
+                    lanes[target.replica] = lane
+            sync = self.config.sync
+            DatasetPass(report, None, lanes, self.state, self._pass_settings(), self._stop, self.clock,
+                        self._executor_factory(sync.max_in_flight, f"deliver-{name}"), self.metrics,
+                        renew=leases.renew).run()
+        finally:
+            leases.release()
 
     def _pass_settings(self) -> PassSettings:
         sync = self.config.sync

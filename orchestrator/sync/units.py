@@ -17,10 +17,11 @@ lease a unit again when its worker dies.
 
 from __future__ import annotations
 
-import dataclasses
+import os
+import socket
 import threading
 import time
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import Any, Callable, Sequence
 
 from mcrepl.adapters.base import (AdapterError, ApplyResult, ChangePage, Digest, Record, RecordKey, ReplicaAdapter,
@@ -80,7 +81,7 @@ class UnitResult:
     seconds: float
     throttled: int = 0
     retry_after: float | None = None
-    worker: str = field(default="")
+    worker: str = ""                    # host/pid of the process that ran it
 
 
 def unit_target(unit: Unit) -> ReplicaTarget:
@@ -100,7 +101,8 @@ def run_unit(unit: Unit, opener: Opener | None = None) -> UnitResult:
     started = time.perf_counter()
     value = _call(unit, adapter)
     throttled, retry_after = pressure.since(before)
-    return UnitResult(value, time.perf_counter() - started, throttled, retry_after, _WORKER_NAME)
+    return UnitResult(value, time.perf_counter() - started, throttled, retry_after,
+                      _WORKER_NAME or f"{socket.gethostname()}/{os.getpid()}")
 
 
 def _call(unit: Unit, adapter: ReplicaAdapter) -> Any:
@@ -117,7 +119,7 @@ def _call(unit: Unit, adapter: ReplicaAdapter) -> Any:
 
 # -- the worker's own clients ---------------------------------------------------------------
 
-_WORKER_NAME = ""
+_WORKER_NAME = ""                       # set by a pool's initializer; else host/pid
 _ADAPTERS: dict[tuple[Any, ...], ReplicaAdapter] = {}
 _ADAPTERS_LOCK = threading.Lock()
 
@@ -143,7 +145,7 @@ def _worker_adapter(target: ReplicaTarget) -> ReplicaAdapter:
 def close_worker_adapters() -> None:
     """Close every client this worker opened (a process pool's shutdown, tests)."""
     with _ADAPTERS_LOCK:
-        adapters, _ADAPTERS_copy = list(_ADAPTERS.values()), None
+        adapters = list(_ADAPTERS.values())
         _ADAPTERS.clear()
     for adapter in adapters:
         try:
@@ -223,11 +225,6 @@ def split_by_key(records: Sequence[Record], parts: int) -> list[tuple[int, ...]]
             slot[key] = len(slot) % parts
         groups[slot[key]].append(i)
     return [tuple(g) for g in groups if g]
-
-
-def retarget(unit: Unit, **changes: Any) -> Unit:
-    """A copy of ``unit`` with fields replaced (a re-lease with a new target option, tests)."""
-    return dataclasses.replace(unit, **changes)
 
 
 __all__ = ["CaptureUnit", "DigestUnit", "ReadUnit", "Unit", "UnitResult", "WriteUnit", "close_worker_adapters",

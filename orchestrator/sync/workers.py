@@ -23,6 +23,7 @@ import logging
 import multiprocessing
 import pickle
 import threading
+from collections import Counter
 from concurrent.futures import Future, ThreadPoolExecutor
 from concurrent.futures.process import BrokenProcessPool, ProcessPoolExecutor
 from dataclasses import dataclass
@@ -30,7 +31,7 @@ from typing import Any, Callable, Sequence
 
 from mcrepl.adapters.base import ConfigError
 
-from .units import Opener, Unit, UnitResult, name_worker, run_unit
+from .units import Opener, Unit, UnitResult, run_unit
 
 log = logging.getLogger("mcrepl.sync.workers")
 EXECUTORS = ("threads", "processes", "dask")
@@ -60,6 +61,7 @@ class UnitExecutor:
     def __init__(self, attempts: int = 3) -> None:
         self.attempts = max(1, attempts)
         self.released = 0                   # units leased again after their worker died
+        self.by_worker: Counter[str] = Counter()   # units completed per worker (host/pid)
         self._lock = threading.Lock()
 
     @property
@@ -84,7 +86,9 @@ class UnitExecutor:
             tries = 1
             while True:
                 try:
-                    results[i] = futures[i].result()
+                    results[i] = done = futures[i].result()
+                    with self._lock:
+                        self.by_worker[done.worker] += 1
                     break
                 except WorkerLost as exc:
                     if tries >= self.attempts:
@@ -93,8 +97,8 @@ class UnitExecutor:
                     tries += 1
                     with self._lock:
                         self.released += 1
-                    log.warning("a worker died running a %s unit for %s: leasing it again (attempt %d of %d)",
-                                type(unit).__name__, unit.target.replica, tries, self.attempts)
+                    log.warning("a worker died running a %s unit for %s (%s): leasing it again (attempt %d of %d)",
+                                type(unit).__name__, unit.target.replica, exc, tries, self.attempts)
                     futures[i] = self.submit(unit)
                 except Exception as exc:  # noqa: BLE001 - raised once every unit has settled
                     error = error or exc
@@ -177,8 +181,7 @@ class ProcessUnitExecutor(UnitExecutor):
         self._generation = 0
 
     def _start(self) -> ProcessPoolExecutor:
-        return ProcessPoolExecutor(max_workers=self._workers, mp_context=multiprocessing.get_context("spawn"),
-                                   initializer=name_worker, initargs=("process",))
+        return ProcessPoolExecutor(max_workers=self._workers, mp_context=multiprocessing.get_context("spawn"))
 
     @property
     def slots(self) -> int:

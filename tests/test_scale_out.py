@@ -1,0 +1,177 @@
+"""Scale-out on the local stack: a pass's work units on Dask distributed and on a process pool.
+
+Issue 12's tests: a pass on a local Dask cluster of two worker processes converges (and
+its units ran on both); a worker killed with SIGKILL mid-pass leaves the pass complete
+with nothing lost or stamped twice; the process pool gives the same result. The
+emulators are the suite's own (moto, the Cosmos emulator, fake-gcs-server); the fault
+proxy adds latency in front of Cosmos DB and GCS so that units are still in flight when
+the worker dies.
+"""
+
+from __future__ import annotations
+
+import os
+import signal
+import threading
+import time
+import uuid
+from pathlib import Path
+from typing import Any, Iterator
+from urllib.parse import urlparse
+
+import pytest
+
+from mcrepl.adapters.base import document
+from mcrepl.orchestrator.config import McreplConfig
+from mcrepl.orchestrator.state import StateStore
+from mcrepl.orchestrator.sync import SyncEngine
+from mcrepl.orchestrator.sync.workers import ExecutorSpec
+
+from .test_sync_emulators import Stores, _assert_converged, _raw_config
+from .test_sync_helpers import COSMOS, GCS, PRIMARY, customer
+
+pytest.importorskip("distributed", reason="the dask extra (pip install 'mcrepl[dask]') is not installed")
+
+
+@pytest.fixture(scope="module")
+def endpoints(local_stack: Any) -> dict[str, str]:
+    return {name: local_stack.endpoint(name) for name in ("dynamodb", "cosmos", "gcs")}
+
+
+@pytest.fixture()
+def namespace() -> str:
+    return f"x{uuid.uuid4().hex[:8]}"
+
+
+@pytest.fixture()
+def delayed(endpoints: dict[str, str]) -> Iterator[dict[str, str]]:
+    """Endpoints with Cosmos DB and GCS behind fault proxies adding 20 ms per chunk each way."""
+    from mcrepl.failover.faults.proxy import FaultProxy
+    proxies, out = [], dict(endpoints)
+    for name in ("cosmos", "gcs"):
+        url = urlparse(endpoints[name])
+        proxy = FaultProxy(url.hostname or "127.0.0.1", url.port or 80)
+        out[name] = f"{url.scheme}://127.0.0.1:{proxy.start()}"
+        proxy.set_mode("delay", 0.02)
+        proxies.append(proxy)
+    yield out
+    for proxy in proxies:
+        proxy.stop()
+
+
+def _stores(tmp_path: Path, endpoints: dict[str, str], namespace: str, **sync: Any) -> Stores:
+    return Stores(McreplConfig.model_validate(_raw_config(tmp_path, **sync)), endpoints, namespace)
+
+
+def _exactly_once(state: StateStore, captured: int) -> None:
+    """Every logged change was stamped once and committed once on every lane."""
+    assert state.log.totals("customers")["captured_total"] == captured, "a change was stamped twice or lost"
+    for replica in (COSMOS, GCS):
+        lane = state.lanes.get("customers", replica)
+        assert lane.applied + lane.replayed + lane.stale + lane.rejected + lane.withheld == captured, replica
+
+
+def test_dask_local_cluster_of_two_workers_converges(tmp_path: Path, endpoints: dict[str, str],
+                                                     namespace: str) -> None:
+    stores = _stores(tmp_path, endpoints, namespace, batch_size=50)
+    engine = None
+    try:
+        schema = stores.config.datasets["customers"].key_schema()
+        stores[PRIMARY].write_native([document(schema, customer(i)) for i in range(240)])
+        state = StateStore(tmp_path / "state.db")
+        engine = SyncEngine(stores.config, state, local_endpoints=endpoints, namespace=namespace,
+                            executor=ExecutorSpec("dask", workers=2, threads_per_worker=2, max_in_flight_units=4))
+        first = engine.run_once()
+        stores[PRIMARY].write_native([document(schema, customer(i, tier=7)) for i in range(0, 240, 3)])
+        stores[PRIMARY].delete_native([document(schema, customer(i)).key for i in range(1, 240, 10)])
+        second = engine.run_once(verify=True)
+        units = engine.unit_executor()
+        workers = dict(units.by_worker)
+    finally:
+        if engine is not None:
+            engine.close()
+    try:
+        assert first.ok and first.datasets["customers"].captured == 240
+        ds = second.datasets["customers"]
+        assert second.ok and ds.captured == 80 + 24 and ds.converged is True
+        assert len(workers) == 2 and min(workers.values()) > 0, f"units did not spread: {workers}"
+        _assert_converged(stores)
+        _exactly_once(state, 240 + 80 + 24)
+    finally:
+        stores.drop()
+
+
+def test_dask_worker_sigkilled_mid_pass_loses_nothing_and_stamps_nothing_twice(
+        tmp_path: Path, endpoints: dict[str, str], delayed: dict[str, str], namespace: str) -> None:
+    # a unit on the dead worker is given back after the cluster notices (seconds): the step
+    # timeout (2 x retry_deadline + 10 s) must not take that for a hung store
+    stores = _stores(tmp_path, endpoints, namespace, batch_size=40, retry_deadline="30s")
+    engine = None
+    n = 400
+    try:
+        schema = stores.config.datasets["customers"].key_schema()
+        stores[PRIMARY].write_native([document(schema, customer(i)) for i in range(n)])
+        state = StateStore(tmp_path / "state.db")
+        engine = SyncEngine(stores.config, state, local_endpoints=delayed, namespace=namespace,
+                            executor=ExecutorSpec("dask", workers=2, threads_per_worker=2, max_in_flight_units=4))
+        units = engine.unit_executor()
+        pids = units.worker_pids()            # type: ignore[attr-defined]
+        assert len(pids) == 2
+        result: dict[str, Any] = {}
+        run = threading.Thread(target=lambda: result.setdefault("report", engine.run_once()))  # type: ignore[union-attr]
+        run.start()
+        victim = sorted(pids.values())[0]
+        deadline = time.monotonic() + 120
+        # kill mid-pass: once both replica lanes committed something and neither finished
+        while time.monotonic() < deadline and run.is_alive():
+            offsets = [state.lanes.get("customers", r).offset for r in (COSMOS, GCS)]
+            if all(0 < o < n for o in offsets):
+                break
+            time.sleep(0.02)
+        assert run.is_alive(), "the pass ended before the worker could be killed"
+        os.kill(victim, signal.SIGKILL)
+        killed_at = dict(units.by_worker)
+        run.join(timeout=300)
+        assert not run.is_alive()
+        report = result["report"]
+        # the pass then runs on the survivor (or on a worker the cluster's nanny restarted)
+        after = {w: c - killed_at.get(w, 0) for w, c in units.by_worker.items()}
+    finally:
+        if engine is not None:
+            engine.close()
+    try:
+        ds = report.datasets["customers"]
+        assert report.ok and ds.captured == n, report.to_dict()
+        assert all(lane.caught_up for lane in ds.lanes.values())
+        assert not any(w.endswith(f"/{victim}") and c > 0 for w, c in after.items()), \
+            "a killed worker kept completing units"
+        _assert_converged(stores)
+        _exactly_once(state, n)
+    finally:
+        stores.drop()
+
+
+def test_process_pool_pass_converges_with_the_same_counts(tmp_path: Path, endpoints: dict[str, str],
+                                                          namespace: str) -> None:
+    stores = _stores(tmp_path, endpoints, namespace, batch_size=50)
+    engine = None
+    try:
+        schema = stores.config.datasets["customers"].key_schema()
+        stores[PRIMARY].write_native([document(schema, customer(i)) for i in range(150)])
+        state = StateStore(tmp_path / "state.db")
+        engine = SyncEngine(stores.config, state, local_endpoints=endpoints, namespace=namespace,
+                            executor=ExecutorSpec("processes", workers=2))
+        report = engine.run_once(verify=True)
+        workers = dict(engine.unit_executor().by_worker)
+    finally:
+        if engine is not None:
+            engine.close()
+    try:
+        ds = report.datasets["customers"]
+        assert report.ok and ds.captured == 150 and ds.converged is True
+        assert all(lane.applied == 150 for lane in ds.lanes.values())
+        assert len(workers) == 2, f"units ran in {workers}, not in two worker processes"
+        _assert_converged(stores)
+        _exactly_once(state, 150)
+    finally:
+        stores.drop()
