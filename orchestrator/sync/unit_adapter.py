@@ -13,7 +13,7 @@ from __future__ import annotations
 
 from typing import Iterator, Sequence
 
-from mcrepl.adapters.base import (ApplyResult, ChangePage, Digest, Record, RecordKey, ReplicaAdapter,
+from mcrepl.adapters.base import (ApplyResult, ChangePage, Cursor, Digest, Record, RecordKey, ReplicaAdapter,
                                   ReplicaTarget)
 
 from .inflight import InFlightWindow
@@ -37,7 +37,7 @@ class UnitAdapter(ReplicaAdapter):
 
     # -- calls that run as units -----------------------------------------------------------
 
-    def capture_changes(self, cursor: object, limit: int = 500) -> ChangePage:
+    def capture_changes(self, cursor: Cursor | None, limit: int = 500) -> ChangePage:
         """One page of capture, read by a worker (the coordinator stamps and commits it)."""
         page: ChangePage = self.executor.run(CaptureUnit(self.target, cursor, limit)).value
         return page
@@ -74,7 +74,7 @@ class UnitAdapter(ReplicaAdapter):
     def ensure_ready(self) -> None:
         self.local.ensure_ready()
 
-    def current_cursor(self) -> object:
+    def current_cursor(self) -> Cursor:
         return self.local.current_cursor()
 
     def write_native(self, records: Sequence[Record]) -> None:
