@@ -175,3 +175,69 @@ def test_process_pool_pass_converges_with_the_same_counts(tmp_path: Path, endpoi
         _exactly_once(state, 150)
     finally:
         stores.drop()
+
+
+def test_process_worker_sigkilled_mid_pass_is_replaced_and_its_units_leased_again(
+        tmp_path: Path, endpoints: dict[str, str], delayed: dict[str, str], namespace: str) -> None:
+    stores = _stores(tmp_path, endpoints, namespace, batch_size=40, retry_deadline="30s")
+    engine = None
+    n = 300
+    try:
+        schema = stores.config.datasets["customers"].key_schema()
+        stores[PRIMARY].write_native([document(schema, customer(i)) for i in range(n)])
+        state = StateStore(tmp_path / "state.db")
+        engine = SyncEngine(stores.config, state, local_endpoints=delayed, namespace=namespace,
+                            executor=ExecutorSpec("processes", workers=2))
+        units = engine.unit_executor()
+        result: dict[str, Any] = {}
+        run = threading.Thread(target=lambda: result.setdefault("report", engine.run_once()))  # type: ignore[union-attr]
+        run.start()
+        deadline = time.monotonic() + 120
+        while time.monotonic() < deadline and run.is_alive():
+            if all(0 < state.lanes.get("customers", r).offset < n for r in (COSMOS, GCS)):
+                break
+            time.sleep(0.02)
+        assert run.is_alive(), "the pass ended before a worker could be killed"
+        pool = units._pool                              # type: ignore[attr-defined]
+        victim = next(iter(pool._processes))            # a live worker process of the pool
+        os.kill(victim, signal.SIGKILL)
+        run.join(timeout=300)
+        assert not run.is_alive()
+        released = units.released
+        report = result["report"]
+    finally:
+        if engine is not None:
+            engine.close()
+    try:
+        ds = report.datasets["customers"]
+        assert report.ok and ds.captured == n, report.to_dict()
+        assert released >= 1, "no unit was leased again: the kill missed every unit in flight"
+        _assert_converged(stores)
+        _exactly_once(state, n)
+    finally:
+        stores.drop()
+
+
+def test_cli_sync_once_on_a_local_dask_cluster(tmp_path: Path, endpoints: dict[str, str], namespace: str) -> None:
+    import json
+    import subprocess
+    import sys
+
+    import yaml
+    stores = _stores(tmp_path, endpoints, namespace, batch_size=50)
+    try:
+        schema = stores.config.datasets["customers"].key_schema()
+        stores[PRIMARY].write_native([document(schema, customer(i)) for i in range(120)])
+        config_file = tmp_path / "mcrepl.yaml"
+        config_file.write_text(yaml.safe_dump(_raw_config(tmp_path, batch_size=50)))
+        env = {**os.environ, "MCREPL_LOCAL_ENDPOINTS": json.dumps(endpoints), "MCREPL_NAMESPACE": namespace}
+        done = subprocess.run([str(Path(sys.executable).parent / "mcrepl"), "sync", "--once", "--verify", "-c",
+                               str(config_file), "--format", "json", "--executor", "dask", "--workers", "2"],
+                              env=env, capture_output=True, text=True, timeout=300)
+        assert done.returncode == 0, done.stderr[-2000:]
+        report = json.loads(done.stdout)
+        assert report["ok"] and report["datasets"]["customers"]["captured"] == 120
+        assert report["datasets"]["customers"]["converged"] is True
+        _assert_converged(stores)
+    finally:
+        stores.drop()
