@@ -18,10 +18,10 @@ import dataclasses
 import hashlib
 import logging
 import threading
-from typing import Any, Callable, Iterator, Mapping
+from typing import Any, Callable, Iterator, Mapping, Sequence
 
 from mcrepl.adapters import open_adapter
-from mcrepl.adapters.base import AdapterError, ConfigError, ReplicaAdapter, ReplicaTarget, Version
+from mcrepl.adapters.base import AdapterError, ConfigError, Digest, ReplicaAdapter, ReplicaTarget, Version
 from mcrepl.orchestrator.clock import SYSTEM_CLOCK, Clock, wall_ms
 from mcrepl.orchestrator.config import McreplConfig
 from mcrepl.orchestrator.hlc import HybridLogicalClock
@@ -38,7 +38,7 @@ from .executor import StepExecutor, ThreadStepExecutor
 from .inflight import InFlightWindow
 from .leasing import PassLeases, pass_partitions
 from .unit_adapter import UnitAdapter
-from .units import Opener
+from .units import DigestUnit, Opener
 from .workers import ExecutorSpec, UnitExecutor, open_executor
 from .lane import LaneApplier
 from .merge import load_merge_function
@@ -177,7 +177,7 @@ class SyncEngine:
         adapters: dict[str, ReplicaAdapter] = {t.replica: self.unit_adapter(t) for t in (primary, target)}
         settling = self.settling(dataset, pointer)
         runner = AntiEntropy(self.config, dataset, self.state, self.router, adapters, settling,
-                             anti_entropy_settings(self.config, dataset), self.clock)
+                             anti_entropy_settings(self.config, dataset), self.clock, self._listing(adapters))
         return runner.run(repair=True, deliver=lambda: self._deliver(dataset, pointer, settling), record=False)
 
     def attach(self, dataset: str, location: str) -> AttachResult | None:
@@ -485,7 +485,7 @@ class SyncEngine:
             return RepairPlan(name)
         settling = self.settling(name, pointer)
         runner = AntiEntropy(self.config, name, self.state, self.router, adapters, settling,
-                             anti_entropy_settings(self.config, name), self.clock)
+                             anti_entropy_settings(self.config, name), self.clock, self._listing(adapters))
         try:
             ds_report.verify, plan = runner.run(repair=repair,
                                                 deliver=lambda: self._deliver(name, pointer, settling),
@@ -550,6 +550,13 @@ class SyncEngine:
                            InFlightWindow(self.executor_spec.max_in_flight_units))
         with self._lock:
             return self._unit_adapters.setdefault(ident, view)
+
+    def _listing(self, adapters: Mapping[str, ReplicaAdapter]) -> Callable[[Sequence[str]], dict[str, list[Digest]]]:
+        """Every location's digests read at once, as digest units on this engine's executor."""
+        def listing(names: Sequence[str]) -> dict[str, list[Digest]]:
+            results = self.unit_executor().gather([DigestUnit(adapters[n].target) for n in names])
+            return {n: r.value for n, r in zip(names, results)}
+        return listing
 
     def unit_executor(self) -> UnitExecutor:
         """The executor of this engine's work units, started on first use (a Dask cluster takes seconds)."""
