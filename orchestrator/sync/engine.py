@@ -22,6 +22,7 @@ from typing import Any, Callable, Iterator, Mapping, Sequence
 
 from mcrepl.adapters import open_adapter
 from mcrepl.adapters.base import AdapterError, ConfigError, Digest, ReplicaAdapter, ReplicaTarget, Version
+from mcrepl.adapters.base.pools import CONNECTIONS_OPTION
 from mcrepl.orchestrator.clock import SYSTEM_CLOCK, Clock, wall_ms
 from mcrepl.orchestrator.config import McreplConfig
 from mcrepl.orchestrator.hlc import HybridLogicalClock
@@ -570,8 +571,11 @@ class SyncEngine:
         return self._adapter(target)
 
     def _with_deadline(self, target: ReplicaTarget) -> ReplicaTarget:
-        """``target`` with ``sync.retry_deadline`` in its options (every client opened for it honours it)."""
-        options = {**target.options, "retry_deadline_s": self.config.sync.retry_deadline.total_seconds()}
+        """``target`` with ``sync.retry_deadline`` and the connections to pool in its options (every client
+        opened for it, here or on a worker, honours both)."""
+        options = {**target.options, "retry_deadline_s": self.config.sync.retry_deadline.total_seconds(),
+                   # write units of a lane at once, each fanning out over the adapter's threads
+                   CONNECTIONS_OPTION: self.executor_spec.max_in_flight_units * 8}
         return dataclasses.replace(target, options=options)
 
     def _adapter(self, target: ReplicaTarget) -> ReplicaAdapter:
