@@ -18,7 +18,7 @@ import dataclasses
 import hashlib
 import logging
 import threading
-from typing import Any, Callable, Iterator, Mapping, Sequence
+from typing import Any, Callable, Mapping, Sequence
 
 from mcrepl.adapters import open_adapter
 from mcrepl.adapters.base import AdapterError, ConfigError, Digest, ReplicaAdapter, ReplicaTarget, Version
@@ -38,6 +38,7 @@ from .errors import SyncDeadlineExceeded
 from .executor import StepExecutor, ThreadStepExecutor
 from .inflight import InFlightWindow
 from .leasing import PassLeases, pass_partitions
+from .progress import pass_progress
 from .unit_adapter import UnitAdapter
 from .units import DigestUnit, Opener
 from .workers import ExecutorSpec, UnitExecutor, open_executor
@@ -123,7 +124,7 @@ class SyncEngine:
         names = self._names(dataset)
         report = SyncReport()
         started = self.clock.monotonic()
-        with self._progress_bar() as bar:
+        with pass_progress(self.progress) as bar:
             for name in names:
                 if self._stop.is_set():
                     break
@@ -593,16 +594,6 @@ class SyncEngine:
             with self._lock:
                 self._adapters[ident] = adapter
             return adapter
-
-    @contextlib.contextmanager
-    def _progress_bar(self) -> Iterator[Any]:
-        if not self.progress:
-            yield None
-            return
-        from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
-        with Progress(TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(),
-                      TimeElapsedColumn(), transient=False) as bar:
-            yield bar
 
     def _record_config(self) -> None:
         """Audit a configuration change: the hash of the effective config when it differs from the last run."""
