@@ -241,3 +241,38 @@ def test_cli_sync_once_on_a_local_dask_cluster(tmp_path: Path, endpoints: dict[s
         _assert_converged(stores)
     finally:
         stores.drop()
+
+
+def test_verify_on_digest_units_in_worker_processes_finds_what_threads_find(
+        tmp_path: Path, endpoints: dict[str, str], namespace: str) -> None:
+    from mcrepl.adapters import open_adapter
+    from mcrepl.orchestrator.verify import verify_dataset
+    from mcrepl.orchestrator.sync.workers import digest_listing, open_executor
+    stores = _stores(tmp_path, endpoints, namespace, batch_size=50)
+    units = None
+    try:
+        schema = stores.config.datasets["customers"].key_schema()
+        stores[PRIMARY].write_native([document(schema, customer(i)) for i in range(60)])
+        engine = SyncEngine(stores.config, StateStore(tmp_path / "state.db"), local_endpoints=endpoints,
+                            namespace=namespace)
+        try:
+            assert engine.run_once().ok
+        finally:
+            engine.close()
+        stores[GCS].delete_native([document(schema, customer(i)).key for i in range(5)])   # behind mcrepl's back
+        config = stores.config
+        units = open_executor(ExecutorSpec("processes", workers=2), open_adapter)
+        targets = {r.at: config.target("customers", r.at, endpoints, namespace)
+                   for r in config.datasets["customers"].locations}
+        on_units = verify_dataset(config, "customers", local_endpoints=endpoints, namespace=namespace, alert=False,
+                                  listing=digest_listing(units, targets))
+        on_threads = verify_dataset(config, "customers", local_endpoints=endpoints, namespace=namespace, alert=False)
+        workers = dict(units.by_worker)
+    finally:
+        if units is not None:
+            units.close()
+        stores.drop()
+    assert on_units.to_dict()["pairs"] == on_threads.to_dict()["pairs"]
+    missing = {p.other: len(p.divergences) for p in on_units.pairs}
+    assert missing == {COSMOS: 0, GCS: 5}
+    assert sum(workers.values()) == 3 and all("/" in w for w in workers)

@@ -40,8 +40,8 @@ from .inflight import InFlightWindow
 from .leasing import PassLeases, pass_partitions
 from .progress import pass_progress
 from .unit_adapter import UnitAdapter
-from .units import DigestUnit, Opener
-from .workers import ExecutorSpec, UnitExecutor, open_executor
+from .units import Opener
+from .workers import ExecutorSpec, UnitExecutor, digest_listing, open_executor
 from .lane import LaneApplier
 from .merge import load_merge_function
 from .report import DatasetReport, LaneReport, SyncReport, VerifySummary
@@ -555,10 +555,7 @@ class SyncEngine:
 
     def _listing(self, adapters: Mapping[str, ReplicaAdapter]) -> Callable[[Sequence[str]], dict[str, list[Digest]]]:
         """Every location's digests read at once, as digest units on this engine's executor."""
-        def listing(names: Sequence[str]) -> dict[str, list[Digest]]:
-            results = self.unit_executor().gather([DigestUnit(adapters[n].target) for n in names])
-            return {n: r.value for n, r in zip(names, results)}
-        return listing
+        return digest_listing(self.unit_executor(), {n: a.target for n, a in adapters.items()})
 
     def unit_executor(self) -> UnitExecutor:
         """The executor of this engine's work units, started on first use (a Dask cluster takes seconds)."""

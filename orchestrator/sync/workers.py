@@ -27,11 +27,11 @@ from collections import Counter
 from concurrent.futures import Future, ThreadPoolExecutor
 from concurrent.futures.process import BrokenProcessPool, ProcessPoolExecutor
 from dataclasses import dataclass
-from typing import Any, Callable, Sequence
+from typing import Any, Callable, Mapping, Sequence
 
-from mcrepl.adapters.base import ConfigError
+from mcrepl.adapters.base import ConfigError, Digest, ReplicaTarget
 
-from .units import Opener, Unit, UnitResult, run_unit
+from .units import DigestUnit, Opener, Unit, UnitResult, run_unit
 
 log = logging.getLogger("mcrepl.sync.workers")
 EXECUTORS = ("threads", "processes", "dask")
@@ -222,6 +222,15 @@ class ProcessUnitExecutor(UnitExecutor):
         self._pool.shutdown(wait=True, cancel_futures=True)
 
 
+def digest_listing(executor: UnitExecutor, targets: Mapping[str, ReplicaTarget]) -> Callable[
+        [Sequence[str]], dict[str, list[Digest]]]:
+    """A verify ``listing`` that reads every location's digests as digest units on ``executor``, at once."""
+    def listing(names: Sequence[str]) -> dict[str, list[Digest]]:
+        results = executor.gather([DigestUnit(targets[n]) for n in names])
+        return {n: r.value for n, r in zip(names, results)}
+    return listing
+
+
 def open_executor(spec: ExecutorSpec, local_opener: Opener) -> UnitExecutor:
     """The executor ``spec`` names; ``local_opener`` gives the coordinator's adapters to threads."""
     if spec.kind == "threads":
@@ -235,5 +244,5 @@ def open_executor(spec: ExecutorSpec, local_opener: Opener) -> UnitExecutor:
                       fix=f"use one of {', '.join(EXECUTORS)}")
 
 
-__all__ = ["EXECUTORS", "ExecutorSpec", "InlineUnitExecutor", "ProcessUnitExecutor", "ThreadUnitExecutor",
+__all__ = ["EXECUTORS", "ExecutorSpec", "digest_listing", "InlineUnitExecutor", "ProcessUnitExecutor", "ThreadUnitExecutor",
            "UnitExecutor", "WorkerLost", "open_executor"]

@@ -86,16 +86,19 @@ def compare_adapters(dataset: str, adapters: Mapping[str, ReplicaAdapter], *,
 def verify_dataset(config: McreplConfig, dataset: str, replicas: Sequence[str] | None = None, *,
                    local_endpoints: Mapping[str, str] | None = None, namespace: str = "",
                    progress: Progress | None = None, alert: bool = True,
-                   router: RecordRouter | None = None) -> VerifyReport:
+                   router: RecordRouter | None = None, listing: Listing | None = None) -> VerifyReport:
     """Verify one dataset, evaluate its thresholds and, on a breach, call the alert hook.
 
     With a ``router`` the residency policy is applied: records it keeps out of a replica
-    are counted as withheld there, not reported missing (:mod:`.policy`).
+    are counted as withheld there, not reported missing (:mod:`.policy`). ``listing`` reads
+    the digests instead of this process's threads (the sync engine's executors: digest units
+    on worker processes or Dask, see :func:`mcrepl.orchestrator.sync.workers.digest_listing`).
     """
     with ExitStack() as stack:
         adapters = open_dataset_adapters(config, dataset, replicas, local_endpoints=local_endpoints,
                                          namespace=namespace, stack=stack)
-        report = compare_adapters(dataset, adapters, progress=progress, sample_size=config.verify.sample_size)
+        report = compare_adapters(dataset, adapters, progress=progress, sample_size=config.verify.sample_size,
+                                  listing=listing)
         if router is not None:
             apply_policy(report, adapters, router)
     report.breaches = breaches(report, thresholds_for(config, dataset))
