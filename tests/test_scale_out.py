@@ -276,3 +276,33 @@ def test_verify_on_digest_units_in_worker_processes_finds_what_threads_find(
     missing = {p.other: len(p.divergences) for p in on_units.pairs}
     assert missing == {COSMOS: 0, GCS: 5}
     assert sum(workers.values()) == 3 and all("/" in w for w in workers)
+
+
+def test_a_pass_joins_an_existing_dask_scheduler_and_leaves_its_cluster_running(
+        tmp_path: Path, endpoints: dict[str, str], namespace: str) -> None:
+    import logging
+
+    import distributed
+    cluster = distributed.LocalCluster(n_workers=1, threads_per_worker=4, processes=True, dashboard_address=None,
+                                       silence_logs=logging.WARNING)
+    stores = _stores(tmp_path, endpoints, namespace, batch_size=50)
+    engine = None
+    try:
+        schema = stores.config.datasets["customers"].key_schema()
+        stores[PRIMARY].write_native([document(schema, customer(i)) for i in range(80)])
+        engine = SyncEngine(stores.config, StateStore(tmp_path / "state.db"), local_endpoints=endpoints,
+                            namespace=namespace, executor=ExecutorSpec("dask", scheduler=cluster.scheduler_address))
+        report = engine.run_once()
+        ran_on = dict(engine.unit_executor().by_worker)
+        engine.close()
+        engine = None
+        with distributed.Client(cluster.scheduler_address) as client:
+            still = len(client.scheduler_info()["workers"])
+        assert report.ok and report.datasets["customers"].captured == 80
+        assert len(ran_on) == 1 and still == 1, "the joined cluster ran the units and is still up"
+        _assert_converged(stores)
+    finally:
+        if engine is not None:
+            engine.close()
+        stores.drop()
+        cluster.close()
