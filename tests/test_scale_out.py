@@ -16,7 +16,7 @@ import threading
 import time
 import uuid
 from pathlib import Path
-from typing import Any, Iterator
+from typing import Any, Callable, Iterator
 from urllib.parse import urlparse
 
 import pytest
@@ -101,50 +101,58 @@ def test_dask_local_cluster_of_two_workers_converges(tmp_path: Path, endpoints: 
         stores.drop()
 
 
+def _pass_with_a_worker_killed(stores: Stores, state: StateStore, routed: dict[str, str], namespace: str,
+                               spec: ExecutorSpec, n: int, victim: Callable[[Any], int]) -> tuple[Any, Any, set[int]]:
+    """Run a pass of ``n`` records and SIGKILL the worker ``victim(units)`` names once both replica
+    lanes committed something and neither finished; returns the report, the executor, and the
+    victim's pid with the pids of the workers alive after the pass (Dask only; else empty)."""
+    schema = stores.config.datasets["customers"].key_schema()
+    stores[PRIMARY].write_native([document(schema, customer(i)) for i in range(n)])
+    engine = SyncEngine(stores.config, state, local_endpoints=routed, namespace=namespace, executor=spec)
+    try:
+        units = engine.unit_executor()
+        result: dict[str, Any] = {}
+        run = threading.Thread(target=lambda: result.setdefault("report", engine.run_once()))
+        run.start()
+        deadline = time.monotonic() + 120
+        while time.monotonic() < deadline and run.is_alive():
+            if all(0 < state.lanes.get("customers", r).offset < n for r in (COSMOS, GCS)):
+                break
+            time.sleep(0.02)
+        assert run.is_alive(), "the pass ended before a worker could be killed"
+        pid = victim(units)
+        os.kill(pid, signal.SIGKILL)
+        run.join(timeout=300)
+        assert not run.is_alive()
+        alive = set(units.worker_pids().values()) if hasattr(units, "worker_pids") else set()
+        return result["report"], units, {pid} | {-p for p in alive}
+    finally:
+        engine.close()
+
+
 def test_dask_worker_sigkilled_mid_pass_loses_nothing_and_stamps_nothing_twice(
         tmp_path: Path, endpoints: dict[str, str], delayed: dict[str, str], namespace: str) -> None:
     # a unit on the dead worker is given back after the cluster notices (seconds): the step
     # timeout (2 x retry_deadline + 10 s) must not take that for a hung store
     stores = _stores(tmp_path, endpoints, namespace, batch_size=40, retry_deadline="30s")
-    engine = None
+    state = StateStore(tmp_path / "state.db")
     n = 400
-    try:
-        schema = stores.config.datasets["customers"].key_schema()
-        stores[PRIMARY].write_native([document(schema, customer(i)) for i in range(n)])
-        state = StateStore(tmp_path / "state.db")
-        engine = SyncEngine(stores.config, state, local_endpoints=delayed, namespace=namespace,
-                            executor=ExecutorSpec("dask", workers=2, threads_per_worker=2, max_in_flight_units=4))
-        units = engine.unit_executor()
-        pids = units.worker_pids()            # type: ignore[attr-defined]
+
+    def victim(units: Any) -> int:
+        pids = units.worker_pids()
         assert len(pids) == 2
-        result: dict[str, Any] = {}
-        run = threading.Thread(target=lambda: result.setdefault("report", engine.run_once()))  # type: ignore[union-attr]
-        run.start()
-        victim = sorted(pids.values())[0]
-        deadline = time.monotonic() + 120
-        # kill mid-pass: once both replica lanes committed something and neither finished
-        while time.monotonic() < deadline and run.is_alive():
-            offsets = [state.lanes.get("customers", r).offset for r in (COSMOS, GCS)]
-            if all(0 < o < n for o in offsets):
-                break
-            time.sleep(0.02)
-        assert run.is_alive(), "the pass ended before the worker could be killed"
-        os.kill(victim, signal.SIGKILL)
-        killed_at = dict(units.by_worker)
-        run.join(timeout=300)
-        assert not run.is_alive()
-        report = result["report"]
-        # the pass then runs on the survivor (or on a worker the cluster's nanny restarted)
-        after = {w: c - killed_at.get(w, 0) for w, c in units.by_worker.items()}
-    finally:
-        if engine is not None:
-            engine.close()
+        return int(sorted(pids.values())[0])
     try:
+        report, units, pids = _pass_with_a_worker_killed(
+            stores, state, delayed, namespace,
+            ExecutorSpec("dask", workers=2, threads_per_worker=2, max_in_flight_units=4), n, victim)
         ds = report.datasets["customers"]
         assert report.ok and ds.captured == n, report.to_dict()
         assert all(lane.caught_up for lane in ds.lanes.values())
-        assert not any(w.endswith(f"/{victim}") and c > 0 for w, c in after.items()), \
-            "a killed worker kept completing units"
+        # the pass finished on the survivor and on the worker the cluster's nanny started instead
+        killed = {p for p in pids if p > 0}
+        alive = {-p for p in pids if p < 0}
+        assert len(alive) == 2 and not killed & alive, f"killed {killed}, workers after the pass {alive}"
         _assert_converged(stores)
         _exactly_once(state, n)
     finally:
@@ -180,38 +188,15 @@ def test_process_pool_pass_converges_with_the_same_counts(tmp_path: Path, endpoi
 def test_process_worker_sigkilled_mid_pass_is_replaced_and_its_units_leased_again(
         tmp_path: Path, endpoints: dict[str, str], delayed: dict[str, str], namespace: str) -> None:
     stores = _stores(tmp_path, endpoints, namespace, batch_size=40, retry_deadline="30s")
-    engine = None
+    state = StateStore(tmp_path / "state.db")
     n = 300
     try:
-        schema = stores.config.datasets["customers"].key_schema()
-        stores[PRIMARY].write_native([document(schema, customer(i)) for i in range(n)])
-        state = StateStore(tmp_path / "state.db")
-        engine = SyncEngine(stores.config, state, local_endpoints=delayed, namespace=namespace,
-                            executor=ExecutorSpec("processes", workers=2))
-        units = engine.unit_executor()
-        result: dict[str, Any] = {}
-        run = threading.Thread(target=lambda: result.setdefault("report", engine.run_once()))  # type: ignore[union-attr]
-        run.start()
-        deadline = time.monotonic() + 120
-        while time.monotonic() < deadline and run.is_alive():
-            if all(0 < state.lanes.get("customers", r).offset < n for r in (COSMOS, GCS)):
-                break
-            time.sleep(0.02)
-        assert run.is_alive(), "the pass ended before a worker could be killed"
-        pool = units._pool                              # type: ignore[attr-defined]
-        victim = next(iter(pool._processes))            # a live worker process of the pool
-        os.kill(victim, signal.SIGKILL)
-        run.join(timeout=300)
-        assert not run.is_alive()
-        released = units.released
-        report = result["report"]
-    finally:
-        if engine is not None:
-            engine.close()
-    try:
+        report, units, _ = _pass_with_a_worker_killed(
+            stores, state, delayed, namespace, ExecutorSpec("processes", workers=2), n,
+            lambda units: int(next(iter(units._pool._processes))))   # a live worker process of the pool
         ds = report.datasets["customers"]
         assert report.ok and ds.captured == n, report.to_dict()
-        assert released >= 1, "no unit was leased again: the kill missed every unit in flight"
+        assert units.released >= 1, "no unit was leased again: the kill missed every unit in flight"
         _assert_converged(stores)
         _exactly_once(state, n)
     finally:

@@ -54,6 +54,9 @@ class DaskUnitExecutor(UnitExecutor):
                 processes=True, dashboard_address=None, silence_logs=logging.WARNING)
             self.client = distributed.Client(self._cluster, set_as_default=False)
         self._threads = max(1, spec.threads_per_worker)
+        # Dask releases a task whose last Future is garbage collected (and may cancel it): every
+        # submitted task is held here until its result has been handed over
+        self._pending: dict[str, Any] = {}
 
     @property
     def slots(self) -> int:
@@ -63,9 +66,13 @@ class DaskUnitExecutor(UnitExecutor):
     def submit(self, unit: Unit) -> "Future[UnitResult]":
         outer: Future[UnitResult] = Future()
         # a fresh key per lease: a unit leased again is a new task, never the lost one's result
-        task = self.client.submit(run_unit, unit, key=f"{type(unit).__name__}-{uuid.uuid4().hex}", pure=False)
+        key = f"{type(unit).__name__}-{uuid.uuid4().hex}"
+        with self._lock:
+            self._pending[key] = task = self.client.submit(run_unit, unit, key=key, pure=False)
 
         def done(f: Any) -> None:
+            with self._lock:
+                self._pending.pop(key, None)
             try:
                 outer.set_result(f.result())
             except self._lost as exc:
