@@ -14,7 +14,7 @@ from __future__ import annotations
 
 import logging
 import uuid
-from concurrent.futures import Future
+from concurrent.futures import Future, ThreadPoolExecutor
 from typing import Any
 
 from mcrepl.adapters.base import ConfigError
@@ -54,9 +54,10 @@ class DaskUnitExecutor(UnitExecutor):
                 processes=True, dashboard_address=None, silence_logs=logging.WARNING)
             self.client = distributed.Client(self._cluster, set_as_default=False)
         self._threads = max(1, spec.threads_per_worker)
-        # Dask releases a task whose last Future is garbage collected (and may cancel it): every
-        # submitted task is held here until its result has been handed over
-        self._pending: dict[str, Any] = {}
+        # results are fetched by waiter threads, each blocking on its own task: Dask runs done
+        # callbacks one at a time on a single thread, where a result fetch that stalls (a worker
+        # gone with the result) would hold up every other unit's completion behind it
+        self._waiters = ThreadPoolExecutor(max_workers=256, thread_name_prefix="dask-unit")
 
     @property
     def slots(self) -> int:
@@ -64,26 +65,21 @@ class DaskUnitExecutor(UnitExecutor):
         return max(1, sum(int(w.get("nthreads", 1)) for w in workers.values()) or self._threads)
 
     def submit(self, unit: Unit) -> "Future[UnitResult]":
-        outer: Future[UnitResult] = Future()
-        # a fresh key per lease: a unit leased again is a new task, never the lost one's result
-        key = f"{type(unit).__name__}-{uuid.uuid4().hex}"
-        with self._lock:
-            self._pending[key] = task = self.client.submit(run_unit, unit, key=key, pure=False)
+        # a fresh key per lease: a unit leased again is a new task, never the lost one's result;
+        # the waiter holds the task's Future (Dask releases a task whose Futures are all gone)
+        task = self.client.submit(run_unit, unit, key=f"{type(unit).__name__}-{uuid.uuid4().hex}", pure=False)
+        return self._waiters.submit(self._result, task)
 
-        def done(f: Any) -> None:
-            with self._lock:
-                self._pending.pop(key, None)
-            try:
-                outer.set_result(f.result())
-            except self._lost as exc:
-                outer.set_exception(WorkerLost(f"{type(exc).__name__}: {exc}"))
-            except BaseException as exc:  # noqa: BLE001 - the unit's own error, for the caller
-                if f.status == "cancelled":
-                    outer.set_exception(WorkerLost(f"the task was cancelled ({exc!r})"))
-                else:
-                    outer.set_exception(exc)
-        task.add_done_callback(done)
-        return outer
+    def _result(self, task: Any) -> UnitResult:
+        try:
+            result: UnitResult = task.result()
+            return result
+        except self._lost as exc:
+            raise WorkerLost(f"{type(exc).__name__}: {exc}") from exc
+        except BaseException as exc:
+            if task.status == "cancelled":
+                raise WorkerLost(f"the task was cancelled ({exc!r})") from exc
+            raise
 
     def worker_pids(self) -> dict[str, int]:
         """Each worker's process id by address (tests kill one to prove a unit is leased again)."""
@@ -91,6 +87,7 @@ class DaskUnitExecutor(UnitExecutor):
         return dict(self.client.run(os.getpid))
 
     def close(self) -> None:
+        self._waiters.shutdown(wait=False, cancel_futures=True)
         try:
             self.client.close()
         finally:

@@ -562,6 +562,9 @@ class SyncEngine:
         with self._lock:
             if self._units is None:
                 self._units = self._unit_executor_factory(self._open_for_unit)
+                # every request of a unit is bounded by the retry deadline; a unit unanswered well
+                # past it is on a worker that died or hangs, and is leased again
+                self._units.lease_s = self.config.sync.retry_deadline.total_seconds() + 5.0
             return self._units
 
     def _open_for_unit(self, target: ReplicaTarget) -> ReplicaAdapter:

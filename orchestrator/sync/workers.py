@@ -23,8 +23,10 @@ import logging
 import multiprocessing
 import pickle
 import threading
+import time
 from collections import Counter
 from concurrent.futures import Future, ThreadPoolExecutor
+from concurrent.futures import TimeoutError as FutureTimeout
 from concurrent.futures.process import BrokenProcessPool, ProcessPoolExecutor
 from dataclasses import dataclass
 from typing import Any, Callable, Mapping, Sequence
@@ -62,6 +64,9 @@ class UnitExecutor:
         self.attempts = max(1, attempts)
         self.released = 0                   # units leased again after their worker died
         self.by_worker: Counter[str] = Counter()   # units completed per worker (host/pid)
+        #: how long a unit may go unanswered before it is leased again elsewhere (``None``: forever);
+        #: a worker that stopped answering (stuck on a dead connection) then costs one lease, not the pass
+        self.lease_s: float | None = None
         self._lock = threading.Lock()
 
     @property
@@ -80,13 +85,14 @@ class UnitExecutor:
     def gather(self, units: Sequence[Unit]) -> list[UnitResult]:
         """Run ``units`` concurrently; results in order. The first unit error is raised after all settle."""
         futures = [self.submit(u) for u in units]
+        leased = [time.monotonic()] * len(units)
         results: list[UnitResult | None] = [None] * len(units)
         error: BaseException | None = None
         for i, unit in enumerate(units):
             tries = 1
             while True:
                 try:
-                    results[i] = done = futures[i].result()
+                    results[i] = done = self._answer(futures[i], leased[i])
                     with self._lock:
                         self.by_worker[done.worker] += 1
                     break
@@ -99,13 +105,23 @@ class UnitExecutor:
                         self.released += 1
                     log.warning("a worker died running a %s unit for %s (%s): leasing it again (attempt %d of %d)",
                                 type(unit).__name__, unit.target.replica, exc, tries, self.attempts)
-                    futures[i] = self.submit(unit)
+                    futures[i], leased[i] = self.submit(unit), time.monotonic()
                 except Exception as exc:  # noqa: BLE001 - raised once every unit has settled
                     error = error or exc
                     break
         if error is not None:
             raise error
         return [r for r in results if r is not None]
+
+    def _answer(self, future: "Future[UnitResult]", leased_at: float) -> UnitResult:
+        """The unit's result, or :class:`WorkerLost` once its lease ran out unanswered."""
+        if self.lease_s is None:
+            return future.result()
+        try:
+            return future.result(timeout=max(0.0, leased_at + self.lease_s - time.monotonic()))
+        except FutureTimeout:
+            future.cancel()
+            raise WorkerLost(f"no answer within {self.lease_s:g}s (the worker stopped answering)") from None
 
     def close(self) -> None:
         """Stop the workers this executor started (a joined Dask cluster is left running)."""
