@@ -21,6 +21,7 @@ from azure.cosmos import CosmosClient
 from pydantic import SecretStr
 
 from ..base.errors import ConfigError, CredentialsError
+from ..base.retry import policy_for
 
 #: The Cosmos DB emulator's fixed, publicly documented account key (not a secret): used
 #: for ``local`` endpoints when the key variable is unset.
@@ -63,7 +64,12 @@ def make_client(options: Mapping[str, Any]) -> CosmosClient:
         raise ConfigError("no Cosmos DB endpoint is configured", path="providers.cosmos.endpoint",
                           fix="set it to the account URL (https://<account>.documents.azure.com:443/) "
                               "or 'local' for the local stack")
-    kwargs: dict[str, Any] = {}
+    # one retry layer (ours: policy_for(options)), and no request outlives its deadline: a store
+    # that accepts the connection and answers nothing fails the call by the deadline, not by the
+    # SDK's 65 s read timeout and its own connection retries
+    deadline = policy_for(options).deadline_s
+    kwargs: dict[str, Any] = {"connection_timeout": min(5.0, deadline), "read_timeout": min(65.0, deadline),
+                              "retry_total": 0, "retry_connect": 0, "retry_read": 0}
     if options.get("local"):
         kwargs["connection_verify"] = False
         # An emulator advertises its own address as the account's regional endpoint; with

@@ -70,8 +70,11 @@ class DynamoDBClients:
 
     def _build(self) -> None:
         opts = dict(self.target.options)
+        # one retry layer (ours), and no request outlives its deadline: a store that accepts the
+        # connection and answers nothing fails the call by the deadline, not by botocore's 60 s
+        deadline = self.policy.deadline_s
         config = Config(retries={"total_max_attempts": 1}, max_pool_connections=self._max_connections,
-                        connect_timeout=5, read_timeout=30)
+                        connect_timeout=min(5.0, deadline), read_timeout=min(30.0, deadline))
         if is_local(opts) and not opts.get("profile"):
             session = boto3.session.Session(aws_access_key_id=_DUMMY, aws_secret_access_key=_DUMMY,
                                             region_name=self.target.region,

@@ -3,7 +3,7 @@
 The client library retries some calls itself (with a 120 s default deadline, and only
 when it judges them idempotent). Every call here passes ``retry=None`` so the only retry
 loop is :func:`call_with_retry`, whose deadline then bounds the total time; each HTTP
-request is bounded by :data:`~.client.REQUEST_TIMEOUT`.
+request is bounded by :func:`~.client.request_timeout` (never longer than that deadline).
 """
 
 from __future__ import annotations
@@ -17,7 +17,7 @@ from google.cloud import storage
 
 from ..base.interface import ReplicaTarget
 from ..base.retry import DEFAULT_POLICY, RetryPolicy, call_with_retry
-from .client import REQUEST_TIMEOUT, make_client
+from .client import make_client, request_timeout
 from .errors import SDK_ERRORS, translate
 
 T = TypeVar("T")
@@ -33,6 +33,7 @@ class BucketIO:
         self.target = target
         self.name = target.resource
         self.policy = policy
+        self.timeout = request_timeout(policy.deadline_s)
         self._client: storage.Client | None = None
         self._lock = threading.Lock()
 
@@ -80,7 +81,7 @@ class BucketIO:
             def fetch(token: str | None = token) -> tuple[list[storage.Blob], str | None]:
                 it = self.client.list_blobs(self.name, page_token=token, start_offset=start_offset,
                                             page_size=LIST_PAGE_SIZE, fields=LIST_FIELDS,
-                                            retry=None, timeout=REQUEST_TIMEOUT)
+                                            retry=None, timeout=self.timeout)
                 page = next(it.pages, None)
                 return (list(page) if page is not None else []), it.next_page_token
             blobs, token = self.call(fetch, "list")
@@ -90,7 +91,7 @@ class BucketIO:
 
     def get(self, name: str, key: str | None = None) -> storage.Blob | None:
         """The object's metadata (no content), or ``None`` if it does not exist."""
-        return self.call(lambda: self.bucket.get_blob(name, retry=None, timeout=REQUEST_TIMEOUT),
+        return self.call(lambda: self.bucket.get_blob(name, retry=None, timeout=self.timeout),
                          "get", key)
 
     def download(self, name: str, generation: int, key: str | None = None) -> bytes:
@@ -102,7 +103,7 @@ class BucketIO:
         fake-gcs-server honours too; it ignores preconditions on downloads.
         """
         return self.call(lambda: self.bucket.blob(name, generation=generation).download_as_bytes(
-            retry=None, timeout=REQUEST_TIMEOUT), "download", key, object_call=True)
+            retry=None, timeout=self.timeout), "download", key, object_call=True)
 
     def upload(self, name: str, data: bytes, content_type: str, metadata: Mapping[str, str] | None,
                if_generation_match: int | None = None, key: str | None = None) -> int:
@@ -112,7 +113,7 @@ class BucketIO:
             blob = self.bucket.blob(name)
             blob.metadata = dict(metadata) if metadata else None
             blob.upload_from_string(data, content_type=content_type, retry=None,
-                                    timeout=REQUEST_TIMEOUT, if_generation_match=if_generation_match)
+                                    timeout=self.timeout, if_generation_match=if_generation_match)
             return int(blob.generation or 0)
         return self.call(put, "upload", key)
 
@@ -125,7 +126,7 @@ class BucketIO:
         def remove() -> bool:
             try:
                 self.bucket.delete_blob(name, if_generation_match=if_generation_match, retry=None,
-                                        timeout=REQUEST_TIMEOUT)
+                                        timeout=self.timeout)
             except api_exceptions.NotFound:
                 return False
             return True
@@ -137,13 +138,13 @@ class BucketIO:
         """Create the bucket if missing; ``True`` if this call created it."""
         def make() -> bool:
             try:
-                self.client.get_bucket(self.name, retry=None, timeout=REQUEST_TIMEOUT)
+                self.client.get_bucket(self.name, retry=None, timeout=self.timeout)
                 return False
             except api_exceptions.NotFound:
                 pass
             try:
                 self.client.create_bucket(self.name, location=location, retry=None,
-                                          timeout=REQUEST_TIMEOUT)
+                                          timeout=self.timeout)
             except api_exceptions.Conflict:
                 return False          # created concurrently, by another worker or test
             return True
@@ -153,7 +154,7 @@ class BucketIO:
         """Delete the (empty) bucket; a missing bucket is fine."""
         def remove() -> None:
             try:
-                self.bucket.delete(retry=None, timeout=REQUEST_TIMEOUT)
+                self.bucket.delete(retry=None, timeout=self.timeout)
             except api_exceptions.NotFound:
                 pass
         self.call(remove, "drop")

@@ -22,8 +22,15 @@ WORKERS = 8
 #: connections kept per host; the library's default (10) is below what WORKERS threads
 #: plus a listing in flight can use, and a too-small pool makes requests wait or reconnect
 POOL_SIZE = 2 * WORKERS
-#: (connect, read) seconds for one HTTP request; the retry deadline bounds the total
+#: (connect, read) seconds for one HTTP request at most; see :func:`request_timeout`
 REQUEST_TIMEOUT = (10.0, 60.0)
+
+
+def request_timeout(deadline_s: float) -> tuple[float, float]:
+    """(connect, read) seconds for one HTTP request: :data:`REQUEST_TIMEOUT`, never past the
+    retry deadline, so a store that accepts connections and answers nothing fails the call
+    by the deadline (the deadline bounds the retries; it cannot interrupt a request)."""
+    return min(REQUEST_TIMEOUT[0], deadline_s), min(REQUEST_TIMEOUT[1], deadline_s)
 
 
 def uses_anonymous(options: Mapping[str, Any]) -> bool:
