@@ -100,14 +100,16 @@ def namespace() -> str:
     return f"s{uuid.uuid4().hex[:8]}"
 
 
-def mcrepl_subprocess(args: Sequence[str], namespace: str, endpoints: dict[str, str], *,
-                      cwd: Path, python: Sequence[str] | None = None) -> subprocess.Popen:  # type: ignore[type-arg]
+def mcrepl_subprocess(args: Sequence[str], namespace: str, endpoints: dict[str, str], *, cwd: Path,
+                      python: Sequence[str] | None = None,
+                      env: dict[str, str] | None = None) -> subprocess.Popen:  # type: ignore[type-arg]
     """``mcrepl ARGS`` in its own process group against the emulators (stdout and stderr piped).
 
     ``python``: run ``[sys.executable, *python, *args]`` instead of the console script (a
-    runner that patches something first, then calls the CLI).
+    runner that patches something first, then calls the CLI); ``env``: added to the environment.
     """
-    env = {**os.environ, "MCREPL_LOCAL_ENDPOINTS": json.dumps(endpoints), "MCREPL_NAMESPACE": namespace}
+    env = {**os.environ, "MCREPL_LOCAL_ENDPOINTS": json.dumps(endpoints), "MCREPL_NAMESPACE": namespace,
+           **(env or {})}
     command = [sys.executable, *python] if python is not None else [str(Path(sys.executable).parent / "mcrepl")]
     return subprocess.Popen([*command, *args], env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, cwd=cwd,
                             start_new_session=True)
@@ -153,6 +155,7 @@ class ControlledAdapter(ReplicaAdapter):
 
     def ensure_ready(self) -> None:
         self._gate("ensure_ready")
+        self.inner.ensure_ready()
 
     def capture_changes(self, cursor: Cursor | None, limit: int = 500) -> ChangePage:
         self._gate("capture")
