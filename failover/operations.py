@@ -94,10 +94,12 @@ def lag_bound_problem(engine: SyncEngine, dataset: str, location: str) -> tuple[
 
 def promote(engine: SyncEngine, dataset: str, location: str, *, force: bool = False, fence: bool = True,
             dry_run: bool = False, local_endpoints: Mapping[str, str] | None = None,
-            open_fence: FenceFactory | None = None) -> PromoteReport:
+            open_fence: FenceFactory | None = None, publish_epoch: bool = True) -> PromoteReport:
     """Make ``location`` the primary of ``dataset`` (see the module docstring); resumable.
 
     Raises :class:`PromotionRefused` (lag bound, or undrainable changes) unless ``force``.
+    ``publish_epoch=False`` leaves the stores' epoch records alone (drills whose writers
+    are fenced by the drill's own router rather than by the stores).
     """
     state, config = engine.state, engine.config
     pointer = engine.pointer(dataset, check_config=False)
@@ -124,7 +126,7 @@ def promote(engine: SyncEngine, dataset: str, location: str, *, force: bool = Fa
                       "missing_keys": result.missing_keys}
         state.set_meta(f"failover_rpo:{dataset}:{result.epoch}", json.dumps(report.rpo))
     targets = _targets_new_primary_first(engine, dataset, location)
-    if fence and not (dry_run and report.already):
+    if fence and publish_epoch and not (dry_run and report.already):
         report.fences = [o.to_dict() for o in publish(state, targets, dataset, dry_run=dry_run,
                                                       **({"open_one": open_fence} if open_fence else {}))]
     report.dns = _switch_dns(engine, dataset, location, report.previous, dry_run, local_endpoints)
