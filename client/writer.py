@@ -177,8 +177,10 @@ class FencedWriter:
 
     def close(self) -> None:
         """Close every client this writer opened."""
-        for closable in (*self._adapters.values(), *self._fences.values()):
-            closable.close()
+        for adapter in self._adapters.values():
+            adapter.close()
+        for fence in self._fences.values():
+            fence.close()
         self._adapters.clear()
         self._fences.clear()
 

@@ -27,6 +27,7 @@ import logging
 from dataclasses import dataclass, field
 from typing import Any, Mapping
 
+from mcrepl.adapters import open_fence as default_fence
 from mcrepl.adapters.base import McreplError
 from mcrepl.orchestrator.sync import PromotionRefused, SyncEngine
 from mcrepl.orchestrator.sync.status import lane_lag
@@ -128,7 +129,7 @@ def promote(engine: SyncEngine, dataset: str, location: str, *, force: bool = Fa
     targets = _targets_new_primary_first(engine, dataset, location)
     if fence and publish_epoch and not (dry_run and report.already):
         report.fences = [o.to_dict() for o in publish(state, targets, dataset, dry_run=dry_run,
-                                                      **({"open_one": open_fence} if open_fence else {}))]
+                                                      open_one=open_fence or default_fence)]
     report.dns = _switch_dns(engine, dataset, location, report.previous, dry_run, local_endpoints)
     if not dry_run:
         _audit(state, "failover.promote", {"dataset": dataset, "to": location, "from": report.previous,
@@ -176,7 +177,7 @@ def failback(engine: SyncEngine, dataset: str, *, to: str | None = None, force: 
                                 local_endpoints=local_endpoints, open_fence=open_fence)
         return report
     target = engine.config.target(dataset, original, engine.local_endpoints, engine.namespace)
-    publish(engine.state, [target], dataset, **({"open_one": open_fence} if open_fence else {}))
+    publish(engine.state, [target], dataset, open_one=open_fence or default_fence)
     report.reconciled = reconcile(engine, dataset, original)
     sync = engine.run_once(dataset)
     lane = sync.datasets[dataset].lanes.get(original)
