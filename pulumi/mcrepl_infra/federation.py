@@ -39,6 +39,7 @@ from . import federation_docs as fd
 from .azure_replica import AzureReplica
 from .identities import resolved_ids, with_principal
 from .naming import Names, safe_name
+from .topology import planned_name
 
 RUNNER = "runner"
 
@@ -238,14 +239,13 @@ class Federation(pulumi.ComponentResource):
         sa = gcp.serviceaccount.Account(f"{self.name}-gcp-{RUNNER}", account_id=self.names.service_account(RUNNER),
                                         display_name=f"mcrepl sync runner ({self.names.base})",
                                         project=clouds.gcp_project, opts=child)
-        static = render_runner(self.config, gcp_member=self.gcp_member).get("gcp", {})
         for role in RUNNER_ROLES:
-            for key, doc in static.get(role, {}).items():
-                bucket = doc["resource"].rsplit("/", 1)[-1]
+            for dataset, ref in self._gcs_locations():
+                key, bucket = f"{dataset}@{ref.at}", planned_name(self.config, self.names, dataset, ref)
                 gcp.storage.BucketIAMMember(
-                    f"{self.name}-gcp-{RUNNER}-{role}-{safe_name(key)}",
-                    bucket=clouds.gcp_buckets[bucket].name if bucket in clouds.gcp_buckets else bucket,
-                    role=doc["bindings"][0]["role"], member=self.gcp_member,
+                    f"{self.name}-gcp-{RUNNER}-{role}-{safe_name(key)}", bucket=clouds.gcp_buckets[bucket].name,
+                    role=self._doc("gcp", role).apply(lambda d, k=key: d[k]["bindings"][0]["role"]),
+                    member=self.gcp_member,
                     opts=pulumi.ResourceOptions.merge(child, pulumi.ResourceOptions(depends_on=[sa, *self.depends])))
         self.gcp_child = child
         self.gcp_project = clouds.gcp_project
@@ -253,6 +253,10 @@ class Federation(pulumi.ComponentResource):
                                   "documents": self._doc_cloud("gcp")}
         self._reach("gcp", {"service_account": sa.email}, {})    # federated entries: _gcp_trust
         return sa
+
+    def _gcs_locations(self) -> list[tuple[str, Any]]:
+        return [(name, ref) for name, ds in self.config.datasets.items() for ref in ds.locations
+                if ref.provider == "gcs"]
 
     def _gcp_trust(self, clouds: Clouds, generation: str) -> None:
         assert self.sa is not None
