@@ -128,6 +128,23 @@ def from_stack(config_path: Path, outputs_path: Path) -> tuple[dict[str, Any], M
     return merged, model
 
 
+@config_app.command("policy-pack")
+def policy_pack_command(config: Path = ConfigOption,
+                        output: Path | None = typer.Option(None, "--output", "-o",
+                                                           help="Write to this file (default: print).")) -> None:
+    """Print the CrossGuard pack's policy config for this mcrepl.yaml (for --policy-pack-config)."""
+    from mcrepl.orchestrator.validation import load_checked
+    from mcrepl.policies.pack_config import pack_config
+
+    with cli_errors():
+        text = json.dumps(pack_config(load_checked(config)), indent=2, sort_keys=True) + "\n"
+    if output is None:
+        typer.echo(text, nl=False)
+    else:
+        output.write_text(text, encoding="utf-8")
+        console.print(f"wrote {output}", highlight=False)
+
+
 @config_app.command("from-stack")
 def from_stack_command(
     outputs: Path = typer.Option(..., "--outputs", help="JSON from 'pulumi stack output --json'."),

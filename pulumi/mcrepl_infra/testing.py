@@ -11,10 +11,11 @@ from __future__ import annotations
 
 import hashlib
 from dataclasses import dataclass, field
-from typing import Any, Callable
+from typing import Any, Callable, Optional
 
 import pulumi
 from pulumi.runtime import MockCallArgs, MockResourceArgs, Mocks
+from pulumi.runtime.settings import get_root_resource
 
 ACCOUNT = "123456789012"
 SUBSCRIPTION = "00000000-0000-0000-0000-000000000000"
@@ -157,12 +158,20 @@ class ProgramRun:
     outputs: dict[str, Any]
 
 
-def run_program(config: Any, stack: str = "test", mocks: RecordingMocks | None = None) -> ProgramRun:
+#: a stack transformation (``pulumi.runtime.register_stack_transformation``): edits one
+#: resource's inputs or options on the way to the engine, as a changed program would
+Transformation = Callable[[pulumi.ResourceTransformationArgs], Optional[pulumi.ResourceTransformationResult]]
+
+
+def run_program(config: Any, stack: str = "test", mocks: RecordingMocks | None = None, *,
+                alter: Transformation | None = None, extra: Callable[[Any], None] | None = None) -> ProgramRun:
     """Build ``config`` under fresh mocks and resolve every stack output.
 
-    Exceptions raised by the program (a :class:`PolicyError`, a :class:`ConfigError`)
-    propagate unchanged, as they would fail ``pulumi preview``; pass ``mocks`` to see
-    what was registered before the failure.
+    ``alter`` edits resources as they are registered and ``extra`` declares more after the
+    program (given its :class:`~.program.Stack`): how the policy-pack tests make the
+    deliberately broken stacks. Exceptions raised by the program (a :class:`PolicyError`,
+    a :class:`ConfigError`) propagate unchanged, as they would fail ``pulumi preview``;
+    pass ``mocks`` to see what was registered before the failure.
     """
     from .program import build
 
@@ -176,8 +185,15 @@ def run_program(config: Any, stack: str = "test", mocks: RecordingMocks | None =
 
     @pulumi.runtime.test
     def _run() -> pulumi.Output:
+        root = get_root_resource()          # outlives set_mocks: drop the last run's transformations
+        if root is not None:
+            root._transformations = None
+        if alter is not None:        # applied in registration order: remember sees what alter made
+            pulumi.runtime.register_stack_transformation(alter)
         pulumi.runtime.register_stack_transformation(remember)
         built = build(config, stack)
+        if extra is not None:
+            extra(built)
         result["stack"] = built
         return pulumi.Output.from_input(built.outputs).apply(lambda out: result.__setitem__("outputs", out))
 
