@@ -52,7 +52,7 @@ def register(app: typer.Typer) -> None:
     app.add_typer(config_app, name="config")
 
 
-def merge_stack_outputs(raw: Mapping[str, Any], outputs: Mapping[str, Any]) -> dict[str, Any]:
+def merge_stack_outputs(raw: dict[str, Any], outputs: Mapping[str, Any]) -> dict[str, Any]:
     """``raw`` (a parsed mcrepl.yaml) with the connection settings of ``outputs`` filled in.
 
     Raises :class:`ConfigError` when the outputs are not ``mcrepl-stack/1`` or name a
@@ -63,7 +63,7 @@ def merge_stack_outputs(raw: Mapping[str, Any], outputs: Mapping[str, Any]) -> d
                           f"{outputs.get('format')!r})", path="format",
                           fix="save the outputs of the mcrepl program in pulumi/ with "
                               "'pulumi stack output --json > outputs.json'")
-    merged = deepcopy(raw)      # a ruamel CommentedMap stays one: its comments are copied too
+    merged: dict[str, Any] = deepcopy(raw)      # a ruamel CommentedMap stays one, comments and all
     datasets = merged.get("datasets") or {}
     for name, per_location in (outputs.get("datasets") or {}).items():
         if name not in datasets:
@@ -86,7 +86,7 @@ def merge_stack_outputs(raw: Mapping[str, Any], outputs: Mapping[str, Any]) -> d
         _update(providers, "gcs", {"project": stack_providers["gcs"]["project"]})
         if providers["gcs"].get("auth") == "anonymous":
             providers["gcs"]["auth"] = "adc"
-    if stack_providers:
+    if stack_providers and merged.get("profile") != "cloud":
         merged["profile"] = "cloud"
     return merged
 

@@ -23,6 +23,7 @@ from __future__ import annotations
 import json
 import uuid
 from dataclasses import dataclass
+from functools import partial
 from typing import Any, Mapping
 
 import pulumi
@@ -130,9 +131,10 @@ class Federation(pulumi.ComponentResource):
             raise ConfigError("nothing may assume the AWS runner role: assumed_by is empty and no runner "
                               "runs in another cloud", path="provisioning.runners.aws.assumed_by",
                               fix="name who runs mcrepl sync, e.g. assumed_by: [ec2.amazonaws.com]")
-        gcp_trust = self.sa.unique_id.apply(
-            lambda uid: fd.aws_trust_from_gcp(uid, self.runners.gcp.token_audience)) \
-            if self.sa is not None and self.runners.gcp else None
+        gcp_trust = None
+        if self.sa is not None and self.runners.gcp:
+            audience = self.runners.gcp.token_audience
+            gcp_trust = self.sa.unique_id.apply(lambda uid: fd.aws_trust_from_gcp(uid, audience))
         azure_trust = None
         if self.uami is not None and self.runners.azure:
             runner = self.runners.azure
@@ -196,7 +198,7 @@ class Federation(pulumi.ComponentResource):
         static = render_runner(self.config).get("azure", {})
         for role in RUNNER_ROLES:
             for key in static.get(role, {}):
-                assignment = self._doc("azure", role).apply(lambda d, k=key: d[k]["roleAssignment"]["properties"])
+                assignment = self._doc("azure", role).apply(partial(_path, (key, "roleAssignment", "properties")))
                 cosmosdb.SqlResourceSqlRoleAssignment(
                     f"{self.name}-azure-{RUNNER}-{role}-{safe_name(key)}", account_name=azure.account.name,
                     resource_group_name=azure.group.name,
@@ -244,7 +246,7 @@ class Federation(pulumi.ComponentResource):
                 key, bucket = f"{dataset}@{ref.at}", planned_name(self.config, self.names, dataset, ref)
                 gcp.storage.BucketIAMMember(
                     f"{self.name}-gcp-{RUNNER}-{role}-{safe_name(key)}", bucket=clouds.gcp_buckets[bucket].name,
-                    role=self._doc("gcp", role).apply(lambda d, k=key: d[k]["bindings"][0]["role"]),
+                    role=self._doc("gcp", role).apply(partial(_path, (key, "bindings", 0, "role"))),
                     member=self.gcp_member,
                     opts=pulumi.ResourceOptions.merge(child, pulumi.ResourceOptions(depends_on=[sa, *self.depends])))
         self.gcp_child = child
@@ -286,32 +288,41 @@ class Federation(pulumi.ComponentResource):
 
     def _gcp_provider(self, pool: gcp.iam.WorkloadIdentityPool,
                       loc: str) -> tuple[gcp.iam.WorkloadIdentityPoolProvider, pulumi.Output[str]]:
-        common = {"workload_identity_pool_id": pool.workload_identity_pool_id, "project": self.gcp_project,
-                  "workload_identity_pool_provider_id": f"{loc}-runner", "opts": self.gcp_child}
+        common = gcp.iam.WorkloadIdentityPoolProviderArgs(
+            workload_identity_pool_id=pool.workload_identity_pool_id, project=self.gcp_project,
+            workload_identity_pool_provider_id=f"{loc}-runner")
         if loc == "aws":
             assert self.account_id is not None
             role_name = self.names.aws_role(RUNNER)
-            provider = gcp.iam.WorkloadIdentityPoolProvider(
-                f"{self.name}-gcp-aws-provider", aws=gcp.iam.WorkloadIdentityPoolProviderAwsArgs(
-                    account_id=self.account_id), attribute_mapping=fd.gcp_aws_mapping(),
-                attribute_condition=self.account_id.apply(lambda a: fd.gcp_aws_provider_condition(a, role_name)),
-                **common)
+            common.aws = gcp.iam.WorkloadIdentityPoolProviderAwsArgs(account_id=self.account_id)
+            common.attribute_mapping = fd.gcp_aws_mapping()
+            common.attribute_condition = self.account_id.apply(lambda a: fd.gcp_aws_provider_condition(a, role_name))
+            provider = gcp.iam.WorkloadIdentityPoolProvider(f"{self.name}-gcp-aws-provider", common,
+                                                            opts=self.gcp_child)
             member = pulumi.Output.all(pool.name, self.account_id).apply(
                 lambda a: fd.gcp_aws_member(a[0], a[1], role_name))
             return provider, member
         runner, uami = self.runners.azure, self.uami
         assert runner is not None and uami is not None
-        provider = gcp.iam.WorkloadIdentityPoolProvider(
-            f"{self.name}-gcp-azure-provider", oidc=gcp.iam.WorkloadIdentityPoolProviderOidcArgs(
-                issuer_uri=runner.issuer, allowed_audiences=[_azure_audience(runner, "GCP")]),
-            attribute_mapping={"google.subject": "assertion.sub"},
-            attribute_condition=uami.principal_id.apply(fd.gcp_subject_condition), **common)
+        common.oidc = gcp.iam.WorkloadIdentityPoolProviderOidcArgs(
+            issuer_uri=runner.issuer, allowed_audiences=[_azure_audience(runner, "GCP")])
+        common.attribute_mapping = {"google.subject": "assertion.sub"}
+        common.attribute_condition = uami.principal_id.apply(fd.gcp_subject_condition)
+        provider = gcp.iam.WorkloadIdentityPoolProvider(f"{self.name}-gcp-azure-provider", common,
+                                                        opts=self.gcp_child)
         return provider, pulumi.Output.all(pool.name, uami.principal_id).apply(lambda a: fd.gcp_subject_member(*a))
 
     def outputs(self) -> dict[str, Any]:
         """``identities`` (per cloud: the runner identity and its documents) and ``runners``
         (per runner location, per target cloud: what that runner configures)."""
         return {"identities": self.identities, "runners": self.settings}
+
+
+def _path(keys: tuple[Any, ...], document: Any) -> Any:
+    """``document[k1][k2]...``: one value out of a resolved rendered document."""
+    for key in keys:
+        document = document[key]
+    return document
 
 
 def _azure_audience(runner: Any, target: str) -> str:

@@ -51,7 +51,7 @@ class Rule:
 
     def policy(self) -> ResourceValidationPolicy:
         """This rule as a ``pulumi_policy`` resource validation policy."""
-        schema = PolicyConfigSchema(properties=dict(self.config)) if self.config else None
+        schema = PolicyConfigSchema(properties={k: dict(v) for k, v in self.config.items()}) if self.config else None
         return ResourceValidationPolicy(name=self.name, description=self.description, validate=self.validate,
                                         enforcement_level=EnforcementLevel.MANDATORY, config_schema=schema)
 

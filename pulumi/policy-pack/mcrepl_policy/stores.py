@@ -28,7 +28,7 @@ def resource_locations(subject: Subject) -> list[str]:
     """Every ``provider:region`` a store keeps data in (empty for other types)."""
     props = subject.props
     if subject.type == TABLE:
-        regions = [props.get("region") or subject.provider.get("region")]
+        regions: list[Any] = [props.get("region") or subject.provider.get("region")]
         regions += [r.get("regionName") for r in as_list(props.get("replicas"))]
         return [f"dynamodb:{r}" for r in regions if r]
     if subject.type == COSMOS_ACCOUNT:
