@@ -90,7 +90,9 @@ EXIT_CODES: dict[str, str] = {
     "mcrepl keys rotate": "0 rotated; 2 bad config or missing key file; 3 key file readable by others, "
                           "a key that does not match, or a failed KMS call",
     "mcrepl config": "see its sub-commands",
-    "mcrepl config from-stack": "0 printed or written; 2 unreadable files or the merged config is invalid",
+    "mcrepl config from-stack": "0 printed or written; 2 unreadable files, no pulumi CLI for --stack (the "
+                                "message names the saved-file fallback), or the merged config is invalid",
+    "mcrepl config policy-pack": "0 printed or written; 2 the config is invalid or refused by validate",
 }
 
 

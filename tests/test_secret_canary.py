@@ -156,6 +156,7 @@ def _commands(clean: Path, dirty: Path, tmp: Path) -> dict[str, list[list[str]]]
         "keys rotate": both("keys", "rotate"),
         "config from-stack": [["config", "from-stack", "--outputs", str(outputs), "-c", str(clean)],
                               ["config", "from-stack", "--outputs", str(outputs), "-c", str(dirty)]],
+        "config policy-pack": both("config", "policy-pack"),
     }
 
 
