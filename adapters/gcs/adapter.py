@@ -20,7 +20,7 @@ from typing import Any, TypeVar
 from ..base.conditional import (KnownStates, PreconditionFailed, StoredState, apply_each,
                                apply_with_known)
 from ..base.errors import NotFoundError, RecordError, UnavailableError
-from ..base.interface import (ApplyResult, Capabilities, Change, ChangePage, Cursor, Digest,
+from ..base.interface import (ApplyResult, Change, ChangePage, Cursor, Digest,
                               ReplicaAdapter, ReplicaTarget, conflict_between)
 from ..base.record import Record, RecordKey
 from ..base.retry import RetryPolicy, policy_for
@@ -31,6 +31,7 @@ from .capture import Event, Listed, scan
 from .client import WORKERS
 from .cursor import Manifest, make_cursor, read_cursor
 from .errors import ObjectMissing
+from .settings import SPEC
 
 log = logging.getLogger("mcrepl.adapters.gcs")
 T = TypeVar("T")
@@ -46,8 +47,7 @@ class GCSAdapter(ReplicaAdapter):
     diffs it with a manifest, which also reveals native deletes. Objects hold up to 5 TiB.
     """
 
-    capabilities = Capabilities(incremental_capture=False, transactional_batch=False,
-                                max_record_bytes=wire.MAX_OBJECT_BYTES, capture_sees_deletes=True)
+    capabilities = SPEC.capabilities
 
     def __init__(self, target: ReplicaTarget, policy: RetryPolicy | None = None) -> None:
         super().__init__(target)

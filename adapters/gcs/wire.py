@@ -33,10 +33,10 @@ from ..base import tagged_json
 from ..base.errors import RecordError
 from ..base.interface import DatasetKind
 from ..base.record import KeySchema, Record, RecordKey, ReplicationMeta, meta_if_valid
+from .settings import MAX_OBJECT_BYTES
 
 MAX_NAME_BYTES = 1024
 MAX_METADATA_BYTES = 8 * 1024          # GCS limit on custom metadata per object
-MAX_OBJECT_BYTES = 5 * 1024 ** 4        # GCS limit on one object (5 TiB)
 META_PREFIX = "mcrepl-"
 MD5_KEY = "mcrepl-md5"
 TOMBSTONE_TYPE = "application/octet-stream"
