@@ -20,6 +20,8 @@ from typing import Any, TypeVar
 from ..base.conditional import (KnownStates, PreconditionFailed, StoredState, apply_each,
                                apply_with_known)
 from ..base.errors import NotFoundError, RecordError, UnavailableError
+from ..base.listing import Event, Listed, scan
+from ..base.manifest import Manifest, make_cursor, read_cursor
 from ..base.interface import (ApplyResult, Change, ChangePage, Cursor, Digest,
                               ReplicaAdapter, ReplicaTarget, conflict_between)
 from ..base.record import Record, RecordKey
@@ -27,9 +29,7 @@ from ..base.retry import RetryPolicy, policy_for
 from ..base.values import content_hash
 from . import wire
 from .bucket_io import BucketIO
-from .capture import Event, Listed, scan
 from .client import WORKERS
-from .cursor import Manifest, make_cursor, read_cursor
 from .errors import ObjectMissing
 from .settings import SPEC
 
