@@ -17,7 +17,7 @@ from urllib.parse import urlparse
 from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
 from mcrepl.adapters import adapter_spec, providers
-from mcrepl.adapters.base import ConfigError, KeyAttribute, KeySchema, ReplicaTarget
+from mcrepl.adapters.base import Capabilities, ConfigError, KeyAttribute, KeySchema, ReplicaTarget
 from mcrepl.adapters.base.naming import bucket_name
 from mcrepl.adapters.base.settings import USERINFO as _USERINFO
 from mcrepl.adapters.base.settings import AdapterSettings, credential_problem
@@ -392,6 +392,17 @@ class McreplConfig(_Strict):
         """The location's endpoint: its own, else the environment override, else the provider's."""
         provider = self.providers.settings_for(ref.provider).endpoint
         return ref.endpoint or os.environ.get(f"MCREPL_{ref.provider.upper()}_ENDPOINT") or provider
+
+    def capabilities_at(self, ref: ReplicaRef) -> Capabilities:
+        """What the store at ``ref`` can do, from its adapter's spec and the location's settings.
+
+        Opens nothing and imports no SDK: ``validate`` acts on it before any connection.
+        """
+        opts = self.providers.settings_for(ref.provider).options()
+        endpoint = self._endpoint(ref)
+        if endpoint == "local" or (self.profile == "local" and endpoint and is_loopback_url(endpoint)):
+            opts["local"] = True
+        return adapter_spec(ref.provider).capabilities_for(opts)
 
     def uses_local_stack(self) -> bool:
         """Whether any location resolves to ``endpoint: local`` (the stack of ``mcrepl local up``)."""
