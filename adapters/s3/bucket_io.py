@@ -113,13 +113,16 @@ class BucketIO:
                 args["ContinuationToken"] = token
             elif start_after:
                 args["StartAfter"] = start_after
-            page = self.call(lambda args=args: self.client.list_objects_v2(**args), "list")
-            listed = page.get("Contents") or []
-            stats = parallel(lambda o: self.stat(o["Key"]), listed)
+            page: dict[str, Any] = self.call(lambda: self.client.list_objects_v2(**args), "list")
+            listed: list[dict[str, Any]] = page.get("Contents") or []
+            stats = parallel(self._stat_listed, listed)
             yield from (s for s in stats if s is not None)
             token = page.get("NextContinuationToken") if page.get("IsTruncated") else None
             if not token:
                 return
+
+    def _stat_listed(self, listed: dict[str, Any]) -> StoredObject[str] | None:
+        return self.stat(str(listed["Key"]))
 
     def stat(self, name: str, key: str | None = None) -> StoredObject[str] | None:
         """``HeadObject``: ETag, LastModified and user metadata; ``None`` when absent."""

@@ -20,8 +20,10 @@ OPERATIONS = OperationInventory("s3", "adapters/s3/operations.py", (
     Operation("s3:CreateBucket", "bucket", ("create",), note="only when the bucket is missing"),
     Operation("s3:DeleteBucket", "bucket", ("drop",)),
     Operation("s3:GetObject", "object",
-              ("capture_changes", "current_cursor", "apply_batch", "list_digests", "read", "purge_tombstones"),
-              note="HeadObject (metadata: listings carry none) and GetObject pinned with If-Match"),
+              ("capture_changes", "current_cursor", "apply_batch", "list_digests", "read", "purge_tombstones",
+               "drop"),
+              note="HeadObject (metadata: listings carry none; drop lists through the same call) and "
+                   "GetObject pinned with If-Match"),
     Operation("s3:PutObject", "object", ("apply_batch", "write_native"),
               note="conditional on If-None-Match / If-Match"),
     Operation("s3:DeleteObject", "object", ("purge_tombstones", "drop", "delete_native"),
