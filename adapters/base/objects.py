@@ -146,6 +146,20 @@ def name_of_key(key: RecordKey, kind: DatasetKind) -> str:
     return key.id
 
 
+def check_name(name: str, store: str, max_bytes: int, forbidden: Mapping[str, str]) -> None:
+    """Refuse a name ``store`` cannot hold: too long in UTF-8, empty, or holding a ``forbidden`` character."""
+    size = len(name.encode("utf-8"))
+    if size > max_bytes:
+        raise RecordError("name-too-long", f"object name is {size} UTF-8 bytes; {store} allows at most "
+                          f"{max_bytes} (shorten the key)", field="name")
+    if not name:
+        raise RecordError("bad-object-name", "object name is empty", field="name")
+    for ch, what in forbidden.items():
+        if ch in name:
+            raise RecordError("bad-object-name", f"object name contains a {what}, which {store} object names "
+                              "cannot hold here", field="name")
+
+
 def decode_body(data: bytes, kind: DatasetKind) -> dict | bytes:
     """The canonical body held in ``data`` (:class:`RecordError` if it isn't a document)."""
     if kind == "blob":
@@ -161,5 +175,5 @@ def tombstone_body(key: RecordKey, kind: DatasetKind, schema: KeySchema) -> dict
     return None if kind == "blob" else schema.key_body(key)
 
 
-__all__ = ["CONTENT_TYPE", "MD5_KEY", "META_PREFIX", "ObjectLayout", "TOMBSTONE_TYPE", "decode_body",
+__all__ = ["check_name", "CONTENT_TYPE", "MD5_KEY", "META_PREFIX", "ObjectLayout", "TOMBSTONE_TYPE", "decode_body",
            "decode_metadata", "key_of_name", "name_of_key", "tombstone_body"]

@@ -22,7 +22,7 @@ import botocore.session
 from botocore.config import Config
 
 from ..base.interface import ReplicaTarget
-from ..base.retry import DEFAULT_POLICY, RetryPolicy, call_with_retry
+from ..base.retry import DEFAULT_POLICY, RetryPolicy, call_translated
 from .errors import is_sdk_error, translate
 
 T = TypeVar("T")
@@ -101,15 +101,9 @@ class DynamoDBClients:
 
     def guard(self, operation: str, fn: Callable[[], T], *, key: str | None = None) -> T:
         """Run one SDK call under the retry policy, translating botocore errors into mcrepl's."""
-        def attempt() -> T:
-            try:
-                return fn()
-            except Exception as exc:
-                if not is_sdk_error(exc):
-                    raise
-                raise translate(exc, replica=self.target.replica, dataset=self.target.dataset,
-                                operation=operation, key=key, resource=self.target.resource) from exc
-        return call_with_retry(attempt, self.policy)
+        return call_translated(fn, self.policy, is_sdk_error, lambda exc: translate(
+            exc, replica=self.target.replica, dataset=self.target.dataset, operation=operation, key=key,
+            resource=self.target.resource))
 
     def close(self) -> None:
         """Close the clients' connection pools."""

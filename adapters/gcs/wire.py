@@ -10,6 +10,7 @@ from __future__ import annotations
 import base64
 import hashlib
 
+from ..base import objects
 from ..base.errors import RecordError
 from ..base.interface import DatasetKind
 from ..base.objects import (MD5_KEY, META_PREFIX, ObjectLayout, decode_body, decode_metadata, key_of_name,
@@ -49,22 +50,13 @@ def object_name(key: RecordKey, kind: DatasetKind) -> str:
 
 def check_name(name: str) -> None:
     """Reject names GCS forbids (https://cloud.google.com/storage/docs/objects#naming)."""
-    size = len(name.encode("utf-8"))
-    if size > MAX_NAME_BYTES:
-        raise RecordError("name-too-long", f"object name is {size} UTF-8 bytes; GCS allows "
-                          f"at most {MAX_NAME_BYTES} (shorten the key)", field="name")
-    if not name:
-        raise RecordError("bad-object-name", "object name is empty", field="name")
+    objects.check_name(name, "GCS", MAX_NAME_BYTES, _FORBIDDEN_CHARS)
     if name in (".", ".."):
         raise RecordError("bad-object-name", "GCS forbids the object names '.' and '..'",
                           field="name")
     if name.startswith(_ACME_PREFIX):
         raise RecordError("bad-object-name", f"GCS forbids names starting with {_ACME_PREFIX!r}",
                           field="name")
-    for ch, what in _FORBIDDEN_CHARS.items():
-        if ch in name:
-            raise RecordError("bad-object-name", f"object name contains a {what}, which GCS "
-                              "object names cannot hold", field="name")
 
 
 __all__ = ["EMPTY_MD5", "LAYOUT", "MD5_KEY", "META_PREFIX", "check_name", "decode_body", "decode_metadata",

@@ -26,7 +26,7 @@ from botocore.config import Config
 from mcrepl.adapters.base import ReplicaTarget
 from mcrepl.adapters.base.conditional import PreconditionFailed
 from mcrepl.adapters.base.object_store import UNCONDITIONAL, ObjectMissing, StoredObject, parallel
-from mcrepl.adapters.base.retry import DEFAULT_POLICY, RetryPolicy, call_with_retry
+from mcrepl.adapters.base.retry import DEFAULT_POLICY, RetryPolicy, call_translated
 
 from . import wire
 from .errors import is_sdk_error, translate
@@ -86,15 +86,9 @@ class BucketIO:
 
     def call(self, fn: Callable[[], T], operation: str, key: str | None = None, object_call: bool = False) -> T:
         """Run ``fn`` with retries; SDK exceptions leave as mcrepl errors."""
-        def attempt() -> T:
-            try:
-                return fn()
-            except Exception as exc:
-                if not is_sdk_error(exc):
-                    raise
-                raise translate(exc, replica=self.target.replica, dataset=self.target.dataset,
-                                operation=operation, key=key, bucket=self.name, object_call=object_call) from exc
-        return call_with_retry(attempt, self.policy)
+        return call_translated(fn, self.policy, is_sdk_error, lambda exc: translate(
+            exc, replica=self.target.replica, dataset=self.target.dataset, operation=operation, key=key,
+            bucket=self.name, object_call=object_call))
 
     def close(self) -> None:
         with self._lock:

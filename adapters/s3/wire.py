@@ -13,9 +13,9 @@ from __future__ import annotations
 import hashlib
 from datetime import datetime
 
-from mcrepl.adapters.base import RecordError, RecordKey
+from mcrepl.adapters.base import RecordKey
 from mcrepl.adapters.base.interface import DatasetKind
-from mcrepl.adapters.base.objects import ObjectLayout, name_of_key
+from mcrepl.adapters.base.objects import ObjectLayout, check_name, name_of_key
 
 from .settings import MAX_OBJECT_BYTES
 
@@ -55,16 +55,7 @@ def version_of(etag_value: str | None, last_modified: datetime | None) -> int:
 def object_name(key: RecordKey, kind: DatasetKind) -> str:
     """The object name of ``key``; :class:`RecordError` for a name S3 (or the manifest) cannot hold."""
     name = name_of_key(key, kind)
-    size = len(name.encode("utf-8"))
-    if size > MAX_NAME_BYTES:
-        raise RecordError("name-too-long", f"object key is {size} UTF-8 bytes; S3 allows at most "
-                          f"{MAX_NAME_BYTES} (shorten the key)", field="name")
-    if not name:
-        raise RecordError("bad-object-name", "object key is empty", field="name")
-    for ch, what in _FORBIDDEN.items():
-        if ch in name:
-            raise RecordError("bad-object-name", f"object key contains a {what}, which mcrepl's S3 "
-                              "adapter does not store (listings could not return it faithfully)", field="name")
+    check_name(name, "S3", MAX_NAME_BYTES, _FORBIDDEN)
     return name
 
 
