@@ -220,3 +220,21 @@ def test_capability_findings_come_from_capabilities_not_names() -> None:
     finally:
         unregister_adapter("limited")
         refresh()
+
+
+def test_the_cli_lists_adapters_and_documents_settings_from_the_model() -> None:
+    import json
+
+    from typer.testing import CliRunner
+
+    from mcrepl.orchestrator.cli import app
+    listed = CliRunner().invoke(app, ["adapters", "list", "--format", "json"])
+    assert listed.exit_code == 0, listed.output
+    assert {row["name"] for row in json.loads(listed.output)} >= {"dynamodb", "cosmos", "gcs", "s3", "memory"}
+    shown = CliRunner().invoke(app, ["adapters", "show", "s3", "--format", "json"])
+    info = json.loads(shown.output)
+    from mcrepl.adapters.s3.settings import S3Settings
+    assert set(info["settings"]["fields"]) == set(S3Settings.model_fields)
+    assert info["capabilities"]["capture_sees_deletes"] is True and info["cloud"] == "aws"
+    unknown = CliRunner().invoke(app, ["adapters", "show", "nope"])
+    assert unknown.exit_code != 0 and "unknown provider" in unknown.output

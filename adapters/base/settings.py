@@ -18,7 +18,7 @@ from __future__ import annotations
 import re
 from typing import Any, ClassVar, Mapping, TypeVar
 
-from pydantic import BaseModel, ConfigDict, model_validator
+from pydantic import BaseModel, ConfigDict, Field, model_validator
 
 S = TypeVar("S", bound="AdapterSettings")
 
@@ -70,7 +70,8 @@ class AdapterSettings(BaseModel):
 
     model_config = ConfigDict(extra="forbid", frozen=True)
 
-    endpoint: str | None = None
+    endpoint: str | None = Field(None, description="the service URL (default: the cloud's endpoint for the "
+                                                  "region; 'local': the stack of 'mcrepl local up')")
 
     #: where this provider's credentials belong (the fix of a credential found in the
     #: config); a subclass overrides it
