@@ -25,16 +25,19 @@ produce identical documents, and every rendered document passes :func:`lint`.
 
 from __future__ import annotations
 
+import dataclasses
+import json
 import re
 import uuid
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, Any, Mapping, cast
+from typing import TYPE_CHECKING, Any, Iterable, Mapping, cast
 
 from mcrepl.adapters.base import ConfigError
 from mcrepl.adapters.base.operations import ROLES, OperationInventory, Role
 from mcrepl.adapters.cosmos.operations import OPERATIONS as COSMOS_OPERATIONS
 from mcrepl.adapters.dynamodb.operations import OPERATIONS as DYNAMODB_OPERATIONS
 from mcrepl.adapters.gcs.operations import OPERATIONS as GCS_OPERATIONS
+from mcrepl.adapters.s3.operations import OPERATIONS as S3_OPERATIONS
 
 from .decisions import locations
 from .iam_lint import lint
@@ -44,7 +47,7 @@ if TYPE_CHECKING:
 
 #: provider → the adapter's declared operations
 INVENTORIES: dict[str, OperationInventory] = {
-    "dynamodb": DYNAMODB_OPERATIONS, "cosmos": COSMOS_OPERATIONS, "gcs": GCS_OPERATIONS}
+    "dynamodb": DYNAMODB_OPERATIONS, "cosmos": COSMOS_OPERATIONS, "gcs": GCS_OPERATIONS, "s3": S3_OPERATIONS}
 
 _COSMOS = "Microsoft.DocumentDB/databaseAccounts"
 #: "Cosmos DB Operator": manage accounts, databases and containers; no data, no keys
@@ -95,6 +98,24 @@ def render_aws(role: str, table_arns: list[str], stream_arns: list[str],
             statements.append({"Sid": f"{sid}Grant", "Effect": "Allow", "Action": grants,
                                "Resource": sorted(set(arns)),
                                "Condition": {**via, "Bool": {"kms:GrantIsForAWSResource": "true"}}})
+    return {"Version": "2012-10-17", "Statement": statements}
+
+
+def render_aws_s3(role: str, buckets: list[str], partition: str = "aws") -> dict:
+    """An IAM policy for ``role`` on exactly these S3 buckets and the objects in them.
+
+    Bucket actions (``s3:ListBucket`` …) are granted on ``arn:aws:s3:::BUCKET``, object
+    actions on ``arn:aws:s3:::BUCKET/*``, as S3 authorises them.
+    """
+    r = cast(Role, _role(role))
+    title = role.title()
+    statements: list[dict[str, Any]] = []
+    for sid, kind, resources in (("Buckets", "bucket", [f"arn:{partition}:s3:::{b}" for b in buckets]),
+                                 ("Objects", "object", [f"arn:{partition}:s3:::{b}/*" for b in buckets])):
+        actions = S3_OPERATIONS.grants(r, resource=kind)
+        if resources and actions:
+            statements.append({"Sid": f"Mcrepl{title}S3{sid}", "Effect": "Allow", "Action": actions,
+                               "Resource": sorted(resources)})
     return {"Version": "2012-10-17", "Statement": statements}
 
 
@@ -199,7 +220,7 @@ class ResourceIds:
                     tables[f"{name}@{at}"] = str(out["arn"])
                 if out.get("stream_arn"):
                     streams[f"{name}@{at}"] = [str(out["stream_arn"])]
-                if at.startswith("gcs:") and out.get("resource"):
+                if at.startswith(("gcs:", "s3:")) and out.get("resource"):
                     buckets[f"{name}@{at}"] = str(out["resource"])
         scopes: dict[str, str] = {}
         cosmos = ((stack_outputs or {}).get("providers") or {}).get("cosmos") or {}
@@ -237,6 +258,8 @@ def _location_docs(config: "McreplConfig", ids: ResourceIds, dataset: str, ref: 
                                         f"{ids.aws_account_id}:table/{name}")
         cmk = [ids.kms_keys[key]] if key in ids.kms_keys else []
         return "aws", render_aws(role, [table], list(ids.streams.get(key) or [f"{table}/stream/*"]), cmk)
+    if ref.provider == "s3":
+        return "aws", render_aws_s3(role, [ids.buckets.get(key) or name], ids.aws_partition)
     if ref.provider == "cosmos":
         scope = ids.cosmos_scopes.get(key) or (
             f"/subscriptions/{ids.azure_subscription_id}/resourceGroups/{ids.azure_resource_group}/providers/"
@@ -244,6 +267,55 @@ def _location_docs(config: "McreplConfig", ids: ResourceIds, dataset: str, ref: 
         return "azure", render_azure(role, scope)
     return "gcp", render_gcp(role, ids.buckets.get(key) or name, member=ids.gcp_members.get(role),
                              project=ids.gcp_project, prefix=ids.name_prefix)
+
+
+#: what one ``mcrepl sync`` runner does everywhere: capture, apply, verify (admin stays with Pulumi)
+RUNNER_ROLES: tuple[Role, ...] = ("capture", "apply", "verify")
+#: the key of the runner's one merged AWS policy per role
+RUNNER_AWS_KEY = "all-tables"
+
+
+def merge_aws_policies(policies: Iterable[dict]) -> dict:
+    """One AWS policy that grants exactly what ``policies`` grant together.
+
+    Statements with the same ``Sid``, actions and condition become one statement over
+    the union of their resources; any other clash keeps both statements (the second
+    renamed). A runner's grants over many tables then fit IAM's inline-policy size limit
+    without granting one action on one resource more than the per-location documents.
+    """
+    merged: dict[str, dict[str, Any]] = {}
+    for policy in policies:
+        for st in policy.get("Statement", []):
+            sid = st["Sid"]
+            same = merged.get(sid)
+            if same is not None and (same["Action"], same.get("Condition")) == (st["Action"], st.get("Condition")):
+                same["Resource"] = sorted(set(same["Resource"]) | set(st["Resource"]))
+                continue
+            while sid in merged:
+                sid += "X"
+            merged[sid] = {**json.loads(json.dumps(st)), "Sid": sid}
+    return {"Version": "2012-10-17", "Statement": list(merged.values())}
+
+
+def render_runner(config: "McreplConfig", ids: ResourceIds | None = None, gcp_member: str | None = None) -> dict:
+    """The sync runner identity's documents, ``{cloud: {role: {key: document}}}`` for :data:`RUNNER_ROLES`.
+
+    AWS: one policy per role, the role's per-location documents merged
+    (:func:`merge_aws_policies`, key :data:`RUNNER_AWS_KEY`); Azure: the per-location
+    role definitions and assignments (the runner is assigned the same definitions); GCP:
+    the per-bucket custom-role bindings, held by ``gcp_member``. Every grant is one the
+    per-role identities hold: the runner only combines them.
+    """
+    ids = ids or ResourceIds.from_config(config)
+    if gcp_member:
+        ids = dataclasses.replace(ids, gcp_members={role: gcp_member for role in ROLES})
+    out: dict[str, dict[str, dict[str, dict]]] = {}
+    for cloud, roles in render_all(config, ids).items():
+        for role in RUNNER_ROLES:
+            docs = roles.get(role, {})
+            out.setdefault(cloud, {})[role] = \
+                {RUNNER_AWS_KEY: merge_aws_policies(docs.values())} if cloud == "aws" else dict(docs)
+    return out
 
 
 def render_all(config: "McreplConfig", ids: ResourceIds | None = None) -> dict:
@@ -261,5 +333,6 @@ def render_all(config: "McreplConfig", ids: ResourceIds | None = None) -> dict:
     return out
 
 
-__all__ = ["COSMOS_OPERATOR_ROLE", "INVENTORIES", "ROLES", "ResourceIds", "gcp_role_id", "lint", "render_all",
-           "render_aws", "render_azure", "render_gcp"]
+__all__ = ["COSMOS_OPERATOR_ROLE", "INVENTORIES", "ROLES", "RUNNER_AWS_KEY", "RUNNER_ROLES", "ResourceIds",
+           "gcp_role_id", "lint", "merge_aws_policies", "render_all", "render_aws", "render_aws_s3", "render_azure",
+           "render_gcp", "render_runner"]

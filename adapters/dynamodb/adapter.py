@@ -22,7 +22,6 @@ from ..base.errors import AdapterError, RecordError
 from ..base.interface import (
     ApplyOutcome,
     ApplyResult,
-    Capabilities,
     ChangePage,
     Cursor,
     Digest,
@@ -38,8 +37,9 @@ from ..base.retry import policy_for
 from .capture import capture, current_position
 from .clients import DynamoDBClients
 from .errors import error_code, error_item
+from .settings import SPEC
 from .tables import drop_table, ensure_table
-from .wire import META_ATTR, Item, decode_item, decode_meta, encode_item, encode_key
+from .wire import META_ATTR, Item, decode_item, decode_key, decode_meta, encode_item, encode_key
 
 _UNCHANGED_META = "#m = :old"          # overwrite exactly the native-edited state we read
 _SCAN_SEGMENTS = 4
@@ -55,8 +55,7 @@ class DynamoDBAdapter(ReplicaAdapter):
     so an adapter can be built cheaply from a picklable target anywhere.
     """
 
-    capabilities = Capabilities(incremental_capture=True, transactional_batch=True,
-                                max_record_bytes=400 * 1024, capture_sees_deletes=True)
+    capabilities = SPEC.capabilities
 
     def __init__(self, target: ReplicaTarget, workers: int = 8) -> None:
         super().__init__(target)
@@ -154,7 +153,13 @@ class DynamoDBAdapter(ReplicaAdapter):
     def list_digests(self) -> Iterator[Digest]:
         """Digests from a parallel scan (``_SCAN_SEGMENTS`` segments, one page each in flight)."""
         for item in self._parallel_scan():
-            record = decode_item(item, self.target.key_schema, self.target.kind)
+            try:
+                record = decode_item(item, self.target.key_schema, self.target.kind)
+            except RecordError:
+                # not a record of this dataset (capture quarantines it): hash the raw item so a
+                # comparison shows it as a difference, as the GCS adapter does, instead of failing
+                yield Digest.of_undecodable(decode_key(item, self.target.key_schema).id, item)
+                continue
             meta = meta_if_valid(record)
             if meta is not None:
                 yield Digest(record.key.id, meta.version.token, meta.comparable_hash, meta.tombstone)

@@ -14,6 +14,7 @@ from mcrepl.adapters import open_adapter
 from mcrepl.adapters.base import ConfigError, McreplError, NotFoundError, ReplicaTarget
 from mcrepl.orchestrator.config import McreplConfig
 from mcrepl.orchestrator.sample import sample_records
+from mcrepl.testing.seeding import native_writer
 
 from .lifecycle import read_endpoints
 
@@ -44,7 +45,7 @@ def seed_primary(config: McreplConfig, dataset: str, count: int, seed: int = 0,
         for start in range(0, count, SEED_BATCH):
             batch = sample_records(ds.key_schema(), min(SEED_BATCH, count - start), seed,
                                    start=start, kind=ds.kind)
-            adapter.write_native(batch)
+            native_writer(adapter).write_native(batch)
             if on_progress:
                 on_progress(len(batch))
     return target

@@ -15,6 +15,7 @@ from typing import Iterator, Sequence
 
 from mcrepl.adapters.base import (ApplyResult, ChangePage, Cursor, Digest, Record, RecordKey, ReplicaAdapter,
                                   ReplicaTarget)
+from mcrepl.adapters.base.roles import Partition
 
 from .inflight import InFlightWindow
 from .units import CaptureUnit, DigestUnit, ReadUnit, WriteUnit, split_by_key
@@ -77,11 +78,8 @@ class UnitAdapter(ReplicaAdapter):
     def current_cursor(self) -> Cursor:
         return self.local.current_cursor()
 
-    def write_native(self, records: Sequence[Record]) -> None:
-        self.local.write_native(records)
-
-    def delete_native(self, keys: Sequence[RecordKey]) -> None:
-        self.local.delete_native(keys)
+    def partitions(self) -> list[Partition]:
+        return self.local.partitions()
 
     def purge_tombstones(self, older_than_ms: int) -> int:
         return self.local.purge_tombstones(older_than_ms)
