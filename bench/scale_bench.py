@@ -41,13 +41,15 @@ from cpu_meter import tree_cpu_seconds  # noqa: E402
 from sync_bench import COSMOS, DATASET, GCS, PRIMARY, _records, _seed  # noqa: E402
 
 
-def _config(batch_size: int, executor: dict[str, Any]) -> Any:
+LOCAL_PROVIDERS = {"dynamodb": {"endpoint": "local"}, "cosmos": {"endpoint": "local", "auth": "key"},
+                   "gcs": {"endpoint": "local", "auth": "anonymous", "project": "mcrepl-bench"}}
+
+
+def _config(batch_size: int, executor: dict[str, Any], providers: dict[str, Any] | None = None) -> Any:
     from mcrepl.orchestrator.config import McreplConfig
     return McreplConfig.model_validate({
         "profile": "local",
-        "providers": {"dynamodb": {"endpoint": "local"},
-                      "cosmos": {"endpoint": "local", "auth": "key"},
-                      "gcs": {"endpoint": "local", "auth": "anonymous", "project": "mcrepl-bench"}},
+        "providers": LOCAL_PROVIDERS if providers is None else providers,
         "datasets": {DATASET: {"key": {"partition": "customer_id"}, "primary": PRIMARY,
                                "replicas": [COSMOS, GCS]}},
         "sync": {"batch_size": batch_size, "executor": executor, "retry_deadline": "60s"},
@@ -168,7 +170,7 @@ def engine_alone(n: int, batch_size: int) -> dict[str, Any]:
     from mcrepl.adapters.memory import MemoryAdapter
     from mcrepl.orchestrator.state import StateStore
     from mcrepl.orchestrator.sync import SyncEngine
-    config = _config(batch_size, {"kind": "threads"})
+    config = _config(batch_size, {"kind": "threads"}, providers={})      # no store: memory adapters
     namespace = f"m{uuid.uuid4().hex[:8]}"
     stores: dict[str, Any] = {}
 
@@ -225,16 +227,18 @@ def main(argv: list[str] | None = None) -> None:
     os.environ.setdefault("MCREPL_COSMOS_KEY", EMULATOR_COSMOS_KEY)
     executor = {"kind": opts.executor, "workers": opts.workers, "max_in_flight_units": opts.in_flight}
     rows, scaled = [], None
-    with LocalStack(("dynamodb", "cosmos", "gcs")) as stack:
-        endpoints = stack.endpoints
-        for rtt in (float(x) for x in opts.latency_ms.split(",") if x.strip()):
-            threads = opts.threads if rtt <= 0 else opts.latency_threads
-            rows.append(compare_with_copier(endpoints, opts.n, rtt, threads, opts.batch_size, executor))
-            print(f"copier vs ours: {rows[-1]}", file=sys.stderr)
-        if not opts.skip_scale:
-            scaled = scale_out(endpoints, opts.n, opts.scale_latency_ms, opts.threads_per_worker, opts.batch_size,
-                               max(opts.in_flight, 2 * opts.threads_per_worker))
-            print(f"scale-out: {scaled}", file=sys.stderr)
+    latencies = [float(x) for x in opts.latency_ms.split(",") if x.strip()]
+    if latencies or not opts.skip_scale:
+        with LocalStack(("dynamodb", "cosmos", "gcs")) as stack:
+            endpoints = stack.endpoints
+            for rtt in latencies:
+                threads = opts.threads if rtt <= 0 else opts.latency_threads
+                rows.append(compare_with_copier(endpoints, opts.n, rtt, threads, opts.batch_size, executor))
+                print(f"copier vs ours: {rows[-1]}", file=sys.stderr)
+            if not opts.skip_scale:
+                scaled = scale_out(endpoints, opts.n, opts.scale_latency_ms, opts.threads_per_worker,
+                                   opts.batch_size, max(opts.in_flight, 2 * opts.threads_per_worker))
+                print(f"scale-out: {scaled}", file=sys.stderr)
     alone = engine_alone(opts.engine_n, opts.batch_size) if opts.engine_n else None
     _print(rows, scaled, alone, opts)
 
