@@ -27,8 +27,9 @@ from mcrepl.orchestrator.state import StateStore
 from mcrepl.orchestrator.sync import SyncEngine
 from mcrepl.orchestrator.sync.workers import ExecutorSpec
 
-from .test_sync_emulators import Stores, _assert_converged, _raw_config
-from .test_sync_helpers import COSMOS, GCS, PRIMARY, customer
+from .test_sync_emulators import _assert_converged
+from .test_sync_helpers import COSMOS, GCS, PRIMARY, Stores, customer
+from .test_sync_helpers import emulator_raw_config as _raw_config
 
 pytest.importorskip("distributed", reason="the dask extra (pip install 'mcrepl[dask]') is not installed")
 

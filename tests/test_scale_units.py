@@ -225,7 +225,7 @@ def test_sync_executor_settings_come_from_the_config_and_the_command_line(tmp_pa
 def test_sync_refuses_a_bad_executor_before_opening_anything(tmp_path: Path) -> None:
     import yaml
     config_file = tmp_path / "mcrepl.yaml"
-    from .test_sync_emulators import PROVIDERS
+    from .test_sync_helpers import PROVIDERS
     config_file.write_text(yaml.safe_dump(raw_config(tmp_path, providers=PROVIDERS)))
     mcrepl = Path(sys.executable).parent / "mcrepl"
     bad = subprocess.run([str(mcrepl), "sync", "--once", "-c", str(config_file), "--executor", "cluster"],
