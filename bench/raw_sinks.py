@@ -123,3 +123,82 @@ def dynamodb_batch_writes(endpoint: str, table_name: str, key_field: str, record
         return rate
     finally:
         table.delete()
+
+
+def copier(dynamodb_endpoint: str, table_name: str, cosmos_endpoint: str, key: str, database: str,
+           gcs_endpoint: str, bucket_name: str, threads: int, segments: int = 4,
+           prepare_only: bool = False) -> float:
+    """Records/s of a hand-written DynamoDB → Cosmos DB + GCS copier, the peer of a sync pass.
+
+    A parallel Scan (``segments`` segments) of the whole table, then every item sent with
+    ``upsert_item`` and ``upload_from_string`` from one ``threads``-thread pool per sink,
+    both sinks at once: unconditional writes, no metadata, no change log. ``prepare_only``
+    creates the targets and returns 0 (so a first timed run is not charged for them).
+    """
+    import boto3
+    from azure.cosmos import CosmosClient, PartitionKey
+    from google.auth.credentials import AnonymousCredentials
+    from google.cloud import storage
+    warnings.filterwarnings("ignore", message="Unverified HTTPS request")
+    cosmos = CosmosClient(cosmos_endpoint, credential=key, connection_verify=False,
+                          connection_timeout=60)
+    container = cosmos.create_database_if_not_exists(database).create_container_if_not_exists(
+        "raw", PartitionKey("/id"))
+    gcs = storage.Client(project="mcrepl-bench", credentials=AnonymousCredentials(),
+                         client_options={"api_endpoint": gcs_endpoint})
+    bucket = gcs.lookup_bucket(bucket_name) or gcs.create_bucket(bucket_name)
+    if prepare_only:
+        return 0.0
+    _grow_pool(gcs._http, threads)
+    dynamodb = boto3.client("dynamodb", endpoint_url=dynamodb_endpoint, region_name="us-east-1",
+                            aws_access_key_id="bench", aws_secret_access_key="bench")
+    from boto3.dynamodb.types import TypeDeserializer
+    plain = TypeDeserializer()
+    global last_cpu_seconds
+    cpu = tree_cpu_seconds()
+    started = time.perf_counter()
+
+    def segment(n: int) -> list[dict[str, Any]]:
+        items, start = [], None
+        while True:
+            page = dynamodb.scan(TableName=table_name, Segment=n, TotalSegments=segments,
+                                 **({"ExclusiveStartKey": start} if start else {}))
+            items += [{k: plain.deserialize(v) for k, v in item.items() if not k.startswith("_mcrepl")}
+                      for item in page["Items"]]
+            start = page.get("LastEvaluatedKey")
+            if not start:
+                return items
+
+    with ThreadPoolExecutor(max_workers=segments) as pool:
+        items = [item for part in pool.map(segment, range(segments)) for item in part]
+    docs = [{"id": str(item["customer_id"]), **json_safe(item)} for item in items]
+
+    def upload(doc: dict[str, Any]) -> None:
+        bucket.blob(f"{doc['id']}.json").upload_from_string(json.dumps(doc), content_type="application/json")
+
+    with ThreadPoolExecutor(max_workers=threads) as to_cosmos, ThreadPoolExecutor(max_workers=threads) as to_gcs:
+        waits = [to_cosmos.submit(container.upsert_item, d) for d in docs]
+        waits += [to_gcs.submit(upload, d) for d in docs]
+        for w in waits:
+            w.result()
+    rate = len(docs) / (time.perf_counter() - started)
+    last_cpu_seconds = tree_cpu_seconds() - cpu
+    return rate
+
+
+def drop_copier_targets(cosmos_endpoint: str, key: str, database: str, gcs_endpoint: str, bucket_name: str) -> None:
+    """Remove what :func:`copier` created."""
+    from azure.cosmos import CosmosClient
+    from google.auth.credentials import AnonymousCredentials
+    from google.cloud import storage
+    CosmosClient(cosmos_endpoint, credential=key, connection_verify=False).delete_database(database)
+    gcs = storage.Client(project="mcrepl-bench", credentials=AnonymousCredentials(),
+                         client_options={"api_endpoint": gcs_endpoint})
+    _empty_and_delete(gcs.bucket(bucket_name), 16)
+
+
+def _grow_pool(session: Any, size: int) -> None:
+    """Give a ``requests`` session a connection pool as large as the thread pool using it."""
+    import requests.adapters
+    for prefix in ("http://", "https://"):
+        session.mount(prefix, requests.adapters.HTTPAdapter(pool_connections=size, pool_maxsize=size))

@@ -303,6 +303,37 @@ class AntiEntropy(_Strict):
     repair_max: int = Field(1000, ge=0)
 
 
+class ExecutorSettings(_Strict):
+    """Where a pass's work units run (``sync.executor``; ``--executor``/``--workers``/``--scheduler``).
+
+    ``threads`` (default) runs units in the orchestrator's process; ``processes`` on
+    ``workers`` spawned processes; ``dask`` on Dask distributed — a local cluster of
+    ``workers`` processes, or the existing cluster at ``scheduler`` (``tcp://HOST:8786``),
+    whose workers need mcrepl installed and reach the stores themselves.
+    ``threads_per_worker`` units run at once per worker; ``max_in_flight_units`` caps the
+    write units one lane keeps in flight (the adaptive window grows up to it and halves
+    when a store throttles).
+
+    .. code-block:: yaml
+
+        sync:
+          executor: {kind: dask, workers: 4, scheduler: "tcp://10.0.0.5:8786"}
+    """
+
+    kind: Literal["threads", "processes", "dask"] = "threads"
+    workers: int = Field(4, ge=1, le=1024)
+    threads_per_worker: int = Field(8, ge=1, le=256)
+    scheduler: str | None = None
+    max_in_flight_units: int = Field(8, ge=1, le=256)
+
+    @field_validator("scheduler")
+    @classmethod
+    def _scheduler_address(cls, v: str | None) -> str | None:
+        if v is not None and "://" not in v:
+            raise ValueError("scheduler must be an address such as tcp://HOST:8786")
+        return v
+
+
 class SyncSettings(_Strict):
     """Tuning shared by every sync job."""
 
@@ -315,6 +346,7 @@ class SyncSettings(_Strict):
     breaker_failures: int = Field(5, ge=1)
     breaker_reset: timedelta = timedelta(seconds=30)
     anti_entropy: AntiEntropy = AntiEntropy()
+    executor: ExecutorSettings = ExecutorSettings()
 
     @model_validator(mode="after")
     def _retention_outlives_outage(self) -> "SyncSettings":

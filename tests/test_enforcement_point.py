@@ -18,6 +18,9 @@ PACKAGES = ("adapters", "policies", "orchestrator", "client", "failover")
 #: module → why it may call ``apply_batch`` itself
 ALLOWED: dict[str, str] = {
     "orchestrator/sync/writer.py": "the enforcement point itself",
+    "orchestrator/sync/units.py": "the worker side of the writer's own call: a WriteUnit carries records the "
+                                  "LocationWriter already routed (it is built only by UnitAdapter.apply_batch, "
+                                  "which the writer calls)",
     "failover/guard.py": "an adapter wrapper (drill faults) delegating to the adapter it wraps",
     "failover/router.py": "the drill's application workload, writing to the primary as an application "
                           "does (its writes are what mcrepl then captures and routes)",

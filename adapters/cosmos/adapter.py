@@ -91,6 +91,7 @@ class CosmosAdapter(ReplicaAdapter):
         self._client: CosmosClient | None = None
         self._client_lock = threading.Lock()
         self._capture_lock = threading.Lock()
+        self._query_lock = threading.Lock()
         # etag + metadata of documents we wrote last: an update is then one conditional
         # replace without the batch's read query (a 412 reads again)
         self._known: KnownStates[str] = KnownStates(int(target.options.get("known_state_entries", 8192)))
@@ -186,12 +187,23 @@ class CosmosAdapter(ReplicaAdapter):
         return self._load(doc_id).record
 
     def _query(self, query: str, parameters: list[dict[str, Any]], operation: str) -> Iterator[Doc]:
-        """Every result of a cross-partition query, one page per (retried) call."""
-        pages = self._call(lambda: self._container.query_items(
+        """Every result of a cross-partition query, one page per (retried) call.
+
+        Pages are fetched one query at a time per client: azure-cosmos 4.17 merges each
+        query page's response headers into a dict the client shares, so two threads paging
+        queries at once fail with "OrderedDict mutated during iteration" (seen with several
+        write units of one lane prefetching at once).
+        """
+        def fetch(call: Callable[[], T]) -> Callable[[], T]:
+            def locked() -> T:
+                with self._query_lock:
+                    return call()
+            return locked
+        pages = self._call(fetch(lambda: self._container.query_items(
             query, parameters=parameters, enable_cross_partition_query=True,
-            max_item_count=1000).by_page(), operation)
+            max_item_count=1000).by_page()), operation)
         while True:
-            page = self._call(lambda: _next_page(pages), operation)
+            page = self._call(fetch(lambda: _next_page(pages)), operation)
             if page is None:
                 return
             yield from page

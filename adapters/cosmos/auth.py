@@ -22,6 +22,7 @@ from azure.cosmos.documents import ConnectionPolicy, RetryOptions
 from pydantic import SecretStr
 
 from ..base.errors import ConfigError, CredentialsError
+from ..base.pools import pool_size
 from ..base.retry import policy_for, request_timeouts
 
 #: The Cosmos DB emulator's fixed, publicly documented account key (not a secret): used
@@ -80,6 +81,7 @@ def make_client(options: Mapping[str, Any]) -> CosmosClient:
         kwargs["enable_endpoint_discovery"] = False
         warnings.filterwarnings("ignore", message=r"Unverified HTTPS request is being made to host "
                                 r"'(127\.0\.0\.1|localhost|::1)'")
+    kwargs["transport"] = _transport(options, kwargs)
     try:
         return CosmosClient(str(endpoint), credential=_credential(options), **kwargs)
     except binascii.Error:
@@ -87,6 +89,22 @@ def make_client(options: Mapping[str, Any]) -> CosmosClient:
         raise CredentialsError(f"the Cosmos DB key in {env} is not a valid base64 account key: "
                                "copy the primary key again", provider="cosmos",
                                operation="connect") from None
+
+
+def _transport(options: Mapping[str, Any], kwargs: Mapping[str, Any]) -> Any:
+    """The SDK's requests transport on a session with a pool sized for the engine's in-flight
+    requests (see :mod:`..base.pools`) and without environment lookups (``trust_env``: a
+    ``~/.netrc`` stat() per request otherwise)."""
+    import requests
+    from azure.core.pipeline.transport import RequestsTransport
+    session = requests.Session()
+    session.trust_env = False
+    adapter = requests.adapters.HTTPAdapter(pool_connections=2, pool_maxsize=pool_size(options, 10),
+                                            max_retries=0)
+    for prefix in ("http://", "https://"):
+        session.mount(prefix, adapter)
+    settings = {k: kwargs[k] for k in ("connection_timeout", "read_timeout", "connection_verify") if k in kwargs}
+    return RequestsTransport(session=session, session_owner=True, use_env_settings=False, **settings)
 
 
 def close_client(client: CosmosClient, wait_s: float = 5.0) -> None:

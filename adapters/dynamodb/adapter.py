@@ -32,6 +32,7 @@ from ..base.interface import (
     result_of,
 )
 from ..base.record import Record, RecordKey, ReplicationMeta, meta_if_valid
+from ..base.pools import pool_size
 from ..base.retry import policy_for
 from .capture import capture, current_position
 from .clients import DynamoDBClients
@@ -59,7 +60,7 @@ class DynamoDBAdapter(ReplicaAdapter):
     def __init__(self, target: ReplicaTarget, workers: int = 8) -> None:
         super().__init__(target)
         self.workers = workers
-        self.clients = DynamoDBClients(target, policy_for(target.options), max_connections=max(10, 2 * workers))
+        self.clients = DynamoDBClients(target, policy_for(target.options), max_connections=pool_size(target.options, max(10, 2 * workers)))
 
     # --- lifecycle ---------------------------------------------------------------------------
 

@@ -17,6 +17,8 @@ from google.auth.transport.requests import AuthorizedSession
 from google.cloud import storage
 from requests.adapters import HTTPAdapter
 
+from ..base.pools import pool_size
+
 #: threads that may share one client: the apply fan-out plus capture/digest downloads
 from ..base.object_store import WORKERS  # noqa: E402  (threads sharing one client)
 #: connections kept per host; the library's default (10) is below what WORKERS threads
@@ -44,7 +46,10 @@ def make_client(options: Mapping[str, Any]) -> storage.Client:
         credentials, default_project = google.auth.default(scopes=list(storage.Client.SCOPE))
         project = project or default_project
     session = AuthorizedSession(credentials)
-    pool = HTTPAdapter(pool_connections=2, pool_maxsize=POOL_SIZE)
+    # no proxy settings or ~/.netrc from the environment: requests would look for them on
+    # every request (a stat() per call), and credentials come from google-auth anyway
+    session.trust_env = False
+    pool = HTTPAdapter(pool_connections=2, pool_maxsize=pool_size(options, POOL_SIZE))
     session.mount("https://", pool)
     session.mount("http://", pool)
     endpoint = options.get("endpoint")

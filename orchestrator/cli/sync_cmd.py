@@ -25,6 +25,7 @@ import typer
 
 from .common import (EXIT_FOUND, EXIT_INPUT, EXIT_STORE, ConfigOption, check_dataset, cli_errors, console,
                      err_console, fail, load, local_endpoints)
+from .executor_opts import ExecutorOpt, SchedulerOpt, WorkersOpt, with_executor
 from .output import cell, make_table
 
 DatasetOpt = typer.Option(None, "--dataset", "-d", help="Only this dataset.")
@@ -78,18 +79,22 @@ def sync(config_file: Path = ConfigOption, once: bool = typer.Option(False, "--o
          namespace: str = NamespaceOpt, output: str = FormatOpt,
          verify: bool = typer.Option(False, "--verify", help="With --once: compare the copies after the pass "
                                      "(anti-entropy, repairing up to sync.anti_entropy.repair_max keys)."),
-         log_level: str = typer.Option("warning", "--log-level")) -> None:
+         log_level: str = typer.Option("warning", "--log-level"),
+         executor: Optional[str] = ExecutorOpt, workers: Optional[int] = WorkersOpt,
+         scheduler: Optional[str] = SchedulerOpt) -> None:
     """Replicate every dataset (or one) from its primary to its replicas.
 
     The config is checked first exactly as 'mcrepl validate' checks it (exit 2 on any
     finding, before any connection). Residency and field-encryption policies are enforced
     on every record. A lane is reported "caught up" when it applied everything captured;
     "converged" is said only after a comparison of the copies (--verify, or the schedule's
-    anti-entropy). OTEL_TRACES_EXPORTER=console (or otlp) traces every pass.
+    anti-entropy). OTEL_TRACES_EXPORTER=console (or otlp) traces every pass. Store calls
+    run as work units on --executor (threads by default; processes; dask with --workers N
+    for a local cluster or --scheduler to join one).
     """
     if once == schedule:
         fail("give exactly one of --once or --schedule", EXIT_INPUT)
-    config = load(config_file)
+    config = with_executor(load(config_file), executor, workers, scheduler)
     names = check_dataset(config, dataset)
     from mcrepl.orchestrator.observability.tracing import shutdown_tracing
     from mcrepl.orchestrator.state import StateStore

@@ -4,14 +4,16 @@ from __future__ import annotations
 
 import enum
 import json
+from contextlib import contextmanager
 from pathlib import Path
-from typing import Callable, Optional
+from typing import Any, Callable, Iterator, Optional
 
 import typer
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TaskID, TextColumn, TimeElapsedColumn
 from rich.markup import escape
 
 from .common import EXIT_FOUND, ConfigOption, check_dataset, cli_errors, console, load, local_endpoints
+from .executor_opts import ExecutorOpt, SchedulerOpt, WorkersOpt, with_executor
 from .output import cell, make_table, printable
 
 
@@ -60,6 +62,23 @@ def _advance_task(bar: Progress, task: TaskID) -> Callable[[str, int], None]:
     return lambda _replica, n: bar.advance(task, n)
 
 
+@contextmanager
+def _digest_units(cfg: Any) -> Iterator[Callable[[str, str], Any]]:
+    """Per dataset, the listing on the configured executor; ``None`` (this process's threads) for threads."""
+    if cfg.sync.executor.kind == "threads":
+        yield lambda name, namespace: None
+        return
+    from mcrepl.adapters import open_adapter
+    from mcrepl.orchestrator.sync.engine import executor_spec
+    from mcrepl.orchestrator.sync.workers import digest_listing, open_executor
+    units = open_executor(executor_spec(cfg), open_adapter)
+    try:
+        yield lambda name, namespace: digest_listing(units, {
+            r.at: cfg.target(name, r.at, local_endpoints(cfg), namespace) for r in cfg.datasets[name].locations})
+    finally:
+        units.close()
+
+
 def _print_report(report) -> None:  # type: ignore[no-untyped-def]
     status = "[green]clean[/]" if report.clean else f"[red]{report.divergent} divergent keys[/]"
     console.print(f"[bold]{report.dataset}[/]: {status} — {sum(report.keys.values())} digests in "
@@ -91,23 +110,28 @@ def register(app: typer.Typer) -> None:
                alert: bool = typer.Option(True, help="Call the configured alert hook on a breach."),
                metrics_file: Optional[Path] = typer.Option(
                    None, "--metrics-file", help="Also write the result as Prometheus text to this file (for "
-                   "node_exporter's textfile collector: divergent keys per replica, breach, run time).")) -> None:
+                   "node_exporter's textfile collector: divergent keys per replica, breach, run time)."),
+               executor: Optional[str] = ExecutorOpt, workers: Optional[int] = WorkersOpt,
+               scheduler: Optional[str] = SchedulerOpt) -> None:
         """Compare replicas by range digests; exit 1 when a divergence threshold is breached.
 
         Reports keys missing, extra, with different content, stale versions (and which side is
-        newer) and tombstone mismatches — keys and versions only, never field values.
+        newer) and tombstone mismatches — keys and versions only, never field values. Every
+        replica is listed at once: by threads here, or as digest units on worker processes or
+        a Dask cluster (--executor processes|dask).
         """
         from mcrepl.orchestrator.verify import verify_dataset
         from mcrepl.policies.router import router_for
-        cfg = load(config)
+        cfg = with_executor(load(config), executor, workers, scheduler)
         reports = []
-        with cli_errors(), _progress(output is Output.text) as bar:
+        with cli_errors(), _progress(output is Output.text) as bar, _digest_units(cfg) as units:
             router = router_for(cfg)
             for name in check_dataset(cfg, dataset):
                 task = bar.add_task(f"listing {name}", total=None)
                 reports.append(verify_dataset(cfg, name, _reference_first(cfg, name, _replicas(replicas)),
                                               local_endpoints=local_endpoints(cfg), namespace=namespace,
-                                              alert=alert, progress=_advance_task(bar, task), router=router))
+                                              alert=alert, progress=_advance_task(bar, task), router=router,
+                                              listing=units(name, namespace)))
                 bar.remove_task(task)
         if metrics_file is not None:
             from mcrepl.orchestrator.observability.metrics import VerifyMetrics
@@ -127,7 +151,9 @@ def register(app: typer.Typer) -> None:
     def repair(config: Path = ConfigOption,
                dataset: str = typer.Option(..., "--dataset", "-d", help="The dataset to repair."),
                dry_run: bool = typer.Option(False, "--dry-run", help="Show the plan; write nothing."),
-               output: Output = FormatOpt, namespace: str = NamespaceOpt) -> None:
+               output: Output = FormatOpt, namespace: str = NamespaceOpt,
+               executor: Optional[str] = ExecutorOpt, workers: Optional[int] = WorkersOpt,
+               scheduler: Optional[str] = SchedulerOpt) -> None:
         """Bring every replica to the primary's resolved state, then compare again; exit 1 if still divergent.
 
         Resolution follows the sync engine: the primary is the authority for what it holds, concurrent
@@ -141,7 +167,7 @@ def register(app: typer.Typer) -> None:
         from mcrepl.policies.router import router_for
 
         from .sync_cmd import state_path
-        cfg = load(config)
+        cfg = with_executor(load(config), executor, workers, scheduler)
         check_dataset(cfg, dataset)
         with cli_errors():
             engine = SyncEngine(cfg, StateStore(state_path(cfg)), local_endpoints=local_endpoints(cfg),

@@ -20,6 +20,7 @@ from mcrepl.orchestrator.hlc import ClockState
 from .db import Database
 from .journal import ConflictRow, Journal, QuarantineRow
 from .lanes import COUNTERS, LaneState, LaneTable
+from .leases import Lease, PartitionLeases, this_owner
 from .log import CaptureLog, LogEntry, Staging, decode_record, encode_record
 from .outbox import AuditOutbox, AuditSink
 
@@ -67,6 +68,7 @@ class StateStore:
         self.lanes = LaneTable(self.db, clock.time)
         self.journal = Journal(self.db, clock.time)
         self.staging = Staging(self.db, self._ciphers)
+        self.leases = PartitionLeases(self.db, clock.time)
         if audit is _DEFAULT_SINK:
             audit = _default_audit(path)
         self.audit = AuditOutbox(self.db, clock.time, audit)
@@ -225,4 +227,4 @@ def _default_audit(path: str | Path) -> AuditSink | None:
 
 
 __all__ = ["COUNTERS", "AuditOutbox", "EpochChanged", "CaptureLog", "ConflictRow", "Journal", "LaneState", "LaneTable", "LogEntry",
-           "PrimaryPointer", "QuarantineRow", "StateStore", "decode_record", "encode_record"]
+           "Lease", "PartitionLeases", "PrimaryPointer", "QuarantineRow", "StateStore", "decode_record", "encode_record", "this_owner"]

@@ -71,6 +71,9 @@ CREATE TABLE IF NOT EXISTS verify_runs (
     id INTEGER PRIMARY KEY AUTOINCREMENT, dataset TEXT NOT NULL, started_at REAL NOT NULL,
     finished_at REAL NOT NULL, converged INTEGER NOT NULL, divergent INTEGER NOT NULL,
     repaired INTEGER NOT NULL, summary TEXT NOT NULL);
+CREATE TABLE IF NOT EXISTS partition_leases (
+    dataset TEXT NOT NULL, partition TEXT NOT NULL, owner TEXT NOT NULL, token INTEGER NOT NULL,
+    taken_at REAL NOT NULL, expires_at REAL NOT NULL, PRIMARY KEY (dataset, partition)) WITHOUT ROWID;
 """
 
 # columns added since schema 1 (ALTER TABLE ADD COLUMN keeps existing rows and checkpoints)

@@ -94,8 +94,9 @@ class AntiEntropy:
 
     def __init__(self, config: Any, dataset: str, state: StateStore, router: RecordRouter,
                  adapters: Mapping[str, ReplicaAdapter], settling: Settling, settings: AntiEntropySettings,
-                 clock: Clock) -> None:
+                 clock: Clock, listing: Any = None) -> None:
         self.config = config
+        self.listing = listing          # lists every location at once (digest units on the executor)
         self.dataset = dataset
         self.state = state
         self.router = router
@@ -111,7 +112,8 @@ class AntiEntropy:
         """The policy-aware verify report of every location against the primary."""
         from mcrepl.orchestrator.verify import compare_adapters
         from mcrepl.orchestrator.verify.policy import apply_policy
-        report = compare_adapters(self.dataset, self.adapters, sample_size=self.config.verify.sample_size)
+        report = compare_adapters(self.dataset, self.adapters, sample_size=self.config.verify.sample_size,
+                                  listing=self.listing)
         apply_policy(report, self.adapters, self.router)
         return report
 

@@ -61,7 +61,8 @@ class DatasetPass:
     def __init__(self, report: DatasetReport, capture_step: Callable[[], CaptureResult] | None,
                  lanes: dict[str, LaneRun], state: Any, settings: PassSettings, stop: threading.Event,
                  clock: Clock, executor: StepExecutor, metrics: Any = None, progress: Any = None,
-                 on_lane_progress: Callable[[str, int], None] | None = None) -> None:
+                 on_lane_progress: Callable[[str, int], None] | None = None,
+                 renew: Callable[[], bool] | None = None) -> None:
         self.report = report
         self.capture_step = capture_step
         self.lanes = lanes
@@ -74,6 +75,7 @@ class DatasetPass:
         self.progress = progress
         self.on_lane_progress = on_lane_progress
         self.capture_done = capture_step is None
+        self.renew = renew
         self._tasks: dict[str, Any] = {}
 
     def run(self) -> None:
@@ -85,7 +87,7 @@ class DatasetPass:
         try:
             while True:
                 now = self.clock.monotonic()
-                if now <= deadline_at and not self.stop.is_set():
+                if now <= deadline_at and not self.stop.is_set() and self._still_leased():
                     self._submit(in_flight)
                 if not in_flight:
                     break
@@ -107,6 +109,20 @@ class DatasetPass:
                 f"to apply ({', '.join(behind) or 'none logged'}{capture}); every checkpoint is saved and the "
                 "next pass resumes from it (fix: raise sync.deadline, or batch_size / max_in_flight)",
                 report=None)  # type: ignore[arg-type]
+
+    def _still_leased(self) -> bool:
+        """Whether this pass still holds its leases (renewing them); if not, nothing more is started."""
+        if self.renew is None or self.renew():
+            return True
+        message = "the pass lost its lease (another coordinator took it over after it expired)"
+        if self.report.capture_error is None and not self.capture_done:
+            self.report.capture_error = message
+        self.capture_done = True
+        for lane in self.lanes.values():
+            if not lane.done:
+                lane.done = lane.failed = True
+                lane.report.reason = message
+        return False
 
     def _finished(self) -> bool:
         return self.capture_done and all(l.done or l.failed for l in self.lanes.values())

@@ -18,10 +18,11 @@ import dataclasses
 import hashlib
 import logging
 import threading
-from typing import Any, Callable, Iterator, Mapping
+from typing import Any, Callable, Mapping, Sequence
 
 from mcrepl.adapters import open_adapter
-from mcrepl.adapters.base import AdapterError, ConfigError, ReplicaAdapter, ReplicaTarget, Version
+from mcrepl.adapters.base import AdapterError, ConfigError, Digest, ReplicaAdapter, ReplicaTarget, Version
+from mcrepl.adapters.base.pools import CONNECTIONS_OPTION
 from mcrepl.orchestrator.clock import SYSTEM_CLOCK, Clock, wall_ms
 from mcrepl.orchestrator.config import McreplConfig
 from mcrepl.orchestrator.hlc import HybridLogicalClock
@@ -35,6 +36,12 @@ from .capture import CaptureResult, PageCapturer
 from .dataset_pass import DatasetPass, LaneRun, PassSettings
 from .errors import SyncDeadlineExceeded
 from .executor import StepExecutor, ThreadStepExecutor
+from .inflight import InFlightWindow
+from .leasing import PassLeases, pass_partitions
+from .progress import pass_progress
+from .unit_adapter import UnitAdapter
+from .units import Opener
+from .workers import ExecutorSpec, UnitExecutor, digest_listing, open_executor
 from .lane import LaneApplier
 from .merge import load_merge_function
 from .report import DatasetReport, LaneReport, SyncReport, VerifySummary
@@ -44,21 +51,27 @@ from .status import lane_lag
 log = logging.getLogger("mcrepl.sync")
 AdapterFactory = Callable[[ReplicaTarget], ReplicaAdapter]
 ExecutorFactory = Callable[[int, str], StepExecutor]
+UnitExecutorFactory = Callable[[Opener], UnitExecutor]
 
 
 class SyncEngine:
     """Runs sync passes; one instance may run many passes (``mcrepl sync --schedule``).
 
     ``adapter_factory`` builds the adapter for a target (default
-    :func:`mcrepl.adapters.open_adapter`); ``clock`` and ``executor_factory`` are
-    injectable so the deterministic simulation can drive the same code.
+    :func:`mcrepl.adapters.open_adapter`); ``clock`` and ``executor_factory`` (the
+    coordinator's steps) are injectable so the deterministic simulation can drive the
+    same code. Store calls run as work units (:mod:`.units`) on the executor ``executor``
+    names (default: ``sync.executor`` of the config), or on the one
+    ``unit_executor_factory`` builds (the simulation's); it starts on first use.
     """
 
     def __init__(self, config: McreplConfig, state: StateStore, *,
                  local_endpoints: Mapping[str, str] | None = None, namespace: str = "",
                  router: RecordRouter | None = None, metrics: Any = None, audit: Any = None,
                  progress: bool = False, adapter_factory: AdapterFactory | None = None,
-                 clock: Clock = SYSTEM_CLOCK, executor_factory: ExecutorFactory | None = None) -> None:
+                 clock: Clock = SYSTEM_CLOCK, executor_factory: ExecutorFactory | None = None,
+                 executor: ExecutorSpec | None = None,
+                 unit_executor_factory: UnitExecutorFactory | None = None) -> None:
         self.config = config
         self.state = state
         self.local_endpoints = local_endpoints
@@ -72,6 +85,11 @@ class SyncEngine:
         self._factory = adapter_factory or open_adapter
         self._executor_factory = executor_factory or (lambda n, name: ThreadStepExecutor(n, name))
         self._adapters: dict[tuple[str, str], ReplicaAdapter] = {}
+        self._unit_adapters: dict[tuple[str, str], UnitAdapter] = {}
+        self.executor_spec = executor or executor_spec(config)
+        self._unit_executor_factory = unit_executor_factory or (
+            lambda opener: open_executor(self.executor_spec, opener))
+        self._units: UnitExecutor | None = None
         self._adapter_locks: dict[tuple[str, str], threading.Lock] = {}
         self._attach_locks: dict[tuple[str, str], threading.Lock] = {}
         self._lock = threading.Lock()
@@ -106,7 +124,7 @@ class SyncEngine:
         names = self._names(dataset)
         report = SyncReport()
         started = self.clock.monotonic()
-        with self._progress_bar() as bar:
+        with pass_progress(self.progress) as bar:
             for name in names:
                 if self._stop.is_set():
                     break
@@ -158,10 +176,10 @@ class SyncEngine:
         """
         primary, replicas = self._targets(dataset, pointer)
         target = next(t for t in replicas if t.replica == location)
-        adapters = {t.replica: self._adapter(t) for t in (primary, target)}
+        adapters: dict[str, ReplicaAdapter] = {t.replica: self.unit_adapter(t) for t in (primary, target)}
         settling = self.settling(dataset, pointer)
         runner = AntiEntropy(self.config, dataset, self.state, self.router, adapters, settling,
-                             anti_entropy_settings(self.config, dataset), self.clock)
+                             anti_entropy_settings(self.config, dataset), self.clock, self._listing(adapters))
         return runner.run(repair=True, deliver=lambda: self._deliver(dataset, pointer, settling), record=False)
 
     def attach(self, dataset: str, location: str) -> AttachResult | None:
@@ -187,6 +205,11 @@ class SyncEngine:
         """Close every adapter this engine opened and flush the audit outbox."""
         with self._lock:
             adapters, self._adapters = list(self._adapters.values()), {}
+            units, self._units = self._units, None
+            self._unit_adapters = {}
+        if units is not None:
+            with contextlib.suppress(Exception):
+                units.close()
         for adapter in adapters:
             with contextlib.suppress(Exception):
                 adapter.close()
@@ -243,7 +266,7 @@ class SyncEngine:
 
     def lane_applier(self, target: ReplicaTarget, settling: Settling, *, is_primary: bool = False) -> LaneApplier:
         """The applier of ``target``'s lane (its adapter opened on first use)."""
-        return LaneApplier(target, self._adapter(target), self.state, self.router, self.config.sync.batch_size,
+        return LaneApplier(target, self.unit_adapter(target), self.state, self.router, self.config.sync.batch_size,
                            settling, is_primary=is_primary, metrics=self.metrics)
 
     @traced(*DATASET_SPAN)
@@ -255,6 +278,27 @@ class SyncEngine:
         settling = self.settling(name, pointer)
         ds_report = DatasetReport(name, pointer.location, pointer.epoch)
         report.datasets[name] = ds_report
+        leases = self._leases(name)
+        refused = leases.take(pass_partitions(primary.replica, [primary.replica, *(t.replica for t in replicas)]))
+        if refused is not None:
+            log.warning("%s", refused)
+            ds_report.capture_error = refused
+            for target in replicas:
+                ds_report.lanes[target.replica] = LaneReport(target.replica, reason=refused)
+            return
+        try:
+            self._run_leased(name, pointer, primary, replicas, settling, ds_report, bar, leases)
+        finally:
+            leases.release()
+        if verify or self.state.verify_requested(name):
+            self._anti_entropy(name, pointer, ds_report, repair=True)
+
+    def _leases(self, name: str) -> PassLeases:
+        return PassLeases(self.state, name, 2 * self._pass_settings().step_timeout_s, self.clock.time)
+
+    def _run_leased(self, name: str, pointer: PrimaryPointer, primary: ReplicaTarget, replicas: list[ReplicaTarget],
+                    settling: Settling, ds_report: DatasetReport, bar: Any, leases: PassLeases) -> None:
+        """The pass proper, once its leases are held: attach lanes, capture and drain, purge."""
         lanes = {primary.replica: self._primary_lane(primary, settling, pointer)}
         for target in replicas:
             lane = self._replica_lane(target, primary, settling, pointer, ds_report)
@@ -265,14 +309,12 @@ class SyncEngine:
         sync = self.config.sync
         run = DatasetPass(ds_report, self._capture_step(primary, pointer), lanes, self.state, self._pass_settings(),
                           self._stop, self.clock, self._executor_factory(sync.max_in_flight + 1, f"sync-{name}"),
-                          self.metrics, bar)
+                          self.metrics, bar, renew=leases.renew)
         try:
             run.run()
         finally:
             self._finish_dataset(name, ds_report, lanes, run.capture_done)
         self._purge_if_due(name, [primary, *replicas], ds_report, {r for r, l in lanes.items() if l.failed})
-        if verify or self.state.verify_requested(name):
-            self._anti_entropy(name, pointer, ds_report, repair=True)
 
     def _seed_clock(self, name: str, targets: list[ReplicaTarget]) -> None:
         """Before a new state file stamps anything for ``name``, move its clock past every version
@@ -368,7 +410,7 @@ class SyncEngine:
         replicas = [r.at for r in self.config.datasets[primary.dataset].locations if r.at != primary.replica]
         capturer = PageCapturer(primary, self.state, self.hlc, pointer.epoch, self.router, replicas)
 
-        return lambda: capturer.capture_page(self._adapter(primary), self.config.sync.batch_size)
+        return lambda: capturer.capture_page(self.unit_adapter(primary), self.config.sync.batch_size)
 
     def _finish_dataset(self, name: str, ds_report: DatasetReport, lanes: dict[str, LaneRun],
                         capture_done: bool) -> None:
@@ -439,13 +481,13 @@ class SyncEngine:
                       repair_max: int | None = None, dry_run: bool = False) -> Any:
         primary, replicas = self._targets(name, pointer)
         try:
-            adapters = {t.replica: self._adapter(t) for t in [primary, *replicas]}
+            adapters: dict[str, ReplicaAdapter] = {t.replica: self.unit_adapter(t) for t in [primary, *replicas]}
         except AdapterError as exc:      # a comparison needs every copy: without one, no verdict but "no"
             ds_report.verify = VerifySummary(False, 0, 0, 0, detail=f"could not compare the copies: {exc}")
             return RepairPlan(name)
         settling = self.settling(name, pointer)
         runner = AntiEntropy(self.config, name, self.state, self.router, adapters, settling,
-                             anti_entropy_settings(self.config, name), self.clock)
+                             anti_entropy_settings(self.config, name), self.clock, self._listing(adapters))
         try:
             ds_report.verify, plan = runner.run(repair=repair,
                                                 deliver=lambda: self._deliver(name, pointer, settling),
@@ -456,17 +498,30 @@ class SyncEngine:
         return plan
 
     def _deliver(self, name: str, pointer: PrimaryPointer, settling: Settling) -> None:
-        """Drain every lane once more without capturing (what anti-entropy appended to the log)."""
+        """Drain every lane once more without capturing (what anti-entropy appended to the log).
+
+        Under the lanes' leases: while another coordinator drives them nothing is delivered
+        here, and the comparison that follows says the copies still differ.
+        """
         primary, replicas = self._targets(name, pointer)
-        report = DatasetReport(name, pointer.location, pointer.epoch)
-        lanes = {primary.replica: self._primary_lane(primary, settling, pointer)}
-        for target in replicas:
-            lane = self._replica_lane(target, primary, settling, pointer, report)
-            if lane is not None:
-                lanes[target.replica] = lane
-        sync = self.config.sync
-        DatasetPass(report, None, lanes, self.state, self._pass_settings(), self._stop, self.clock,
-                    self._executor_factory(sync.max_in_flight, f"deliver-{name}"), self.metrics).run()
+        leases = self._leases(name)
+        refused = leases.take(pass_partitions(primary.replica, [primary.replica, *(t.replica for t in replicas)])[1:])
+        if refused is not None:
+            log.warning("repairs of %s not delivered now: %s", name, refused)
+            return
+        try:
+            report = DatasetReport(name, pointer.location, pointer.epoch)
+            lanes = {primary.replica: self._primary_lane(primary, settling, pointer)}
+            for target in replicas:
+                lane = self._replica_lane(target, primary, settling, pointer, report)
+                if lane is not None:
+                    lanes[target.replica] = lane
+            sync = self.config.sync
+            DatasetPass(report, None, lanes, self.state, self._pass_settings(), self._stop, self.clock,
+                        self._executor_factory(sync.max_in_flight, f"deliver-{name}"), self.metrics,
+                        renew=leases.renew).run()
+        finally:
+            leases.release()
 
     def _pass_settings(self) -> PassSettings:
         sync = self.config.sync
@@ -480,6 +535,50 @@ class SyncEngine:
         """The (cached, ready) adapter for ``target``; connection errors propagate to the caller."""
         return self._adapter(target)
 
+    def unit_adapter(self, target: ReplicaTarget) -> UnitAdapter:
+        """``target`` reached through work units on this engine's executor (see :mod:`.unit_adapter`).
+
+        Its in-flight window is the lane's own and lives as long as the engine, so what a
+        lane learnt about its store's capacity carries from one pass to the next.
+        """
+        ident = (target.dataset, target.replica)
+        local = self._adapter(target)
+        with self._lock:
+            found = self._unit_adapters.get(ident)
+            if found is not None and found.local is local:
+                return found
+        executor = self.unit_executor()
+        view = UnitAdapter(self._with_deadline(target), local, executor,
+                           InFlightWindow(self.executor_spec.max_in_flight_units))
+        with self._lock:
+            return self._unit_adapters.setdefault(ident, view)
+
+    def _listing(self, adapters: Mapping[str, ReplicaAdapter]) -> Callable[[Sequence[str]], dict[str, list[Digest]]]:
+        """Every location's digests read at once, as digest units on this engine's executor."""
+        return digest_listing(self.unit_executor(), {n: a.target for n, a in adapters.items()})
+
+    def unit_executor(self) -> UnitExecutor:
+        """The executor of this engine's work units, started on first use (a Dask cluster takes seconds)."""
+        with self._lock:
+            if self._units is None:
+                self._units = self._unit_executor_factory(self._open_for_unit)
+                # every request of a unit is bounded by the retry deadline; a unit unanswered well
+                # past it is on a worker that died or hangs, and is leased again
+                self._units.lease_s = self.config.sync.retry_deadline.total_seconds() + 5.0
+            return self._units
+
+    def _open_for_unit(self, target: ReplicaTarget) -> ReplicaAdapter:
+        """What a unit run in this process talks to: the engine's own adapter of its location."""
+        return self._adapter(target)
+
+    def _with_deadline(self, target: ReplicaTarget) -> ReplicaTarget:
+        """``target`` with ``sync.retry_deadline`` and the connections to pool in its options (every client
+        opened for it, here or on a worker, honours both)."""
+        options = {**target.options, "retry_deadline_s": self.config.sync.retry_deadline.total_seconds(),
+                   # write units of a lane at once, each fanning out over the adapter's threads
+                   CONNECTIONS_OPTION: self.executor_spec.max_in_flight_units * 8}
+        return dataclasses.replace(target, options=options)
+
     def _adapter(self, target: ReplicaTarget) -> ReplicaAdapter:
         ident = (target.dataset, target.replica)
         with self._lock:
@@ -490,22 +589,11 @@ class SyncEngine:
             with self._lock:
                 if ident in self._adapters:
                     return self._adapters[ident]
-            options = {**target.options, "retry_deadline_s": self.config.sync.retry_deadline.total_seconds()}
-            adapter = self._factory(dataclasses.replace(target, options=options))
+            adapter = self._factory(self._with_deadline(target))
             adapter.ensure_ready()
             with self._lock:
                 self._adapters[ident] = adapter
             return adapter
-
-    @contextlib.contextmanager
-    def _progress_bar(self) -> Iterator[Any]:
-        if not self.progress:
-            yield None
-            return
-        from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
-        with Progress(TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(),
-                      TimeElapsedColumn(), transient=False) as bar:
-            yield bar
 
     def _record_config(self) -> None:
         """Audit a configuration change: the hash of the effective config when it differs from the last run."""
@@ -519,4 +607,10 @@ class SyncEngine:
         self.state.audit.flush()
 
 
-__all__ = ["AdapterFactory", "ExecutorFactory", "SyncEngine"]
+def executor_spec(config: McreplConfig) -> ExecutorSpec:
+    """The executor the config's ``sync.executor`` names."""
+    ex = config.sync.executor
+    return ExecutorSpec(ex.kind, ex.workers, ex.threads_per_worker, ex.scheduler, max_in_flight_units=ex.max_in_flight_units)
+
+
+__all__ = ["AdapterFactory", "ExecutorFactory", "SyncEngine", "UnitExecutorFactory", "executor_spec"]

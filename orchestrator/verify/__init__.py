@@ -12,12 +12,13 @@ write takes the one policy-routed, conditional, audited path every other write t
 from __future__ import annotations
 
 import time
+from concurrent.futures import ThreadPoolExecutor
 from contextlib import ExitStack
 from functools import partial
-from typing import Callable, Iterator, Mapping, Sequence
+from typing import Callable, Iterable, Iterator, Mapping, Sequence
 
 from mcrepl.adapters import open_adapter
-from mcrepl.adapters.base import ConfigError, ReplicaAdapter
+from mcrepl.adapters.base import ConfigError, Digest, ReplicaAdapter
 from mcrepl.orchestrator.config import McreplConfig, VerifyThresholds
 from mcrepl.policies.routing import RecordRouter
 
@@ -47,18 +48,33 @@ def open_dataset_adapters(config: McreplConfig, dataset: str, replicas: Sequence
     return adapters
 
 
+Listing = Callable[[Sequence[str]], Mapping[str, Iterable[Digest]]]
+"""Lists several locations' digests at once (the sync engine's: digest units on its executor)."""
+
+
 def compare_adapters(dataset: str, adapters: Mapping[str, ReplicaAdapter], *,
-                     progress: Progress | None = None, sample_size: int = 20) -> VerifyReport:
-    """Compare every adapter with the first (the reference) by range digests."""
+                     progress: Progress | None = None, sample_size: int = 20,
+                     listing: Listing | None = None) -> VerifyReport:
+    """Compare every adapter with the first (the reference) by range digests.
+
+    Every location is listed at once — a thread per location, or ``listing`` when given —
+    so a verify takes as long as its slowest listing, not the sum of them.
+    """
     names = list(adapters)
     if len(names) < 2:
         raise ConfigError("verify needs at least two replicas to compare", path="--replicas",
                           fix="name two or more replicas, e.g. --replicas dynamodb:eu-west-1,gcs:europe-west1")
     start = time.monotonic()
     with DigestIndex() as index:
-        for name in names:
-            index.load(name, adapters[name].list_digests(),
-                       on_progress=partial(progress, name) if progress else None)
+        def load(name: str, digests: Iterable[Digest]) -> None:
+            index.load(name, digests, on_progress=partial(progress, name) if progress else None)
+        if listing is not None:
+            for name, digests in listing(names).items():
+                load(name, digests)
+        else:
+            with ThreadPoolExecutor(max_workers=len(names), thread_name_prefix="verify-list") as pool:
+                for done in [pool.submit(lambda n: load(n, adapters[n].list_digests()), n) for n in names]:
+                    done.result()
         pairs = []
         for other in names[1:]:
             found, compared = diff(index, names[0], other)
@@ -70,16 +86,19 @@ def compare_adapters(dataset: str, adapters: Mapping[str, ReplicaAdapter], *,
 def verify_dataset(config: McreplConfig, dataset: str, replicas: Sequence[str] | None = None, *,
                    local_endpoints: Mapping[str, str] | None = None, namespace: str = "",
                    progress: Progress | None = None, alert: bool = True,
-                   router: RecordRouter | None = None) -> VerifyReport:
+                   router: RecordRouter | None = None, listing: Listing | None = None) -> VerifyReport:
     """Verify one dataset, evaluate its thresholds and, on a breach, call the alert hook.
 
     With a ``router`` the residency policy is applied: records it keeps out of a replica
-    are counted as withheld there, not reported missing (:mod:`.policy`).
+    are counted as withheld there, not reported missing (:mod:`.policy`). ``listing`` reads
+    the digests instead of this process's threads (the sync engine's executors: digest units
+    on worker processes or Dask, see :func:`mcrepl.orchestrator.sync.workers.digest_listing`).
     """
     with ExitStack() as stack:
         adapters = open_dataset_adapters(config, dataset, replicas, local_endpoints=local_endpoints,
                                          namespace=namespace, stack=stack)
-        report = compare_adapters(dataset, adapters, progress=progress, sample_size=config.verify.sample_size)
+        report = compare_adapters(dataset, adapters, progress=progress, sample_size=config.verify.sample_size,
+                                  listing=listing)
         if router is not None:
             apply_policy(report, adapters, router)
     report.breaches = breaches(report, thresholds_for(config, dataset))
@@ -102,5 +121,5 @@ def iter_divergences(report: VerifyReport) -> Iterator[Divergence]:
         yield from pair.divergences
 
 
-__all__ = ["Divergence", "DivergenceKind", "PairReport", "VerifyReport", "apply_policy", "compare_adapters",
+__all__ = ["Divergence", "DivergenceKind", "Listing", "PairReport", "VerifyReport", "apply_policy", "compare_adapters",
            "iter_divergences", "open_dataset_adapters", "verify_dataset"]

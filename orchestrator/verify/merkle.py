@@ -18,6 +18,7 @@ from __future__ import annotations
 import hashlib
 import sqlite3
 import tempfile
+import threading
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Callable, Iterable, Iterator
@@ -65,6 +66,7 @@ class DigestIndex:
                          "hash TEXT, tomb INTEGER, PRIMARY KEY (replica, bucket, key_id)) WITHOUT ROWID")
         self.sums: dict[str, dict[str, int]] = {}
         self.counts: dict[str, int] = {}
+        self._lock = threading.Lock()
 
     def load(self, replica: str, digests: Iterable[Digest],
              on_progress: Callable[[int], None] | None = None, batch: int = 2000) -> int:
@@ -91,7 +93,8 @@ class DigestIndex:
 
     def _flush(self, rows: list[tuple]) -> None:
         if rows:
-            self._db.executemany("INSERT OR REPLACE INTO d VALUES (?,?,?,?,?,?)", rows)
+            with self._lock:          # replicas are loaded concurrently, one thread each
+                self._db.executemany("INSERT OR REPLACE INTO d VALUES (?,?,?,?,?,?)", rows)
 
     def range_sum(self, replica: str, prefix: str) -> int:
         """Sum of the leaf buckets under ``prefix`` (``""`` = the whole keyspace)."""

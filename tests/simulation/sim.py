@@ -35,6 +35,8 @@ from mcrepl.orchestrator.config import McreplConfig
 from mcrepl.orchestrator.state import StateStore
 from mcrepl.orchestrator.sync import PromotionRefused, SyncEngine
 from mcrepl.orchestrator.sync.executor import InlineStepExecutor
+from mcrepl.orchestrator.sync.units import Opener
+from mcrepl.orchestrator.sync.workers import InlineUnitExecutor, UnitExecutor
 
 from .checker import (check_audit, check_claims, check_conflicts, check_final, check_order, check_quarantine,
                       copies_differ)
@@ -58,6 +60,11 @@ class Simulation:
         self.replicas = rng.sample(LOCATIONS[1:], rng.randint(1, 3))
         self.resolver = rng.choice(["lww", "lww", "merge"])
         self.batch_size = rng.choice([2, 3, 5, 50])
+        # how the pass's work units run (chosen by the seed, not the schedule's random stream,
+        # so every seed keeps its schedule): odd seeds ship every unit and its result through
+        # pickle, as a process or Dask worker receives them; even seeds run them on the
+        # engine's own adapters as the default thread executor does, one at a time
+        self.units = "pickled" if seed % 2 else "direct"
         self.generation = 0
         self.sinks: list[ListSink] = []
         self.states: list[Path] = []
@@ -112,12 +119,17 @@ class Simulation:
         while True:
             try:
                 self.engine = SyncEngine(self.config, self.state, adapter_factory=self.world.adapter_factory,
-                                         clock=self.world.clock, executor_factory=lambda n, name: InlineStepExecutor())
+                                         clock=self.world.clock, executor_factory=lambda n, name: InlineStepExecutor(),
+                                         unit_executor_factory=self._unit_executor)
                 return
             except SimulatedCrash as crash:      # it audits a config change when it starts
                 self._note(f"crash at {crash} (starting)")
                 self.state.db._conn.close()
                 self._open_state()
+
+    def _unit_executor(self, opener: Opener) -> UnitExecutor:
+        """Units run at submission on this thread (deterministic), pickled or not (see ``units``)."""
+        return InlineUnitExecutor(opener, pickled=self.units == "pickled")
 
     def _crashed(self, where: str) -> None:
         """The process died: drop everything in memory, keep what was committed, start again."""
@@ -430,3 +442,4 @@ class Simulation:
         if not self.keep_open:
             self.engine.close()
             self.state.close()
+
