@@ -61,6 +61,9 @@ def _observability(config: Any, state: Any, metrics_port: int | None, log_level:
         metrics.prepare({name: [r.at for r in ds.locations] for name, ds in config.datasets.items()},
                         sorted({r.provider for ds in config.datasets.values() for r in ds.locations}),
                         lane_status(config, state))
+        for name, ds in config.datasets.items():
+            if ds.sync.lag_objective is not None:
+                metrics.lag_objective(name, ds.sync.lag_objective.total_seconds())
         if scheduled:
             metrics.schedule({name: schedule_period(config.datasets[name].schedule) for name in scheduled},
                              grace_s=config.sync.deadline.total_seconds())
@@ -70,7 +73,11 @@ def _observability(config: Any, state: Any, metrics_port: int | None, log_level:
 
 
 def sync(config_file: Path = ConfigOption, once: bool = typer.Option(False, "--once", help="One pass, then exit."),
-         schedule: bool = typer.Option(False, "--schedule", help="Run each dataset on its schedule until stopped."),
+         schedule: bool = typer.Option(False, "--schedule", help="Run each dataset on its schedule until stopped "
+                                       "(datasets with sync.mode: follow are followed instead)."),
+         follow: bool = typer.Option(False, "--follow", help="Replicate continuously until SIGINT/SIGTERM: capture "
+                                     "follows the primary's change log, lanes apply in small batches, heartbeats "
+                                     "measure lag; on stop, lanes drain what was captured."),
          dataset: Optional[str] = DatasetOpt,
          metrics_port: Optional[int] = typer.Option(None, "--metrics-port",
                                                     help="Serve Prometheus /metrics, /healthz and /readyz on "
@@ -85,10 +92,11 @@ def sync(config_file: Path = ConfigOption, once: bool = typer.Option(False, "--o
     finding, before any connection). Residency and field-encryption policies are enforced
     on every record. A lane is reported "caught up" when it applied everything captured;
     "converged" is said only after a comparison of the copies (--verify, or the schedule's
-    anti-entropy). OTEL_TRACES_EXPORTER=console (or otlp) traces every pass.
+    anti-entropy). OTEL_TRACES_EXPORTER=console (or otlp) traces every pass. --follow exits 0
+    when every lane drained what was captured before the stop, 3 when one did not.
     """
-    if once == schedule:
-        fail("give exactly one of --once or --schedule", EXIT_INPUT)
+    if once + schedule + follow != 1:
+        fail("give exactly one of --once, --schedule or --follow", EXIT_INPUT)
     config = load(config_file)
     names = check_dataset(config, dataset)
     from mcrepl.orchestrator.observability.tracing import shutdown_tracing
@@ -97,7 +105,9 @@ def sync(config_file: Path = ConfigOption, once: bool = typer.Option(False, "--o
     from mcrepl.policies.router import router_for
     with cli_errors():
         state = StateStore(state_path(config))
-        metrics, server, audit = _observability(config, state, metrics_port, log_level, names if schedule else [])
+        metrics, server, audit = _observability(config, state, metrics_port, log_level,
+                                                [n for n in names if config.datasets[n].sync.mode != "follow"]
+                                                if schedule else [])
         engine = SyncEngine(config, state, local_endpoints=local_endpoints(config), namespace=namespace,
                             router=router_for(config), metrics=metrics, audit=audit,
                             progress=once and output == "table" and sys.stderr.isatty())
@@ -110,6 +120,9 @@ def sync(config_file: Path = ConfigOption, once: bool = typer.Option(False, "--o
             with cli_errors():
                 run_scheduled(engine, config, dataset, observe=observe)
             return
+        if follow:
+            from .follow_output import run_follow
+            run_follow(engine, names, output)
         with cli_errors():
             try:
                 report = engine.run_once(dataset, verify=verify)
@@ -172,16 +185,33 @@ def status(config_file: Path = ConfigOption, dataset: Optional[str] = DatasetOpt
     if output == "json":
         typer.echo(json.dumps(rows, indent=2))
         return
-    table = make_table(("dataset", "replica", "lane", "lag (s)", "lag (changes)", "last checkpoint",
-                        "backlog (batches)", "conflicts", "quarantined", "breaker", "last verify", "last error"),
-                       title="mcrepl status")
+    table = make_table(("dataset", "replica", "lane", "lag (s)", "lag (changes)", "heartbeat lag p50/p99 (s)",
+                        "RPO estimate (s)", "last checkpoint", "backlog (batches)", "conflicts", "quarantined",
+                        "breaker", "last verify", "last error"), title="mcrepl status")
     for r in rows:
         table.add_row(cell(r["dataset"]), cell(r["replica"]), cell(r["lane"]), cell(f"{r['lag_seconds']:.1f}"),
-                      cell(r["lag_changes"]), cell(_when(r["last_checkpoint"])), cell(r["backlog_batches"]),
+                      cell(r["lag_changes"]), *_heartbeat_cells(r["heartbeat_lag"]),
+                      cell(_when(r["last_checkpoint"])), cell(r["backlog_batches"]),
                       cell(r["conflicts"]), cell(r["quarantined"]),
                       cell(r["breaker"], "red" if r["breaker"] == "open" else None), cell(_verified(r["last_verify"])),
                       cell(r["last_error"]))
     console.print(table)
+
+
+def _heartbeat_cells(hb: dict[str, Any]) -> tuple[Any, Any]:
+    """The heartbeat lag percentiles and the RPO estimate against the objective (see sync/rpo.py)."""
+    if hb["lag_samples"]:
+        lags = cell(f"{hb['lag_p50']:.3f} / {hb['lag_p99']:.3f} (n={hb['lag_samples']})")
+    else:
+        lags = cell("-" if hb["heartbeat"] == "off" else "none arrived")
+    if hb["rpo_estimate"] is None:
+        if hb["heartbeat"] == "off":
+            return lags, cell("-")
+        why = "none arrived" if hb["heartbeat"].startswith("every") else f"heartbeats {hb['heartbeat']}"
+        return lags, cell(f"unknown: {why}", "red")
+    objective = f" (objective {hb['lag_objective']:g})" if hb["lag_objective"] is not None else ""
+    style = None if hb["objective_met"] is None else "green" if hb["objective_met"] else "red"
+    return lags, cell(f"{hb['rpo_estimate']:.3f}{objective}", style)
 
 
 def _check_format(output: str) -> None:

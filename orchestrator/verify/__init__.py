@@ -17,7 +17,8 @@ from functools import partial
 from typing import Callable, Iterator, Mapping, Sequence
 
 from mcrepl.adapters import open_adapter
-from mcrepl.adapters.base import ConfigError, ReplicaAdapter
+from mcrepl.adapters.base import ConfigError, Digest, ReplicaAdapter
+from mcrepl.adapters.base.reserved import is_reserved
 from mcrepl.orchestrator.config import McreplConfig, VerifyThresholds
 from mcrepl.policies.routing import RecordRouter
 
@@ -47,6 +48,12 @@ def open_dataset_adapters(config: McreplConfig, dataset: str, replicas: Sequence
     return adapters
 
 
+def user_digests(adapter: ReplicaAdapter) -> Iterator[Digest]:
+    """The adapter's digests without mcrepl's reserved range (heartbeats are not user data:
+    they are never compared, counted or repaired)."""
+    return (d for d in adapter.list_digests() if not is_reserved(d.key_id))
+
+
 def compare_adapters(dataset: str, adapters: Mapping[str, ReplicaAdapter], *,
                      progress: Progress | None = None, sample_size: int = 20) -> VerifyReport:
     """Compare every adapter with the first (the reference) by range digests."""
@@ -57,7 +64,7 @@ def compare_adapters(dataset: str, adapters: Mapping[str, ReplicaAdapter], *,
     start = time.monotonic()
     with DigestIndex() as index:
         for name in names:
-            index.load(name, adapters[name].list_digests(),
+            index.load(name, user_digests(adapters[name]),
                        on_progress=partial(progress, name) if progress else None)
         pairs = []
         for other in names[1:]:
@@ -102,5 +109,5 @@ def iter_divergences(report: VerifyReport) -> Iterator[Divergence]:
         yield from pair.divergences
 
 
-__all__ = ["Divergence", "DivergenceKind", "PairReport", "VerifyReport", "apply_policy", "compare_adapters",
+__all__ = ["user_digests", "Divergence", "DivergenceKind", "PairReport", "VerifyReport", "apply_policy", "compare_adapters",
            "iter_divergences", "open_dataset_adapters", "verify_dataset"]
