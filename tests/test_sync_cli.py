@@ -47,9 +47,10 @@ def test_status_conflicts_and_quarantine_commands(tmp_path: Path) -> None:
         world.drop()
 
 
-def test_sync_needs_once_or_schedule(tmp_path: Path) -> None:
-    result = CliRunner().invoke(app, ["sync", "--config", str(tmp_path / "missing.yaml")])
-    assert result.exit_code == 2 and "--once or --schedule" in result.output
+def test_sync_needs_exactly_one_of_once_schedule_follow(tmp_path: Path) -> None:
+    for flags in ([], ["--once", "--follow"], ["--schedule", "--follow"]):
+        result = CliRunner().invoke(app, ["sync", "--config", str(tmp_path / "missing.yaml"), *flags])
+        assert result.exit_code == 2 and "exactly one of --once, --schedule or --follow" in result.output, flags
 
 
 def test_scheduler_has_one_non_overlapping_job_per_dataset(tmp_path: Path) -> None:
