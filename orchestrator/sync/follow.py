@@ -195,12 +195,26 @@ class FollowSession:
             self.maintenance_step()
             self.clock.sleep(self.tuning.max_delay_s)
 
+    def drain(self, rounds: int) -> bool:
+        """Apply what was captured, capturing nothing more, for at most ``rounds`` rounds (the
+        simulation's SIGTERM); True when every lane drained."""
+        for _ in range(rounds):
+            head = self.state.log.head(self.name)
+            if all(lane.drained(head) for lane in self.lanes.values()):
+                return True
+            for lane in self.lanes.values():
+                if not lane.drained(head):
+                    lane.step(draining=True)
+            self.clock.sleep(self.tuning.max_delay_s)
+        head = self.state.log.head(self.name)
+        return all(lane.drained(head) for lane in self.lanes.values())
+
     def lane_reports(self) -> dict[str, LaneReport]:
         """Each lane's report, with its offset, the head and whether it has drained."""
         head = self.state.log.head(self.name)
         for lane in self.lanes.values():
             lane.report.offset, lane.report.head = max(lane.offset, 0), head
-            lane.report.caught_up = lane.drained(head) and lane.failures == 0
+            lane.report.caught_up = lane.drained(head) and lane.report.breaker != "open"
             if not lane.report.caught_up and lane.report.reason is None:
                 lane.report.reason = (f"{head - lane.offset} logged changes not yet applied" if lane.lane is not None
                                       else "not attached")

@@ -110,17 +110,19 @@ class LaneLoop:
     def _attach_now(self, now: float) -> bool:
         try:
             self.lane = self._attach()
+            self.applier = self.lane.applier() if self.lane is not None else None   # opens its adapter
         except Exception as exc:  # noqa: BLE001 - one location's attachment never stops the others
-            self.lane = None
+            self.lane = self.applier = None
             self.report.last_error = f"{type(exc).__name__}: {exc}"
         if self.lane is None:
-            self.report.reason = "could not be attached (backfill or rejoin failed); retried"
+            self.report.reason = "could not be attached (backfill or rejoin failed, or unreachable); retried"
             self.retry_at = now + self.tuning.breaker_reset_s
             return False
         self.report.add({k: v for k, v in vars(self.lane.report).items() if isinstance(v, int)
                          and k not in ("offset", "head")})
         self.report.reason = None
-        self.applier = self.lane.applier()
+        # a breaker opened before this session (a pass, an earlier run) still holds
+        self.failures = self.state.lanes.get(self.dataset, self.replica).breaker_failures
         return True
 
     def _apply(self, now: float, head: int) -> float:
