@@ -62,6 +62,15 @@ def test_scheduler_has_one_non_overlapping_job_per_dataset(tmp_path: Path) -> No
     assert job.trigger.interval.total_seconds() == 1.0
 
 
+def test_scheduler_leaves_followed_datasets_to_the_follower(tmp_path: Path) -> None:
+    from mcrepl.orchestrator.config import McreplConfig
+    from mcrepl.orchestrator.sync.schedule import build_scheduler
+    raw = raw_config(tmp_path)
+    raw["datasets"]["orders"] = {**raw["datasets"]["customers"], "sync": {"mode": "follow"}}
+    scheduler = build_scheduler(object(), McreplConfig.model_validate(raw))
+    assert [job.id for job in scheduler.get_jobs()] == ["sync:customers"]
+
+
 def test_piped_tables_show_every_cell_whole_and_escape_control_characters(tmp_path: Path) -> None:
     """``mcrepl status -c … | cat``: no 80-column squeeze, no cut error text, ``\\r`` shown as ``\\r``."""
     import subprocess

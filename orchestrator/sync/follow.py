@@ -73,7 +73,7 @@ class FollowSession:
         self._next_truncate = 0.0
 
     def _loop(self, replica: str, attach: Any) -> LaneLoop:
-        return LaneLoop(self.name, replica, attach, self.state, self.clock, self.tuning)
+        return LaneLoop(self.name, replica, attach, self.state, self.clock, self.tuning, self.engine.metrics)
 
     # -- steps ---------------------------------------------------------------------------
 
@@ -176,6 +176,13 @@ class FollowSession:
             if newest is not None:
                 metrics.heartbeat_age(self.name, replica, (now_ms - newest) / 1000)
 
+    def attach_lanes(self) -> None:
+        """Attach every lane (backfill or rejoin where needed) before anything is captured, as a
+        pass does; a lane that cannot be attached now is tried again by its own steps."""
+        for lane in self.lanes.values():
+            if lane.lane is None:
+                lane.step()
+
     # -- the deterministic form ---------------------------------------------------------------
 
     def iterate(self, iterations: int) -> None:
@@ -185,6 +192,7 @@ class FollowSession:
         due exactly as they would; exceptions that are not :class:`Exception` (a simulated
         crash) propagate.
         """
+        self.attach_lanes()
         for _ in range(iterations):
             if self.ended is not None:
                 return

@@ -59,13 +59,14 @@ class LaneLoop:
     """
 
     def __init__(self, dataset: str, replica: str, attach: Callable[[], LaneRun | None], state: Any,
-                 clock: Any, tuning: FollowTuning) -> None:
+                 clock: Any, tuning: FollowTuning, metrics: Any = None) -> None:
         self.dataset = dataset
         self.replica = replica
         self._attach = attach
         self.state = state
         self.clock = clock
         self.tuning = tuning
+        self.metrics = metrics
         self.lane: LaneRun | None = None
         self.applier: LaneApplier | None = None
         self.report = LaneReport(replica)
@@ -129,7 +130,7 @@ class LaneLoop:
         assert self.lane is not None and self.applier is not None
         row = self.state.lanes.get(self.dataset, self.replica) if self.failures else None
         if row is not None and breaker_state(row, self.clock.time(), self.tuning.breaker_reset_s) == "open":
-            self.report.breaker = "open"
+            self._breaker("open")
             self.retry_at = now + self.tuning.breaker_reset_s
             return self.tuning.breaker_reset_s
         self.busy_since = now
@@ -139,8 +140,9 @@ class LaneLoop:
             return self._failed(exc, now)
         finally:
             self.busy_since = None
+        if self.report.breaker != "closed":
+            self._breaker("closed")
         self.failures = 0
-        self.report.breaker = "closed"
         self.report.last_error = None
         if outcome is None:
             return self.tuning.poll_s
@@ -163,6 +165,12 @@ class LaneLoop:
         log.warning("lane %s/%s batch failed (%d in a row): %s", self.dataset, self.replica, self.failures, message)
         wait = self.tuning.breaker_reset_s if opened else min(self.tuning.breaker_reset_s, 0.1 * 2 ** self.failures)
         if opened:
-            self.report.breaker = "open"
+            self._breaker("open")
         self.retry_at = now + wait
         return wait
+
+    def _breaker(self, state: str) -> None:
+        """Record the breaker's state in the report and, with metrics, in ``/readyz`` and the state set."""
+        self.report.breaker = state
+        if self.metrics is not None:
+            self.metrics.breaker(self.dataset, self.replica, state)

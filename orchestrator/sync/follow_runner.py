@@ -108,8 +108,9 @@ def run_session(session: FollowSession, stop: threading.Event) -> bool:
                _start(f"{session.name}-heartbeat", session.heartbeat_step, phase, None, ("running",)),
                _start(f"{session.name}-upkeep", session.maintenance_step, phase, None, ("running",)),
                _start(f"{session.name}-verify", session.verify_step, phase, None, ("running",))]
+    producers_done = threading.Event()         # nothing appends to the log any more
     lanes = {replica: _start(f"{session.name}-lane-{replica}", _lane_step(lane, phase), phase, wake,
-                             ("running", "draining"), until=_drained(session, lane, phase))
+                             ("running", "draining"), until=_drained(session, lane, phase, producers_done))
              for replica, lane in session.lanes.items()}
     while not stop.is_set() and session.ended is None:
         stop.wait(0.2)
@@ -119,9 +120,13 @@ def run_session(session: FollowSession, stop: threading.Event) -> bool:
         with wake:
             wake.notify_all()
         deadline = session.clock.monotonic() + session.tuning.drain_s
+        for thread in threads:                   # a capture page or an anti-entropy repair in flight
+            thread.join(max(0.0, deadline - session.clock.monotonic()))
+        if not any(t.is_alive() for t in threads):
+            producers_done.set()
         for thread in lanes.values():
             thread.join(max(0.0, deadline - session.clock.monotonic()))
-        drained = not any(t.is_alive() for t in lanes.values())
+        drained = producers_done.is_set() and not any(t.is_alive() for t in lanes.values())
     phase.set("halted")
     with wake:
         wake.notify_all()
@@ -138,9 +143,10 @@ def _lane_step(lane: Any, phase: _Phase) -> Callable[[], float]:
     return lambda: lane.step(draining=phase.value == "draining")
 
 
-def _drained(session: FollowSession, lane: Any, phase: _Phase) -> Callable[[], bool]:
-    """While draining, a lane's thread ends once it has applied everything logged."""
-    return lambda: phase.value == "draining" and lane.drained(session.state.log.head(session.name))
+def _drained(session: FollowSession, lane: Any, phase: _Phase, producers_done: threading.Event) -> Callable[[], bool]:
+    """While draining, a lane's thread ends once nothing appends to the log and it applied everything."""
+    return lambda: (phase.value == "draining" and producers_done.is_set()
+                    and lane.drained(session.state.log.head(session.name)))
 
 
 def _start(name: str, step: Callable[[], float], phase: _Phase, wake: threading.Condition | None,
