@@ -7,7 +7,8 @@ and the checker (:mod:`.checker`). A failure prints the seed and the schedule's 
 150 for the long schedules, whose seeds start at 100000), ``MCREPL_SIM_SEEDS=N`` changes how
 many run (CI runs the default: 1200 schedules of 60 steps and 100 of 150). Schedules that
 also draw follow-mode rounds have seeds of their own, from 50000 (a quarter as many as
-``MCREPL_SIM_SEEDS``); ``MCREPL_SIM_SEED`` in that range replays one with follow mode.
+``MCREPL_SIM_SEEDS``); ``MCREPL_SIM_SEED`` in that range replays one with follow mode
+(``MCREPL_SIM_FOLLOW=1`` adds follow-mode rounds to any seed's schedule).
 """
 
 from __future__ import annotations
@@ -31,7 +32,8 @@ FOLLOW_SEEDS = range(50_000, 50_000 + SEEDS // 4)
 
 
 def run_seed(seed: int, tmp: Path, steps: int = STEPS) -> list[str]:
-    sim = Simulation(seed, tmp, steps=steps, follow=seed in range(50_000, 100_000))
+    follow = seed in range(50_000, 100_000) or os.environ.get("MCREPL_SIM_FOLLOW") == "1"
+    sim = Simulation(seed, tmp, steps=steps, follow=follow)
     violations = sim.run()
     if violations:
         trace = "\n    ".join(sim.trace[-60:])
