@@ -50,7 +50,7 @@ test: venv node java promtool
 ## typecheck: mypy over the mcrepl packages; mypy cannot follow the editable install's
 ##            package-dir mapping, so it runs from a root of symlinks named mcrepl/
 MYPY_ROOT ?= /tmp/mypyroot
-MYPY_PKGS := adapters orchestrator policies failover
+MYPY_PKGS := adapters orchestrator policies client failover
 typecheck: venv
 	@[ -x $(BIN)/mypy ] && $(BIN)/pip show -q types-PyYAML >/dev/null 2>&1 || \
 		$(BIN)/pip install --quiet -e '.[typecheck]'        # pins: pyproject.toml [typecheck]

@@ -5,7 +5,7 @@ Sub-packages are discovered, so a new module folder never needs listing by hand.
 
 from setuptools import find_packages, setup
 
-ROOTS = ("orchestrator", "adapters", "policies", "failover")
+ROOTS = ("orchestrator", "adapters", "policies", "client", "failover")
 
 packages, package_dir = [], {}
 for root in ROOTS:

@@ -10,6 +10,7 @@ from __future__ import annotations
 import importlib
 
 from .base import ConfigError, ReplicaAdapter, ReplicaTarget
+from .base.fence import EpochFence
 
 #: provider name → "module:Class" (relative to this package)
 REGISTRY: dict[str, str] = {
@@ -40,3 +41,22 @@ def adapter_class(provider: str) -> type[ReplicaAdapter]:
 def open_adapter(target: ReplicaTarget) -> ReplicaAdapter:
     """Instantiate the adapter for ``target.provider``."""
     return adapter_class(target.provider)(target)
+
+
+#: provider name → "module:Class" of its epoch record (see :mod:`.base.fence`)
+FENCES: dict[str, str] = {
+    "dynamodb": ".dynamodb.fence:DynamoDBFence",
+    "cosmos": ".cosmos.fence:CosmosFence",
+    "gcs": ".gcs.fence:GCSFence",
+}
+
+
+def open_fence(target: ReplicaTarget) -> "EpochFence":
+    """The epoch record of ``target``'s dataset at its location, importing the SDK only now."""
+    spec = FENCES.get(target.provider)
+    if spec is None:
+        raise ConfigError(f"provider {target.provider!r} keeps no epoch record", fix=f"use one of {sorted(FENCES)}")
+    adapter_class(target.provider)                      # the same SDK check and hint
+    module_name, _, cls_name = spec.partition(":")
+    fence: EpochFence = getattr(importlib.import_module(module_name, __name__), cls_name)(target)
+    return fence

@@ -47,9 +47,17 @@ EXIT_CODES: dict[str, str] = {
                      "1 copies still differ after the repair; 2 bad input (anything `mcrepl validate` finds); "
                      "3 a store failed",
     "mcrepl failover": "see its sub-commands",
-    "mcrepl failover promote": "0 promoted (or already primary); 2 bad input (anything `mcrepl validate` "
-                               "finds), not confirmed, or refused (the target is not ready and no `--force`); "
-                               "3 a store failed",
+    "mcrepl failover promote": "0 promoted (or already primary; fences still pending at unreachable locations "
+                               "are printed); 2 bad input (anything `mcrepl validate` finds), not confirmed, or "
+                               "refused (beyond `failover.max_lag_changes`/`max_lag`, or changes the target could "
+                               "not take, and no `--force`); 3 a store failed",
+    "mcrepl failover status": "0 printed; 2 bad config or dataset; 3 a state error",
+    "mcrepl failover failback": "0 failed back (or already there); 2 bad input, not confirmed, or refused as "
+                                "`promote` refuses; 3 a store failed",
+    "mcrepl failover fence": "0 every location holds the current epoch; 1 a location could not be reached "
+                             "(pending: run it again when it is); 2 bad input; 3 a state error",
+    "mcrepl doctor": "0 no check failed (WARN and SKIP printed); 1 at least one FAIL; 2 bad input (anything "
+                     "`mcrepl validate` finds)",
     "mcrepl drill": "see its sub-commands",
     "mcrepl drill run": "0 every threshold and the steady state held; 1 a threshold failed (the report "
                         "names it); 2 bad drill file, or a topology `mcrepl validate` would refuse; 3 a "
@@ -82,7 +90,9 @@ EXIT_CODES: dict[str, str] = {
     "mcrepl keys rotate": "0 rotated; 2 bad config or missing key file; 3 key file readable by others, "
                           "a key that does not match, or a failed KMS call",
     "mcrepl config": "see its sub-commands",
-    "mcrepl config from-stack": "0 printed or written; 2 unreadable files or the merged config is invalid",
+    "mcrepl config from-stack": "0 printed or written; 2 unreadable files, no pulumi CLI for --stack (the "
+                                "message names the saved-file fallback), or the merged config is invalid",
+    "mcrepl config policy-pack": "0 printed or written; 2 the config is invalid or refused by validate",
 }
 
 

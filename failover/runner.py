@@ -22,6 +22,7 @@ from mcrepl.adapters.base import ReplicaAdapter
 from mcrepl.orchestrator.state import StateStore
 from mcrepl.orchestrator.sync import SyncEngine
 
+from . import operations
 from .background import LagSampler, SyncLoop
 from .checker import Convergence, RpoSnapshot, analyse, rpo_snapshot, wait_converged
 from .guard import Fences, GuardedAdapter, guarded_factory
@@ -234,18 +235,21 @@ def _heal(run: _Run, step: Heal) -> None:
 
 
 def _promote(run: _Run, step: Promote) -> None:
-    """The production promotion (drain what is logged, switch, fence), then the RPO it left."""
+    """The production promotion (:func:`.operations.promote`, as ``mcrepl failover promote --force``), then the
+    RPO it left."""
     old, old_epoch = run.pointer()
-    result = run.sync.engine.promote(run.dataset, step.location, force=True, fence=run.spec.fencing)
+    result = operations.promote(run.sync.engine, run.dataset, step.location, force=True, fence=run.spec.fencing,
+                                publish_epoch=False)
     at = time.time()
     records = _read_keys(run.direct[step.location], run)
     snap = rpo_snapshot(run.history.ops(), step.location, records, at, run.first_fault_at)
     run.epochs_of[old] = old_epoch
     run.epochs_of[step.location] = result.epoch
     run.snapshots.append(snap)
+    promotion = result.promotion or {}
     run.history.event("promote", location=step.location, epoch=result.epoch, previous=old,
-                      rpo_count=len(snap.missing), drained=result.drained, undrained=result.undrained,
-                      fenced=run.spec.fencing)
+                      rpo_count=len(snap.missing), drained=promotion.get("drained", 0),
+                      undrained=promotion.get("undrained", 0), fenced=run.spec.fencing)
 
 
 def _failback(run: _Run, step: Failback) -> None:
@@ -265,7 +269,8 @@ def _failback(run: _Run, step: Failback) -> None:
         time.sleep(run.spec.workload.write_timeout.total_seconds())   # in-flight writes settle
         _wait_replicated(run, WaitReplicated(action="wait_replicated", timeout=step.timeout), only={original})
         _reconcile(run, original)
-        result = run.sync.engine.promote(run.dataset, original, force=True, fence=run.spec.fencing)
+        result = operations.promote(run.sync.engine, run.dataset, original, force=True, fence=run.spec.fencing,
+                                    publish_epoch=False)
     finally:
         run.paused.clear()
     run.epochs_of[current], run.epochs_of[original] = epoch, result.epoch
@@ -304,12 +309,12 @@ def _rejoin_demoted(run: _Run) -> None:
 def _reconcile(run: _Run, old: str) -> None:
     """The production rejoin of a demoted primary (see ``mcrepl.orchestrator.sync.attach``), now."""
     current, _ = run.pointer()
-    result = run.sync.engine.attach(run.dataset, old)
-    if result is None:
+    result = operations.reconcile(run.sync.engine, run.dataset, old)
+    if result["status"] == "already":
         return                              # a pass already reconciled it
-    run.reconciled.append({"from": old, "into": current, "recovered": result.recovered,
-                           "missing": result.missing_total, "writes": result.counts.get("applied", 0)})
-    run.history.event("reconcile", into=current, recovered=result.recovered, missing=result.missing_total)
+    run.reconciled.append({"from": old, "into": current, "recovered": result["recovered"],
+                           "missing": result["missing"], "writes": result["writes"]})
+    run.history.event("reconcile", into=current, recovered=result["recovered"], missing=result["missing"])
 
 
 def _stale_writer(run: _Run, step: StaleWriter) -> None:

@@ -424,6 +424,24 @@ class SyncSettings(_Strict):
         return self
 
 
+class FailoverSettings(_Strict):
+    """Safeguards of ``mcrepl failover`` and the margins ``mcrepl doctor`` holds the stores to.
+
+    A planned promotion (and a failback) refuses a target whose lane is further behind
+    than ``max_lag_changes`` logged changes or ``max_lag`` (age of the oldest change it has
+    not applied) unless ``--force``: draining that much is the outage the operator is
+    trying to end. ``null`` turns a bound off. ``max_clock_skew`` is how far this host's
+    clock may be from a store's before ``doctor`` fails (half of it warns): tombstone
+    purges, breaker timers and the lag and RPO figures read wall clocks. ``verify_max_age``:
+    ``doctor`` warns when the copies were last compared longer ago.
+    """
+
+    max_lag_changes: int | None = Field(10_000, ge=0)
+    max_lag: timedelta | None = timedelta(minutes=15)
+    max_clock_skew: timedelta = timedelta(seconds=5)
+    verify_max_age: timedelta = timedelta(hours=24)
+
+
 class McreplConfig(_Strict):
     """The whole ``mcrepl.yaml``."""
 
@@ -436,6 +454,7 @@ class McreplConfig(_Strict):
     policies: Policies = Policies()
     orchestrator: OrchestratorSpec = OrchestratorSpec()   # where it runs (policies: residency.capture-log)
     verify: VerifySettings = VerifySettings()
+    failover: FailoverSettings = FailoverSettings()
     provisioning: Provisioning = Provisioning()   # read only by pulumi/ (orchestrator/provisioning.py)
 
     @model_validator(mode="after")

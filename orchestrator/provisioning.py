@@ -32,6 +32,11 @@ class AwsProvisioning(_Strict):
     account_id: str | None = Field(None, pattern=r"^\d{12}$")
     orchestrator_principals: list[str] = Field(default_factory=list)
     deletion_protection: bool = True
+    #: account-wide federation settings (one per account, so never owned by a stack unless
+    #: said here): the IAM OIDC provider trusting an Azure runner's tenant, and outbound
+    #: web identity federation (the issuer an AWS runner's tokens for Azure come from).
+    #: ``False``: looked up, so ``pulumi preview`` fails naming the one that is missing.
+    manage_account_federation: bool = False
 
 
 class AzureProvisioning(_Strict):
@@ -74,6 +79,72 @@ class GcpProvisioning(_Strict):
     members: dict[str, str] = Field(default_factory=dict)
 
 
+AZURE_TOKEN_EXCHANGE = "api://AzureADTokenExchange"
+
+
+class AwsRunner(_Strict):
+    """``mcrepl sync`` runs in AWS as the stack's runner role.
+
+    ``assumed_by``: who may assume the role at home (service principals such as
+    ``ec2.amazonaws.com`` for an instance profile, or role ARNs). Azure accepts only OIDC
+    tokens, so an AWS runner reaching Cosmos DB presents one from ``oidc_issuer`` with
+    subject ``oidc_subject``: by default the account's outbound web identity federation
+    issuer (``sts:GetWebIdentityToken``, subject = the runner role ARN); an EKS cluster's
+    issuer and ``system:serviceaccount:NS:SA`` work too. ``region``: where IAM calls go
+    when the stack has no DynamoDB table.
+    """
+
+    assumed_by: list[str] = Field(default_factory=lambda: ["ec2.amazonaws.com"])
+    oidc_issuer: str | None = Field(None, pattern=r"^https://")
+    oidc_subject: str | None = None
+    region: str | None = None
+
+
+class AzureRunner(_Strict):
+    """``mcrepl sync`` runs in Azure as the stack's runner managed identity.
+
+    AWS and GCP trust the identity's Entra ID tokens: issued by ``token_issuer`` (default
+    ``https://sts.windows.net/TENANT/``, the v1 issuer of an app registration's tokens) for
+    ``token_audience``, the Application ID URI of an app registration made for this purpose
+    (``az ad app create``; any app of the tenant will do, it holds no permissions).
+    ``location``: where the identity lives when the stack has no Cosmos DB account.
+    """
+
+    tenant_id: str = Field(pattern=r"^[0-9a-fA-F-]{36}$")
+    token_audience: str | None = None
+    token_issuer: str | None = Field(None, pattern=r"^https://")
+    location: str | None = None
+
+    @property
+    def issuer(self) -> str:
+        """The ``iss`` of the runner's tokens."""
+        return self.token_issuer or f"https://sts.windows.net/{self.tenant_id}/"
+
+
+class GcpRunner(_Strict):
+    """``mcrepl sync`` runs in GCP as the stack's runner service account.
+
+    AWS trusts the account's Google ID tokens (issuer ``accounts.google.com``) requested
+    for ``token_audience``; Azure trusts them for ``api://AzureADTokenExchange``.
+    """
+
+    token_audience: str = "sts.amazonaws.com"
+
+
+class Runners(_Strict):
+    """Where ``mcrepl sync`` runs. Each runner location gets a runner identity holding the
+    capture, apply and verify grants in its own cloud, and every other cloud of the stack
+    trusts it through workload identity federation: no long-lived key anywhere."""
+
+    aws: AwsRunner | None = None
+    azure: AzureRunner | None = None
+    gcp: GcpRunner | None = None
+
+    def locations(self) -> list[str]:
+        """The clouds runners run in (``aws``, ``azure``, ``gcp``)."""
+        return [cloud for cloud in ("aws", "azure", "gcp") if getattr(self, cloud) is not None]
+
+
 class DnsRecord(_Strict):
     """One write hostname for a dataset: ``name`` under the zone, failing over to ``secondary``.
 
@@ -88,9 +159,11 @@ class DnsProvisioning(_Strict):
     """Write routing for active-passive pairs.
 
     ``endpoints`` maps a replica (``provider:region``) to the hostname that serves writes
-    there (usually your application in that region); a replica without an entry routes
-    to its store's own endpoint. AWS primaries get Route 53 failover records in
-    ``route53_zone_id``; Azure primaries get a Traffic Manager priority profile.
+    there (your application in that region; every routed replica needs one). AWS
+    primaries get Route 53 failover records in ``route53_zone_id``; Azure primaries get a
+    Traffic Manager priority profile. ``mcrepl failover promote`` switches them; with
+    ``health_check_failover`` the clouds' health checks may also move traffic on their
+    own, before any promotion (only for applications whose writers are fenced).
     """
 
     zone: str
@@ -98,6 +171,7 @@ class DnsProvisioning(_Strict):
     ttl: int = Field(60, ge=5, le=3600)
     health_check_path: str = "/"
     endpoints: dict[str, str] = Field(default_factory=dict)
+    health_check_failover: bool = False
     records: dict[str, DnsRecord] = Field(default_factory=dict, description="dataset → record")
 
     @field_validator("records", mode="before")
@@ -114,4 +188,5 @@ class Provisioning(_Strict):
     aws: AwsProvisioning = AwsProvisioning()
     azure: AzureProvisioning = AzureProvisioning()
     gcp: GcpProvisioning = GcpProvisioning()
+    runners: Runners = Runners()
     dns: DnsProvisioning | None = None

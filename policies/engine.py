@@ -30,7 +30,7 @@ def evaluate(config: "McreplConfig", stack_outputs: Mapping[str, Any] | None = N
 
     ``stack_outputs`` (``pulumi stack output --json``, format ``mcrepl-stack/1``) adds what
     was actually provisioned: keys at rest, endpoints, Cosmos auth mode, and the IAM
-    documents under ``identities`` (linted with :func:`mcrepl.policies.iam.lint`).
+    documents under ``identities`` and ``federation`` (linted with :func:`mcrepl.policies.iam.lint`).
     ``source`` (the config file's name) is set as ``file`` on every finding and error.
     Raises :class:`ConfigError` when the policy section itself is invalid.
     """
@@ -44,13 +44,24 @@ def evaluate(config: "McreplConfig", stack_outputs: Mapping[str, Any] | None = N
     for rule in rules_of("plan"):
         if rule.id not in disabled:
             found.extend(rule.check(ctx))  # type: ignore[attr-defined]
-    if stack_outputs and stack_outputs.get("identities"):
-        from .iam_lint import lint
-        found.extend(v for v in lint(dict(stack_outputs["identities"]), "stack:identities")
-                     if v.rule_id not in disabled)
+    found.extend(v for v in _lint_stack_identities(stack_outputs or {}) if v.rule_id not in disabled)
     if source is not None:
         found = [replace(v, file=source) for v in found]
     return sorted(set(found))
+
+
+def _lint_stack_identities(stack_outputs: Mapping[str, Any]) -> list[Violation]:
+    """Lint the IAM documents a stack attached: the per-role identities under ``identities``
+    and the sync runners' under ``federation.identities.CLOUD.documents``."""
+    from .iam_lint import lint
+    found: list[Violation] = []
+    if stack_outputs.get("identities"):
+        found.extend(lint(dict(stack_outputs["identities"]), "stack:identities"))
+    runners = (stack_outputs.get("federation") or {}).get("identities") or {}
+    for cloud, identity in sorted(runners.items()):
+        if isinstance(identity, dict) and identity.get("documents"):
+            found.extend(lint({cloud: identity["documents"]}, f"stack:federation.{cloud}"))
+    return found
 
 
 def policy_errors(config: "McreplConfig", source: str | None = None) -> list[ConfigError]:

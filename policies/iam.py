@@ -25,10 +25,12 @@ produce identical documents, and every rendered document passes :func:`lint`.
 
 from __future__ import annotations
 
+import dataclasses
+import json
 import re
 import uuid
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, Any, Mapping, cast
+from typing import TYPE_CHECKING, Any, Iterable, Mapping, cast
 
 from mcrepl.adapters.base import ConfigError
 from mcrepl.adapters.base.operations import ROLES, OperationInventory, Role
@@ -246,6 +248,55 @@ def _location_docs(config: "McreplConfig", ids: ResourceIds, dataset: str, ref: 
                              project=ids.gcp_project, prefix=ids.name_prefix)
 
 
+#: what one ``mcrepl sync`` runner does everywhere: capture, apply, verify (admin stays with Pulumi)
+RUNNER_ROLES: tuple[Role, ...] = ("capture", "apply", "verify")
+#: the key of the runner's one merged AWS policy per role
+RUNNER_AWS_KEY = "all-tables"
+
+
+def merge_aws_policies(policies: Iterable[dict]) -> dict:
+    """One AWS policy that grants exactly what ``policies`` grant together.
+
+    Statements with the same ``Sid``, actions and condition become one statement over
+    the union of their resources; any other clash keeps both statements (the second
+    renamed). A runner's grants over many tables then fit IAM's inline-policy size limit
+    without granting one action on one resource more than the per-location documents.
+    """
+    merged: dict[str, dict[str, Any]] = {}
+    for policy in policies:
+        for st in policy.get("Statement", []):
+            sid = st["Sid"]
+            same = merged.get(sid)
+            if same is not None and (same["Action"], same.get("Condition")) == (st["Action"], st.get("Condition")):
+                same["Resource"] = sorted(set(same["Resource"]) | set(st["Resource"]))
+                continue
+            while sid in merged:
+                sid += "X"
+            merged[sid] = {**json.loads(json.dumps(st)), "Sid": sid}
+    return {"Version": "2012-10-17", "Statement": list(merged.values())}
+
+
+def render_runner(config: "McreplConfig", ids: ResourceIds | None = None, gcp_member: str | None = None) -> dict:
+    """The sync runner identity's documents, ``{cloud: {role: {key: document}}}`` for :data:`RUNNER_ROLES`.
+
+    AWS: one policy per role, the role's per-location documents merged
+    (:func:`merge_aws_policies`, key :data:`RUNNER_AWS_KEY`); Azure: the per-location
+    role definitions and assignments (the runner is assigned the same definitions); GCP:
+    the per-bucket custom-role bindings, held by ``gcp_member``. Every grant is one the
+    per-role identities hold: the runner only combines them.
+    """
+    ids = ids or ResourceIds.from_config(config)
+    if gcp_member:
+        ids = dataclasses.replace(ids, gcp_members={role: gcp_member for role in ROLES})
+    out: dict[str, dict[str, dict[str, dict]]] = {}
+    for cloud, roles in render_all(config, ids).items():
+        for role in RUNNER_ROLES:
+            docs = roles.get(role, {})
+            out.setdefault(cloud, {})[role] = \
+                {RUNNER_AWS_KEY: merge_aws_policies(docs.values())} if cloud == "aws" else dict(docs)
+    return out
+
+
 def render_all(config: "McreplConfig", ids: ResourceIds | None = None) -> dict:
     """``{cloud: {role: {"DATASET@PROVIDER:REGION": document}}}`` for every location.
 
@@ -261,5 +312,6 @@ def render_all(config: "McreplConfig", ids: ResourceIds | None = None) -> dict:
     return out
 
 
-__all__ = ["COSMOS_OPERATOR_ROLE", "INVENTORIES", "ROLES", "ResourceIds", "gcp_role_id", "lint", "render_all",
-           "render_aws", "render_azure", "render_gcp"]
+__all__ = ["COSMOS_OPERATOR_ROLE", "INVENTORIES", "ROLES", "RUNNER_AWS_KEY", "RUNNER_ROLES", "ResourceIds",
+           "gcp_role_id", "lint", "merge_aws_policies", "render_all", "render_aws", "render_azure", "render_gcp",
+           "render_runner"]

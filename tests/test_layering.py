@@ -1,4 +1,4 @@
-"""Dependencies flow one way: adapters ← policies ← orchestrator ← failover.
+"""Dependencies flow one way: adapters ← policies ← orchestrator ← client ← failover.
 
 Checked on the source (imports at module level, outside ``TYPE_CHECKING``), so a later
 change that makes the adapters know the engine, or puts a cloud SDK outside its adapter,
@@ -13,9 +13,9 @@ from pathlib import Path
 import pytest
 
 ROOT = Path(__file__).resolve().parent.parent
-LAYERS = ["adapters", "policies", "orchestrator", "failover"]         # each may import only those before it
+LAYERS = ["adapters", "policies", "orchestrator", "client", "failover"]         # each may import only those before it
 SDKS = ("boto3", "botocore", "azure", "google")                        # only adapters (and keyrings) talk to clouds
-SDK_ALLOWED = ("adapters/dynamodb", "adapters/cosmos", "adapters/gcs", "policies/cloud_keyrings.py",
+SDK_ALLOWED = ("adapters/dynamodb", "adapters/cosmos", "adapters/gcs", "adapters/route53", "policies/cloud_keyrings.py",
                "orchestrator/localstack")                              # the local stack checks its emulators answer
 
 

@@ -118,3 +118,79 @@ def test_validate_accepts_the_recorded_stack_and_catches_a_tampered_one(tmp_path
     bad = CliRunner().invoke(app, ["validate", str(CONFIG), "--stack-outputs", str(tampered), "--format", "json"])
     assert bad.exit_code == 1
     assert [v["rule_id"] for v in json.loads(bad.stdout)["violations"]] == ["iam.gcp-public-member"]
+
+
+def _comment_lines(text: str) -> list[str]:
+    return [line.split("#", 1)[1].strip() for line in text.splitlines() if "#" in line]
+
+
+def test_write_keeps_every_comment_and_changes_only_what_the_stack_provisioned(tmp_path: Path) -> None:
+    original = CONFIG.read_text().replace("    primary: dynamodb:eu-west-1\n",
+                                          "    primary: dynamodb:eu-west-1   # writes land here\n", 1)
+    original = original.replace("      - cosmos:westeurope\n", "      - cosmos:westeurope        # the Azure copy\n", 1)
+    config_path = tmp_path / "mcrepl.yaml"
+    config_path.write_text(original)
+    result = CliRunner().invoke(app, ["config", "from-stack", "--outputs", str(RECORDED), "-c", str(config_path),
+                                      "--write"])
+    assert result.exit_code == 0, result.output
+    written = config_path.read_text()
+    assert _comment_lines(written) == _comment_lines(original)      # every comment, in order
+    assert '"123456789012"' in written                              # quoting kept
+    import difflib
+    changed = [line for line in difflib.unified_diff(original.splitlines(), written.splitlines(), lineterm="", n=0)
+               if line[:1] in "+-" and not line.startswith(("+++", "---"))]
+    for line in changed:   # only replicas in long form, resource names and the Cosmos endpoint
+        assert any(word in line for word in ("primary:", "at: ", "resource: ", "endpoint: ", "- cosmos:westeurope",
+                                             "- gcs:europe-west1")), line
+    assert "+      - at: cosmos:westeurope  # the Azure copy" in changed
+    # a second run changes nothing, byte for byte
+    again = CliRunner().invoke(app, ["config", "from-stack", "--outputs", str(RECORDED), "-c", str(config_path),
+                                     "--write"])
+    assert again.exit_code == 0 and config_path.read_text() == written
+
+
+def test_stack_without_the_pulumi_cli_names_the_fallback(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("PATH", str(tmp_path))          # no pulumi here
+    result = CliRunner().invoke(app, ["config", "from-stack", "--stack", "aws-primary", "--work-dir",
+                                      str(ROOT / "pulumi"), "-c", str(CONFIG)])
+    assert result.exit_code == 2
+    assert "pulumi stack output --json --stack aws-primary > outputs.json" in result.output
+    both = CliRunner().invoke(app, ["config", "from-stack", "--stack", "x", "--outputs", str(RECORDED), "-c",
+                                    str(CONFIG)])
+    assert both.exit_code == 2 and "exactly one" in both.output
+
+
+def test_automation_api_output_values_become_plain_outputs() -> None:
+    from pulumi.automation import OutputValue
+
+    from mcrepl.orchestrator.cli.stack_source import plain_outputs
+
+    recorded = json.loads(RECORDED.read_text())
+    as_automation = {key: OutputValue(value, secret=False) for key, value in recorded.items()}
+    assert plain_outputs(as_automation) == recorded
+
+
+@pytest.mark.skipif(shutil.which("pulumi") is None,
+                    reason="the Pulumi CLI is not installed here (its installers download from the internet); "
+                           "where it is, this runs a local-backend stack and reads it through the Automation API")
+def test_from_stack_reads_a_real_stack_through_the_automation_api(tmp_path: Path,
+                                                                  monkeypatch: pytest.MonkeyPatch) -> None:
+    import subprocess
+    import sys
+
+    project = tmp_path / "project"
+    project.mkdir()
+    (project / "Pulumi.yaml").write_text(
+        f"name: mcrepl-outputs\nruntime:\n  name: python\n  options:\n    virtualenv: {Path(sys.prefix)}\n")
+    (project / "__main__.py").write_text(
+        "import json, pulumi\n"
+        f"for k, v in json.load(open({str(RECORDED)!r})).items():\n    pulumi.export(k, v)\n")
+    monkeypatch.setenv("PULUMI_BACKEND_URL", f"file://{tmp_path / 'state'}")
+    monkeypatch.setenv("PULUMI_CONFIG_PASSPHRASE", "test")
+    (tmp_path / "state").mkdir()
+    for argv in (["stack", "init", "dev"], ["up", "--yes", "--skip-preview"]):
+        subprocess.run(["pulumi", *argv], cwd=project, check=True, capture_output=True, timeout=300)
+    result = CliRunner().invoke(app, ["config", "from-stack", "--stack", "dev", "--work-dir", str(project),
+                                      "-c", str(CONFIG)])
+    assert result.exit_code == 0, result.output
+    assert "resource: mcrepl-aws-primary-customers" in result.stdout

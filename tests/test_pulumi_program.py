@@ -13,11 +13,12 @@ from collections import Counter
 from pathlib import Path
 
 import pytest
+import yaml
 
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT / "pulumi"))   # the program's package; pulumi/ has no __init__.py
 
-from mcrepl.orchestrator.config import load_config  # noqa: E402
+from mcrepl.orchestrator.config import McreplConfig, load_config  # noqa: E402
 from mcrepl.policies.engine import evaluate  # noqa: E402
 from mcrepl.policies.iam import ResourceIds, lint, render_all  # noqa: E402
 from mcrepl_infra.testing import ProgramRun, run_program  # noqa: E402
@@ -48,34 +49,40 @@ def _cloud_types(run: ProgramRun) -> Counter:
 def test_aws_primary_yields_exactly_the_expected_resources(aws_primary: ProgramRun) -> None:
     assert _cloud_types(aws_primary) == Counter({
         "pulumi:providers:aws": 1, "aws:kms/key:Key": 1, "aws:kms/alias:Alias": 1, TABLE: 2,
-        "aws:iam/role:Role": 4, "aws:iam/rolePolicy:RolePolicy": 8,            # 4 roles x 2 tables
+        "aws:iam/role:Role": 4 + 1,                                            # + the sync runner's
+        "aws:iam/rolePolicy:RolePolicy": 8 + 3 + 1,    # 4 roles x 2 tables; runner: 3 roles + its token grant
         "aws:route53/healthCheck:HealthCheck": 1, "aws:route53/record:Record": 2,
         "azure-native:resources:ResourceGroup": 1, ACCOUNT_T: 1,
         "azure-native:cosmosdb:SqlResourceSqlDatabase": 1, CONTAINER: 1,
-        "azure-native:managedidentity:UserAssignedIdentity": 4,
+        "azure-native:managedidentity:UserAssignedIdentity": 4 + 1,
+        "azure-native:managedidentity:FederatedIdentityCredential": 2,         # the AWS and the GCP runner
         "azure-native:cosmosdb:SqlResourceSqlRoleDefinition": 3,
-        "azure-native:cosmosdb:SqlResourceSqlRoleAssignment": 3,
+        "azure-native:cosmosdb:SqlResourceSqlRoleAssignment": 3 + 3,           # runner: capture, apply, verify
         "azure-native:authorization:RoleAssignment": 1,                        # admin: Cosmos DB Operator
         "pulumi:providers:gcp": 1, "gcp:kms/keyRing:KeyRing": 1, "gcp:kms/cryptoKey:CryptoKey": 1,
         "gcp:kms/cryptoKeyIAMMember:CryptoKeyIAMMember": 1, BUCKET: 2,
-        "gcp:serviceaccount/account:Account": 4, "gcp:projects/iAMCustomRole:IAMCustomRole": 4,  # one per role
-        "gcp:storage/bucketIAMMember:BucketIAMMember": 8,                      # 4 roles x 2 buckets
+        "gcp:serviceaccount/account:Account": 4 + 1, "gcp:projects/iAMCustomRole:IAMCustomRole": 4,
+        "gcp:storage/bucketIAMMember:BucketIAMMember": 8 + 6,                  # 4 roles x 2 buckets; runner 3 x 2
+        "gcp:iam/workloadIdentityPool:WorkloadIdentityPool": 1,                # the AWS runner reaches GCP
+        "gcp:iam/workloadIdentityPoolProvider:WorkloadIdentityPoolProvider": 1,
+        "gcp:serviceaccount/iAMMember:IAMMember": 1,
     })
     components = Counter(r.type for r in aws_primary.mocks.resources if r.type.startswith("mcrepl:"))
     assert components == Counter({"mcrepl:aws:Replica": 1, "mcrepl:azure:Replica": 1, "mcrepl:gcp:Replica": 1,
-                                  "mcrepl:identities:Identities": 1, "mcrepl:dns:Failover": 1})
+                                  "mcrepl:identities:Identities": 1, "mcrepl:dns:Failover": 1,
+                                  "mcrepl:federation:Federation": 1})
 
 
 def test_azure_primary_yields_exactly_the_expected_resources(azure_primary: ProgramRun) -> None:
     assert _cloud_types(azure_primary) == Counter({
         "pulumi:providers:aws": 1, TABLE: 1,                                   # kms_key given: no key made
-        "aws:iam/role:Role": 4, "aws:iam/rolePolicy:RolePolicy": 4,
+        "aws:iam/role:Role": 4 + 1, "aws:iam/rolePolicy:RolePolicy": 4 + 3,    # + the runner's (no token grant)
         "aws:route53/record:Record": 1,                                        # CNAME to Traffic Manager
         "azure-native:resources:ResourceGroup": 1, ACCOUNT_T: 1,
         "azure-native:cosmosdb:SqlResourceSqlDatabase": 1, CONTAINER: 1,
-        "azure-native:managedidentity:UserAssignedIdentity": 4,                # apply uses the given principal;
-        "azure-native:cosmosdb:SqlResourceSqlRoleDefinition": 3,               # + the account's CMK identity
-        "azure-native:cosmosdb:SqlResourceSqlRoleAssignment": 3,
+        "azure-native:managedidentity:UserAssignedIdentity": 4 + 1,            # apply uses the given principal;
+        "azure-native:cosmosdb:SqlResourceSqlRoleDefinition": 3,               # + CMK identity + runner
+        "azure-native:cosmosdb:SqlResourceSqlRoleAssignment": 3 + 3,
         "azure-native:authorization:RoleAssignment": 2,                        # + CMK identity on the vault
         "azure-native:network:PrivateEndpoint": 1,
         "azure-native:trafficmanager:Profile": 1,
@@ -148,18 +155,37 @@ def test_buckets_in_location_with_ubla_cmek_versioning_and_pap(aws_primary: Prog
 
 
 def test_route53_failover_records_for_an_aws_primary(aws_primary: ProgramRun) -> None:
+    """Traffic follows promotion: the health check exists (promote and doctor read it) but is not
+    attached, so Route 53 answers PRIMARY until ``mcrepl failover promote`` rewrites it."""
     (check,) = aws_primary.mocks.of_type("aws:route53/healthCheck:HealthCheck")
     assert check.inputs["fqdn"] == "writes-eu-west-1.example.com"
     assert (check.inputs["type"], check.inputs["resourcePath"], check.inputs["port"]) == ("HTTPS", "/healthz", 443)
-    records = {r.inputs["failoverRoutingPolicies"][0]["type"]: r.inputs
+    records = {r.inputs["failoverRoutingPolicies"][0]["type"]: r
                for r in aws_primary.mocks.of_type("aws:route53/record:Record")}
     assert set(records) == {"PRIMARY", "SECONDARY"}
     for record in records.values():
-        assert record["name"] == "customers-writes.example.com" and record["type"] == "CNAME"
-        assert record["zoneId"] == "Z0123456789ABCDEFGHIJ" and record["ttl"] == 60
-    assert records["PRIMARY"]["records"] == ["writes-eu-west-1.example.com"]
+        assert record.inputs["name"] == "customers-writes.example.com" and record.inputs["type"] == "CNAME"
+        assert record.inputs["zoneId"] == "Z0123456789ABCDEFGHIJ" and record.inputs["ttl"] == 60
+        assert "healthCheckId" not in record.inputs
+        assert aws_primary.mocks.ignored[("aws:route53/record:Record", record.name)] == ["records", "healthCheckId"]
+    assert records["PRIMARY"].inputs["records"] == ["writes-eu-west-1.example.com"]
+    assert records["SECONDARY"].inputs["records"] == ["writes-westeurope.example.com"]
+    switch = aws_primary.outputs["dns"]["customers"]["switch"]
+    assert switch == {"zone_id": "Z0123456789ABCDEFGHIJ", "record_name": "customers-writes.example.com",
+                      "record_type": "CNAME", "health_check_id": check.outputs["id"],
+                      "set_identifiers": {role: r.inputs["setIdentifier"] for role, r in records.items()}}
+    assert aws_primary.outputs["dns"]["customers"]["hosts"] == {
+        "dynamodb:eu-west-1": "writes-eu-west-1.example.com", "cosmos:westeurope": "writes-westeurope.example.com"}
+
+
+def test_health_check_failover_attaches_the_check_when_asked() -> None:
+    raw = yaml.safe_load(AWS_PRIMARY.read_text())
+    raw["provisioning"]["dns"]["health_check_failover"] = True
+    run = run_program(McreplConfig.model_validate(raw), "hc")
+    (check,) = run.mocks.of_type("aws:route53/healthCheck:HealthCheck")
+    records = {r.inputs["failoverRoutingPolicies"][0]["type"]: r.inputs
+               for r in run.mocks.of_type("aws:route53/record:Record")}
     assert records["PRIMARY"]["healthCheckId"] == check.outputs["id"]
-    assert records["SECONDARY"]["records"] == ["writes-westeurope.example.com"]
     assert "healthCheckId" not in records["SECONDARY"]
 
 
@@ -167,9 +193,11 @@ def test_traffic_manager_priority_routing_for_an_azure_primary(azure_primary: Pr
     (profile,) = azure_primary.mocks.of_type("azure-native:trafficmanager:Profile")
     assert profile.inputs["trafficRoutingMethod"] == "Priority"
     assert profile.inputs["monitorConfig"]["path"] == "/health"
-    assert [(e["name"], e["priority"], e["target"]) for e in profile.inputs["endpoints"]] == [
-        ("primary", 1, "orders-api-westeurope.example.eu"),
-        ("secondary", 2, "orders-api-eu-central-1.example.eu")]
+    assert [(e["name"], e["priority"], e["target"], e["endpointStatus"]) for e in profile.inputs["endpoints"]] == [
+        ("primary", 1, "orders-api-westeurope.example.eu", "Enabled"),
+        ("secondary", 2, "orders-api-eu-central-1.example.eu", "Disabled")]   # promote enables it
+    assert azure_primary.mocks.ignored[("azure-native:trafficmanager:Profile", profile.name)] == ["endpoints"]
+    assert azure_primary.outputs["dns"]["orders"]["switch"]["profile_name"] == profile.inputs["profileName"]
     (cname,) = azure_primary.mocks.of_type("aws:route53/record:Record")
     assert cname.inputs["name"] == "orders-writes.example.eu"
     assert cname.inputs["records"] == [profile.outputs["dnsConfig"]["fqdn"]]
@@ -198,8 +226,9 @@ def test_attached_iam_documents_equal_iam_render_and_pass_lint(which: str, reque
     config = load_config(path)
     expected = _cli_render(path, run.outputs, tmp_path)
     assert expected == render_all(config, ResourceIds.from_config(config, run.outputs))
+    # the per-role identities here; the sync runner's are in tests/test_pulumi_federation.py
     attached_aws = {p.inputs["name"]: json.loads(p.inputs["policy"])
-                    for p in run.mocks.of_type("aws:iam/rolePolicy:RolePolicy")}
+                    for p in run.mocks.of_type("aws:iam/rolePolicy:RolePolicy") if "-runner-" not in p.inputs["name"]}
     stack = "aws-primary" if which == "aws_primary" else "azure-primary"
     expected_aws = {f"mcrepl-{stack}-{role}-{key}".replace(":", "-"): doc
                     for role, docs in expected["aws"].items() for key, doc in docs.items()}
@@ -216,7 +245,8 @@ def test_attached_iam_documents_equal_iam_render_and_pass_lint(which: str, reque
                                  for doc in docs.values())
     if "gcp" in expected:
         bindings = sorted((m.inputs["role"], m.inputs["member"]) for m in
-                          run.mocks.of_type("gcp:storage/bucketIAMMember:BucketIAMMember"))
+                          run.mocks.of_type("gcp:storage/bucketIAMMember:BucketIAMMember")
+                          if "-runner@" not in m.inputs["member"])
         assert bindings == sorted((b["role"], member) for docs in expected["gcp"].values()
                                   for doc in docs.values() for b in doc["bindings"] for member in b["members"])
     assert lint(expected, "iam-render") == []
@@ -227,11 +257,12 @@ def test_azure_assignments_go_to_the_configured_or_created_principals(azure_prim
     identities = {i.inputs["resourceName"]: i.outputs["principalId"]
                   for i in azure_primary.mocks.of_type("azure-native:managedidentity:UserAssignedIdentity")}
     assert set(identities) == {"mcrepl-azure-primary-capture", "mcrepl-azure-primary-verify",
-                               "mcrepl-azure-primary-admin", "mcrepl-azure-primary-cosmos-cmk"}
+                               "mcrepl-azure-primary-admin", "mcrepl-azure-primary-cosmos-cmk",
+                               "mcrepl-azure-primary-runner"}
     principals = {a.inputs["principalId"]
                   for a in azure_primary.mocks.of_type("azure-native:cosmosdb:SqlResourceSqlRoleAssignment")}
     assert principals == {"11111111-2222-3333-4444-555555555555", identities["mcrepl-azure-primary-capture"],
-                          identities["mcrepl-azure-primary-verify"]}
+                          identities["mcrepl-azure-primary-verify"], identities["mcrepl-azure-primary-runner"]}
     docs = azure_primary.outputs["identities"]["azure"]["apply"]["documents"]
     assert all(d["roleAssignment"]["properties"]["principalId"] == "11111111-2222-3333-4444-555555555555"
                for d in docs.values())

@@ -22,7 +22,8 @@ from mcrepl_infra.testing import ProgramRun, run_program  # noqa: E402
 
 EXAMPLES = [ROOT / "examples/pulumi/aws-primary.yaml", ROOT / "examples/pulumi/azure-primary.yaml"]
 #: input properties that hold a name the cloud keeps (per account, project or globally)
-NAME_KEYS = ("name", "accountName", "accountId", "roleId", "resourceName", "resourceGroupName", "profileName")
+NAME_KEYS = ("name", "accountName", "accountId", "roleId", "resourceName", "resourceGroupName", "profileName",
+             "workloadIdentityPoolId", "url")
 #: types whose loss loses data: tables, keys, the Cosmos account/database/containers, buckets
 DATA_TYPES = {"aws:dynamodb/table:Table", "aws:kms/key:Key", "azure-native:cosmosdb:DatabaseAccount",
               "azure-native:cosmosdb:SqlResourceSqlDatabase", "azure-native:cosmosdb:SqlResourceSqlContainer",
@@ -31,7 +32,10 @@ DATA_TYPES = {"aws:dynamodb/table:Table", "aws:kms/key:Key", "azure-native:cosmo
 #: names the config itself chooses per environment
 SCOPED = {"azure-native:cosmosdb:SqlResourceSqlDatabase", "azure-native:cosmosdb:SqlResourceSqlContainer",
           "azure-native:cosmosdb:SqlResourceSqlRoleDefinition", "azure-native:cosmosdb:SqlResourceSqlRoleAssignment",
-          "aws:iam/rolePolicy:RolePolicy", "gcp:kms/cryptoKey:CryptoKey", "aws:route53/record:Record"}
+          "aws:iam/rolePolicy:RolePolicy", "gcp:kms/cryptoKey:CryptoKey", "aws:route53/record:Record",
+          # inside the stack's own managed identity / workload identity pool
+          "azure-native:managedidentity:FederatedIdentityCredential",
+          "gcp:iam/workloadIdentityPoolProvider:WorkloadIdentityPoolProvider"}
 
 
 def _physical(run: ProgramRun) -> set[tuple[str, str]]:

@@ -139,6 +139,10 @@ def _commands(clean: Path, dirty: Path, tmp: Path) -> dict[str, list[list[str]]]
         # the unreachable replica: refused (its changes cannot be drained), and the dirty config
         "failover promote": [[*args, "--dataset", ORDERS, "--yes"]
                              for args in both("failover", "promote", "dynamodb:eu-central-1")],
+        "failover status": [*both("failover", "status"), ["failover", "status", "-c", str(clean), "--format", "json"]],
+        "failover fence": [[*args, "--dataset", ORDERS] for args in both("failover", "fence")],
+        "failover failback": [[*args, "--dataset", ORDERS, "--yes"] for args in both("failover", "failback")],
+        "doctor": [*both("doctor"), ["doctor", "-c", str(clean), "--format", "json"]],
         "local up": [["local", "up", "--services", "nosuch"]],
         "local status": [["local", "status"], ["local", "status", "--format", "json"]],
         "local down": [["local", "down"]],
@@ -152,6 +156,7 @@ def _commands(clean: Path, dirty: Path, tmp: Path) -> dict[str, list[list[str]]]
         "keys rotate": both("keys", "rotate"),
         "config from-stack": [["config", "from-stack", "--outputs", str(outputs), "-c", str(clean)],
                               ["config", "from-stack", "--outputs", str(outputs), "-c", str(dirty)]],
+        "config policy-pack": both("config", "policy-pack"),
     }
 
 

@@ -14,9 +14,7 @@ import random
 import sqlite3
 import signal
 import subprocess
-import sys
 import time
-import uuid
 from contextlib import closing
 from pathlib import Path
 from typing import Any, Iterator
@@ -25,63 +23,21 @@ from urllib.parse import urlparse
 import pytest
 import yaml
 
-from mcrepl.adapters import open_adapter
-from mcrepl.adapters.base import ReplicaAdapter, document
+from mcrepl.adapters.base import document
 from mcrepl.orchestrator.config import McreplConfig
 from mcrepl.orchestrator.hlc import HybridLogicalClock
 from mcrepl.orchestrator.state import StateStore
 from mcrepl.orchestrator.sync import SyncEngine
 from mcrepl.orchestrator.sync.capture import PageCapturer
 
-from .test_sync_helpers import COSMOS, GCS, PRIMARY, customer, digests, live
-
-PROVIDERS = {"dynamodb": {"endpoint": "local"}, "cosmos": {"endpoint": "local"},
-             "gcs": {"endpoint": "local", "auth": "anonymous"}}
-
-
-def _raw_config(tmp_path: Path, **sync: Any) -> dict[str, Any]:
-    return {"version": 1, "profile": "local", "state_dir": str(tmp_path / "state"), "providers": PROVIDERS,
-            "datasets": {"customers": {"kind": "document", "key": {"partition": "customer_id"},
-                                       "primary": PRIMARY, "replicas": [COSMOS, GCS],
-                                       "schedule": {"every": "5s"}}},
-            "sync": {"batch_size": 100, "retry_deadline": "5s", **sync}}
-
-
-class Stores:
-    """The three stores of one test namespace, opened and ready, dropped at the end."""
-
-    def __init__(self, config: McreplConfig, endpoints: dict[str, str], namespace: str) -> None:
-        self.config, self.endpoints, self.namespace = config, endpoints, namespace
-        self.opened: dict[str, ReplicaAdapter] = {}
-
-    def __getitem__(self, replica: str) -> ReplicaAdapter:
-        if replica not in self.opened:
-            adapter = open_adapter(self.config.target("customers", replica, self.endpoints, self.namespace))
-            adapter.ensure_ready()
-            self.opened[replica] = adapter
-        return self.opened[replica]
-
-    def drop(self) -> None:
-        for adapter in self.opened.values():
-            try:
-                adapter.drop()
-            finally:
-                adapter.close()
-
-
-@pytest.fixture(scope="module")
-def endpoints(local_stack: Any) -> dict[str, str]:
-    return {name: local_stack.endpoint(name) for name in ("dynamodb", "cosmos", "gcs")}
-
-
-@pytest.fixture()
-def namespace() -> str:
-    return f"s{uuid.uuid4().hex[:8]}"
+from .test_sync_helpers import (COSMOS, GCS, PRIMARY, Stores, customer, digests, emulator_raw_config, live,
+                                mcrepl_subprocess)
+from .test_sync_helpers import endpoints, namespace  # noqa: F401 - fixtures
 
 
 @pytest.fixture()
 def stores(tmp_path: Path, endpoints: dict[str, str], namespace: str) -> Iterator[Stores]:
-    s = Stores(McreplConfig.model_validate(_raw_config(tmp_path)), endpoints, namespace)
+    s = Stores(McreplConfig.model_validate(emulator_raw_config(tmp_path)), endpoints, namespace)
     yield s
     s.drop()
 
@@ -153,10 +109,8 @@ def test_repeated_and_shuffled_delivery_equals_one_ordered_delivery(tmp_path: Pa
 
 
 def _sync_subprocess(config_file: Path, namespace: str, endpoints: dict[str, str]) -> subprocess.Popen:
-    env = {**os.environ, "MCREPL_LOCAL_ENDPOINTS": json.dumps(endpoints), "MCREPL_NAMESPACE": namespace}
-    return subprocess.Popen([str(Path(sys.executable).parent / "mcrepl"), "sync", "--once", "--config",
-                             str(config_file), "--format", "json"], env=env, stdout=subprocess.PIPE,
-                            stderr=subprocess.PIPE, cwd=config_file.parent, start_new_session=True)
+    return mcrepl_subprocess(["sync", "--once", "--config", str(config_file), "--format", "json"], namespace,
+                             endpoints, cwd=config_file.parent)
 
 
 def _progress(db: Path) -> int:
@@ -177,7 +131,7 @@ def _progress(db: Path) -> int:
 def test_sigkilled_sync_restarts_converged_without_loss_or_duplicates(
         tmp_path: Path, endpoints: dict[str, str], namespace: str, stores: Stores, seed: int) -> None:
     rng = random.Random(seed)
-    raw = _raw_config(tmp_path, batch_size=25, max_in_flight=2)
+    raw = emulator_raw_config(tmp_path, batch_size=25, max_in_flight=2)
     config_file = tmp_path / "mcrepl.yaml"
     config_file.write_text(yaml.safe_dump(raw))
     schema = stores.config.datasets["customers"].key_schema()
@@ -242,7 +196,7 @@ def test_unreachable_replica_stops_only_its_lane_and_drains_after_healing(
     proxy = FaultProxy(gcs_url.hostname or "127.0.0.1", gcs_url.port or 80)
     port = proxy.start()
     proxied = {**endpoints, "gcs": f"{gcs_url.scheme}://127.0.0.1:{port}"}
-    config = McreplConfig.model_validate(_raw_config(tmp_path, batch_size=20, retry_deadline="1s",
+    config = McreplConfig.model_validate(emulator_raw_config(tmp_path, batch_size=20, retry_deadline="1s",
                                                      breaker_failures=2, breaker_reset="1s"))
     stores = Stores(config, endpoints, namespace)
     engine = None

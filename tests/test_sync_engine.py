@@ -225,8 +225,16 @@ def test_router_withholds_records_from_a_replica(tmp_path: Path, world: MemoryWo
     assert len(live(world.adapter(config, GCS))) == 20
 
 
-def _concurrent_write_on_replica(config, world, replica: str, key_index: int, **fields):  # type: ignore[no-untyped-def]
-    """A version written at ``replica`` while it was primary (another origin, unseen by ours)."""
+def _concurrent_write_on_replica(config, world, replica: str, key_index: int, state=None,  # type: ignore[no-untyped-def]
+                                 **fields):
+    """A version written at ``replica`` while it was primary (another origin, unseen by ours).
+
+    With ``state``, the state file knows ``replica`` was the primary before the configured
+    one; without, the version is foreign to it (left by an earlier state file or a restore).
+    """
+    if state is not None:
+        state.set_primary("customers", replica)
+        state.set_primary("customers", PRIMARY)
     schema = config.datasets["customers"].key_schema()
     rec = document(schema, customer(key_index, **fields)).stamped(Version(1, 0, replica))
     world.adapter(config, replica).inner.apply_batch([rec])
@@ -236,12 +244,31 @@ def test_concurrent_versions_are_logged_as_conflicts_and_lww_wins(tmp_path: Path
     config = make_config(tmp_path)
     state = StateStore(tmp_path / "state.db")
     _seed(config, world, 3)
-    _concurrent_write_on_replica(config, world, COSMOS, 1, note="written on cosmos")
+    _concurrent_write_on_replica(config, world, COSMOS, 1, state, note="written on cosmos")
     report = _engine(config, state, world).run_once()
     assert report.datasets["customers"].lanes[COSMOS].conflicts == 1
     (row,) = state.journal.conflicts("customers")
     assert row["key_id"] == "c00001" and row["resolver"] == "lww"
     assert row["stored"]["v"].endswith(COSMOS) and row["winner"] == row["incoming"]["v"]
+    _assert_converged(config, world)
+
+
+def test_a_version_foreign_to_the_log_at_a_plain_replica_is_replaced_not_merged(tmp_path: Path,
+                                                                                 world: MemoryWorld) -> None:
+    """A replica that never was primary takes no writes: a version there the log never held
+    (an earlier state file's, a restore's) is recorded as a conflict and replaced by the log's,
+    even under a merge resolver, so its content cannot creep back in."""
+    config = make_config(tmp_path, conflict={"resolver": "merge",
+                                             "function": "tests.test_sync_engine:merge_notes"})
+    state = StateStore(tmp_path / "state.db")
+    _seed(config, world, 3)
+    _concurrent_write_on_replica(config, world, COSMOS, 1, note="restored on cosmos")
+    _engine(config, state, world).run_once()
+    (row,) = state.journal.conflicts("customers")
+    assert row["key_id"] == "c00001" and row["resolver"] == "replica-copy"
+    assert row["winner"] != row["stored"]["v"]
+    key = document(config.datasets["customers"].key_schema(), customer(1)).key
+    assert "note" not in world.adapter(config, COSMOS).read(key).body
     _assert_converged(config, world)
 
 
@@ -255,7 +282,7 @@ def test_merge_resolver_converges_every_store_on_the_merged_body(tmp_path: Path,
                                              "function": "tests.test_sync_engine:merge_notes"})
     state = StateStore(tmp_path / "state.db")
     _seed(config, world, 3)
-    _concurrent_write_on_replica(config, world, COSMOS, 1, note="written on cosmos")
+    _concurrent_write_on_replica(config, world, COSMOS, 1, state, note="written on cosmos")
     engine = _engine(config, state, world)
     report = engine.run_once()
     assert report.datasets["customers"].lanes[COSMOS].merged == 1

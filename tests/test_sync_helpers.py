@@ -2,22 +2,35 @@
 
 Config files may only name real providers, so memory-backed tests hand the engine an
 ``adapter_factory`` that maps every target onto the in-memory reference adapter — our
-own implementation of our own interface — under a per-test namespace.
+own implementation of our own interface — under a per-test namespace. Tests on the local
+emulators use :func:`emulator_raw_config`, :class:`Stores` and the ``endpoints`` and
+``namespace`` fixtures (import them into the test module).
 """
 
 from __future__ import annotations
 
 import dataclasses
+import json
+import os
+import subprocess
+import sys
 import threading
+import uuid
 from pathlib import Path
 from typing import Any, Callable, Iterator, Sequence
 
+import pytest
+
+from mcrepl.adapters import open_adapter
 from mcrepl.adapters.base import (ApplyResult, Cursor, ChangePage, Digest, Record, RecordError, RecordKey,
                                   ReplicaAdapter, ReplicaTarget, UnavailableError, rejected)
 from mcrepl.adapters.memory import MemoryAdapter
 from mcrepl.orchestrator.config import McreplConfig
 
 PRIMARY, COSMOS, GCS = "dynamodb:eu-west-1", "cosmos:westeurope", "gcs:europe-west1"
+#: the emulators' providers (``endpoint: local`` resolves through the ``endpoints`` fixture)
+PROVIDERS = {"dynamodb": {"endpoint": "local"}, "cosmos": {"endpoint": "local"},
+             "gcs": {"endpoint": "local", "auth": "anonymous"}}
 
 
 def make_config(tmp_path: Path, sync: dict[str, Any] | None = None, conflict: dict[str, Any] | None = None,
@@ -38,18 +51,85 @@ def raw_config(tmp_path: Path, sync: dict[str, Any] | None = None, conflict: dic
             "sync": {"batch_size": 50, **(sync or {})}}
 
 
+def emulator_raw_config(tmp_path: Path, *, primary: str = PRIMARY, replicas: Sequence[str] = (COSMOS, GCS),
+                        conflict: dict[str, Any] | None = None, state_dir: str = "state",
+                        **sync: Any) -> dict[str, Any]:
+    """One document dataset ``customers`` on the emulators (YAML-ready); ``sync`` overrides ``sync:``."""
+    ds: dict[str, Any] = {"kind": "document", "key": {"partition": "customer_id"}, "primary": primary,
+                          "replicas": list(replicas), "schedule": {"every": "5s"}}
+    if conflict:
+        ds["conflict"] = conflict
+    return {"version": 1, "profile": "local", "state_dir": str(tmp_path / state_dir), "providers": PROVIDERS,
+            "datasets": {"customers": ds}, "sync": {"batch_size": 100, "retry_deadline": "5s", **sync}}
+
+
+class Stores:
+    """The stores of one test namespace, opened and ready on first use, dropped at the end.
+
+    ``config`` must list every location the test touches (its role there does not matter).
+    """
+
+    def __init__(self, config: McreplConfig, endpoints: dict[str, str], namespace: str) -> None:
+        self.config, self.endpoints, self.namespace = config, endpoints, namespace
+        self.opened: dict[str, ReplicaAdapter] = {}
+
+    def __getitem__(self, replica: str) -> ReplicaAdapter:
+        if replica not in self.opened:
+            adapter = open_adapter(self.config.target("customers", replica, self.endpoints, self.namespace))
+            adapter.ensure_ready()
+            self.opened[replica] = adapter
+        return self.opened[replica]
+
+    def drop(self) -> None:
+        for adapter in self.opened.values():
+            try:
+                adapter.drop()
+            finally:
+                adapter.close()
+
+
+@pytest.fixture(scope="module")
+def endpoints(local_stack: Any) -> dict[str, str]:
+    """URLs of the three emulators the sync tests use (started on first use)."""
+    return {name: local_stack.endpoint(name) for name in ("dynamodb", "cosmos", "gcs")}
+
+
+@pytest.fixture()
+def namespace() -> str:
+    """A prefix no other test uses, for every table, container and bucket name."""
+    return f"s{uuid.uuid4().hex[:8]}"
+
+
+def mcrepl_subprocess(args: Sequence[str], namespace: str, endpoints: dict[str, str], *, cwd: Path,
+                      python: Sequence[str] | None = None,
+                      env: dict[str, str] | None = None) -> subprocess.Popen:  # type: ignore[type-arg]
+    """``mcrepl ARGS`` in its own process group against the emulators (stdout and stderr piped).
+
+    ``python``: run ``[sys.executable, *python, *args]`` instead of the console script (a
+    runner that patches something first, then calls the CLI); ``env``: added to the environment.
+    """
+    env = {**os.environ, "MCREPL_LOCAL_ENDPOINTS": json.dumps(endpoints), "MCREPL_NAMESPACE": namespace,
+           **(env or {})}
+    command = [sys.executable, *python] if python is not None else [str(Path(sys.executable).parent / "mcrepl")]
+    return subprocess.Popen([*command, *args], env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, cwd=cwd,
+                            start_new_session=True)
+
+
 class SimulatedCrash(BaseException):
     """Stands for the process dying: not an ``Exception``, so nothing in the engine catches it."""
 
 
 class ControlledAdapter(ReplicaAdapter):
-    """Wraps a memory adapter with switches: unreachable, crash after N calls, reject a field.
+    """Wraps an adapter (the memory one, or an emulator's) with switches: unreachable, crash
+    after N calls, reject a field, run something before each capture call.
 
     ``crash_after_apply`` crashes *after* the inner apply landed (the write was acknowledged
-    by the store but the engine never learns it) to exercise replays.
+    by the store but the engine never learns it) to exercise replays. ``before_capture`` is
+    called with the number of capture calls made so far (an application writing while
+    capture scans).
     """
 
-    def __init__(self, inner: MemoryAdapter) -> None:
+    def __init__(self, inner: ReplicaAdapter) -> None:
         super().__init__(inner.target)
         self.inner = inner
         self.capabilities = inner.capabilities
@@ -57,7 +137,9 @@ class ControlledAdapter(ReplicaAdapter):
         self.crash_in: int | None = None
         self.crash_after_apply = False
         self.reject_field: str | None = None
+        self.before_capture: Callable[[int], None] | None = None
         self.apply_calls = 0
+        self.capture_calls = 0
         self._lock = threading.Lock()
 
     def _gate(self, op: str) -> None:
@@ -73,9 +155,13 @@ class ControlledAdapter(ReplicaAdapter):
 
     def ensure_ready(self) -> None:
         self._gate("ensure_ready")
+        self.inner.ensure_ready()
 
     def capture_changes(self, cursor: Cursor | None, limit: int = 500) -> ChangePage:
         self._gate("capture")
+        if self.before_capture is not None:
+            self.before_capture(self.capture_calls)
+        self.capture_calls += 1
         return self.inner.capture_changes(cursor, limit)
 
     def current_cursor(self) -> Cursor:
@@ -117,6 +203,9 @@ class ControlledAdapter(ReplicaAdapter):
 
     def drop(self) -> None:
         self.inner.drop()
+
+    def close(self) -> None:
+        self.inner.close()
 
 
 class MemoryWorld:

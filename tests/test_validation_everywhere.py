@@ -12,7 +12,6 @@ import copy
 import os
 import subprocess
 import sys
-import time
 from pathlib import Path
 from typing import Any
 
@@ -108,16 +107,16 @@ def test_every_command_refuses_what_validate_refuses_before_any_io(tmp_path: Pat
 
 
 @pytest.mark.parametrize("mistake", MISTAKES)
-def test_sync_exits_2_in_under_a_second(tmp_path: Path, mistake: str) -> None:
+def test_sync_exits_2_before_opening_state_or_stores(tmp_path: Path, mistake: str) -> None:
+    """Refused up front: exit 2 naming file and path, no state file, no local stack (it isn't
+    running: a command that got as far as a store would have failed otherwise, with exit 3)."""
     path = _write(tmp_path, MISTAKES[mistake][0])
     env = {**os.environ, "MCREPL_LOCAL_DIR": str(tmp_path / "no-stack")}
-    started = time.monotonic()
     done = subprocess.run([sys.executable, "-m", "mcrepl.orchestrator.cli", "sync", "--once", "-c", str(path)],
                           capture_output=True, text=True, env=env, timeout=60)
-    elapsed = time.monotonic() - started
     assert done.returncode == 2, done.stderr
     assert f"{path}:{MISTAKES[mistake][1]}: " in done.stderr
-    assert elapsed < 1.0 or os.environ.get("CI_SLOW_MACHINE"), f"took {elapsed:.2f}s"
+    assert not (tmp_path / "state").exists() and not (tmp_path / "no-stack").exists()
 
 
 def test_the_pulumi_program_runs_the_same_validation() -> None:

@@ -8,11 +8,13 @@ it, not methods every backend must repeat.
 from __future__ import annotations
 
 import enum
+import json
 from abc import ABC, abstractmethod
 from dataclasses import dataclass, field
 from typing import Any, Iterator, Literal, Mapping, Sequence
 
 from .errors import RecordError
+from .values import content_hash
 from .record import KeySchema, Record, RecordKey, ReplicationMeta, vector_dominates, vectors_concurrent
 
 DatasetKind = Literal["document", "blob"]
@@ -135,6 +137,16 @@ class Digest:
     version: str | None
     content_hash: str
     tombstone: bool
+
+    @classmethod
+    def of_undecodable(cls, key_id: str, raw: bytes | Mapping[str, Any]) -> "Digest":
+        """The digest of something stored under a key that is not a record of the dataset.
+
+        Capture quarantines such an item; a comparison must still see it as a difference
+        (and never fail on it), so its raw bytes or fields are hashed as they are.
+        """
+        data = raw if isinstance(raw, bytes) else json.dumps(raw, sort_keys=True, default=repr).encode()
+        return cls(key_id, None, content_hash(key_id, data, False), False)
 
 
 class ReplicaAdapter(ABC):

@@ -36,6 +36,12 @@ ROLE_METHODS: dict[str, tuple[Role, ...]] = {
     "drop": ("admin",),
     "write_native": (),
     "delete_native": (),
+    # failover (issue 14): run by the operator's identity (mcrepl failover, mcrepl doctor) or the
+    # application's (mcrepl.client), not by an mcrepl role, so 'mcrepl iam render' grants none of them
+    "publish_epoch": (),
+    "doctor": (),
+    "switch_dns": (),
+    "fenced_write": (),
 }
 
 Plane = Literal["data", "control"]

@@ -38,6 +38,12 @@ OPERATIONS = OperationInventory("cosmos", "adapters/cosmos/operations.py", (
     Operation(f"{ITEMS}/replace", "container", ("apply_batch",), note="conditional on the etag"),
     Operation(f"{ITEMS}/upsert", "container", ("write_native",), note="the application's writes (seeding)"),
     Operation(f"{ITEMS}/delete", "container", ("purge_tombstones", "delete_native")),
+    # the epoch record (container <container>-mcrepl-epoch, see fence.py)
+    Operation(f"{CONTAINERS}/executeQuery@epoch", "epoch-container", ("publish_epoch", "doctor", "fenced_write"),
+              permissions=(f"{CONTAINERS}/executeQuery",)),
+    Operation(f"{ITEMS}/create@epoch", "epoch-container", ("publish_epoch",), permissions=(f"{ITEMS}/create",)),
+    Operation(f"{ITEMS}/replace@epoch", "epoch-container", ("publish_epoch",), permissions=(f"{ITEMS}/replace",),
+              note="conditional on the etag: never lowers the stored epoch"),
     Operation(f"{ACCOUNT}/sqlDatabases/write", "account", ("create",), plane="control",
               note="create_database_if_not_exists on the emulator"),
     Operation(f"{CONTAINERS}/write", "account", ("create",), plane="control"),

@@ -38,7 +38,7 @@ from .capture import capture, current_position
 from .clients import DynamoDBClients
 from .errors import error_code, error_item
 from .tables import drop_table, ensure_table
-from .wire import META_ATTR, Item, decode_item, decode_meta, encode_item, encode_key
+from .wire import META_ATTR, Item, decode_item, decode_key, decode_meta, encode_item, encode_key
 
 _UNCHANGED_META = "#m = :old"          # overwrite exactly the native-edited state we read
 _SCAN_SEGMENTS = 4
@@ -153,7 +153,13 @@ class DynamoDBAdapter(ReplicaAdapter):
     def list_digests(self) -> Iterator[Digest]:
         """Digests from a parallel scan (``_SCAN_SEGMENTS`` segments, one page each in flight)."""
         for item in self._parallel_scan():
-            record = decode_item(item, self.target.key_schema, self.target.kind)
+            try:
+                record = decode_item(item, self.target.key_schema, self.target.kind)
+            except RecordError:
+                # not a record of this dataset (capture quarantines it): hash the raw item so a
+                # comparison shows it as a difference, as the GCS adapter does, instead of failing
+                yield Digest.of_undecodable(decode_key(item, self.target.key_schema).id, item)
+                continue
             meta = meta_if_valid(record)
             if meta is not None:
                 yield Digest(record.key.id, meta.version.token, meta.comparable_hash, meta.tombstone)

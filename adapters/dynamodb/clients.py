@@ -52,6 +52,20 @@ def _isolated_botocore_session() -> botocore.session.Session:
     })
 
 
+def make_session(options: dict[str, Any], region: str) -> boto3.session.Session:
+    """A boto3 session for ``options``: dummy keys on a local endpoint (unless a ``profile`` is
+    named), else the standard credential chain with the configured profile."""
+    if is_local(options) and not options.get("profile"):
+        return boto3.session.Session(aws_access_key_id=_DUMMY, aws_secret_access_key=_DUMMY, region_name=region,
+                                     botocore_session=_isolated_botocore_session())
+    return boto3.session.Session(profile_name=options.get("profile") or None, region_name=region)
+
+
+def plain_config() -> Config:
+    """A botocore config with botocore's own retries off (``call_with_retry`` is the one policy)."""
+    return Config(retries={"total_max_attempts": 1}, connect_timeout=5, read_timeout=30)
+
+
 class DynamoDBClients:
     """Thread-safe boto3 clients (DynamoDB and DynamoDB Streams) for one target, made lazily.
 
@@ -73,13 +87,7 @@ class DynamoDBClients:
         connect, read = request_timeouts(self.policy)
         config = Config(retries={"total_max_attempts": 1}, max_pool_connections=self._max_connections,
                         connect_timeout=connect, read_timeout=read)
-        if is_local(opts) and not opts.get("profile"):
-            session = boto3.session.Session(aws_access_key_id=_DUMMY, aws_secret_access_key=_DUMMY,
-                                            region_name=self.target.region,
-                                            botocore_session=_isolated_botocore_session())
-        else:
-            session = boto3.session.Session(profile_name=opts.get("profile") or None,
-                                            region_name=self.target.region)
+        session = make_session(opts, self.target.region)
         endpoint = opts.get("endpoint") or None
         self._table = session.client("dynamodb", endpoint_url=endpoint, config=config)
         self._streams = session.client("dynamodbstreams", endpoint_url=endpoint, config=config)

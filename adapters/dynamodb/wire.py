@@ -261,7 +261,22 @@ def _check_key_sizes(key: RecordKey, schema: KeySchema) -> None:
 
 
 def decode_item(item: Mapping[str, AttributeValue], schema: KeySchema, kind: DatasetKind) -> Record:
-    """The record an item holds, with its metadata as stored (``None`` when it has none)."""
+    """The record an item holds, with its metadata as stored (``None`` when it has none).
+
+    A RecordError names the item's key: DynamoDB keeps the key attributes apart from the
+    rest, so an item whose other fields cannot be decoded is still quarantined by its key.
+    """
+    try:
+        return _decode_item(item, schema, kind)
+    except RecordError as err:
+        try:
+            key_id: str | None = decode_key(item, schema).id
+        except (RecordError, KeyError):
+            key_id = None
+        raise err.located(key=key_id) from None
+
+
+def _decode_item(item: Mapping[str, AttributeValue], schema: KeySchema, kind: DatasetKind) -> Record:
     meta = decode_meta(item.get(META_ATTR))
     if kind == "blob":
         key = RecordKey(tuple(_decode_key_part(item[a.name], a.name) for a in schema.attributes))

@@ -24,7 +24,6 @@ from ..base.interface import (ApplyResult, Capabilities, Change, ChangePage, Cur
                               ReplicaAdapter, ReplicaTarget, conflict_between)
 from ..base.record import Record, RecordKey
 from ..base.retry import RetryPolicy, policy_for
-from ..base.values import content_hash
 from . import wire
 from .bucket_io import BucketIO
 from .capture import Event, Listed, scan
@@ -194,7 +193,7 @@ class GCSAdapter(ReplicaAdapter):
                 data = self.io.download(blob.name, int(blob.generation), key_id)
             except ObjectMissing:
                 return None
-            return Digest(key_id, None, content_hash(key_id, data, False), False)
+            return Digest.of_undecodable(key_id, data)
         if fetched is None:
             return None
         record = fetched[0]

@@ -32,6 +32,16 @@ OPERATIONS = OperationInventory("gcs", "adapters/gcs/operations.py", (
               permissions=("storage.objects.create", "storage.objects.delete"),
               note="replacing an existing object needs delete as well as create"),
     Operation("storage.objects.delete", "bucket", ("purge_tombstones", "drop", "delete_native")),
+    # the epoch record (bucket <bucket>-mcrepl-epoch, see fence.py) and mcrepl doctor
+    Operation("storage.buckets.get@epoch", "epoch-bucket", ("publish_epoch", "doctor", "fenced_write"),
+              permissions=("storage.buckets.get",)),
+    Operation("storage.objects.get@epoch", "epoch-bucket", ("publish_epoch", "doctor", "fenced_write"),
+              permissions=("storage.objects.get",)),
+    Operation("storage.objects.insert@epoch", "epoch-bucket", ("publish_epoch",),
+              permissions=("storage.objects.create", "storage.objects.delete"),
+              note="conditional on the generation: never lowers the stored epoch"),
+    Operation("storage.buckets.testIamPermissions", "bucket", ("doctor",), permissions=(),
+              note="doctor: needs no permission of its own"),
 ))
 
 _OBJECT = re.compile(r"^/(?:(?P<kind>upload|download)/)?storage/v1/b(?:/(?P<bucket>[^/]+)"

@@ -27,7 +27,7 @@ from dataclasses import dataclass, field
 from datetime import timedelta
 from typing import Any, Callable, Mapping
 
-from mcrepl.adapters.base import (Record, ReplicaAdapter, ReplicationMeta, meta_if_valid, tombstone_of,
+from mcrepl.adapters.base import (Record, RecordError, ReplicaAdapter, ReplicationMeta, meta_if_valid, tombstone_of,
                                   vector_dominates)
 from mcrepl.orchestrator.clock import Clock
 from mcrepl.orchestrator.state import StateStore
@@ -76,9 +76,13 @@ class RepairPlan:
     writes: list[PlannedWrite] = field(default_factory=list)
     in_flight: int = 0
     late: int = 0                       # writes a former primary took after its rejoin, logged now
+    #: "KEY at LOCATION" of items that are not records of the dataset (capture quarantines them):
+    #: no record to repair from or to, so they stay differences for an operator to remove
+    undecodable: list[str] = field(default_factory=list)
 
     def to_dict(self) -> dict[str, Any]:
         return {"dataset": self.dataset, "keys": len(self.writes), "in_flight": self.in_flight, "late": self.late,
+                "undecodable": list(self.undecodable),
                 "actions": [{"key": w.record.key.id, "reason": w.reason, "writes": list(w.writes),
                              "retract": list(w.retract), "tombstone": w.record.tombstone,
                              "version": w.record.meta.version.token if w.record.meta else None}
@@ -141,6 +145,10 @@ class AntiEntropy:
                 report = self.compare()
             elif plan.in_flight:
                 detail = f"{plan.in_flight} differences still in flight through the lanes"
+            if plan.undecodable:
+                shown = ", ".join(plan.undecodable[:5]) + (" …" if len(plan.undecodable) > 5 else "")
+                detail = "; ".join(filter(None, [detail, f"{len(plan.undecodable)} items are not records of "
+                                                         f"the dataset (see 'mcrepl quarantine list'): {shown}"]))
         elif dry_run:
             return VerifySummary(True, 0, 0, 0, report.withheld, "dry run"), plan
         summary = VerifySummary(report.clean, report.divergent if not repaired else repaired, repaired,
@@ -180,7 +188,9 @@ class AntiEntropy:
         former = {loc for loc in self.adapters if loc != self.primary and self.state.epochs_of(self.dataset, loc)}
         for key_id in keys:
             key = schema.parse_id(key_id)
-            stored = {loc: self._as_logged(loc, adapter.read(key)) for loc, adapter in self.adapters.items()}
+            stored = self._read_everywhere(key, plan)
+            if stored is None:
+                continue
             if self._recover_late(key, stored, heads.get(key_id), former, log_late):
                 plan.late += 1                   # logged now: the lanes deliver it
                 continue
@@ -203,6 +213,16 @@ class AntiEntropy:
             if writes or retract:
                 plan.writes.append(PlannedWrite(record, reasons[key_id], writes, retract))
         return plan
+
+    def _read_everywhere(self, key: Any, plan: RepairPlan) -> dict[str, Record | None] | None:
+        """``key`` at every location as the log knows it; ``None`` when one holds no record there."""
+        stored: dict[str, Record | None] = {}
+        for loc, adapter in self.adapters.items():
+            try:
+                stored[loc] = self._as_logged(loc, adapter.read(key))
+            except RecordError:
+                plan.undecodable.append(f"{key.id} at {loc}")
+        return stored if len(stored) == len(self.adapters) else None
 
     def _recover_late(self, key: Any, stored: Mapping[str, Record | None], head: ReplicationMeta | None,
                       former: set[str], log_late: bool) -> bool:

@@ -21,7 +21,6 @@ from __future__ import annotations
 
 import dataclasses
 import json
-import re
 import uuid
 from typing import Any, Mapping
 
@@ -35,31 +34,38 @@ from mcrepl.policies.iam import ROLES, ResourceIds, render_all, render_gcp
 
 from .aws_replica import AwsReplica
 from .azure_replica import AzureReplica
-from .naming import Names
+from .naming import Names, safe_name
 from .topology import planned_name
 
 PRINCIPAL_PLACEHOLDER = "${principalId}"
 
 
-def rendered_documents(config: McreplConfig, resolved: Mapping[str, Any],
-                       gcp_members: Mapping[str, str] | None = None) -> dict:
-    """``render_all`` against resolved stack outputs (format ``mcrepl-stack/1``).
+def resolved_ids(config: McreplConfig, resolved: Mapping[str, Any]) -> ResourceIds:
+    """:class:`ResourceIds` of resolved stack outputs (format ``mcrepl-stack/1``).
 
     Cosmos scopes come from the account's real ARM id when the stack reports it
     (``providers.cosmos.account_id``, read by :meth:`ResourceIds.from_config`), so a config
     without a subscription id still grants on the right account.
     """
     ids = ResourceIds.from_config(config, resolved)
-    if gcp_members:
-        ids = dataclasses.replace(ids, gcp_members=dict(gcp_members))
     cosmos = (resolved.get("providers") or {}).get("cosmos") or {}
     if cosmos.get("account_name"):
         ids = dataclasses.replace(ids, cosmos_account=cosmos["account_name"])
+    return ids
+
+
+def rendered_documents(config: McreplConfig, resolved: Mapping[str, Any],
+                       gcp_members: Mapping[str, str] | None = None) -> dict:
+    """``render_all`` against resolved stack outputs, GCP grants held by ``gcp_members``."""
+    ids = resolved_ids(config, resolved)
+    if gcp_members:
+        ids = dataclasses.replace(ids, gcp_members=dict(gcp_members))
     return render_all(config, ids)
 
 
-def _safe(text: str) -> str:
-    return re.sub(r"[^A-Za-z0-9+=,.@_-]", "-", text)
+def with_principal(documents: Any, principal_id: str) -> Any:
+    """Azure documents with the principal placeholder replaced by the real object id."""
+    return json.loads(json.dumps(documents).replace(PRINCIPAL_PLACEHOLDER, principal_id))
 
 
 class Identities(pulumi.ComponentResource):
@@ -78,6 +84,8 @@ class Identities(pulumi.ComponentResource):
         self.documents: pulumi.Output[dict] = pulumi.Output.from_input(resolved_source).apply(
             lambda resolved: rendered_documents(config, resolved, members))
         self._outputs: dict[str, dict[str, Any]] = {}
+        #: role definitions and custom roles the runner's grants reuse (federation.py)
+        self.role_resources: list[pulumi.Resource] = []
         static = render_all(config)   # the same keys as the resolved documents, known now
         if "aws" in static and aws_replicas:
             self._aws(name, static["aws"], next(iter(aws_replicas.values())).provider)
@@ -111,8 +119,8 @@ class Identities(pulumi.ComponentResource):
                                     description=f"mcrepl {role} role (policies from mcrepl iam render)",
                                     opts=child)
             for key in static.get(role, {}):
-                aws.iam.RolePolicy(f"{name}-aws-{role}-{_safe(key)}", role=iam_role.id,
-                                   name=_safe(f"{self.names.aws_role(role)}-{key}")[:128],
+                aws.iam.RolePolicy(f"{name}-aws-{role}-{safe_name(key)}", role=iam_role.id,
+                                   name=safe_name(f"{self.names.aws_role(role)}-{key}")[:128],
                                    policy=self._doc("aws", role, key).apply(json.dumps), opts=child)
             out[role] = {"role_arn": iam_role.arn,
                          "documents": self.documents.apply(lambda d, r=role: d["aws"].get(r, {}))}
@@ -137,14 +145,14 @@ class Identities(pulumi.ComponentResource):
                         continue
                     seen_admin.add(static[role][key]["roleAssignment"]["properties"]["scope"])
                     authorization.RoleAssignment(
-                        f"{name}-azure-admin-{_safe(key)}", principal_id=principal,
+                        f"{name}-azure-admin-{safe_name(key)}", principal_id=principal,
                         principal_type="ServicePrincipal",
                         role_definition_id=assignment.apply(lambda a: a["roleDefinitionId"]),
                         scope=assignment.apply(lambda a: a["scope"]), opts=child)
                     continue
                 definition = doc.apply(lambda d: d["roleDefinition"])
                 role_def = cosmosdb.SqlResourceSqlRoleDefinition(
-                    f"{name}-azure-{role}-{_safe(key)}", account_name=azure.account.name,
+                    f"{name}-azure-{role}-{safe_name(key)}", account_name=azure.account.name,
                     resource_group_name=azure.group.name,
                     role_definition_id=definition.apply(lambda d: d["id"].rsplit("/", 1)[-1]),
                     role_name=definition.apply(lambda d: d["properties"]["roleName"]),
@@ -154,16 +162,16 @@ class Identities(pulumi.ComponentResource):
                         cosmosdb.PermissionArgs(data_actions=p["dataActions"], not_data_actions=p["notDataActions"])
                         for p in d["properties"]["permissions"]]),
                     opts=child)
+                self.role_resources.append(role_def)
                 cosmosdb.SqlResourceSqlRoleAssignment(
-                    f"{name}-azure-{role}-{_safe(key)}-assignment", account_name=azure.account.name,
+                    f"{name}-azure-{role}-{safe_name(key)}-assignment", account_name=azure.account.name,
                     resource_group_name=azure.group.name,
                     role_assignment_id=str(uuid.uuid5(uuid.NAMESPACE_URL, f"mcrepl:assignment:{role}:{key}")),
                     role_definition_id=assignment.apply(lambda a: a["roleDefinitionId"]),
                     scope=assignment.apply(lambda a: a["scope"]), principal_id=principal,
                     opts=pulumi.ResourceOptions(parent=self, depends_on=[role_def]))
             out[role] = {"principal_id": principal, "documents": pulumi.Output.all(self.documents, principal).apply(
-                lambda args, r=role: json.loads(json.dumps(args[0]["azure"].get(r, {}))
-                                                .replace(PRINCIPAL_PLACEHOLDER, args[1])))}
+                lambda args, r=role: with_principal(args[0]["azure"].get(r, {}), args[1]))}
         self._outputs["azure"] = out
 
     # -- GCP -----------------------------------------------------------------------------
@@ -197,11 +205,12 @@ class Identities(pulumi.ComponentResource):
                         f"{name}-gcp-custom-{role}", project=project,
                         role_id=custom["name"].rsplit("/", 1)[-1], title=custom["title"],
                         stage=custom["stage"], permissions=custom["includedPermissions"], opts=child)
+                    self.role_resources.append(custom_roles[custom["name"]])
                 grant_deps.append(custom_roles[custom["name"]])
                 for binding in doc["bindings"]:
                     for index, who in enumerate(binding["members"]):
                         gcp.storage.BucketIAMMember(
-                            f"{name}-gcp-{role}-{_safe(key)}-{index}", bucket=buckets[bucket_name].name,
+                            f"{name}-gcp-{role}-{safe_name(key)}-{index}", bucket=buckets[bucket_name].name,
                             role=binding["role"], member=who,
                             opts=pulumi.ResourceOptions.merge(child, pulumi.ResourceOptions(depends_on=grant_deps)))
             out[role] = {"member": self.gcp_members[role], "documents": docs}

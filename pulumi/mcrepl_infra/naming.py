@@ -22,6 +22,11 @@ def _clean(text: str, allowed: str = "a-z0-9-") -> str:
     return re.sub(rf"[^{allowed}]+", "-", text.lower()).strip("-")
 
 
+def safe_name(text: str) -> str:
+    """``text`` with every character outside ``A-Za-z0-9+=,.@_-`` (IAM's set) replaced by ``-``."""
+    return re.sub(r"[^A-Za-z0-9+=,.@_-]", "-", text)
+
+
 def _hash(*parts: str, n: int = 6) -> str:
     return hashlib.sha256("\0".join(parts).encode()).hexdigest()[:n]
 
@@ -86,6 +91,11 @@ class Names:
         name = _fit(f"m{_hash(self.project, self.stack, n=8)}", role, 30)
         return name if name[0].isalpha() else f"m{name[1:]}"
 
+    def workload_pool(self, generation: str) -> str:
+        """GCP workload identity pool id (per project; 4-32 of ``a-z0-9-``). A deleted pool's
+        id stays taken for 30 days, so a new ``generation`` lets a destroyed stack come back."""
+        return _fit(self.base, f"{_hash(self.project, self.stack, n=4)}-g{_clean(generation)}", 32)
+
     def custom_role_prefix(self) -> str:
         """Prefix of the stack's GCP custom role ids (``[a-zA-Z0-9_.]``)."""
         return _clean(self.base, "a-z0-9").replace("-", "_")[:40] or "mcrepl"
@@ -99,4 +109,4 @@ class Names:
         return _fit(self.base, f"{_clean(dataset)}-{self.suffix}", 63)
 
 
-__all__ = ["Names"]
+__all__ = ["Names", "safe_name"]

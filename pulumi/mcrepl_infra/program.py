@@ -23,7 +23,8 @@ from mcrepl.orchestrator.config import McreplConfig
 
 from .aws_replica import AwsReplica
 from .azure_replica import AzureReplica
-from .dns_failover import DnsFailover, WritePair, default_endpoint
+from .dns_failover import DnsFailover, WritePair, refuse_unroutable, write_host
+from .federation import Clouds, Federation
 from .gcp_replica import GCS_KEY_NAME, GcpReplica, kms_location, retention_days
 from .identities import Identities
 from .naming import Names
@@ -45,6 +46,7 @@ class Stack:
     azure: AzureReplica | None = None
     gcp: dict[str, GcpReplica] = field(default_factory=dict)          # location → replica
     identities: Identities | None = None
+    federation: Federation | None = None
     dns: dict[str, DnsFailover] = field(default_factory=dict)         # dataset → routing
     outputs: dict[str, Any] = field(default_factory=dict)
 
@@ -81,10 +83,12 @@ def stack_names(config: McreplConfig, stack: str, project: str | None = None) ->
     return Names(project or pulumi.get_project(), stack, scope)
 
 
-def kms_generation() -> str:
-    """``mcrepl:kmsGeneration`` (default ``1``): part of the key ring names; bump it to ``up``
-    a stack again after ``destroy`` (Cloud KMS key rings can never be deleted)."""
-    return pulumi.Config("mcrepl").get("kmsGeneration") or "1"
+def generation() -> str:
+    """``mcrepl:generation`` (default ``1``; ``mcrepl:kmsGeneration`` is read too): part of the
+    names Google keeps after deletion, Cloud KMS key rings (forever) and workload identity
+    pools (30 days); bump it to ``up`` a stack again after ``destroy``."""
+    config = pulumi.Config("mcrepl")
+    return config.get("generation") or config.get("kmsGeneration") or "1"
 
 
 def planned_outputs(config: McreplConfig, names: Names) -> dict[str, Any]:
@@ -103,7 +107,7 @@ def planned_outputs(config: McreplConfig, names: Names) -> dict[str, Any]:
                 key = f"arn:aws:kms:{ref.region}:{account}:{names.kms_alias(ref.region)}"
             elif key is None and ref.provider == "gcs":
                 key = (f"projects/{project}/locations/{kms_location(ref.region)}/keyRings/"
-                       f"{names.key_ring(ref.region, kms_generation())}/cryptoKeys/{GCS_KEY_NAME}")
+                       f"{names.key_ring(ref.region, generation())}/cryptoKeys/{GCS_KEY_NAME}")
             if key:
                 datasets.setdefault(name, {})[ref.at] = {"kms_key": key}
     return {"format": STACK_OUTPUT_FORMAT, "datasets": datasets}
@@ -131,33 +135,36 @@ def build(config: McreplConfig, stack: str) -> Stack:
                                    account_name=account, identity_name=names.identity("cosmos-cmk"),
                                    rbac_only=config.providers.cosmos.auth == "aad")
     project = gcp_project(config)
-    gcp_provider = gcp.Provider("gcp", project=project) if built.topology.buckets else None
+    gcp_provider = gcp.Provider("gcp", project=project) if built.topology.buckets or prov.runners.gcp else None
     days = retention_days(config.sync.tombstone_retention.total_seconds())
     for location, bucket_plans in built.topology.buckets.items():
         built.gcp[location] = GcpReplica(f"gcp-{location}", location, bucket_plans, project=project,
-                                         ring_name=names.key_ring(location, kms_generation()),
+                                         ring_name=names.key_ring(location, generation()),
                                          noncurrent_days=days, provider=gcp_provider)
     stores = store_outputs(built, project)
     buckets = {n: b for g in built.gcp.values() for n, b in g.buckets.items()}
     built.identities = Identities("identities", config, stores, names, aws_replicas=built.aws, azure=built.azure,
                                   gcp_buckets=buckets, gcp_project=project, gcp_provider=gcp_provider)
-    _declare_dns(built, account)
+    if prov.runners.locations():
+        clouds = Clouds(next((r.provider for r in built.aws.values()), None), built.azure, buckets,
+                        project, gcp_provider)
+        built.federation = Federation("federation", config, stores, names, clouds,
+                                      built.identities.role_resources, generation())
+    _declare_dns(built)
     built.outputs = {**stores, "identities": built.identities.outputs(),
                      "dns": {d: r.outputs() for d, r in built.dns.items()}}
+    if built.federation is not None:
+        built.outputs["federation"] = built.federation.outputs()
     for key, value in built.outputs.items():
         pulumi.export(key, value)
     return built
 
 
-def _declare_dns(built: Stack, account: str) -> None:
+def _declare_dns(built: Stack) -> None:
     """One :class:`DnsFailover` per ``provisioning.dns.records`` entry."""
     dns = built.config.provisioning.dns
     if dns is None:
         return
-
-    def write_host(location: str) -> str:
-        return dns.endpoints.get(location) or default_endpoint(location, account)
-
     for dataset, record in dns.records.items():
         where = f"provisioning.dns.records.{dataset}"
         ds = built.config.datasets.get(dataset)
@@ -168,8 +175,10 @@ def _declare_dns(built: Stack, account: str) -> None:
         if secondary not in {r.at for r in ds.replicas}:
             raise ConfigError(f"secondary {secondary!r} is not a replica of {dataset!r}", path=where,
                               fix=f"use one of {', '.join(r.at for r in ds.replicas)}")
-        pair = WritePair(dataset, f"{record.name}.{dns.zone}", ds.primary.at, write_host(ds.primary.at),
-                         secondary, write_host(secondary))
+        refuse_unroutable(dataset, ds.primary.at)
+        hosts = {ref.at: dns.endpoints[ref.at] for ref in ds.locations if ref.at in dns.endpoints}
+        pair = WritePair(dataset, f"{record.name}.{dns.zone}", ds.primary.at, write_host(dns, dataset, ds.primary.at),
+                         secondary, write_host(dns, dataset, secondary), hosts)
         same_region = built.aws.get(ds.primary.region)
         aws_provider = same_region.provider if same_region else \
             next((r.provider for r in built.aws.values()), None)

@@ -9,15 +9,21 @@ which resources a config yields, with which inputs, under which provider.
 
 from __future__ import annotations
 
+import hashlib
 from dataclasses import dataclass, field
-from typing import Any, Callable
+from typing import Any, Callable, Optional
 
 import pulumi
 from pulumi.runtime import MockCallArgs, MockResourceArgs, Mocks
+from pulumi.runtime.settings import get_root_resource
 
 ACCOUNT = "123456789012"
 SUBSCRIPTION = "00000000-0000-0000-0000-000000000000"
 GCS_AGENT = "service-1234567890@gs-project-accounts.iam.gserviceaccount.com"
+PROJECT_NUMBER = "1234567890"
+TENANT = "11111111-1111-1111-1111-111111111111"
+#: the account's outbound web identity federation issuer (the lookup's answer under mocks)
+AWS_ISSUER = "https://0a1b2c3d-4e5f-6789-abcd-ef0123456789.tokens.sts.global.api.aws"
 
 
 @dataclass
@@ -48,6 +54,8 @@ class RecordingMocks(Mocks):
     calls: list[MockCallArgs] = field(default_factory=list)
     #: (type, logical name) → (protect, retain_on_delete), recorded by a stack transformation
     options: dict[tuple[str, str], tuple[bool, bool]] = field(default_factory=dict)
+    #: (type, logical name) → ignoreChanges, recorded by the same transformation
+    ignored: dict[tuple[str, str], list[str]] = field(default_factory=dict)
     provider_regions: dict[str, str] = field(default_factory=dict)
 
     def new_resource(self, args: MockResourceArgs) -> tuple[str, dict]:
@@ -66,6 +74,11 @@ class RecordingMocks(Mocks):
             return {"emailAddress": GCS_AGENT, "project": args.args.get("project")}, []
         if args.token == "aws:index/getCallerIdentity:getCallerIdentity":
             return {"accountId": ACCOUNT, "arn": f"arn:aws:iam::{ACCOUNT}:user/test", "userId": "TEST"}, []
+        if args.token == "aws:iam/getOpenIdConnectProvider:getOpenIdConnectProvider":
+            return {"arn": f"arn:aws:iam::{ACCOUNT}:oidc-provider/{args.args['url'].split('://', 1)[1]}",
+                    "url": args.args["url"]}, []
+        if args.token == "aws:iam/getOutboundWebIdentityFederation:getOutboundWebIdentityFederation":
+            return {"issuerIdentifier": AWS_ISSUER}, []
         return {}, []
 
     def of_type(self, typ: str) -> list[Registered]:
@@ -108,7 +121,9 @@ _COMPUTED: dict[str, Callable[[MockResourceArgs, str | None], dict]] = {
     "azure-native:cosmosdb:SqlResourceSqlDatabase": lambda a, r: {"name": a.inputs["databaseName"]},
     "azure-native:cosmosdb:SqlResourceSqlContainer": lambda a, r: {"name": a.inputs["containerName"]},
     "azure-native:managedidentity:UserAssignedIdentity": lambda a, r: {
-        "principalId": f"principal-{a.inputs['resourceName']}"},
+        "principalId": f"principal-{a.inputs['resourceName']}", "clientId": f"client-{a.inputs['resourceName']}",
+        "tenantId": TENANT, "name": a.inputs["resourceName"],
+        "id": _arm_id(a, "Microsoft.ManagedIdentity/userAssignedIdentities", "resourceName")},
     "azure-native:trafficmanager:Profile": lambda a, r: {
         "dnsConfig": {**a.inputs.get("dnsConfig", {}),
                       "fqdn": f"{a.inputs['dnsConfig']['relativeName']}.trafficmanager.net"}},
@@ -118,7 +133,19 @@ _COMPUTED: dict[str, Callable[[MockResourceArgs, str | None], dict]] = {
         "id": f"projects/{a.inputs['project']}/locations/{a.inputs['location']}/keyRings/{a.inputs['name']}"},
     "gcp:kms/cryptoKey:CryptoKey": lambda a, r: {"id": f"{a.inputs['keyRing']}/cryptoKeys/{a.inputs['name']}"},
     "gcp:serviceaccount/account:Account": lambda a, r: {
-        "email": f"{a.inputs['accountId']}@{a.inputs['project']}.iam.gserviceaccount.com"},
+        "email": f"{a.inputs['accountId']}@{a.inputs['project']}.iam.gserviceaccount.com",
+        "name": f"projects/{a.inputs['project']}/serviceAccounts/"
+                f"{a.inputs['accountId']}@{a.inputs['project']}.iam.gserviceaccount.com",
+        "uniqueId": str(int(hashlib.sha256(a.inputs["accountId"].encode()).hexdigest()[:15], 16))},
+    "gcp:iam/workloadIdentityPool:WorkloadIdentityPool": lambda a, r: {
+        "name": f"projects/{PROJECT_NUMBER}/locations/global/workloadIdentityPools/{a.inputs['workloadIdentityPoolId']}"},
+    "gcp:iam/workloadIdentityPoolProvider:WorkloadIdentityPoolProvider": lambda a, r: {
+        "name": f"projects/{PROJECT_NUMBER}/locations/global/workloadIdentityPools/"
+                f"{a.inputs['workloadIdentityPoolId']}/providers/{a.inputs['workloadIdentityPoolProviderId']}"},
+    "aws:iam/openIdConnectProvider:OpenIdConnectProvider": lambda a, r: {
+        "arn": f"arn:aws:iam::{ACCOUNT}:oidc-provider/{a.inputs['url'].split('://', 1)[1]}"},
+    "aws:iam/outboundWebIdentityFederation:OutboundWebIdentityFederation": lambda a, r: {
+        "issuerIdentifier": AWS_ISSUER},
 }
 
 
@@ -131,12 +158,20 @@ class ProgramRun:
     outputs: dict[str, Any]
 
 
-def run_program(config: Any, stack: str = "test", mocks: RecordingMocks | None = None) -> ProgramRun:
+#: a stack transformation (``pulumi.runtime.register_stack_transformation``): edits one
+#: resource's inputs or options on the way to the engine, as a changed program would
+Transformation = Callable[[pulumi.ResourceTransformationArgs], Optional[pulumi.ResourceTransformationResult]]
+
+
+def run_program(config: Any, stack: str = "test", mocks: RecordingMocks | None = None, *,
+                alter: Transformation | None = None, extra: Callable[[Any], None] | None = None) -> ProgramRun:
     """Build ``config`` under fresh mocks and resolve every stack output.
 
-    Exceptions raised by the program (a :class:`PolicyError`, a :class:`ConfigError`)
-    propagate unchanged, as they would fail ``pulumi preview``; pass ``mocks`` to see
-    what was registered before the failure.
+    ``alter`` edits resources as they are registered and ``extra`` declares more after the
+    program (given its :class:`~.program.Stack`): how the policy-pack tests make the
+    deliberately broken stacks. Exceptions raised by the program (a :class:`PolicyError`,
+    a :class:`ConfigError`) propagate unchanged, as they would fail ``pulumi preview``;
+    pass ``mocks`` to see what was registered before the failure.
     """
     from .program import build
 
@@ -146,11 +181,19 @@ def run_program(config: Any, stack: str = "test", mocks: RecordingMocks | None =
 
     def remember(args: pulumi.ResourceTransformationArgs) -> None:
         mocks.options[(args.type_, args.name)] = (bool(args.opts.protect), bool(args.opts.retain_on_delete))
+        mocks.ignored[(args.type_, args.name)] = list(args.opts.ignore_changes or [])
 
     @pulumi.runtime.test
     def _run() -> pulumi.Output:
+        root = get_root_resource()          # outlives set_mocks: drop the last run's transformations
+        if root is not None:
+            root._transformations = None
+        if alter is not None:        # applied in registration order: remember sees what alter made
+            pulumi.runtime.register_stack_transformation(alter)
         pulumi.runtime.register_stack_transformation(remember)
         built = build(config, stack)
+        if extra is not None:
+            extra(built)
         result["stack"] = built
         return pulumi.Output.from_input(built.outputs).apply(lambda out: result.__setitem__("outputs", out))
 

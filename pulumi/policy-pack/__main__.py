@@ -1,13 +1,13 @@
-"""CrossGuard pack ``mcrepl``: residency and encryption on every store a stack declares.
+"""CrossGuard pack ``mcrepl``: serve the policies of :mod:`mcrepl_policy` to the Pulumi engine.
 
-Run with ``pulumi preview --policy-pack policy-pack`` (from ``pulumi/``). The pack reads
-the mcrepl config named by its ``configPath`` policy config or ``$MCREPL_CONFIG``; the
-policies and their rules live in ``mcrepl_policy_rules`` (unit-tested there), because
-constructing :class:`PolicyPack` starts the analyzer server and never returns.
+``pulumi preview --policy-pack PATH --policy-pack-config pack-config.json``, where
+``pack-config.json`` comes from ``mcrepl config policy-pack -c mcrepl.yaml``. Constructing
+:class:`PolicyPack` starts the analyzer server and never returns, so the policies live in
+the package beside this file, where the tests import them.
 """
 
 from pulumi_policy import EnforcementLevel, PolicyPack
 
-from mcrepl_policy_rules import pack_policies
+from mcrepl_policy import PACK_NAME, pack_policies
 
-PolicyPack(name="mcrepl", enforcement_level=EnforcementLevel.MANDATORY, policies=pack_policies())
+PolicyPack(name=PACK_NAME, enforcement_level=EnforcementLevel.MANDATORY, policies=pack_policies())

@@ -113,11 +113,14 @@ def _clock_decides() -> ContextManager[Any]:
 # -- 7: a user field named like the metadata attribute is dropped -----------------------------
 
 def _reserved_names_dropped() -> ContextManager[Any]:
+    # in every adapter that keeps metadata in-band (the emulator scenarios use DynamoDB and Cosmos)
     from mcrepl.adapters.base import inband
+    original = inband.split_reserved
 
     def split_reserved(body, reserved=inband.is_mcrepl_name):  # type: ignore[no-untyped-def]
-        return {k: v for k, v in body.items() if not (reserved(k) or k in inband.MCREPL_NAMES)}, {}
-    return mock.patch("mcrepl.adapters.memory.adapter.split_reserved", split_reserved)
+        return original({k: v for k, v in body.items() if k not in inband.MCREPL_NAMES}, reserved)
+    return _patches(*(mock.patch(f"mcrepl.adapters.{module}.split_reserved", split_reserved)
+                      for module in ("memory.adapter", "dynamodb.wire", "cosmos.wire")))
 
 
 # -- 8: the audit line written after the checkpoint commits -----------------------------------
