@@ -173,3 +173,8 @@ def test_status_shows_heartbeat_lag_and_rpo_estimate(tmp_path: Path) -> None:
     assert rows[GCS]["heartbeat_lag"]["rpo_estimate"] is None
     table = CliRunner().invoke(app, ["status", "--config", str(config_file)], env={"COLUMNS": "300"})
     assert "RPO estimate" in table.output and "none arrived" in table.output
+    failover = CliRunner().invoke(app, ["failover", "status", "--config", str(config_file), "--format", "json"])
+    assert failover.exit_code == 0, failover.output
+    (ds,) = json.loads(failover.output)
+    lags = {r["location"]: r["heartbeat_lag"] for r in ds["replicas"]}
+    assert lags[COSMOS]["lag_p50"] == 0.2 and lags[COSMOS]["rpo_estimate"] is not None and lags[GCS]["lag_samples"] == 0

@@ -4,6 +4,8 @@ The table printed at exit has each lane's counts and whether it *drained* — ap
 everything captured before the stop (the same test as a pass's "caught up"). Exit 0 when
 every lane drained, 3 when one did not (its store unreachable, or the drain timeout
 passed): every checkpoint is saved either way and the next run resumes from it.
+:func:`heartbeat_cells` renders the heartbeat lag and RPO estimate that ``status`` and
+``failover status`` show (:mod:`mcrepl.orchestrator.sync.rpo`).
 """
 
 from __future__ import annotations
@@ -41,3 +43,19 @@ def _print(report: Any) -> None:
                 ds.captured, lane.applied, lane.replayed, lane.stale, lane.quarantined, lane.withheld,
                 lane.conflicts, lane.errors)), drained)
     console.print(table)
+
+
+def heartbeat_cells(hb: dict[str, Any]) -> tuple[Any, Any]:
+    """The heartbeat lag percentiles and the RPO estimate against the objective (see sync/rpo.py)."""
+    if hb["lag_samples"]:
+        lags = cell(f"{hb['lag_p50']:.3f} / {hb['lag_p99']:.3f} (n={hb['lag_samples']})")
+    else:
+        lags = cell("-" if hb["heartbeat"] == "off" else "none arrived")
+    if hb["rpo_estimate"] is None:
+        if hb["heartbeat"] == "off":
+            return lags, cell("-")
+        why = "none arrived" if hb["heartbeat"].startswith("every") else f"heartbeats {hb['heartbeat']}"
+        return lags, cell(f"unknown: {why}", "red")
+    objective = f" (objective {hb['lag_objective']:g})" if hb["lag_objective"] is not None else ""
+    style = None if hb["objective_met"] is None else "green" if hb["objective_met"] else "red"
+    return lags, cell(f"{hb['rpo_estimate']:.3f}{objective}", style)

@@ -25,6 +25,7 @@ import typer
 
 from .common import (EXIT_FOUND, EXIT_INPUT, EXIT_STORE, ConfigOption, check_dataset, cli_errors, console,
                      err_console, fail, load, local_endpoints)
+from .follow_output import heartbeat_cells
 from .output import cell, make_table
 
 DatasetOpt = typer.Option(None, "--dataset", "-d", help="Only this dataset.")
@@ -190,28 +191,12 @@ def status(config_file: Path = ConfigOption, dataset: Optional[str] = DatasetOpt
                         "breaker", "last verify", "last error"), title="mcrepl status")
     for r in rows:
         table.add_row(cell(r["dataset"]), cell(r["replica"]), cell(r["lane"]), cell(f"{r['lag_seconds']:.1f}"),
-                      cell(r["lag_changes"]), *_heartbeat_cells(r["heartbeat_lag"]),
+                      cell(r["lag_changes"]), *heartbeat_cells(r["heartbeat_lag"]),
                       cell(_when(r["last_checkpoint"])), cell(r["backlog_batches"]),
                       cell(r["conflicts"]), cell(r["quarantined"]),
                       cell(r["breaker"], "red" if r["breaker"] == "open" else None), cell(_verified(r["last_verify"])),
                       cell(r["last_error"]))
     console.print(table)
-
-
-def _heartbeat_cells(hb: dict[str, Any]) -> tuple[Any, Any]:
-    """The heartbeat lag percentiles and the RPO estimate against the objective (see sync/rpo.py)."""
-    if hb["lag_samples"]:
-        lags = cell(f"{hb['lag_p50']:.3f} / {hb['lag_p99']:.3f} (n={hb['lag_samples']})")
-    else:
-        lags = cell("-" if hb["heartbeat"] == "off" else "none arrived")
-    if hb["rpo_estimate"] is None:
-        if hb["heartbeat"] == "off":
-            return lags, cell("-")
-        why = "none arrived" if hb["heartbeat"].startswith("every") else f"heartbeats {hb['heartbeat']}"
-        return lags, cell(f"unknown: {why}", "red")
-    objective = f" (objective {hb['lag_objective']:g})" if hb["lag_objective"] is not None else ""
-    style = None if hb["objective_met"] is None else "green" if hb["objective_met"] else "red"
-    return lags, cell(f"{hb['rpo_estimate']:.3f}{objective}", style)
 
 
 def _check_format(output: str) -> None:
