@@ -60,6 +60,20 @@ def _follow_subprocess(config_file: Path, namespace: str, endpoints: dict[str, s
                             stderr=subprocess.PIPE, cwd=config_file.parent, start_new_session=True)
 
 
+def _in_process(tmp_path: Path, endpoints: dict[str, str], reach: dict[str, str], namespace: str,
+                dataset_sync: dict[str, Any], **sync: Any) -> tuple[Any, ...]:
+    """config, stores, state, engine, a follower of ``customers`` and its (unstarted) thread;
+    the engine reaches the stores through ``reach`` (a fault proxy in front of one of them)."""
+    raw = _raw_config(tmp_path, batch_size=20, **sync)
+    raw["datasets"]["customers"]["sync"] = dataset_sync
+    config = McreplConfig.model_validate(raw)
+    state = StateStore(tmp_path / "state.db")
+    engine = SyncEngine(config, state, local_endpoints=reach, namespace=namespace)
+    follower = Follower(engine, ["customers"])
+    return (config, Stores(config, endpoints, namespace), state, engine, follower,
+            threading.Thread(target=follower.run, daemon=True))
+
+
 @pytest.mark.slow
 @pytest.mark.parametrize("seed", [5, 17])
 def test_sigkilled_follower_restarts_and_loses_nothing(tmp_path: Path, endpoints: dict[str, str],
@@ -121,15 +135,10 @@ def test_hung_replica_lane_does_not_raise_the_other_replicas_lag(tmp_path: Path,
     port = proxy.start()
     proxied = {**endpoints, "gcs": f"{gcs_url.scheme}://127.0.0.1:{port}"}
     hang_s = 20.0
-    raw = _raw_config(tmp_path, batch_size=20, retry_deadline=f"{hang_s:g}s")
-    raw["datasets"]["customers"]["sync"] = {"mode": "follow", "heartbeat": "200ms"}
-    config = McreplConfig.model_validate(raw)
-    stores = Stores(config, endpoints, namespace)
+    config, stores, state, engine, follower, thread = _in_process(
+        tmp_path, endpoints, proxied, namespace, {"mode": "follow", "heartbeat": "200ms"},
+        retry_deadline=f"{hang_s:g}s")
     schema = config.datasets["customers"].key_schema()
-    state = StateStore(tmp_path / "state.db")
-    engine = SyncEngine(config, state, local_endpoints=proxied, namespace=namespace)
-    follower = Follower(engine, ["customers"])
-    thread = threading.Thread(target=follower.run, daemon=True)
     try:
         stores[PRIMARY].write_native([document(schema, customer(i)) for i in range(40)])
         thread.start()
@@ -166,15 +175,9 @@ def test_heartbeats_stay_out_of_verify_counts_and_reads(tmp_path: Path, endpoint
                                                         namespace: str) -> None:
     from mcrepl.orchestrator.sync.status import lane_status
     from mcrepl.orchestrator.verify import verify_dataset
-    raw = _raw_config(tmp_path, batch_size=20)
-    raw["datasets"]["customers"]["sync"] = {"mode": "follow", "heartbeat": "100ms", "lag_objective": "1s"}
-    config = McreplConfig.model_validate(raw)
-    stores = Stores(config, endpoints, namespace)
+    config, stores, state, engine, follower, thread = _in_process(
+        tmp_path, endpoints, endpoints, namespace, {"mode": "follow", "heartbeat": "100ms", "lag_objective": "1s"})
     schema = config.datasets["customers"].key_schema()
-    state = StateStore(tmp_path / "state.db")
-    engine = SyncEngine(config, state, local_endpoints=endpoints, namespace=namespace)
-    follower = Follower(engine, ["customers"])
-    thread = threading.Thread(target=follower.run, daemon=True)
     hb = heartbeat_key(schema)
     try:
         stores[PRIMARY].write_native([document(schema, customer(i)) for i in range(30)])

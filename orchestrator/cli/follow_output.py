@@ -33,16 +33,21 @@ def run_follow(engine: Any, names: list[str], output: str) -> None:
 
 
 def _print(report: Any) -> None:
+    console.print(lanes_table(report.datasets.values(), "drained", "sync --follow (stopped)"))
+
+
+def lanes_table(datasets: Any, verdict: str, title: str) -> Any:
+    """One row per lane: its counts and ``verdict`` ("caught up", "drained"): yes, or no and why."""
     table = make_table(("dataset", "replica", "captured", "applied", "replayed", "stale", "quarantined",
-                        "withheld", "conflicts", "errors", "drained"), title="sync --follow (stopped)")
-    for ds in report.datasets.values():
+                        "withheld", "conflicts", "errors", verdict), title=title)
+    for ds in datasets:
         for lane in ds.lanes.values():
-            drained = cell("yes", "green") if lane.caught_up else \
-                cell(f"no: {lane.reason or lane.last_error or 'stopped'}", "red")
+            said = cell("yes", "green") if lane.caught_up else \
+                cell(f"no: {lane.reason or lane.last_error or ds.capture_error or 'stopped'}", "red")
             table.add_row(cell(ds.dataset), cell(lane.replica), *(cell(n) for n in (
                 ds.captured, lane.applied, lane.replayed, lane.stale, lane.quarantined, lane.withheld,
-                lane.conflicts, lane.errors)), drained)
-    console.print(table)
+                lane.conflicts, lane.errors)), said)
+    return table
 
 
 def heartbeat_cells(hb: dict[str, Any]) -> tuple[Any, Any]:

@@ -25,7 +25,7 @@ import typer
 
 from .common import (EXIT_FOUND, EXIT_INPUT, EXIT_STORE, ConfigOption, check_dataset, cli_errors, console,
                      err_console, fail, load, local_endpoints)
-from .follow_output import heartbeat_cells
+from .follow_output import heartbeat_cells, lanes_table
 from .output import cell, make_table
 
 DatasetOpt = typer.Option(None, "--dataset", "-d", help="Only this dataset.")
@@ -151,16 +151,7 @@ def _print_report(report: Any, output: str) -> None:
     if output == "json":
         typer.echo(json.dumps(report.to_dict(), indent=2))
         return
-    table = make_table(("dataset", "replica", "captured", "applied", "replayed", "stale", "quarantined",
-                        "withheld", "conflicts", "errors", "caught up"), title=f"sync pass ({report.seconds:.1f}s)")
-    for ds in report.datasets.values():
-        for lane in ds.lanes.values():
-            caught_up = cell("yes", "green") if lane.caught_up else \
-                cell(f"no: {lane.reason or lane.last_error or ds.capture_error or 'stopped'}", "red")
-            table.add_row(cell(ds.dataset), cell(lane.replica), *(cell(n) for n in (
-                ds.captured, lane.applied, lane.replayed, lane.stale, lane.quarantined, lane.withheld,
-                lane.conflicts, lane.errors)), caught_up)
-    console.print(table)
+    console.print(lanes_table(report.datasets.values(), "caught up", f"sync pass ({report.seconds:.1f}s)"))
     for ds in report.datasets.values():
         if ds.capture_error:
             console.print(f"{ds.dataset}: capture from {ds.primary}: {ds.capture_error}", highlight=False,
