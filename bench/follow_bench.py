@@ -270,7 +270,7 @@ def print_table(results: list[dict[str, Any]], every: str) -> None:
             table.add_row(mode, f"{res['rate']:g} ({res['achieved_rate']:g})", replica, f"{r['seen']}/{res['sampled']}",
                           f"{r['p50']:.3f}", f"{r['p95']:.3f}", f"{r['p99']:.3f}", f"{r['max']:.3f}", hb,
                           f"{res['cpu_ms_per_record']:.2f}")
-    Console().print(table)
+    Console(width=max(160, Console().width)).print(table)
     for res in results:
         if res["mode"] == "follow" and res["rate"] == 100:
             worst = max(r["p99"] for r in res["replicas"].values())
