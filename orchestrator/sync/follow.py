@@ -57,6 +57,9 @@ class FollowSession:
         self.report = DatasetReport(name, self.pointer.location, self.pointer.epoch)
         self._capture = engine._capture_step(self.primary, self.pointer)
         primary, pointer = self.primary, self.pointer
+        # the primary's lane row first (state only), as a pass does: settlements other lanes
+        # append from now on are after its offset, so it delivers them to the primary
+        engine._primary_lane(primary, settling, pointer)
         self.lanes: dict[str, LaneLoop] = {primary.replica: self._loop(
             primary.replica, lambda: engine._primary_lane(primary, settling, pointer))}
         for target in self.replicas:
@@ -71,6 +74,7 @@ class FollowSession:
         self._capture_retry_at = 0.0
         self._next_beat = 0.0
         self._next_truncate = 0.0
+        self._started_at: float | None = None
 
     def _loop(self, replica: str, attach: Any) -> LaneLoop:
         return LaneLoop(self.name, replica, attach, self.state, self.clock, self.tuning, self.engine.metrics)
@@ -82,6 +86,11 @@ class FollowSession:
         now = self.clock.monotonic()
         if now < self._capture_retry_at:
             return self._capture_retry_at - now
+        if self._started_at is None:
+            self._started_at = now
+        if now - self._started_at < self.tuning.unresponsive_s and \
+                not all(lane.attempted for lane in self.lanes.values()):
+            return 0.05          # lanes attach (backfill, rejoin) before capture, as in a pass, unless one hangs
         if self.backpressured(now):
             return self.tuning.poll_s
         try:

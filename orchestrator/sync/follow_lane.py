@@ -74,6 +74,7 @@ class LaneLoop:
         self.pending_since: float | None = None
         self.busy_since: float | None = None
         self.retry_at = 0.0
+        self.attempted = False         # its first attachment was tried (capture waits for that, briefly)
 
     @property
     def offset(self) -> int:
@@ -115,6 +116,7 @@ class LaneLoop:
         except Exception as exc:  # noqa: BLE001 - one location's attachment never stops the others
             self.lane = self.applier = None
             self.report.last_error = f"{type(exc).__name__}: {exc}"
+        self.attempted = True
         if self.lane is None:
             self.report.reason = "could not be attached (backfill or rejoin failed, or unreachable); retried"
             self.retry_at = now + self.tuning.breaker_reset_s
