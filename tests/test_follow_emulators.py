@@ -12,7 +12,6 @@ import os
 import random
 import signal
 import subprocess
-import sys
 import threading
 import time
 from pathlib import Path
@@ -29,8 +28,10 @@ from mcrepl.orchestrator.state import StateStore
 from mcrepl.orchestrator.sync import SyncEngine
 from mcrepl.orchestrator.sync.follow_runner import Follower
 
-from .test_sync_emulators import Stores, _progress, _raw_config, endpoints, namespace  # noqa: F401 - fixtures
-from .test_sync_helpers import COSMOS, GCS, PRIMARY, customer, digests
+from .test_sync_emulators import _progress
+from .test_sync_helpers import (COSMOS, GCS, PRIMARY, Stores, customer, digests, emulator_raw_config,
+                                mcrepl_subprocess)
+from .test_sync_helpers import endpoints, namespace  # noqa: F401 - fixtures
 
 __all__ = ["endpoints", "namespace"]
 
@@ -54,17 +55,15 @@ def _wait_for(check: Callable[[], bool], timeout: float, what: str) -> None:
 
 
 def _follow_subprocess(config_file: Path, namespace: str, endpoints: dict[str, str]) -> subprocess.Popen:
-    env = {**os.environ, "MCREPL_LOCAL_ENDPOINTS": json.dumps(endpoints), "MCREPL_NAMESPACE": namespace}
-    return subprocess.Popen([str(Path(sys.executable).parent / "mcrepl"), "sync", "--follow", "--config",
-                             str(config_file), "--format", "json"], env=env, stdout=subprocess.PIPE,
-                            stderr=subprocess.PIPE, cwd=config_file.parent, start_new_session=True)
+    return mcrepl_subprocess(["sync", "--follow", "--config", str(config_file), "--format", "json"], namespace,
+                             endpoints, cwd=config_file.parent)
 
 
 def _in_process(tmp_path: Path, endpoints: dict[str, str], reach: dict[str, str], namespace: str,
                 dataset_sync: dict[str, Any], **sync: Any) -> tuple[Any, ...]:
     """config, stores, state, engine, a follower of ``customers`` and its (unstarted) thread;
     the engine reaches the stores through ``reach`` (a fault proxy in front of one of them)."""
-    raw = _raw_config(tmp_path, batch_size=20, **sync)
+    raw = emulator_raw_config(tmp_path, batch_size=20, **sync)
     raw["datasets"]["customers"]["sync"] = dataset_sync
     config = McreplConfig.model_validate(raw)
     state = StateStore(tmp_path / "state.db")
@@ -79,7 +78,7 @@ def _in_process(tmp_path: Path, endpoints: dict[str, str], reach: dict[str, str]
 def test_sigkilled_follower_restarts_and_loses_nothing(tmp_path: Path, endpoints: dict[str, str],
                                                        namespace: str, seed: int) -> None:
     rng = random.Random(seed)
-    raw = _raw_config(tmp_path, batch_size=20)
+    raw = emulator_raw_config(tmp_path, batch_size=20)
     raw["datasets"]["customers"]["sync"] = {"mode": "follow", "heartbeat": "200ms"}
     config_file = tmp_path / "mcrepl.yaml"
     config_file.write_text(yaml.safe_dump(raw))
