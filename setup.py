@@ -1,11 +1,12 @@
 """Map the top-level folders into the ``mcrepl`` namespace (see ARCHITECTURE §2).
 
 Sub-packages are discovered, so a new module folder never needs listing by hand.
+``testing`` is the adapter contract suite other packages run (``mcrepl.testing``).
 """
 
 from setuptools import find_packages, setup
 
-ROOTS = ("orchestrator", "adapters", "policies", "client", "failover")
+ROOTS = ("orchestrator", "adapters", "policies", "client", "failover", "testing")
 
 packages, package_dir = [], {}
 for root in ROOTS:

@@ -58,6 +58,9 @@ EXIT_CODES: dict[str, str] = {
                              "(pending: run it again when it is); 2 bad input; 3 a state error",
     "mcrepl doctor": "0 no check failed (WARN and SKIP printed); 1 at least one FAIL; 2 bad input (anything "
                      "`mcrepl validate` finds)",
+    "mcrepl adapters": "see its sub-commands",
+    "mcrepl adapters list": "0 printed",
+    "mcrepl adapters show": "0 printed; 2 unknown provider, or one claimed by two installed distributions",
     "mcrepl drill": "see its sub-commands",
     "mcrepl drill run": "0 every threshold and the steady state held; 1 a threshold failed (the report "
                         "names it); 2 bad drill file, or a topology `mcrepl validate` would refuse; 3 a "

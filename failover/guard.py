@@ -19,6 +19,7 @@ from typing import Any, Callable, Iterator, Sequence, TypeVar
 
 from mcrepl.adapters.base import (ApplyResult, ChangePage, Cursor, Digest, Record, RecordKey, ReplicaAdapter,
                                   UnavailableError)
+from mcrepl.testing.seeding import native_writer
 
 T = TypeVar("T")
 
@@ -99,10 +100,10 @@ class GuardedAdapter(ReplicaAdapter):
         return iter(self._call("list_digests", lambda: list(self.inner.list_digests())))
 
     def write_native(self, records: Sequence[Record]) -> None:
-        self._call("write_native", lambda: self.inner.write_native(records))
+        self._call("write_native", lambda: native_writer(self.inner).write_native(records))
 
     def delete_native(self, keys: Sequence[RecordKey]) -> None:
-        self._call("delete_native", lambda: self.inner.delete_native(keys))
+        self._call("delete_native", lambda: native_writer(self.inner).delete_native(keys))
 
     def purge_tombstones(self, older_than_ms: int) -> int:
         return self._call("purge", lambda: self.inner.purge_tombstones(older_than_ms))

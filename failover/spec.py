@@ -31,7 +31,7 @@ from typing import Annotated, Any, Literal, Union
 
 from pydantic import AfterValidator, BaseModel, BeforeValidator, ConfigDict, Field, field_validator, model_validator
 
-from mcrepl.orchestrator.config import PROVIDERS, parse_duration
+from mcrepl.orchestrator.config import known_providers, parse_duration
 from mcrepl.orchestrator.yaml_model import read_mapping, validate
 
 PROXY_MODES = ("blackhole", "reset", "delay", "drop_upstream", "drop_downstream")
@@ -51,8 +51,8 @@ class _Spec(BaseModel):
 
 def _location(v: str) -> str:
     provider, sep, region = str(v).partition(":")
-    if not sep or not region or provider not in PROVIDERS:
-        raise ValueError(f"{v!r} is not provider:region with provider one of {', '.join(PROVIDERS)}; "
+    if not sep or not region or provider not in known_providers():
+        raise ValueError(f"{v!r} is not provider:region with provider one of {', '.join(known_providers())}; "
                          "write e.g. dynamodb:eu-west-1")
     return str(v)
 

@@ -7,7 +7,6 @@ The model keeps provider connection settings apart from datasets so a dataset sa
 
 from __future__ import annotations
 
-import hashlib
 import os
 import re
 from datetime import timedelta
@@ -17,12 +16,18 @@ from urllib.parse import urlparse
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
-from mcrepl.adapters.base import ConfigError, KeyAttribute, KeySchema, ReplicaTarget
+from mcrepl.adapters import adapter_spec, providers
+from mcrepl.adapters.base import Capabilities, ConfigError, KeyAttribute, KeySchema, ReplicaTarget
+from mcrepl.adapters.base.naming import bucket_name
+from mcrepl.adapters.base.settings import USERINFO as _USERINFO
+from mcrepl.adapters.base.settings import AdapterSettings, credential_problem
+from mcrepl.adapters.cosmos.settings import CosmosSettings
+from mcrepl.adapters.dynamodb.settings import DynamoDBSettings
+from mcrepl.adapters.gcs.settings import GCSSettings
 from mcrepl.policies.model import OrchestratorSpec, Policies, with_paths_from
 from mcrepl.orchestrator.provisioning import Provisioning
 from mcrepl.orchestrator.yaml_model import LocatedValueError, read_mapping, validate
 
-PROVIDERS = ("dynamodb", "cosmos", "gcs")
 _DURATION = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*(ms|s|m|h|d)\s*$")
 _UNITS = {"ms": 0.001, "s": 1, "m": 60, "h": 3600, "d": 86400}
 
@@ -39,49 +44,17 @@ def parse_duration(text: str | int | float) -> timedelta:
 
 Duration = timedelta
 
-#: where each provider's credentials belong instead of the config file
-CREDENTIAL_HOME = {
-    "dynamodb": "the standard AWS chain: AWS_ACCESS_KEY_ID and AWS_SECRET_ACCESS_KEY, or a named profile "
-                "(providers.dynamodb.profile / AWS_PROFILE)",
-    "cosmos": "the environment variable named by providers.cosmos.key_env (default MCREPL_COSMOS_KEY), "
-              "or auth: aad",
-    "gcs": "Application Default Credentials: GOOGLE_APPLICATION_CREDENTIALS=/path/to/key.json or "
-           "'gcloud auth application-default login'",
-}
-_CONNECTION_STRING = re.compile(r"(?i)(^|;)\s*(AccountKey|SharedAccessKey|SharedAccessSignature|Password|"
-                                r"AccountEndpoint|DefaultEndpointsProtocol)\s*=")
+def known_providers() -> tuple[str, ...]:
+    """Every provider a location may name: those registered under the ``mcrepl.adapters`` entry points."""
+    return tuple(providers())
 
 
-# scheme://anything-without-spaces@: urlparse misses a userinfo whose password holds a "/"
-_USERINFO = re.compile(r"^\s*[A-Za-z][A-Za-z0-9+.\-]*://[^\s@]*@")
-
-
-def credential_problem(value: str, home: str) -> LocatedValueError | None:
-    """Why ``value`` (an endpoint or URL from the config) carries a credential, or ``None``.
-
-    The message never repeats the value: it is the secret.
-    """
-    if _CONNECTION_STRING.search(value):
-        return LocatedValueError(
-            "holds a connection string (with its account key); the config must name only the endpoint",
-            fix=f"write just the account URL here (https://ACCOUNT.documents.azure.com:443/) and put the "
-                f"key in {home}")
-    if _USERINFO.match(value):
-        return LocatedValueError("holds credentials in the URL (user:password@host)",
-                                 fix=f"remove the user and password from the URL and put them in {home}")
-    return None
-
-
-def _check_endpoint(value: str | None, provider: str, key_env: str | None = None) -> str | None:
-    if value is None:
-        return value
-    home = CREDENTIAL_HOME[provider]
-    if key_env and provider == "cosmos":
-        home = f"the environment variable {key_env} (providers.cosmos.key_env), or auth: aad"
-    problem = credential_problem(value, home)
-    if problem is not None:
-        raise problem
-    return value
+def credential_home(provider: str) -> str:
+    """Where ``provider``'s credentials belong instead of the config file (its settings model says)."""
+    try:
+        return adapter_spec(provider).settings.credential_home
+    except ConfigError:
+        return "an environment variable of the process that needs it"
 
 
 class _Strict(BaseModel):
@@ -97,62 +70,41 @@ class _Strict(BaseModel):
         return v
 
 
-class DynamoDBSettings(_Strict):
-    """How to reach DynamoDB. ``endpoint: local`` means the stack from ``mcrepl local up``."""
+class Providers(BaseModel):
+    """``providers:``: one block per provider, each validated by the model its adapter owns.
 
-    endpoint: str | None = None
-    profile: str | None = None
-    table_prefix: str = ""
+    mcrepl's own three are typed fields (``config.providers.cosmos.database``); any other
+    registered provider (``s3``, a third party's) is validated through the registry and
+    read with :meth:`settings_for`. An unknown block is refused with the known names.
+    """
 
-    @field_validator("endpoint")
-    @classmethod
-    def _no_credentials(cls, v: str | None) -> str | None:
-        return _check_endpoint(v, "dynamodb")
+    model_config = ConfigDict(extra="allow", frozen=True)
 
-
-class CosmosSettings(_Strict):
-    """How to reach Cosmos DB: by account key (from an env var) or by Entra ID (``aad``)."""
-
-    endpoint: str | None = None
-    auth: Literal["key", "aad"] = "key"
-    key_env: str = "MCREPL_COSMOS_KEY"
-    database: str = "mcrepl"
-    #: capture by change feed ("on"), by `_ts` window query ("off"), or "auto": the feed
-    #: except on the local emulator, which has no incremental change feed
-    change_feed: Literal["auto", "on", "off"] = "auto"
-
-    @model_validator(mode="after")
-    def _no_credentials(self) -> "CosmosSettings":
-        try:
-            _check_endpoint(self.endpoint, "cosmos", self.key_env)
-        except LocatedValueError as exc:
-            exc.at = "endpoint"
-            raise
-        if not re.fullmatch(r"[A-Za-z_][A-Za-z0-9_]*", self.key_env):
-            raise LocatedValueError("is not an environment variable name (it names the variable that holds "
-                                    "the key, never the key itself)", at="key_env",
-                                    fix="write a variable name such as MCREPL_COSMOS_KEY and export the key in it")
-        return self
-
-
-class GCSSettings(_Strict):
-    """How to reach Cloud Storage: ADC on real GCP, anonymous for the emulator."""
-
-    endpoint: str | None = None
-    project: str | None = None        # default: ADC's project on GCP, "mcrepl-local" on the emulator
-    auth: Literal["adc", "anonymous"] = "adc"
-    bucket_prefix: str = "mcrepl"
-
-    @field_validator("endpoint")
-    @classmethod
-    def _no_credentials(cls, v: str | None) -> str | None:
-        return _check_endpoint(v, "gcs")
-
-
-class Providers(_Strict):
     dynamodb: DynamoDBSettings = DynamoDBSettings()
     cosmos: CosmosSettings = CosmosSettings()
     gcs: GCSSettings = GCSSettings()
+
+    @model_validator(mode="before")
+    @classmethod
+    def _registered_blocks(cls, raw: Any) -> Any:
+        if not isinstance(raw, Mapping):
+            return raw
+        out = dict(raw)
+        for name, block in raw.items():
+            if name in cls.model_fields:
+                continue
+            if name not in providers():
+                raise LocatedValueError(f"unknown provider {name!r}", at=str(name),
+                                        fix=f"use one of {', '.join(known_providers())}, or install the "
+                                            "distribution that provides it")
+            out[name] = adapter_spec(name).settings.model_validate(block if block is not None else {})
+        return out
+
+    def settings_for(self, provider: str) -> AdapterSettings:
+        """The validated settings block of ``provider`` (its model's defaults when absent)."""
+        found = getattr(self, provider, None) if provider in type(self).model_fields else \
+            (self.model_extra or {}).get(provider)
+        return found if isinstance(found, AdapterSettings) else adapter_spec(provider).settings()
 
 
 class KeyField(_Strict):
@@ -195,17 +147,16 @@ class ReplicaRef(_Strict):
         if not sep or not region:
             raise ValueError(f"{v!r} is not provider:region; write e.g. dynamodb:eu-west-1, "
                              "cosmos:westeurope or gcs:europe-west1")
-        if provider not in PROVIDERS:
-            raise ValueError(f"unknown provider {provider!r} in {v!r}; use one of {', '.join(PROVIDERS)}")
+        if provider not in known_providers():
+            raise ValueError(f"unknown provider {provider!r} in {v!r}; use one of {', '.join(known_providers())}")
         return v
 
     @model_validator(mode="after")
     def _no_credentials(self) -> "ReplicaRef":
-        try:
-            _check_endpoint(self.endpoint, self.provider)
-        except LocatedValueError as exc:
-            exc.at = "endpoint"
-            raise
+        problem = credential_problem(self.endpoint, credential_home(self.provider)) if self.endpoint else None
+        if problem is not None:
+            problem.at = "endpoint"
+            raise problem
         return self
 
     @property
@@ -503,25 +454,32 @@ class McreplConfig(_Strict):
                 for r in self.datasets[dataset].locations]
 
     def _resource_name(self, ref: ReplicaRef, dataset: str, namespace: str) -> str:
-        base = f"{namespace}{dataset}"
-        if ref.provider == "dynamodb":
-            return f"{self.providers.dynamodb.table_prefix}{base}"
-        if ref.provider == "cosmos":
-            return base
-        return bucket_name(self.providers.gcs.bucket_prefix, base, ref.region)
+        """The table/container/bucket name, as the provider's adapter spec names it."""
+        return adapter_spec(ref.provider).resource_name(self.providers.settings_for(ref.provider),
+                                                        f"{namespace}{dataset}", ref.region)
 
     def _endpoint(self, ref: ReplicaRef) -> str | None:
         """The location's endpoint: its own, else the environment override, else the provider's."""
-        provider: str | None = getattr(self.providers, ref.provider).endpoint
+        provider = self.providers.settings_for(ref.provider).endpoint
         return ref.endpoint or os.environ.get(f"MCREPL_{ref.provider.upper()}_ENDPOINT") or provider
+
+    def capabilities_at(self, ref: ReplicaRef) -> Capabilities:
+        """What the store at ``ref`` can do, from its adapter's spec and the location's settings.
+
+        Opens nothing and imports no SDK: ``validate`` acts on it before any connection.
+        """
+        opts = self.providers.settings_for(ref.provider).options()
+        endpoint = self._endpoint(ref)
+        if endpoint == "local" or (self.profile == "local" and endpoint and is_loopback_url(endpoint)):
+            opts["local"] = True
+        return adapter_spec(ref.provider).capabilities_for(opts)
 
     def uses_local_stack(self) -> bool:
         """Whether any location resolves to ``endpoint: local`` (the stack of ``mcrepl local up``)."""
         return any(self._endpoint(ref) == "local" for ds in self.datasets.values() for ref in ds.locations)
 
     def _options(self, ref: ReplicaRef, local: Mapping[str, str] | None, namespace: str) -> dict[str, Any]:
-        settings = getattr(self.providers, ref.provider)
-        opts = settings.model_dump()
+        opts = self.providers.settings_for(ref.provider).options()
         endpoint = self._endpoint(ref)
         if endpoint == "local":
             if not local or ref.provider not in local:
@@ -534,25 +492,7 @@ class McreplConfig(_Strict):
         elif self.profile == "local" and endpoint and is_loopback_url(endpoint):
             opts["local"] = True          # an emulator at an explicit loopback address
         opts["endpoint"] = endpoint
-        if ref.provider == "cosmos" and opts.get("local"):
-            # one emulator serves every region: a database per region keeps replicas apart
-            opts["database"] = f"{namespace}{opts['database']}-{ref.region}"
-        return opts
-
-
-def bucket_name(prefix: str, base: str, region: str) -> str:
-    """``prefix-dataset-region`` as a valid GCS bucket name (3-63 of ``a-z0-9-``).
-
-    Too long a name is shortened in its dataset part, with a hash of the full name so two
-    long datasets never collide, and keeps its region so two regions never collide either.
-    """
-    clean = lambda s: re.sub(r"[^a-z0-9-]", "-", s.lower()).strip("-")  # noqa: E731
-    full = clean(f"{prefix}-{base}-{region}")
-    if len(full) <= 63:
-        return full
-    digest = hashlib.sha256(full.encode()).hexdigest()[:8]
-    room = 63 - len(clean(prefix)) - len(clean(region)) - len(digest) - 3
-    return f"{clean(prefix)}-{clean(base)[:max(room, 1)].strip('-')}-{digest}-{clean(region)}"[:63]
+        return adapter_spec(ref.provider).location_options(opts, ref.region, namespace)
 
 
 def is_loopback_url(url: str) -> bool:

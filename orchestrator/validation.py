@@ -25,7 +25,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any, Callable, Iterator, Mapping, Union
 
 from mcrepl.adapters.base import ConfigError
-from mcrepl.orchestrator.config import CREDENTIAL_HOME, McreplConfig, load_config
+from mcrepl.orchestrator.config import McreplConfig, credential_home, known_providers, load_config
 from mcrepl.orchestrator.observability.redaction import scrub_text
 
 if TYPE_CHECKING:
@@ -118,16 +118,16 @@ def _strings(value: Any, path: str) -> Iterator[tuple[str, str]]:
 
 
 def _credential_home(config: McreplConfig, path: str) -> str:
-    for provider, home in CREDENTIAL_HOME.items():
+    for provider in known_providers():
         if path.startswith(f"providers.{provider}"):
-            return home
+            return credential_home(provider)
     if path.startswith("datasets."):
         name, _, rest = path.removeprefix("datasets.").partition(".")
         ds = config.datasets.get(name)
         if ds is not None and rest.startswith(("primary", "replicas[")):
             index = rest.removeprefix("replicas[").split("]")[0]
             ref = ds.primary if rest.startswith("primary") else ds.replicas[int(index)]
-            return CREDENTIAL_HOME[ref.provider]
+            return credential_home(ref.provider)
     if path.startswith("policies.encryption.keyring"):
         return "the key file 'mcrepl keys init' creates, or the cloud KMS (type: aws-kms, azure-keyvault, gcp-kms)"
     return "an environment variable of the process that needs it"

@@ -13,23 +13,11 @@ import yaml
 from pydantic import BaseModel, ValidationError
 
 from mcrepl.adapters.base import ConfigError
+from mcrepl.adapters.base.settings import LocatedValueError
+
+__all__ = ["LocatedValueError", "read_mapping", "validate"]
 
 M = TypeVar("M", bound=BaseModel)
-
-
-class LocatedValueError(ValueError):
-    """Raised by a model's validators to point below the field they validate.
-
-    ``at`` is appended to the error's location (``replicas[1]``, ``endpoint``) and ``fix``
-    becomes the error's fix, so a cross-field check can still name the exact list entry.
-    Pydantic keeps the original exception in the error's context, which is how
-    :func:`validate` finds them.
-    """
-
-    def __init__(self, message: str, *, at: str | None = None, fix: str | None = None) -> None:
-        super().__init__(message)
-        self.at = at
-        self.fix = fix
 
 
 def read_mapping(path: Path, *, example: str, top_keys: str) -> dict[str, Any]:

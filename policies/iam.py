@@ -37,6 +37,7 @@ from mcrepl.adapters.base.operations import ROLES, OperationInventory, Role
 from mcrepl.adapters.cosmos.operations import OPERATIONS as COSMOS_OPERATIONS
 from mcrepl.adapters.dynamodb.operations import OPERATIONS as DYNAMODB_OPERATIONS
 from mcrepl.adapters.gcs.operations import OPERATIONS as GCS_OPERATIONS
+from mcrepl.adapters.s3.operations import OPERATIONS as S3_OPERATIONS
 
 from .decisions import locations
 from .iam_lint import lint
@@ -46,7 +47,7 @@ if TYPE_CHECKING:
 
 #: provider → the adapter's declared operations
 INVENTORIES: dict[str, OperationInventory] = {
-    "dynamodb": DYNAMODB_OPERATIONS, "cosmos": COSMOS_OPERATIONS, "gcs": GCS_OPERATIONS}
+    "dynamodb": DYNAMODB_OPERATIONS, "cosmos": COSMOS_OPERATIONS, "gcs": GCS_OPERATIONS, "s3": S3_OPERATIONS}
 
 _COSMOS = "Microsoft.DocumentDB/databaseAccounts"
 #: "Cosmos DB Operator": manage accounts, databases and containers; no data, no keys
@@ -97,6 +98,24 @@ def render_aws(role: str, table_arns: list[str], stream_arns: list[str],
             statements.append({"Sid": f"{sid}Grant", "Effect": "Allow", "Action": grants,
                                "Resource": sorted(set(arns)),
                                "Condition": {**via, "Bool": {"kms:GrantIsForAWSResource": "true"}}})
+    return {"Version": "2012-10-17", "Statement": statements}
+
+
+def render_aws_s3(role: str, buckets: list[str], partition: str = "aws") -> dict:
+    """An IAM policy for ``role`` on exactly these S3 buckets and the objects in them.
+
+    Bucket actions (``s3:ListBucket`` …) are granted on ``arn:aws:s3:::BUCKET``, object
+    actions on ``arn:aws:s3:::BUCKET/*``, as S3 authorises them.
+    """
+    r = cast(Role, _role(role))
+    title = role.title()
+    statements: list[dict[str, Any]] = []
+    for sid, kind, resources in (("Buckets", "bucket", [f"arn:{partition}:s3:::{b}" for b in buckets]),
+                                 ("Objects", "object", [f"arn:{partition}:s3:::{b}/*" for b in buckets])):
+        actions = S3_OPERATIONS.grants(r, resource=kind)
+        if resources and actions:
+            statements.append({"Sid": f"Mcrepl{title}S3{sid}", "Effect": "Allow", "Action": actions,
+                               "Resource": sorted(resources)})
     return {"Version": "2012-10-17", "Statement": statements}
 
 
@@ -201,7 +220,7 @@ class ResourceIds:
                     tables[f"{name}@{at}"] = str(out["arn"])
                 if out.get("stream_arn"):
                     streams[f"{name}@{at}"] = [str(out["stream_arn"])]
-                if at.startswith("gcs:") and out.get("resource"):
+                if at.startswith(("gcs:", "s3:")) and out.get("resource"):
                     buckets[f"{name}@{at}"] = str(out["resource"])
         scopes: dict[str, str] = {}
         cosmos = ((stack_outputs or {}).get("providers") or {}).get("cosmos") or {}
@@ -239,6 +258,8 @@ def _location_docs(config: "McreplConfig", ids: ResourceIds, dataset: str, ref: 
                                         f"{ids.aws_account_id}:table/{name}")
         cmk = [ids.kms_keys[key]] if key in ids.kms_keys else []
         return "aws", render_aws(role, [table], list(ids.streams.get(key) or [f"{table}/stream/*"]), cmk)
+    if ref.provider == "s3":
+        return "aws", render_aws_s3(role, [ids.buckets.get(key) or name], ids.aws_partition)
     if ref.provider == "cosmos":
         scope = ids.cosmos_scopes.get(key) or (
             f"/subscriptions/{ids.azure_subscription_id}/resourceGroups/{ids.azure_resource_group}/providers/"
@@ -313,5 +334,5 @@ def render_all(config: "McreplConfig", ids: ResourceIds | None = None) -> dict:
 
 
 __all__ = ["COSMOS_OPERATOR_ROLE", "INVENTORIES", "ROLES", "RUNNER_AWS_KEY", "RUNNER_ROLES", "ResourceIds",
-           "gcp_role_id", "lint", "merge_aws_policies", "render_all", "render_aws", "render_azure", "render_gcp",
-           "render_runner"]
+           "gcp_role_id", "lint", "merge_aws_policies", "render_all", "render_aws", "render_aws_s3", "render_azure",
+           "render_gcp", "render_runner"]

@@ -310,7 +310,7 @@ class TransportTls(PlanRule):
         used = {ref.provider for _, _, ref, _ in locations(ctx.config)}
         stack_providers = ctx.stack_outputs.get("providers") or {}
         for provider in sorted(used):
-            endpoints = [getattr(ctx.config.providers, provider).endpoint,
+            endpoints = [ctx.config.providers.settings_for(provider).endpoint,
                          (stack_providers.get(provider) or {}).get("endpoint")]
             for endpoint in filter(None, endpoints):
                 if endpoint == "local":

@@ -20,11 +20,12 @@ from typing import Iterable, Mapping
 import yaml
 from iso3166 import countries_by_alpha2
 
+from mcrepl.adapters import adapter_spec
 from mcrepl.adapters.base import ConfigError, RecordError
 
-#: config provider name → cloud name used in the catalogue
-CLOUD_OF_PROVIDER = {"dynamodb": "aws", "cosmos": "azure", "gcs": "gcp",
-                     "aws": "aws", "azure": "azure", "gcp": "gcp"}
+#: cloud names of the catalogue (a location's provider maps to one through its adapter's
+#: spec, ``AdapterSpec.cloud``: dynamodb and s3 → aws, cosmos → azure, gcs → gcp)
+CLOUD_OF_PROVIDER = {"aws": "aws", "azure": "azure", "gcp": "gcp"}
 ANYWHERE = "*"
 CATALOGUE_FILE = "policies/data/regions.yaml"
 
@@ -72,10 +73,10 @@ class Catalogue:
 
     def info(self, provider: str, region: str) -> RegionInfo:
         """The entry for ``provider`` (config or cloud name) and ``region``, or an error with the fix."""
-        cloud = CLOUD_OF_PROVIDER.get(provider)
-        if cloud is None:
-            raise ConfigError(f"unknown provider {provider!r}",
-                              fix=f"use one of {', '.join(sorted(CLOUD_OF_PROVIDER))}")
+        cloud = CLOUD_OF_PROVIDER.get(provider) or cloud_of_adapter(provider)
+        if cloud is None or cloud not in self.regions:
+            raise ConfigError(f"unknown provider {provider!r} (or its adapter's cloud {cloud!r} has no "
+                              "region catalogue)", fix=f"use a provider of {', '.join(sorted(CLOUD_OF_PROVIDER))}")
         known = self.regions[cloud]
         entry = known.get(region.lower() if cloud == "gcp" else region)
         if entry is None:
@@ -86,6 +87,14 @@ class Catalogue:
                 fix=f"{hint}check the spelling, or add the region with its country to "
                     f"{CATALOGUE_FILE} if {cloud} opened it recently")
         return entry
+
+
+def cloud_of_adapter(provider: str) -> str | None:
+    """The cloud an adapter's locations belong to (its spec says), or ``None`` for an unknown provider."""
+    try:
+        return adapter_spec(provider).cloud
+    except ConfigError:
+        return None
 
 
 def _parse(raw: Mapping) -> Catalogue:

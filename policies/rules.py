@@ -84,7 +84,8 @@ def rules_of(kind: RuleKind) -> list[type[Rule]]:
 
 def load_all() -> dict[str, type[Rule]]:
     """Import every module that registers rules, so :data:`REGISTRY` is complete."""
-    from . import default_deny, iam_lint, iam_lint_aws, iam_lint_escalation, plan_rules, router  # noqa: F401
+    from . import (capability_rules, default_deny, iam_lint, iam_lint_aws, iam_lint_escalation,  # noqa: F401
+                   plan_rules, router)
     return REGISTRY
 
 

@@ -13,6 +13,7 @@ setting, before running pytest:
 * ``MCREPL_TEST_COSMOS_ENDPOINT``         instead of @vercel/cosmosdb-server
   (with ``MCREPL_COSMOS_KEY`` holding that account's key)
 * ``MCREPL_TEST_GCS_ENDPOINT``            instead of fake-gcs-server
+* ``MCREPL_TEST_S3_ENDPOINT``             instead of the moto S3 server
 
 Such endpoints are used as given and never started or stopped.
 """
@@ -31,6 +32,7 @@ ENDPOINT_OVERRIDES = {
     "dynamodb-local": "MCREPL_TEST_DYNAMODB_LOCAL_ENDPOINT",
     "cosmos": "MCREPL_TEST_COSMOS_ENDPOINT",
     "gcs": "MCREPL_TEST_GCS_ENDPOINT",
+    "s3": "MCREPL_TEST_S3_ENDPOINT",
 }
 
 
@@ -42,7 +44,7 @@ def external_endpoints() -> dict[str, str]:
 @pytest.fixture(scope="session")
 def local_stack() -> Iterator[LocalStack]:
     """The emulators, started lazily: ``local_stack.endpoint("cosmos")`` starts one,
-    ``local_stack.endpoints`` starts all four (in parallel) and maps name → URL.
+    ``local_stack.endpoints`` starts all of them (in parallel) and maps name → URL.
 
     Cosmos DB targets marked local use the emulator's published key unless
     ``MCREPL_COSMOS_KEY`` is set (set it for an official emulator with another key).
@@ -56,13 +58,15 @@ def local_stack() -> Iterator[LocalStack]:
 
 # --- per-backend count of the adapter contract suite, printed at the end of every run -------------
 
-_CONTRACT_BACKENDS = ("memory", "moto", "dynamodb-local", "cosmos-emulator", "fake-gcs")
+_CONTRACT_BACKENDS = ("memory", "moto", "dynamodb-local", "cosmos-emulator", "fake-gcs", "s3")
 _contract_counts: dict[str, dict[str, int]] = {}
 
 
 def _contract_backend(nodeid: str) -> str | None:
     if "tests/contract/" not in nodeid:
         return None
+    if "tests/contract/test_s3.py" in nodeid:
+        return "s3"
     params = nodeid.rpartition("[")[2].rstrip("]") if "[" in nodeid else ""
     for backend in _CONTRACT_BACKENDS:
         if params == backend or params.startswith(f"{backend}-") or params.endswith(f"-{backend}") \

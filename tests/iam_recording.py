@@ -26,6 +26,7 @@ from mcrepl.adapters.cosmos.operations import classify_request as cosmos_operati
 from mcrepl.adapters.dynamodb.operations import call_name as dynamodb_operation
 from mcrepl.adapters.gcs.operations import bucket_of
 from mcrepl.adapters.gcs.operations import classify_request as gcs_operation
+from mcrepl.adapters.s3.operations import call_name as s3_operation
 
 
 @dataclass(frozen=True)
@@ -93,7 +94,7 @@ class CallRecorder:
 
             def remember(params: dict, context: dict, **_: Any) -> None:
                 context["mcrepl_resource"] = params.get("TableName") or params.get("StreamArn") \
-                    or next(iter(params.get("RequestItems") or {}), None)
+                    or params.get("Bucket") or next(iter(params.get("RequestItems") or {}), None)
 
             def record(http_response: Any, parsed: dict, model: Any, context: dict, **_: Any) -> None:
                 error = None
@@ -102,6 +103,11 @@ class CallRecorder:
                     denied = b"AccessDenied" in (http_response.content or b"")
                     error = "AccessDenied" if denied else \
                         str((parsed or {}).get("Error", {}).get("Code") or http_response.status_code)
+                if service_name == "s3":
+                    if error in ("404", "NoSuchKey", "412", "PreconditionFailed"):
+                        error = None           # absent objects, lost preconditions: answers the adapter handles
+                    recorder.add("s3", s3_operation(model.name), region, context.get("mcrepl_resource"), error)
+                    return
                 recorder.add("dynamodb", dynamodb_operation(service_name, model.name), region,
                              context.get("mcrepl_resource"), error)
 

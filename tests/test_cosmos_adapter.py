@@ -62,7 +62,7 @@ from mcrepl.adapters.cosmos.wire import (
 )
 from mcrepl.orchestrator.config import CosmosSettings
 
-from .contract.records import values
+from mcrepl.testing.records import values
 
 SCHEMA = KeySchema(KeyAttribute("pk"))
 SECRET = "c2VjcmV0LWFjY291bnQta2V5LWRvLW5vdC1wcmludA=="   # valid base64, must never be echoed

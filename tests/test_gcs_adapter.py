@@ -29,8 +29,8 @@ from mcrepl.adapters.base import (AdapterError, ApplyOutcome, CredentialsError, 
                                   Version, apply_one, blob, document, tombstone_of)
 from mcrepl.adapters.base.conditional import PreconditionFailed
 from mcrepl.adapters.gcs import GCSAdapter, wire
-from mcrepl.adapters.gcs.capture import Listed, scan
-from mcrepl.adapters.gcs.cursor import Manifest, make_cursor, read_cursor
+from mcrepl.adapters.base.listing import Listed, scan
+from mcrepl.adapters.base.manifest import Manifest, make_cursor, read_cursor
 from mcrepl.adapters.gcs.errors import ObjectMissing, translate
 from mcrepl.orchestrator.config import GCSSettings
 
@@ -183,7 +183,7 @@ def test_manifest_encoding_is_smaller_than_plain_json():
 def test_corrupt_or_foreign_cursor_is_a_clear_error():
     with pytest.raises(AdapterError, match="corrupt"):
         read_cursor({"v": 1, "m": "not-base64-zlib"})
-    with pytest.raises(AdapterError, match="not a GCS capture cursor"):
+    with pytest.raises(AdapterError, match="not a listing capture cursor"):
         read_cursor({"pos": 3})
 
 

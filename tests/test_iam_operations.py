@@ -29,8 +29,9 @@ from mcrepl.policies.iam import INVENTORIES
 
 from .iam_recording import Call, CallRecorder
 
-DDB, COSMOS, GCS = "dynamodb:eu-west-1", "cosmos:westeurope", "gcs:europe-west1"
-DATASETS = {"from-ddb": (DDB, [COSMOS, GCS]), "from-cosmos": (COSMOS, [DDB, GCS]), "from-gcs": (GCS, [DDB, COSMOS])}
+DDB, COSMOS, GCS, S3 = "dynamodb:eu-west-1", "cosmos:westeurope", "gcs:europe-west1", "s3:eu-west-1"
+DATASETS = {"from-ddb": (DDB, [COSMOS, GCS]), "from-cosmos": (COSMOS, [DDB, GCS, S3]), "from-gcs": (GCS, [DDB, COSMOS]),
+            "from-s3": (S3, [DDB, GCS])}
 #: declared operations these emulators cannot make the adapters call, and why
 NOT_EXERCISED = {
     "Microsoft.DocumentDB/databaseAccounts/sqlDatabases/containers/readChangeFeed":
@@ -51,7 +52,7 @@ PHASE_ROLES = {("admin", True): {"admin"}, ("admin", False): {"admin"},
 def _raw(tmp_path: Path) -> dict[str, Any]:
     return {"version": 1, "profile": "local", "state_dir": str(tmp_path / "state"),
             "providers": {"dynamodb": {"endpoint": "local"}, "cosmos": {"endpoint": "local"},
-                          "gcs": {"endpoint": "local", "auth": "anonymous"}},
+                          "gcs": {"endpoint": "local", "auth": "anonymous"}, "s3": {"endpoint": "local"}},
             "datasets": {name: {"key": {"partition": "id"}, "primary": p, "replicas": list(r)}
                          for name, (p, r) in DATASETS.items()},
             "sync": {"batch_size": 50, "retry_deadline": "5s", "tombstone_retention": "2s",
@@ -113,7 +114,7 @@ def _docs(config: McreplConfig, rounds: range, **extra: Any) -> list:
 
 @pytest.fixture(scope="module")
 def recorded(local_stack: Any, tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[CallRecorder, Scenario]]:
-    endpoints = {name: local_stack.endpoint(name) for name in ("dynamodb", "cosmos", "gcs")}
+    endpoints = {name: local_stack.endpoint(name) for name in ("dynamodb", "cosmos", "gcs", "s3")}
     monkeypatch = pytest.MonkeyPatch()
     recorder = CallRecorder().install(monkeypatch)
     scenario = Scenario(tmp_path_factory.mktemp("iam-ops"), endpoints, f"io{uuid.uuid4().hex[:6]}")

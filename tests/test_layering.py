@@ -1,4 +1,4 @@
-"""Dependencies flow one way: adapters ← policies ← orchestrator ← client ← failover.
+"""Dependencies flow one way: adapters ← testing ← policies ← orchestrator ← client ← failover.
 
 Checked on the source (imports at module level, outside ``TYPE_CHECKING``), so a later
 change that makes the adapters know the engine, or puts a cloud SDK outside its adapter,
@@ -13,9 +13,10 @@ from pathlib import Path
 import pytest
 
 ROOT = Path(__file__).resolve().parent.parent
-LAYERS = ["adapters", "policies", "orchestrator", "client", "failover"]         # each may import only those before it
+LAYERS = ["adapters", "testing", "policies", "orchestrator", "client", "failover"]   # each may import only those before it
 SDKS = ("boto3", "botocore", "azure", "google")                        # only adapters (and keyrings) talk to clouds
-SDK_ALLOWED = ("adapters/dynamodb", "adapters/cosmos", "adapters/gcs", "adapters/route53", "policies/cloud_keyrings.py",
+SDK_ALLOWED = ("adapters/aws", "adapters/dynamodb", "adapters/cosmos", "adapters/gcs", "adapters/s3", "adapters/route53",
+               "policies/cloud_keyrings.py",
                "orchestrator/localstack")                              # the local stack checks its emulators answer
 
 
@@ -63,3 +64,13 @@ def test_cloud_sdks_stay_inside_their_adapters() -> None:
             offenders += [f"{rel} imports {name}" for name in module_imports(path)
                           if name.split(".")[0] in SDKS]
     assert offenders == []
+
+
+def test_the_s3_adapter_uses_only_the_public_interface() -> None:
+    """S3 is written as a third party would: mcrepl.adapters.base and its own package, nothing else of mcrepl."""
+    offenders = [f"{path.relative_to(ROOT)} imports {name}" for path in sorted((ROOT / "adapters/s3").rglob("*.py"))
+                 for name in module_imports(path)
+                 if name.startswith("mcrepl.") and not name.startswith("mcrepl.adapters.base")]
+    relative = [str(path.relative_to(ROOT)) for path in sorted((ROOT / "adapters/s3").rglob("*.py"))
+                if "from .." in path.read_text(encoding="utf-8")]
+    assert offenders == [] and relative == []

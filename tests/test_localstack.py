@@ -36,6 +36,13 @@ def dynamodb_tables(endpoint: str) -> list[str]:
     return client.list_tables()["TableNames"]
 
 
+def s3_buckets(endpoint: str) -> list[str]:
+    import boto3
+    client = boto3.client("s3", endpoint_url=endpoint, region_name="eu-west-1",
+                          aws_access_key_id="local", aws_secret_access_key="local")
+    return [b["Name"] for b in client.list_buckets()["Buckets"]]
+
+
 def cosmos_databases(endpoint: str) -> list[str]:
     from azure.cosmos import CosmosClient
     key = os.environ.get("MCREPL_COSMOS_KEY", EMULATOR_COSMOS_KEY)
@@ -52,7 +59,7 @@ def gcs_buckets(endpoint: str) -> list[str]:
 
 
 SDK_CHECKS = {"dynamodb": dynamodb_tables, "dynamodb-local": dynamodb_tables,
-              "cosmos": cosmos_databases, "gcs": gcs_buckets}
+              "cosmos": cosmos_databases, "gcs": gcs_buckets, "s3": s3_buckets}
 
 
 # -- helpers ------------------------------------------------------------------------
@@ -100,9 +107,9 @@ def test_fixture_endpoints_answer_real_sdks(local_stack: LocalStack, service: st
     assert isinstance(SDK_CHECKS[service](endpoint), list)
 
 
-def test_fixture_has_all_four_endpoints_on_loopback(local_stack: LocalStack) -> None:
+def test_fixture_has_every_endpoint_on_loopback(local_stack: LocalStack) -> None:
     endpoints = local_stack.endpoints
-    assert set(endpoints) == {"dynamodb", "dynamodb-local", "cosmos", "gcs"}
+    assert set(endpoints) == {"dynamodb", "dynamodb-local", "cosmos", "gcs", "s3"}
     overridden = {n for n in endpoints if local_stack.running[n].external}
     for name in set(endpoints) - overridden:
         assert endpoints[name].split("://")[1].startswith("127.0.0.1:"), endpoints[name]
@@ -149,9 +156,9 @@ def test_start_failure_names_service_includes_log_tail_and_cleans_up(
 
 
 def test_unknown_service_names_the_valid_ones() -> None:
-    with pytest.raises(LocalStackError, match="choose from dynamodb, cosmos, gcs, dynamodb-local"):
+    with pytest.raises(LocalStackError, match="choose from dynamodb, cosmos, gcs, s3, dynamodb-local"):
         parse_services("dynamodb,redis")
-    assert parse_services(None) == ("dynamodb", "cosmos", "gcs")
+    assert parse_services(None) == ("dynamodb", "cosmos", "gcs", "s3")
     assert parse_services("gcs, cosmos,gcs") == ("gcs", "cosmos")
 
 
@@ -166,7 +173,7 @@ def test_cli_up_status_down(tmp_path: Path) -> None:
     assert up.returncode == 0, up.stderr
     try:
         refs = recorded_refs(tmp_path)
-        assert set(refs) == {"dynamodb", "cosmos", "gcs"}
+        assert set(refs) == {"dynamodb", "cosmos", "gcs", "s3"}
         endpoints = read_endpoints(tmp_path)
         assert endpoints is not None and set(endpoints) == set(refs)
         for name, url in endpoints.items():
@@ -175,7 +182,7 @@ def test_cli_up_status_down(tmp_path: Path) -> None:
 
         status = run_cli("status", local_dir=tmp_path)
         assert status.returncode == 0, status.stderr
-        assert status.stdout.count(" up ") == 3 and " down " not in status.stdout
+        assert status.stdout.count(" up ") == 4 and " down " not in status.stdout
 
         again = run_cli("up", local_dir=tmp_path)
         assert again.returncode == 0 and "already running" in again.stdout

@@ -87,6 +87,14 @@ def test_cosmos_replicas_in_two_regions_are_a_config_error() -> None:
         run_program(config, "two-cosmos")
 
 
+def test_a_location_the_program_cannot_provision_is_a_config_error() -> None:
+    """An S3 location is never mistaken for a Cloud Storage bucket; the program says it does not make it."""
+    config = _config(lambda raw: raw["datasets"]["invoices"]["replicas"].append("s3:eu-west-1"))
+    mocks = RecordingMocks()
+    with pytest.raises(ConfigError, match="does not provision s3 locations"):
+        run_program(config, "s3", mocks=mocks)
+
+
 def test_dns_for_a_gcs_primary_is_a_config_error() -> None:
     def gcs_primary(raw: dict) -> None:
         raw["datasets"]["invoices"]["primary"] = "gcs:europe-west4"

@@ -9,7 +9,7 @@ from mcrepl.orchestrator.hlc import HybridLogicalClock
 from mcrepl.orchestrator.resolver import resolve
 from mcrepl.orchestrator.sync.merge import load_merge_function
 
-from .contract.records import stamped
+from mcrepl.testing.records import stamped
 
 TARGET = ReplicaTarget("memory:x", "memory", "x", "contract", "document", KeySchema(KeyAttribute("pk")), "r")
 

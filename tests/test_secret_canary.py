@@ -157,6 +157,8 @@ def _commands(clean: Path, dirty: Path, tmp: Path) -> dict[str, list[list[str]]]
         "config from-stack": [["config", "from-stack", "--outputs", str(outputs), "-c", str(clean)],
                               ["config", "from-stack", "--outputs", str(outputs), "-c", str(dirty)]],
         "config policy-pack": both("config", "policy-pack"),
+        "adapters list": [["adapters", "list"], ["adapters", "list", "--format", "json"]],
+        "adapters show": [["adapters", "show", name, "--format", f] for name in ("cosmos", "s3") for f in ("text", "json")],
     }
 
 

@@ -12,7 +12,7 @@ from mcrepl.adapters.base import RecordError
 from mcrepl.adapters.base import tagged_json as tj
 from mcrepl.adapters.base.values import content_hash, normalize
 
-from .contract.records import bodies
+from mcrepl.testing.records import bodies
 
 
 @pytest.mark.parametrize("raw, canonical", [

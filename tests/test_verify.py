@@ -22,7 +22,7 @@ from mcrepl.orchestrator.verify.compare import classify
 from mcrepl.orchestrator.verify.merkle import DigestIndex, KeyRow
 
 from .contract.backends import BACKENDS
-from .contract.records import SCHEMA, doc, stamped, version
+from mcrepl.testing.records import SCHEMA, doc, stamped, version
 
 STORES = {b.id: b for b in BACKENDS if b.id in ("moto", "cosmos-emulator", "fake-gcs")}
 PAIRS = list(itertools.combinations(STORES, 2))

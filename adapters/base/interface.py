@@ -1,8 +1,10 @@
 """The replica interface every provider implements, defined once.
 
-Like Litestream's ``ReplicaClient`` it is deliberately narrow: seven primitives. Helpers
-that work over any replica (tombstoning, batching, retries) are free functions beside
-it, not methods every backend must repeat.
+Like Litestream's ``ReplicaClient`` it is deliberately narrow. The roles it plays —
+change source, replica, maintenance — are small protocols in :mod:`.roles`;
+:class:`ReplicaAdapter` is the base class that plays all of them. Helpers that work over
+any replica (tombstoning, batching, retries) are free functions beside it, not methods
+every backend must repeat.
 """
 
 from __future__ import annotations
@@ -16,6 +18,7 @@ from typing import Any, Iterator, Literal, Mapping, Sequence
 from .errors import RecordError
 from .values import content_hash
 from .record import KeySchema, Record, RecordKey, ReplicationMeta, vector_dominates, vectors_concurrent
+from .roles import WHOLE, Partition
 
 DatasetKind = Literal["document", "blob"]
 Cursor = dict[str, Any]
@@ -46,12 +49,28 @@ class ReplicaTarget:
 
 @dataclass(frozen=True)
 class Capabilities:
-    """What a backend can do; the engine picks fallbacks from these flags, never from names."""
+    """What a backend can do; the engine, ``validate`` and the contract suite act on these
+    flags, never on provider names.
+
+    The first four are required: every adapter states them. The rest default to what a
+    store that passes the contract suite can do, so an adapter declares only where it
+    falls short.
+    """
 
     incremental_capture: bool          # a change log with old versions (streams, change feed)
     transactional_batch: bool          # several conditional writes in one atomic call
     max_record_bytes: int              # largest encoded record the store accepts
     capture_sees_deletes: bool         # a native delete shows up in capture (else only tombstones)
+    conditional_writes: bool = True
+    """Writes can be conditioned on the stored version (etag, generation, condition
+    expression). Without them a replica can lose a newer write to a concurrent older one:
+    ``validate`` refuses such a store as a replica or a primary."""
+    holds_sets: bool = True
+    """Sets (string, number, binary) round-trip as sets. ``validate`` warns when a dataset
+    replicates from a store that holds them into one that does not."""
+    orders_writes_across_keys: bool = True
+    """Capture reports writes to different keys in the order the store made them (a log or
+    feed). A listing-based capture reports them in name order within a pass."""
 
 
 @dataclass(frozen=True)
@@ -164,14 +183,24 @@ class ReplicaAdapter(ABC):
       but has seen nothing from: a stored version from such an origin is a conflict.
     * :meth:`capture_changes` returns every change after ``cursor`` at least once, in
       per-key order; re-reading from a saved cursor never skips a change.
+
+    Seeding as an application would (``write_native``/``delete_native``) is not part of
+    this interface: adapters that support it implement
+    :class:`mcrepl.testing.seeding.NativeWriter` beside it, for tests, demos and drills.
     """
 
     #: class default; an adapter may set a narrower value per instance (e.g. Cosmos DB
-    #: on an emulator without an incremental change feed)
+    #: on an emulator without an incremental change feed). It must equal what the
+    #: adapter's :class:`~.spec.AdapterSpec` declares for the same target (the contract
+    #: suite checks), so ``validate`` can act on capabilities without opening a store.
     capabilities: Capabilities
 
     def __init__(self, target: ReplicaTarget) -> None:
         self.target = target
+
+    def partitions(self) -> list[Partition]:
+        """The partitions capture reads (see :class:`~.roles.ChangeSource`); one by default."""
+        return [WHOLE]
 
     @abstractmethod
     def ensure_ready(self) -> None:
@@ -201,18 +230,6 @@ class ReplicaAdapter(ABC):
     @abstractmethod
     def list_digests(self) -> Iterator[Digest]:
         """Every stored record's digest, reading metadata rather than bodies where possible."""
-
-    @abstractmethod
-    def write_native(self, records: Sequence[Record]) -> None:
-        """Write bodies as an application would: plain writes, no mcrepl metadata.
-
-        Seeds primaries in the demo, drills and tests; capture must then report these
-        records with ``meta=None``.
-        """
-
-    @abstractmethod
-    def delete_native(self, keys: Sequence[RecordKey]) -> None:
-        """Delete as an application would (a physical delete, no tombstone)."""
 
     @abstractmethod
     def purge_tombstones(self, older_than_ms: int) -> int:

@@ -81,6 +81,24 @@ def _before_sleep(state: RetryCallState) -> None:
             listener(exc)
 
 
+def call_translated(fn: Callable[[], T], policy: RetryPolicy, is_sdk_error: Callable[[BaseException], bool],
+                    translate: Callable[[BaseException], BaseException]) -> T:
+    """:func:`call_with_retry` over ``fn``, turning the SDK's exceptions into mcrepl's first.
+
+    What each adapter's guarded call is: its ``errors.py`` says which exceptions are the
+    SDK's (``is_sdk_error``) and what they mean (``translate``, which sets the retry bit);
+    anything else is a programming error and propagates unchanged.
+    """
+    def attempt() -> T:
+        try:
+            return fn()
+        except Exception as exc:
+            if not is_sdk_error(exc):
+                raise
+            raise translate(exc) from exc
+    return call_with_retry(attempt, policy)
+
+
 def call_with_retry(fn: Callable[[], T], policy: RetryPolicy = DEFAULT_POLICY) -> T:
     """Run ``fn``, retrying retryable :class:`AdapterError` until ``policy.deadline_s``.
 

@@ -7,6 +7,8 @@ which :mod:`mcrepl.adapters` imports only when a target names the ``cosmos`` pro
 
 from typing import TYPE_CHECKING, Any
 
+from .settings import SPEC
+
 if TYPE_CHECKING:
     from .adapter import CosmosAdapter
 
@@ -19,4 +21,4 @@ def __getattr__(name: str) -> Any:
     raise AttributeError(name)
 
 
-__all__ = ["CosmosAdapter"]
+__all__ = ["CosmosAdapter", "SPEC"]

@@ -35,7 +35,6 @@ from ..base.conditional import (
 from ..base.errors import ConfigError, NotFoundError, RecordError
 from ..base.interface import (
     ApplyResult,
-    Capabilities,
     Change,
     ChangePage,
     Cursor,
@@ -48,6 +47,7 @@ from ..base.retry import policy_for
 from .auth import close_client, make_client
 from .capture import ChangeFeedCapture, TsWindowCapture
 from .errors import cosmos_call
+from .settings import SPEC, uses_change_feed
 from .wire import (
     MAX_DOCUMENT_BYTES,
     META_FIELD,
@@ -69,12 +69,6 @@ _TOMBSTONES_BEFORE = (f"SELECT c.id, c._etag, c.{META_FIELD} FROM c "
                       f"WHERE c.{META_FIELD}.t = true AND c.{META_FIELD}.v < @before")
 
 
-def _use_change_feed(options: Any) -> bool:
-    setting = str(options.get("change_feed", "auto"))
-    if setting not in ("auto", "on", "off"):
-        raise ConfigError(f"unknown change_feed setting {setting!r}", path="providers.cosmos.change_feed",
-                          fix="use 'auto', 'on' or 'off'")
-    return setting == "on" or (setting == "auto" and not options.get("local"))
 
 
 def _next_page(pages: Iterator[Iterator[Doc]]) -> list[Doc] | None:
@@ -86,16 +80,12 @@ def _next_page(pages: Iterator[Iterator[Doc]]) -> list[Doc] | None:
 class CosmosAdapter(ReplicaAdapter):
     """A dataset in one Cosmos DB container (see the module docstring)."""
 
-    capabilities = Capabilities(incremental_capture=True, transactional_batch=False,
-                                max_record_bytes=MAX_DOCUMENT_BYTES, capture_sees_deletes=False)
+    capabilities = SPEC.capabilities
 
     def __init__(self, target: ReplicaTarget) -> None:
         super().__init__(target)
-        self._feed = _use_change_feed(target.options)
-        # the _ts window re-reads rather than following a log: not incremental capture
-        self.capabilities = Capabilities(
-            incremental_capture=self._feed, transactional_batch=False,
-            max_record_bytes=MAX_DOCUMENT_BYTES, capture_sees_deletes=False)
+        self._feed = uses_change_feed(target.options)
+        self.capabilities = SPEC.capabilities_for(target.options)
         self._database_name = str(target.options.get("database") or "mcrepl")
         self._policy = policy_for(target.options)
         self._client: CosmosClient | None = None

@@ -41,10 +41,10 @@ from ..base.inband import META_FIELD, WRAPPED_FIELDS, split_reserved, user_field
 from ..base.interface import DatasetKind
 from ..base.record import KeySchema, Record, RecordKey, ReplicationMeta
 from ..base.tagged_json import from_json, to_json
+from .settings import MAX_DOCUMENT_BYTES
 
 SYSTEM_FIELDS = frozenset({"_rid", "_self", "_etag", "_attachments", "_ts", "_lsn"})
 #: Cosmos DB's documented item size limit (2 MB), measured on the JSON we send.
-MAX_DOCUMENT_BYTES = 2 * 1024 * 1024
 #: Cosmos DB's documented id length limit.
 MAX_ID_BYTES = 1023
 

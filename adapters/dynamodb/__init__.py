@@ -9,6 +9,8 @@ Modules: :mod:`.wire` (canonical values ⇄ attribute values, pure), :mod:`.erro
 
 from typing import TYPE_CHECKING, Any
 
+from .settings import SPEC
+
 if TYPE_CHECKING:
     from .adapter import DynamoDBAdapter
 
@@ -21,4 +23,4 @@ def __getattr__(name: str) -> Any:
     raise AttributeError(name)
 
 
-__all__ = ["DynamoDBAdapter"]
+__all__ = ["DynamoDBAdapter", "SPEC"]

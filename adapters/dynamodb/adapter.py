@@ -22,7 +22,6 @@ from ..base.errors import AdapterError, RecordError
 from ..base.interface import (
     ApplyOutcome,
     ApplyResult,
-    Capabilities,
     ChangePage,
     Cursor,
     Digest,
@@ -37,6 +36,7 @@ from ..base.retry import policy_for
 from .capture import capture, current_position
 from .clients import DynamoDBClients
 from .errors import error_code, error_item
+from .settings import SPEC
 from .tables import drop_table, ensure_table
 from .wire import META_ATTR, Item, decode_item, decode_key, decode_meta, encode_item, encode_key
 
@@ -54,8 +54,7 @@ class DynamoDBAdapter(ReplicaAdapter):
     so an adapter can be built cheaply from a picklable target anywhere.
     """
 
-    capabilities = Capabilities(incremental_capture=True, transactional_batch=True,
-                                max_record_bytes=400 * 1024, capture_sees_deletes=True)
+    capabilities = SPEC.capabilities
 
     def __init__(self, target: ReplicaTarget, workers: int = 8) -> None:
         super().__init__(target)

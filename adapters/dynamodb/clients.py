@@ -11,59 +11,19 @@ Nothing here logs or stores a secret. botocore's own retries are switched off so
 
 from __future__ import annotations
 
-import os
 import threading
 from collections.abc import Callable
 from typing import Any, TypeVar
-from urllib.parse import urlparse
 
-import boto3
-import botocore.session
 from botocore.config import Config
 
+from ..aws.session import make_session
 from ..base.interface import ReplicaTarget
-from ..base.retry import DEFAULT_POLICY, RetryPolicy, call_with_retry, request_timeouts
+from ..base.retry import DEFAULT_POLICY, RetryPolicy, call_translated, request_timeouts
 from .errors import is_sdk_error, translate
 
 T = TypeVar("T")
 
-_LOOPBACK = {"127.0.0.1", "localhost", "::1", "[::1]"}
-_DUMMY = "testing"
-
-
-def is_local(options: dict[str, Any]) -> bool:
-    """True when the endpoint is an emulator on this machine (dummy credentials are used)."""
-    endpoint = options.get("endpoint")
-    if options.get("local"):
-        return True
-    return bool(endpoint) and (urlparse(str(endpoint)).hostname or "") in _LOOPBACK
-
-
-def _isolated_botocore_session() -> botocore.session.Session:
-    """A botocore session that reads no AWS profile, config or credentials file, nor AWS_PROFILE.
-
-    Explicit dummy keys alone are not enough: botocore still resolves ``AWS_PROFILE``
-    and fails when it names a profile this machine doesn't have.
-    """
-    return botocore.session.Session(session_vars={
-        "profile": (None, None, None, None),
-        "config_file": (None, None, os.devnull, None),
-        "credentials_file": (None, None, os.devnull, None),
-    })
-
-
-def make_session(options: dict[str, Any], region: str) -> boto3.session.Session:
-    """A boto3 session for ``options``: dummy keys on a local endpoint (unless a ``profile`` is
-    named), else the standard credential chain with the configured profile."""
-    if is_local(options) and not options.get("profile"):
-        return boto3.session.Session(aws_access_key_id=_DUMMY, aws_secret_access_key=_DUMMY, region_name=region,
-                                     botocore_session=_isolated_botocore_session())
-    return boto3.session.Session(profile_name=options.get("profile") or None, region_name=region)
-
-
-def plain_config() -> Config:
-    """A botocore config with botocore's own retries off (``call_with_retry`` is the one policy)."""
-    return Config(retries={"total_max_attempts": 1}, connect_timeout=5, read_timeout=30)
 
 
 class DynamoDBClients:
@@ -110,15 +70,9 @@ class DynamoDBClients:
 
     def guard(self, operation: str, fn: Callable[[], T], *, key: str | None = None) -> T:
         """Run one SDK call under the retry policy, translating botocore errors into mcrepl's."""
-        def attempt() -> T:
-            try:
-                return fn()
-            except Exception as exc:
-                if not is_sdk_error(exc):
-                    raise
-                raise translate(exc, replica=self.target.replica, dataset=self.target.dataset,
-                                operation=operation, key=key, resource=self.target.resource) from exc
-        return call_with_retry(attempt, self.policy)
+        return call_translated(fn, self.policy, is_sdk_error, lambda exc: translate(
+            exc, replica=self.target.replica, dataset=self.target.dataset, operation=operation, key=key,
+            resource=self.target.resource))
 
     def close(self) -> None:
         """Close the clients' connection pools."""

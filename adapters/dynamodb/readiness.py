@@ -12,7 +12,7 @@ from typing import Any
 
 from ..base.interface import ReplicaTarget
 from ..base.readiness import Fact
-from .clients import is_local, make_session, plain_config
+from ..aws.session import is_local, make_session, plain_config
 from .errors import is_sdk_error, translate
 
 

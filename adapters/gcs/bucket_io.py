@@ -16,6 +16,7 @@ from google.api_core import exceptions as api_exceptions
 from google.cloud import storage
 
 from ..base.interface import ReplicaTarget
+from ..base.object_store import UNCONDITIONAL, StoredObject
 from ..base.retry import DEFAULT_POLICY, RetryPolicy, call_with_retry, request_timeouts
 from .client import make_client
 from .errors import SDK_ERRORS, translate
@@ -27,7 +28,12 @@ LIST_FIELDS = "items(name,generation,metadata,md5Hash,updated,size),nextPageToke
 
 
 class BucketIO:
-    """One bucket of one target: listing, metadata reads, downloads, conditional uploads."""
+    """One bucket of one target: listing, metadata reads, downloads, conditional uploads.
+
+    Implements :class:`~mcrepl.adapters.base.object_store.ObjectIO` (``list``, ``stat``,
+    ``fetch``, ``put``, ``remove``) over the SDK-shaped ``get``/``download``/``upload``/
+    ``delete``; the generation is both the precondition token and the manifest version.
+    """
 
     def __init__(self, target: ReplicaTarget, policy: RetryPolicy = DEFAULT_POLICY) -> None:
         self.target = target
@@ -71,7 +77,31 @@ class BucketIO:
 
     # -- objects ---------------------------------------------------------------------
 
-    def list(self, start_offset: str | None = None) -> Iterator[storage.Blob]:
+    # -- ObjectIO ----------------------------------------------------------------------
+
+    def list(self, start_after: str | None = None) -> Iterator[StoredObject[int]]:
+        """Objects after ``start_after`` in name order (``start_offset`` is inclusive; the scan skips it)."""
+        return (stored_object(b) for b in self.list_blobs(start_offset=start_after))
+
+    def stat(self, name: str, key: str | None = None) -> StoredObject[int] | None:
+        blob = self.get(name, key)
+        return stored_object(blob) if blob is not None else None
+
+    def fetch(self, obj: StoredObject[int], key: str | None = None) -> bytes:
+        return self.download(obj.name, obj.token, key)
+
+    def put(self, name: str, data: bytes, content_type: str, metadata: Mapping[str, str] | None, *,
+            expect: int | None, key: str | None = None) -> int:
+        match = None if expect is UNCONDITIONAL else (expect or 0)
+        return self.upload(name, data, content_type, metadata, if_generation_match=match, key=key)
+
+    def remove(self, name: str, *, expect: int | None = UNCONDITIONAL, key: str | None = None) -> bool:
+        return self.delete(name, if_generation_match=None if expect is UNCONDITIONAL else (expect or 0),
+                           key=key)
+
+    # -- the SDK's shapes ---------------------------------------------------------------
+
+    def list_blobs(self, start_offset: str | None = None) -> Iterator[storage.Blob]:
         """Every object (with metadata, no content) from ``start_offset`` on, in name order.
 
         Pages are fetched one call at a time, so a retry repeats one page, not the walk.
@@ -160,6 +190,9 @@ class BucketIO:
         self.call(remove, "drop")
 
 
-def blob_fields(blob: Any) -> tuple[str, int, Mapping[str, str] | None, str | None]:
-    """``(name, generation, metadata, md5Hash)`` of a listed or fetched blob."""
-    return blob.name, int(blob.generation), blob.metadata, blob.md5_hash
+def stored_object(blob: Any) -> StoredObject[int]:
+    """A listed or fetched blob as the object store adapter sees it."""
+    updated = getattr(blob, "updated", None)
+    generation = int(blob.generation)
+    return StoredObject(blob.name, generation, generation, blob.metadata, blob.md5_hash,
+                        int(updated.timestamp() * 1000) if updated is not None else None)

@@ -18,7 +18,7 @@ from google.cloud import storage
 from requests.adapters import HTTPAdapter
 
 #: threads that may share one client: the apply fan-out plus capture/digest downloads
-WORKERS = 8
+from ..base.object_store import WORKERS  # noqa: E402  (threads sharing one client)
 #: connections kept per host; the library's default (10) is below what WORKERS threads
 #: plus a listing in flight can use, and a too-small pool makes requests wait or reconnect
 POOL_SIZE = 2 * WORKERS

@@ -20,6 +20,7 @@ from google.auth import exceptions as auth_exceptions
 from google.cloud.storage.exceptions import DataCorruption, InvalidResponse
 
 from ..base.conditional import PreconditionFailed
+from ..base.object_store import ObjectMissing
 from ..base.errors import (AdapterError, CredentialsError, McreplError, NotFoundError,
                            ThrottledError, UnavailableError)
 
@@ -35,8 +36,6 @@ SDK_ERRORS: tuple[type[BaseException], ...] = (
     InvalidResponse, DataCorruption, ConnectionError, TimeoutError)
 
 
-class ObjectMissing(NotFoundError):
-    """An object (not the bucket) was not there: deleted or replaced since it was listed."""
 
 
 def translate(exc: BaseException, *, replica: str | None = None, dataset: str | None = None,

@@ -6,5 +6,6 @@ never replaces the emulator runs.
 """
 
 from .adapter import MemoryAdapter
+from .settings import SPEC
 
-__all__ = ["MemoryAdapter"]
+__all__ = ["MemoryAdapter", "SPEC"]

@@ -16,12 +16,13 @@ import threading
 import time
 from typing import Any, Callable, Iterator, Sequence
 
-from ..base import (ApplyOutcome, ApplyResult, Capabilities, Change, ChangePage, Cursor, Digest,
+from ..base import (ApplyOutcome, ApplyResult, Change, ChangePage, Cursor, Digest,
                     Record, RecordError, RecordKey, ReplicaAdapter, ReplicaTarget, decide, meta_if_valid,
                     rejected)
 from ..base.inband import META_FIELD, WRAPPED_FIELDS, split_reserved, user_fields
 from ..base.interface import result_of
 from ..base.record import ReplicationMeta
+from .settings import SPEC
 
 Stored = dict[str, Any]
 """A stored item: the user's fields (documents) or ``{"data": bytes}`` (blobs), plus ``_mcrepl``."""
@@ -52,9 +53,7 @@ class MemoryAdapter(ReplicaAdapter):
     a table scan and its stream.
     """
 
-    capabilities = Capabilities(
-        incremental_capture=True, transactional_batch=True,
-        max_record_bytes=16 * 1024 * 1024, capture_sees_deletes=True)
+    capabilities = SPEC.capabilities
 
     def __init__(self, target: ReplicaTarget) -> None:
         super().__init__(target)

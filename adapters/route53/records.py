@@ -15,7 +15,7 @@ from typing import Any
 
 from ..base.errors import AdapterError, ConfigError
 from ..base.retry import call_with_retry, policy_for
-from ..dynamodb.clients import is_local, make_session, plain_config
+from ..aws.session import is_local, make_session, plain_config
 from ..dynamodb.errors import is_sdk_error, translate
 
 ROLES = ("PRIMARY", "SECONDARY")

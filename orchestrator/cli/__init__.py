@@ -8,15 +8,15 @@ from __future__ import annotations
 
 import typer
 
-from . import (audit_cmd, doctor_cmd, drill_cmd, failover_cmd, local_cmd, policy_cmd, stack_cmd, sync_cmd, validate_cmd,
-               verify_cmd)
+from . import (adapters_cmd, audit_cmd, doctor_cmd, drill_cmd, failover_cmd, local_cmd, policy_cmd, stack_cmd,
+               sync_cmd, validate_cmd, verify_cmd)
 
 app = typer.Typer(
     name="mcrepl", no_args_is_help=True, add_completion=False,
-    help="Replicate datasets across DynamoDB, Cosmos DB and Cloud Storage, and prove the copies agree.")
+    help="Replicate datasets across DynamoDB, Cosmos DB, Cloud Storage and S3, and prove the copies agree.")
 
 for module in (local_cmd, validate_cmd, sync_cmd, audit_cmd, policy_cmd, stack_cmd, verify_cmd, doctor_cmd,
-               failover_cmd, drill_cmd):
+               failover_cmd, drill_cmd, adapters_cmd):
     module.register(app)
 
 

@@ -5,7 +5,7 @@ from __future__ import annotations
 
 from typing import Any, Callable
 
-from mcrepl.adapters.base import McreplError, ReplicaTarget
+from mcrepl.adapters.base import ConfigError, McreplError, ReplicaTarget
 from mcrepl.adapters.base.readiness import Fact
 from mcrepl.orchestrator.config import McreplConfig, ReplicaRef
 
@@ -17,12 +17,15 @@ Facts = dict[str, Fact]
 def location_checks(config: McreplConfig, target: ReplicaTarget, ref: ReplicaRef, pointer: Any) -> list[Check]:
     """Every check of one location of one dataset (store facts, then its epoch record)."""
     where = f"{target.dataset} {target.replica}"
+    if target.provider not in _JUDGES:
+        return [Check("WARN", "readiness", where, f"the {target.provider} adapter declares no readiness checks",
+                      "check its credentials, settings and permissions by hand"), _epoch_record(target, pointer, where)]
     try:
         facts = _inspect(target)
     except McreplError as exc:
         return [Check("FAIL", "reachable", where, f"{type(exc).__name__}: {exc}",
                       "check the endpoint, the network path and the credentials")]
-    judge: Callable[..., list[Check]] = {"dynamodb": _dynamodb, "cosmos": _cosmos, "gcs": _gcs}[target.provider]
+    judge = _JUDGES[target.provider]
     checks = _identity(facts, where, target.provider)
     checks += judge(config, target, ref, facts, where)
     checks.append(_epoch_record(target, pointer, where))
@@ -189,7 +192,10 @@ def _epoch_record(target: ReplicaTarget, pointer: Any, where: str) -> Check:
     """The location's epoch record must hold the pointer's epoch and primary (writers are fenced by it)."""
     from mcrepl.adapters import open_fence
     fix = f"mcrepl failover fence {target.replica} --dataset {target.dataset}"
-    fence = open_fence(target)
+    try:
+        fence = open_fence(target)
+    except ConfigError as exc:
+        return Check("WARN", "epoch-record", where, exc.message, exc.fix or "")
     try:
         record = fence.read()
     except McreplError as exc:
@@ -214,3 +220,7 @@ def _epoch_record(target: ReplicaTarget, pointer: Any, where: str) -> Check:
 
 
 __all__ = ["location_checks"]
+
+
+#: provider → how its readiness facts are judged (providers without one get a WARN saying so)
+_JUDGES: dict[str, Callable[..., list[Check]]] = {"dynamodb": _dynamodb, "cosmos": _cosmos, "gcs": _gcs}

@@ -15,6 +15,7 @@ from mcrepl.adapters.base import ConfigError, McreplError, NotFoundError, Replic
 from mcrepl.orchestrator.config import McreplConfig
 from mcrepl.orchestrator.sample import sample_records
 from mcrepl.orchestrator.verify import user_digests
+from mcrepl.testing.seeding import native_writer
 
 from .lifecycle import read_endpoints
 
@@ -45,7 +46,7 @@ def seed_primary(config: McreplConfig, dataset: str, count: int, seed: int = 0,
         for start in range(0, count, SEED_BATCH):
             batch = sample_records(ds.key_schema(), min(SEED_BATCH, count - start), seed,
                                    start=start, kind=ds.kind)
-            adapter.write_native(batch)
+            native_writer(adapter).write_native(batch)
             if on_progress:
                 on_progress(len(batch))
     return target

@@ -18,10 +18,10 @@ from .errors import LocalStackError
 
 HOST = "127.0.0.1"
 
-#: the four emulators, in the order ``local up`` lists them
-SERVICE_NAMES = ("dynamodb", "cosmos", "gcs", "dynamodb-local")
+#: the emulators, in the order ``local up`` lists them
+SERVICE_NAMES = ("dynamodb", "cosmos", "gcs", "s3", "dynamodb-local")
 #: what ``mcrepl local up`` starts unless ``--services`` says otherwise
-DEFAULT_SERVICES = ("dynamodb", "cosmos", "gcs")
+DEFAULT_SERVICES = ("dynamodb", "cosmos", "gcs", "s3")
 
 #: the account key Microsoft publishes for its Cosmos DB emulator (public, not a secret);
 #: @vercel/cosmosdb-server accepts any base64 key, the official emulator only this one
@@ -148,6 +148,10 @@ SERVICES: dict[str, Service] = {
                       loses_on_restart="every database, container and item (the emulator keeps them in memory)"),
     "gcs": Service("gcs", "Cloud Storage JSON API (fake-gcs-server, filesystem backend)",
                    "http", _gcs),
+    # a moto server of its own: S3 state restarts apart from DynamoDB's, and a test that
+    # switches moto's IAM enforcement on for one never affects the other
+    "s3": Service("s3", "Amazon S3 (moto server)", "http", _moto,
+                  loses_on_restart="every bucket and object (moto keeps S3 in memory only)"),
     "dynamodb-local": Service("dynamodb-local", "AWS DynamoDB Local (Java, in memory)", "http",
                               _dynamodb_local, start_timeout=90.0,
                               loses_on_restart="every table (DynamoDB Local runs with -inMemory)"),

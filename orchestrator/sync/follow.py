@@ -131,7 +131,8 @@ class FollowSession:
             return self._next_beat - now
         self._next_beat = max(self._next_beat + self.heartbeat.every_s, now)
         try:
-            if self.heartbeat.beat(self.engine.adapter(self.primary)) is None:
+            adapter = self.engine.adapter(self.primary)
+            if self.heartbeat.usable(adapter) and self.heartbeat.beat(adapter) is None:
                 self.ended = self.ended or "the primary pointer moved"
         except Exception as exc:  # noqa: BLE001 - a missed heartbeat shows as a growing heartbeat age
             log.warning("heartbeat of %s at %s failed: %s", self.name, self.primary.replica, exc)

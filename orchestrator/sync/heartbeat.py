@@ -24,6 +24,7 @@ from mcrepl.adapters.base import ApplyOutcome, Record, ReplicaAdapter, ReplicaTa
 from mcrepl.adapters.base.reserved import HEARTBEAT_ID, heartbeat_capable, heartbeat_key, is_reserved
 from mcrepl.orchestrator.clock import Clock
 from mcrepl.orchestrator.state import LogEntry, StateStore
+from mcrepl.testing.seeding import NativeWriter, native_writer
 
 from .writer import Written
 
@@ -78,15 +79,24 @@ class HeartbeatWriter:
             log.warning("dataset %s has a non-string partition key: no heartbeats (lag is the lanes' lag only)",
                         target.dataset)
 
+    def usable(self, adapter: ReplicaAdapter) -> bool:
+        """Whether the primary's adapter can write as an application does (the heartbeat is such a
+        write, so capture stamps it like any other); if not, heartbeats stay off, with a warning."""
+        if self.enabled and not isinstance(adapter, NativeWriter):
+            log.warning("the %s adapter cannot write as an application would: no heartbeats for %s",
+                        self.target.provider, self.target.dataset)
+            self.enabled = False
+        return self.enabled
+
     def beat(self, adapter: ReplicaAdapter) -> int | None:
         """Write one heartbeat; its write time in ms, or ``None`` when fenced or disabled."""
-        if not self.enabled:
+        if not self.usable(adapter):
             return None
         pointer = self.state.current_primary(self.target.dataset)
         if pointer is not None and (pointer.location != self.target.replica or pointer.epoch != self.epoch):
             return None
         written_ms = int(self.clock.time() * 1000)
-        adapter.write_native([heartbeat_record(self.target, written_ms)])
+        native_writer(adapter).write_native([heartbeat_record(self.target, written_ms)])
         self.state.heartbeats.sent(self.target.dataset, self.target.replica, written_ms, self.every_s)
         return written_ms
 

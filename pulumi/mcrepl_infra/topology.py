@@ -108,9 +108,15 @@ def plan_topology(config: McreplConfig, names: Names) -> Topology:
             elif ref.provider == "cosmos":
                 cosmos_regions.setdefault(ref.region, []).append(f"datasets.{name}")
                 containers.append(ContainerPlan(name, ref.at, physical, ref.kms_key))
-            else:
+            elif ref.provider == "gcs":
                 topo.buckets.setdefault(ref.region, []).append(
                     BucketPlan(name, ref.at, physical, ref.kms_key))
+            else:
+                raise ConfigError(f"this program does not provision {ref.provider} locations ({ref.at} in "
+                                  f"datasets.{name})", path=f"datasets.{name}",
+                                  fix=f"create the {ref.provider} store outside this stack (mcrepl creates a "
+                                      "missing bucket where its credentials allow), or leave the location out "
+                                      "of the config this stack reads")
     if len(cosmos_regions) > 1:
         where = "; ".join(f"{region}: {', '.join(paths)}" for region, paths in cosmos_regions.items())
         raise ConfigError(f"Cosmos replicas in {len(cosmos_regions)} regions ({where}); one stack "

@@ -1,12 +1,12 @@
-"""Fixtures of the adapter contract suite: one test body, every backend."""
+"""Fixtures of the in-repo contract run: the shipped suite, parametrised over every backend."""
 
 from __future__ import annotations
 
-from typing import Callable, Iterator
+from typing import Iterator
 
 import pytest
 
-from mcrepl.adapters.base import ReplicaAdapter
+from mcrepl.testing.contract import StoreFactory, dropping
 
 from .backends import BACKENDS, Backend
 
@@ -19,31 +19,15 @@ def backend(request: pytest.FixtureRequest) -> Backend:
 @pytest.fixture
 def endpoints(backend: Backend, request: pytest.FixtureRequest) -> dict[str, str]:
     """Local-stack endpoints; the memory backend needs none, so it never starts emulators."""
-    if backend.endpoint_key is None:
+    if backend.service is None:
         return {}
     stack = request.getfixturevalue("local_stack")
-    return {backend.endpoint_key: stack.endpoint(backend.endpoint_key)}
+    return {backend.service: stack.endpoint(backend.service)}
 
 
 @pytest.fixture
-def open_store(backend: Backend, endpoints: dict[str, str]) -> Iterator[Callable[..., ReplicaAdapter]]:
+def backend_stores(backend: Backend, endpoints: dict[str, str]) -> Iterator[StoreFactory]:
     """Open fresh, empty stores on this backend; each is dropped after the test."""
-    opened: list[ReplicaAdapter] = []
-
-    def _open(**kw: object) -> ReplicaAdapter:
-        adapter = backend.open(endpoints, **kw)
-        opened.append(adapter)
-        return adapter
-
-    yield _open
-    for adapter in opened:
-        try:
-            adapter.drop()
-        finally:
-            adapter.close()
-
-
-@pytest.fixture
-def store(open_store: Callable[..., ReplicaAdapter]) -> ReplicaAdapter:
-    """A fresh document store with partition key ``pk`` (string)."""
-    return open_store()
+    from mcrepl.adapters import open_adapter
+    with dropping(lambda **kw: open_adapter(backend.target(endpoints, **kw))) as factory:
+        yield factory

@@ -1,7 +1,9 @@
 """Listing-vs-manifest capture: which objects changed or vanished since the last listing.
 
-Pure logic over listed ``(name, generation)`` entries in GCS listing order (names in
-UTF-8 byte order); the adapter supplies the listing and turns the events into records.
+Pure logic over listed ``(name, generation)`` entries in listing order (names in UTF-8
+byte order, as GCS and S3 list); the adapter supplies the listing and turns the events
+into records. ``generation`` is any positive integer that changes whenever the object
+does (GCS's generation; a fingerprint of S3's ETag and LastModified).
 
 One *pass* walks the whole bucket in name order. A page stops after ``limit`` events
 and records the last name it handled, so the next page lists from there
@@ -24,7 +26,7 @@ from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
 from typing import Any
 
-from .cursor import Manifest
+from .manifest import Manifest
 
 
 @dataclass(frozen=True)

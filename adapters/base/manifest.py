@@ -1,11 +1,13 @@
-"""The GCS capture cursor: a manifest of object generations, stored compactly.
+"""The capture cursor of a listing-based store: a manifest of object versions, stored compactly.
 
-GCS has no change log, so capture compares a listing with the manifest of the last one.
+Object stores without a change log (GCS, S3) capture by comparing a listing with the
+manifest of the last one. Each object's version is a positive integer the store's
+listing yields: GCS's generation, or a fingerprint of S3's ETag and LastModified.
 The engine persists the cursor (JSON) in its state store after every page, so it is
 kept small: names are sorted (so shared prefixes compress well), generations are written
 as hex offsets from the smallest one, and the text is zlib-compressed and base64-encoded.
 A tombstone mcrepl wrote is remembered with a negative generation, so when
-:meth:`~mcrepl.adapters.gcs.adapter.GCSAdapter.purge_tombstones` later removes it, capture
+:meth:`purge_tombstones` later removes it, capture
 knows the disappearance is a purge, not an application's delete to replicate.
 
 Cursor shape (all keys short on purpose)::
@@ -24,7 +26,7 @@ import zlib
 from collections.abc import Iterator
 from typing import Any
 
-from ..base.errors import AdapterError
+from .errors import AdapterError
 
 FORMAT = 1
 
@@ -80,7 +82,7 @@ class Manifest:
         for name in sorted(self._gens):
             g = self._gens[name]
             lines.append(f"{'-' if g < 0 else ''}{abs(g) - base:x} {name}")
-        # "\n" cannot occur in a GCS object name, so it is a safe separator
+        # names holding "\n" are refused by the adapters (GCS forbids it; S3 adapters refuse it)
         raw = "\n".join(lines).encode("utf-8")
         return base64.b64encode(zlib.compress(raw, 6)).decode("ascii")
 
@@ -98,9 +100,8 @@ class Manifest:
                 g = int(num.lstrip("-"), 16) + base
                 gens[name] = -g if tomb else g
         except (ValueError, zlib.error, UnicodeDecodeError) as exc:
-            raise AdapterError(f"GCS capture cursor is corrupt ({type(exc).__name__}) (fix: "
-                               "reset the checkpoint so capture starts from a full listing)",
-                               provider="gcs") from exc
+            raise AdapterError(f"listing capture cursor is corrupt ({type(exc).__name__}) (fix: "
+                               "reset the checkpoint so capture starts from a full listing)") from exc
         m = cls(gens)
         m._sorted = list(gens)  # written in sorted order
         return m
@@ -126,7 +127,7 @@ def read_cursor(cursor: dict[str, Any] | None,
     if cursor is None:
         return Manifest(), None, True
     if cursor.get("v") != FORMAT or "m" not in cursor:
-        raise AdapterError("not a GCS capture cursor (fix: reset the checkpoint; cursors are "
-                           "not portable between providers)", provider="gcs")
+        raise AdapterError("not a listing capture cursor (fix: reset the checkpoint; cursors are "
+                           "not portable between providers)")
     manifest = decoded if decoded is not None else Manifest.decode(str(cursor["m"]))
     return manifest, cursor.get("at"), bool(cursor.get("full"))

@@ -1,4 +1,4 @@
-"""Record builders and hypothesis strategies shared by the contract tests."""
+"""Record builders and hypothesis strategies of the contract suite (usable in any adapter's own tests)."""
 
 from __future__ import annotations
 

@@ -1,0 +1,30 @@
+"""``providers.memory``: the in-memory reference adapter's settings and spec."""
+
+from __future__ import annotations
+
+from typing import ClassVar, Literal
+
+from pydantic import Field
+
+from ..base.interface import Capabilities
+from ..base.settings import AdapterSettings
+from ..base.spec import AdapterSpec
+
+
+class MemorySettings(AdapterSettings):
+    """A process-local store; ``namespace`` keeps tests apart."""
+
+    credential_home: ClassVar[str] = "nowhere: the in-memory store has no credentials"
+
+    namespace: str = Field("", description="stores of different namespaces never share data")
+    initial_capture: Literal["log", "feed", "scan"] = Field(
+        "log", description="what capture from no cursor reads: the whole log, each key's latest change, "
+                           "or a key-order scan then the log")
+
+
+SPEC = AdapterSpec(
+    name="memory", adapter="mcrepl.adapters.memory.adapter:MemoryAdapter", settings=MemorySettings,
+    capabilities=Capabilities(incremental_capture=True, transactional_batch=True,
+                              max_record_bytes=16 * 1024 * 1024, capture_sees_deletes=True),
+    cloud="local", install="nothing: it ships with mcrepl", summary="mcrepl's in-memory reference store "
+    "(tests, simulation, property-test oracle)", resource_kind="store")
