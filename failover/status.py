@@ -10,7 +10,8 @@ survives the primary: ``to_drain`` — logged changes the replica lacks, applied
 the promotion (lost only if it cannot take them and the promotion is forced) — and
 ``uncaptured_seconds`` — time since capture last read the primary: writes made there
 since are in no log; they come back when the old primary rejoins, and are lost only if
-it never does.
+it never does. In follow mode ``heartbeat_lag`` adds the measured figure: heartbeat lag p50/p99
+over the last minutes and the RPO estimate in seconds derived from it (docs/sync.md).
 """
 
 from __future__ import annotations
@@ -21,6 +22,7 @@ from typing import Any
 from mcrepl.orchestrator.config import McreplConfig
 from mcrepl.orchestrator.state import StateStore
 from mcrepl.orchestrator.sync.breaker import breaker_state
+from mcrepl.orchestrator.sync.rpo import rpo_estimate
 from mcrepl.orchestrator.sync.status import lane_lag
 
 from .dns import record_of
@@ -75,6 +77,7 @@ def _replica(config: McreplConfig, state: StateStore, dataset: str, location: st
     return {"location": location, "lag_changes": changes, "lag_seconds": seconds,
             "caught_up_at": lane.caught_up_at, "breaker": breaker, "last_error": lane.last_error,
             "rpo_estimate": {"to_drain": changes, "uncaptured_seconds": uncaptured},
+            "heartbeat_lag": rpo_estimate(config, state, dataset, location, now),
             "ready": not blockers, "blockers": blockers}
 
 

@@ -203,6 +203,31 @@ class ConflictSpec(_Strict):
         return self
 
 
+class DatasetSync(_Strict):
+    """How a dataset replicates: ``mode: scheduled`` (passes on ``schedule``) or ``mode: follow``.
+
+    Follow mode keeps a follower on the primary's change log and applies continuously
+    (``mcrepl sync --schedule`` follows these datasets and schedules the others;
+    ``mcrepl sync --follow`` follows every dataset). ``heartbeat`` is how often a heartbeat
+    record is written to the primary in follow mode (``null``: never) so lag is measured end
+    to end even when applications write nothing; ``lag_objective`` is the p99 heartbeat lag
+    the dataset promises (its RPO objective): ``status`` and the alert rules hold it to that.
+    """
+
+    mode: Literal["scheduled", "follow"] = "scheduled"
+    heartbeat: timedelta | None = timedelta(seconds=1)
+    lag_objective: timedelta | None = None
+
+    @model_validator(mode="after")
+    def _positive(self) -> "DatasetSync":
+        if self.heartbeat is not None and self.heartbeat.total_seconds() < 0.05:
+            raise LocatedValueError("is shorter than 50ms", at="heartbeat",
+                                    fix="write an interval such as 1s (or null to write no heartbeats)")
+        if self.lag_objective is not None and self.lag_objective.total_seconds() <= 0:
+            raise LocatedValueError("must be positive", at="lag_objective", fix="write e.g. 1s")
+        return self
+
+
 class Dataset(_Strict):
     """One replicated dataset: where its primary and replicas live and how it syncs."""
 
@@ -211,6 +236,7 @@ class Dataset(_Strict):
     primary: ReplicaRef
     replicas: list[ReplicaRef] = Field(min_length=1)
     schedule: Schedule = Schedule(every=timedelta(seconds=60))
+    sync: DatasetSync = DatasetSync()
     conflict: ConflictSpec = ConflictSpec()
     classification: str = "internal"
     sensitive_fields: list[str] = Field(default_factory=list)
@@ -242,6 +268,11 @@ class Dataset(_Strict):
                 raise LocatedValueError(f"{r.at} is listed twice, as replicas[{first[r.at]}] and replicas[{i}]",
                                         at=f"replicas[{i}]", fix=f"remove replicas[{i}]")
             first[r.at] = i
+        if self.sync.mode == "follow" and self.sync.heartbeat is not None and self.key is not None \
+                and self.key.partition.type != "S":
+            raise LocatedValueError("heartbeats need a string partition key (their reserved key is "
+                                    "'_mcrepl:heartbeat'), and this dataset's partition key is not a string",
+                                    at="sync.heartbeat", fix="set sync.heartbeat: null for this dataset")
         return self
 
     def key_schema(self) -> KeySchema:
@@ -334,6 +365,25 @@ class ExecutorSettings(_Strict):
         return v
 
 
+class FollowSettings(_Strict):
+    """Tuning of follow mode (``mcrepl sync --follow``), shared by every followed dataset.
+
+    A lane applies as soon as ``sync.batch_size`` changes are pending or the oldest pending
+    one has waited ``max_delay``, whichever comes first; capture asks the primary for more
+    every ``poll_interval`` once it has read everything. When the slowest lane that is
+    still answering is ``max_backlog`` changes behind, capture pauses (the primary's change
+    log keeps the changes) until it catches up: the log on disk stays bounded. A lane whose
+    store does not answer is left out of that count, so it never slows the others.
+    On SIGTERM lanes keep applying what was captured for up to ``drain_timeout``.
+    """
+
+    max_delay: timedelta = timedelta(milliseconds=20)
+    poll_interval: timedelta = timedelta(milliseconds=100)
+    max_backlog: int = Field(20_000, ge=1)
+    drain_timeout: timedelta = timedelta(seconds=10)
+    lag_window: timedelta = timedelta(minutes=5)
+
+
 class SyncSettings(_Strict):
     """Tuning shared by every sync job."""
 
@@ -347,6 +397,7 @@ class SyncSettings(_Strict):
     breaker_reset: timedelta = timedelta(seconds=30)
     anti_entropy: AntiEntropy = AntiEntropy()
     executor: ExecutorSettings = ExecutorSettings()
+    follow: FollowSettings = FollowSettings()
 
     @model_validator(mode="after")
     def _retention_outlives_outage(self) -> "SyncSettings":

@@ -24,6 +24,7 @@ from dataclasses import replace
 from typing import TYPE_CHECKING, Any, Sequence
 
 from mcrepl.adapters.base import Record, RecordError
+from mcrepl.adapters.base.reserved import is_reserved
 from mcrepl.adapters.base.values import content_hash
 
 from .datakeys import DataKeyStore, open_datakeys
@@ -185,8 +186,8 @@ class PolicyRouter:
                                 "in policies.residency.classes")
             allowed = ", ".join(class_jurisdictions(self.config, ds.classification) or [])
             return Withheld(CLASSIFICATION_RULE, f"{ds.classification} data may live only in {allowed}")
-        if record.tombstone or not isinstance(record.body, dict):
-            return None
+        if record.tombstone or not isinstance(record.body, dict) or is_reserved(record.key.id):
+            return None                   # a heartbeat carries no user field for a record rule to read
         for rule in record_rules(self.config, dataset):
             why = _record_rule_check(rule, record.body, replica)
             if isinstance(why, RecordError):

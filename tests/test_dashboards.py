@@ -5,6 +5,7 @@ or rule queries is one a live ``/metrics`` endpoint serves after a real pass.
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import re
 import shutil
@@ -23,7 +24,7 @@ from mcrepl.orchestrator.observability.metrics import SyncMetrics, VerifyMetrics
 from mcrepl.orchestrator.state import StateStore
 from mcrepl.orchestrator.sync import SyncEngine
 
-from .test_sync_helpers import PRIMARY, MemoryWorld, customer, make_config
+from .test_sync_helpers import GCS, PRIMARY, MemoryWorld, customer, make_config
 
 ROOT = Path(__file__).resolve().parent.parent
 RULES = ROOT / "examples/prometheus/alerts.yml"
@@ -80,6 +81,7 @@ def exported(tmp_path_factory: pytest.TempPathFactory) -> set[str]:
     engine = SyncEngine(config, StateStore(tmp / "state.db"), adapter_factory=world.factory, metrics=metrics)
     try:
         metrics.observe_pass(engine.run_once(), None, ["customers"])
+        _follow_with_heartbeats(engine, metrics)
     finally:
         engine.close()
         world.drop()
@@ -96,6 +98,21 @@ def exported(tmp_path_factory: pytest.TempPathFactory) -> set[str]:
     verify.write(str(path))
     text += path.read_text()
     return {s.name for family in text_string_to_metric_families(text) for s in family.samples}
+
+
+def _follow_with_heartbeats(engine: SyncEngine, metrics: SyncMetrics) -> None:
+    """A few rounds of follow mode until a heartbeat arrived: the series only follow mode exports."""
+    from mcrepl.orchestrator.sync.follow import FollowSession
+    from mcrepl.orchestrator.sync.follow_lane import FollowTuning
+    metrics.lag_objective("customers", 1.0)
+    tuning = dataclasses.replace(FollowTuning.of(engine.config, "customers"), heartbeat_s=0.05)
+    session = FollowSession(engine, "customers", tuning)
+    for _ in range(200):
+        session.iterate(1)
+        if metrics.value("mcrepl_replication_lag_seconds_count", dataset="customers", replica=GCS) > 0:
+            session.maintenance_step()
+            return
+    raise AssertionError("no heartbeat arrived in 200 rounds of follow mode")
 
 
 def test_every_dashboard_query_uses_metrics_the_exporter_really_exports(exported: set[str]) -> None:

@@ -47,9 +47,10 @@ def test_status_conflicts_and_quarantine_commands(tmp_path: Path) -> None:
         world.drop()
 
 
-def test_sync_needs_once_or_schedule(tmp_path: Path) -> None:
-    result = CliRunner().invoke(app, ["sync", "--config", str(tmp_path / "missing.yaml")])
-    assert result.exit_code == 2 and "--once or --schedule" in result.output
+def test_sync_needs_exactly_one_of_once_schedule_follow(tmp_path: Path) -> None:
+    for flags in ([], ["--once", "--follow"], ["--schedule", "--follow"]):
+        result = CliRunner().invoke(app, ["sync", "--config", str(tmp_path / "missing.yaml"), *flags])
+        assert result.exit_code == 2 and "exactly one of --once, --schedule or --follow" in result.output, flags
 
 
 def test_scheduler_has_one_non_overlapping_job_per_dataset(tmp_path: Path) -> None:
@@ -59,6 +60,15 @@ def test_scheduler_has_one_non_overlapping_job_per_dataset(tmp_path: Path) -> No
     (job,) = scheduler.get_jobs()
     assert job.id == "sync:customers" and job.max_instances == 1 and job.coalesce is True
     assert job.trigger.interval.total_seconds() == 1.0
+
+
+def test_scheduler_leaves_followed_datasets_to_the_follower(tmp_path: Path) -> None:
+    from mcrepl.orchestrator.config import McreplConfig
+    from mcrepl.orchestrator.sync.schedule import build_scheduler
+    raw = raw_config(tmp_path)
+    raw["datasets"]["orders"] = {**raw["datasets"]["customers"], "sync": {"mode": "follow"}}
+    scheduler = build_scheduler(object(), McreplConfig.model_validate(raw))
+    assert [job.id for job in scheduler.get_jobs()] == ["sync:customers"]
 
 
 def test_piped_tables_show_every_cell_whole_and_escape_control_characters(tmp_path: Path) -> None:

@@ -19,6 +19,7 @@ import typer
 
 from .common import EXIT_FOUND, EXIT_INPUT, ConfigOption, check_dataset, cli_errors, console, fail, load, \
     local_endpoints
+from .follow_output import heartbeat_cells
 from .output import cell, json_ready, make_table
 
 DatasetOpt = typer.Option(..., "--dataset", "-d", help="The dataset whose primary moves.")
@@ -194,11 +195,12 @@ def _print_status(row: dict[str, Any]) -> None:
     console.print(f"{row['dataset']}: primary {row['primary']} (epoch {row['epoch']}; configured "
                   f"{row['configured_primary']}); log head {row['log_head']}, last capture "
                   f"{_ago(row['last_capture_age_seconds'])}", highlight=False)
-    table = make_table(["replica", "lag (changes)", "lag (s)", "RPO: to drain", "RPO: uncaptured (s)", "breaker",
-                        "ready"])
+    table = make_table(["replica", "lag (changes)", "lag (s)", "RPO: to drain", "RPO: uncaptured (s)",
+                        "heartbeat lag p50/p99 (s)", "RPO estimate (s)", "breaker", "ready"])
     for r in row["replicas"]:
         table.add_row(cell(r["location"]), cell(r["lag_changes"]), cell(r["lag_seconds"]),
                       cell(r["rpo_estimate"]["to_drain"]), cell(r["rpo_estimate"]["uncaptured_seconds"]),
+                      *heartbeat_cells(r["heartbeat_lag"]),
                       cell(r["breaker"]), cell("yes" if r["ready"] else "no: " + "; ".join(r["blockers"]),
                                                None if r["ready"] else "yellow"))
     console.print(table)

@@ -26,6 +26,7 @@ import typer
 from .common import (EXIT_FOUND, EXIT_INPUT, EXIT_STORE, ConfigOption, check_dataset, cli_errors, console,
                      err_console, fail, load, local_endpoints)
 from .executor_opts import ExecutorOpt, SchedulerOpt, WorkersOpt, with_executor
+from .follow_output import heartbeat_cells, lanes_table
 from .output import cell, make_table
 
 DatasetOpt = typer.Option(None, "--dataset", "-d", help="Only this dataset.")
@@ -62,6 +63,9 @@ def _observability(config: Any, state: Any, metrics_port: int | None, log_level:
         metrics.prepare({name: [r.at for r in ds.locations] for name, ds in config.datasets.items()},
                         sorted({r.provider for ds in config.datasets.values() for r in ds.locations}),
                         lane_status(config, state))
+        for name, ds in config.datasets.items():
+            if ds.sync.lag_objective is not None:
+                metrics.lag_objective(name, ds.sync.lag_objective.total_seconds())
         if scheduled:
             metrics.schedule({name: schedule_period(config.datasets[name].schedule) for name in scheduled},
                              grace_s=config.sync.deadline.total_seconds())
@@ -71,7 +75,11 @@ def _observability(config: Any, state: Any, metrics_port: int | None, log_level:
 
 
 def sync(config_file: Path = ConfigOption, once: bool = typer.Option(False, "--once", help="One pass, then exit."),
-         schedule: bool = typer.Option(False, "--schedule", help="Run each dataset on its schedule until stopped."),
+         schedule: bool = typer.Option(False, "--schedule", help="Run each dataset on its schedule until stopped "
+                                       "(datasets with sync.mode: follow are followed instead)."),
+         follow: bool = typer.Option(False, "--follow", help="Replicate continuously until SIGINT/SIGTERM: capture "
+                                     "follows the primary's change log, lanes apply in small batches, heartbeats "
+                                     "measure lag; on stop, lanes drain what was captured."),
          dataset: Optional[str] = DatasetOpt,
          metrics_port: Optional[int] = typer.Option(None, "--metrics-port",
                                                     help="Serve Prometheus /metrics, /healthz and /readyz on "
@@ -90,10 +98,11 @@ def sync(config_file: Path = ConfigOption, once: bool = typer.Option(False, "--o
     "converged" is said only after a comparison of the copies (--verify, or the schedule's
     anti-entropy). OTEL_TRACES_EXPORTER=console (or otlp) traces every pass. Store calls
     run as work units on --executor (threads by default; processes; dask with --workers N
-    for a local cluster or --scheduler to join one).
+    for a local cluster or --scheduler to join one). --follow exits 0 when every lane
+    drained what was captured before the stop, 3 when one did not.
     """
-    if once == schedule:
-        fail("give exactly one of --once or --schedule", EXIT_INPUT)
+    if once + schedule + follow != 1:
+        fail("give exactly one of --once, --schedule or --follow", EXIT_INPUT)
     config = with_executor(load(config_file), executor, workers, scheduler)
     names = check_dataset(config, dataset)
     from mcrepl.orchestrator.observability.tracing import shutdown_tracing
@@ -102,7 +111,9 @@ def sync(config_file: Path = ConfigOption, once: bool = typer.Option(False, "--o
     from mcrepl.policies.router import router_for
     with cli_errors():
         state = StateStore(state_path(config))
-        metrics, server, audit = _observability(config, state, metrics_port, log_level, names if schedule else [])
+        metrics, server, audit = _observability(config, state, metrics_port, log_level,
+                                                [n for n in names if config.datasets[n].sync.mode != "follow"]
+                                                if schedule else [])
         engine = SyncEngine(config, state, local_endpoints=local_endpoints(config), namespace=namespace,
                             router=router_for(config), metrics=metrics, audit=audit,
                             progress=once and output == "table" and sys.stderr.isatty())
@@ -115,6 +126,9 @@ def sync(config_file: Path = ConfigOption, once: bool = typer.Option(False, "--o
             with cli_errors():
                 run_scheduled(engine, config, dataset, observe=observe)
             return
+        if follow:
+            from .follow_output import run_follow
+            run_follow(engine, names, output)
         with cli_errors():
             try:
                 report = engine.run_once(dataset, verify=verify)
@@ -142,16 +156,7 @@ def _print_report(report: Any, output: str) -> None:
     if output == "json":
         typer.echo(json.dumps(report.to_dict(), indent=2))
         return
-    table = make_table(("dataset", "replica", "captured", "applied", "replayed", "stale", "quarantined",
-                        "withheld", "conflicts", "errors", "caught up"), title=f"sync pass ({report.seconds:.1f}s)")
-    for ds in report.datasets.values():
-        for lane in ds.lanes.values():
-            caught_up = cell("yes", "green") if lane.caught_up else \
-                cell(f"no: {lane.reason or lane.last_error or ds.capture_error or 'stopped'}", "red")
-            table.add_row(cell(ds.dataset), cell(lane.replica), *(cell(n) for n in (
-                ds.captured, lane.applied, lane.replayed, lane.stale, lane.quarantined, lane.withheld,
-                lane.conflicts, lane.errors)), caught_up)
-    console.print(table)
+    console.print(lanes_table(report.datasets.values(), "caught up", f"sync pass ({report.seconds:.1f}s)"))
     for ds in report.datasets.values():
         if ds.capture_error:
             console.print(f"{ds.dataset}: capture from {ds.primary}: {ds.capture_error}", highlight=False,
@@ -177,12 +182,13 @@ def status(config_file: Path = ConfigOption, dataset: Optional[str] = DatasetOpt
     if output == "json":
         typer.echo(json.dumps(rows, indent=2))
         return
-    table = make_table(("dataset", "replica", "lane", "lag (s)", "lag (changes)", "last checkpoint",
-                        "backlog (batches)", "conflicts", "quarantined", "breaker", "last verify", "last error"),
-                       title="mcrepl status")
+    table = make_table(("dataset", "replica", "lane", "lag (s)", "lag (changes)", "heartbeat lag p50/p99 (s)",
+                        "RPO estimate (s)", "last checkpoint", "backlog (batches)", "conflicts", "quarantined",
+                        "breaker", "last verify", "last error"), title="mcrepl status")
     for r in rows:
         table.add_row(cell(r["dataset"]), cell(r["replica"]), cell(r["lane"]), cell(f"{r['lag_seconds']:.1f}"),
-                      cell(r["lag_changes"]), cell(_when(r["last_checkpoint"])), cell(r["backlog_batches"]),
+                      cell(r["lag_changes"]), *heartbeat_cells(r["heartbeat_lag"]),
+                      cell(_when(r["last_checkpoint"])), cell(r["backlog_batches"]),
                       cell(r["conflicts"]), cell(r["quarantined"]),
                       cell(r["breaker"], "red" if r["breaker"] == "open" else None), cell(_verified(r["last_verify"])),
                       cell(r["last_error"]))

@@ -14,6 +14,7 @@ from mcrepl.adapters import open_adapter
 from mcrepl.adapters.base import ConfigError, McreplError, NotFoundError, ReplicaTarget
 from mcrepl.orchestrator.config import McreplConfig
 from mcrepl.orchestrator.sample import sample_records
+from mcrepl.orchestrator.verify import user_digests
 from mcrepl.testing.seeding import native_writer
 
 from .lifecycle import read_endpoints
@@ -110,7 +111,7 @@ def peek_locations(config: McreplConfig, dataset: str, limit: int = 5) -> list[L
         peek = LocationPeek(target.replica, target.resource)
         try:
             with open_adapter(target) as adapter:
-                digests = sorted(adapter.list_digests(), key=lambda d: d.key_id)
+                digests = sorted(user_digests(adapter), key=lambda d: d.key_id)
                 peek.count = len(digests)
                 schema = target.key_schema
                 for digest in digests[:limit]:

@@ -49,6 +49,9 @@ PASS_OUTCOMES = ("ok", "not_caught_up", "capture_failed", "deadline", "error")
 
 PROVIDERS = ("dynamodb", "cosmos", "gcs")
 
+LAG_BUCKETS = (0.025, 0.05, 0.1, 0.25, 0.5, 0.75, 1.0, 1.5, 2.5, 5.0, 10.0, 30.0, 60.0, 300.0)
+"""Buckets of ``mcrepl_replication_lag_seconds``: fine below the one-second objectives follow mode serves."""
+
 _live: "weakref.WeakSet[SyncMetrics]" = weakref.WeakSet()
 _hook_lock = threading.Lock()
 _hook_installed = False
@@ -136,6 +139,13 @@ class SyncMetrics:
         self._period = Gauge("mcrepl_schedule_period_seconds",
                              "Seconds between the dataset's scheduled passes (--schedule mode).", ["dataset"],
                              registry=r)
+        self._replication_lag = Histogram(
+            "mcrepl_replication_lag_seconds", "End-to-end lag of heartbeats: written to the primary, "
+            "acknowledged by the replica.", lane, buckets=LAG_BUCKETS, registry=r)
+        self._heartbeat_age = Gauge("mcrepl_heartbeat_age_seconds", "Age of the newest heartbeat the replica "
+                                    "has received (follow mode; grows while nothing arrives).", lane, registry=r)
+        self._lag_objective = Gauge("mcrepl_replication_lag_objective_seconds", "The dataset's configured p99 "
+                                    "lag objective (sync.lag_objective).", ["dataset"], registry=r)
         self._breaker_last: dict[tuple[str, str], str] = {}
         self._lock = threading.Lock()
         self.readiness = Readiness()
@@ -196,6 +206,18 @@ class SyncMetrics:
         """
         self.lag(dataset, replica, lag_seconds, lag_changes)
         self._last_commit.labels(dataset, replica).set(time.time())
+
+    def replication_lag(self, dataset: str, replica: str, seconds: float) -> None:
+        """One heartbeat arrived at ``replica`` ``seconds`` after it was written to the primary."""
+        self._replication_lag.labels(dataset, replica).observe(seconds)
+
+    def heartbeat_age(self, dataset: str, replica: str, seconds: float) -> None:
+        """How old the newest heartbeat ``replica`` has received is, now."""
+        self._heartbeat_age.labels(dataset, replica).set(max(0.0, seconds))
+
+    def lag_objective(self, dataset: str, seconds: float) -> None:
+        """Export the dataset's configured lag objective (the alert rules compare against it)."""
+        self._lag_objective.labels(dataset).set(seconds)
 
     def retry(self, provider: str) -> None:
         """Count one retried adapter call for ``provider``."""

@@ -18,6 +18,7 @@ from mcrepl.orchestrator.clock import SYSTEM_CLOCK, Clock
 from mcrepl.orchestrator.hlc import ClockState
 
 from .db import Database
+from .heartbeats import HeartbeatTable
 from .journal import ConflictRow, Journal, QuarantineRow
 from .lanes import COUNTERS, LaneState, LaneTable
 from .leases import Lease, PartitionLeases, this_owner
@@ -69,6 +70,7 @@ class StateStore:
         self.journal = Journal(self.db, clock.time)
         self.staging = Staging(self.db, self._ciphers)
         self.leases = PartitionLeases(self.db, clock.time)
+        self.heartbeats = HeartbeatTable(self.db)
         if audit is _DEFAULT_SINK:
             audit = _default_audit(path)
         self.audit = AuditOutbox(self.db, clock.time, audit)

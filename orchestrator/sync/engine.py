@@ -36,6 +36,7 @@ from .capture import CaptureResult, PageCapturer
 from .dataset_pass import DatasetPass, LaneRun, PassSettings
 from .errors import SyncDeadlineExceeded
 from .executor import StepExecutor, ThreadStepExecutor
+from .heartbeat import HeartbeatArrivals
 from .inflight import InFlightWindow
 from .leasing import PassLeases, pass_partitions
 from .progress import pass_progress
@@ -97,6 +98,7 @@ class SyncEngine:
         self.hlc = HybridLogicalClock("mcrepl", state.load_clock(), now_ms=lambda: wall_ms(clock))
         self._seal_capture_log()
         self._stop = threading.Event()
+        self.heartbeat_arrivals = HeartbeatArrivals(state, clock, metrics)
         self._record_config()
 
     def _seal_capture_log(self) -> None:
@@ -201,6 +203,11 @@ class SyncEngine:
         """Stop at the next batch boundary (signal handlers call this); in-flight batches commit."""
         self._stop.set()
 
+    @property
+    def stopping(self) -> threading.Event:
+        """Set once a stop was requested (followers watch it too)."""
+        return self._stop
+
     def close(self) -> None:
         """Close every adapter this engine opened and flush the audit outbox."""
         with self._lock:
@@ -266,8 +273,10 @@ class SyncEngine:
 
     def lane_applier(self, target: ReplicaTarget, settling: Settling, *, is_primary: bool = False) -> LaneApplier:
         """The applier of ``target``'s lane (its adapter opened on first use)."""
-        return LaneApplier(target, self.unit_adapter(target), self.state, self.router, self.config.sync.batch_size,
-                           settling, is_primary=is_primary, metrics=self.metrics)
+        applier = LaneApplier(target, self.unit_adapter(target), self.state, self.router,
+                              self.config.sync.batch_size, settling, is_primary=is_primary, metrics=self.metrics)
+        applier.arrivals = self.heartbeat_arrivals
+        return applier
 
     @traced(*DATASET_SPAN)
     def _run_dataset(self, name: str, report: SyncReport, bar: Any, verify: bool) -> None:

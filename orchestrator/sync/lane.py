@@ -26,6 +26,7 @@ from mcrepl.orchestrator.observability.sync_spans import LANE_BATCH_SPAN, traced
 from mcrepl.orchestrator.state import ConflictRow, LogEntry, StateStore
 from mcrepl.policies.routing import RecordRouter
 
+from .heartbeat import HeartbeatArrivals, uncount
 from .recovery import recover
 from .resolution import settle
 from .settling import Settling
@@ -59,6 +60,7 @@ class LaneApplier:
         self.settling = settling
         self.is_primary = is_primary
         self.metrics = metrics
+        self.arrivals: HeartbeatArrivals | None = None     # times heartbeats (the engine sets it)
         ds, location = target.dataset, target.replica
         self.writer = LocationWriter(ds, location, adapter, router, lambda: state.log.origins(ds),
                                      captured=lambda ids: state.log.known_at(ds, location, ids),
@@ -80,6 +82,7 @@ class LaneApplier:
             # logged before the window commits: replayed after a crash, the writer finds them known
             recover(self.state, self.target, self.settling, late, offset, {})
         counts = counts_of(written)
+        uncount(entries, written, counts)
         self._retract(entries, written, counts)
         conflicts = [(e.record, w) for e, w in zip(entries, written)
                      if w.result is not None and w.result.conflict_with is not None]
@@ -96,6 +99,8 @@ class LaneApplier:
                                            "last_seq": end, "merged": merged, **counts})
         self.state.audit.flush()
         self._observe(counts, end)
+        if self.arrivals is not None:
+            self.arrivals.observe(self.target, entries, written)
         return BatchOutcome(end, counts, merged)
 
     def _retract(self, entries: list[LogEntry], written: list[Written], counts: dict[str, int]) -> None:

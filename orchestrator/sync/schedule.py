@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import logging
 import signal
+import threading
 from typing import Any, Callable, Iterable, Optional
 
 #: called after every scheduled pass: (report or None, the exception or None, the datasets it was for)
@@ -52,7 +53,7 @@ def build_scheduler(engine: Any, config: Any, dataset: str | None = None,
     from apscheduler.schedulers.blocking import BlockingScheduler
     scheduler = BlockingScheduler(timezone="UTC")
     for name, ds in config.datasets.items():
-        if dataset and name != dataset:
+        if dataset and name != dataset or ds.sync.mode == "follow":
             continue
         scheduler.add_job(_pass, trigger_for(ds.schedule), args=(engine, name, observe), id=f"sync:{name}",
                           name=f"sync {name}", max_instances=1, coalesce=True, misfire_grace_time=None,
@@ -89,8 +90,16 @@ def _pass(engine: Any, name: str, observe: PassObserver | None = None) -> None:
 
 def run_scheduled(engine: Any, config: Any, dataset: str | None = None,
                   observe: PassObserver | None = None) -> None:
-    """Run until SIGINT/SIGTERM; then stop between batches and return."""
+    """Run until SIGINT/SIGTERM; then stop between batches and return.
+
+    Datasets with ``sync.mode: follow`` are followed continuously beside the scheduler
+    (:mod:`.follow_runner`) and drained on the same signal.
+    """
+    from .follow_runner import Follower
     scheduler = build_scheduler(engine, config, dataset, observe)
+    followed = [n for n, ds in config.datasets.items() if ds.sync.mode == "follow" and dataset in (None, n)]
+    follower = Follower(engine, followed)
+    thread = threading.Thread(target=follower.run, name="followers", daemon=True) if followed else None
 
     def stop(*_: object) -> None:
         engine.request_stop()
@@ -98,4 +107,8 @@ def run_scheduled(engine: Any, config: Any, dataset: str | None = None,
 
     for sig in (signal.SIGINT, signal.SIGTERM):
         signal.signal(sig, stop)
+    if thread is not None:
+        thread.start()
     scheduler.start()
+    if thread is not None:
+        thread.join()

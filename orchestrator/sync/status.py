@@ -18,6 +18,7 @@ from mcrepl.orchestrator.config import McreplConfig
 from mcrepl.orchestrator.state import StateStore
 
 from .breaker import breaker_state
+from .rpo import rpo_estimate
 
 
 def lane_lag(state: StateStore, dataset: str, offset: int, now: float | None = None) -> tuple[int, float]:
@@ -65,6 +66,7 @@ def lane_status(config: McreplConfig, state: StateStore, dataset: str | None = N
                 "breaker": breaker_state(lane, now, config.sync.breaker_reset.total_seconds()),
                 "last_error": lane.last_error, "last_error_at": lane.last_error_at,
                 "last_verify": _verify_row(verified, now),
+                "heartbeat_lag": rpo_estimate(config, state, name, ref.at, now),
             })
     return rows
 

@@ -19,6 +19,7 @@ from typing import Callable, Iterable, Iterator, Mapping, Sequence
 
 from mcrepl.adapters import open_adapter
 from mcrepl.adapters.base import ConfigError, Digest, ReplicaAdapter
+from mcrepl.adapters.base.reserved import is_reserved
 from mcrepl.orchestrator.config import McreplConfig, VerifyThresholds
 from mcrepl.policies.routing import RecordRouter
 
@@ -52,6 +53,17 @@ Listing = Callable[[Sequence[str]], Mapping[str, Iterable[Digest]]]
 """Lists several locations' digests at once (the sync engine's: digest units on its executor)."""
 
 
+def without_reserved(digests: Iterable[Digest]) -> Iterator[Digest]:
+    """``digests`` without mcrepl's reserved range (heartbeats are not user data: they are
+    never compared, counted or repaired)."""
+    return (d for d in digests if not is_reserved(d.key_id))
+
+
+def user_digests(adapter: ReplicaAdapter) -> Iterator[Digest]:
+    """The adapter's digests of user data (see :func:`without_reserved`)."""
+    return without_reserved(adapter.list_digests())
+
+
 def compare_adapters(dataset: str, adapters: Mapping[str, ReplicaAdapter], *,
                      progress: Progress | None = None, sample_size: int = 20,
                      listing: Listing | None = None) -> VerifyReport:
@@ -67,7 +79,7 @@ def compare_adapters(dataset: str, adapters: Mapping[str, ReplicaAdapter], *,
     start = time.monotonic()
     with DigestIndex() as index:
         def load(name: str, digests: Iterable[Digest]) -> None:
-            index.load(name, digests, on_progress=partial(progress, name) if progress else None)
+            index.load(name, without_reserved(digests), on_progress=partial(progress, name) if progress else None)
         if listing is not None:
             for name, digests in listing(names).items():
                 load(name, digests)
@@ -122,4 +134,4 @@ def iter_divergences(report: VerifyReport) -> Iterator[Divergence]:
 
 
 __all__ = ["Divergence", "DivergenceKind", "Listing", "PairReport", "VerifyReport", "apply_policy", "compare_adapters",
-           "iter_divergences", "open_dataset_adapters", "verify_dataset"]
+           "iter_divergences", "open_dataset_adapters", "user_digests", "verify_dataset", "without_reserved"]

@@ -17,7 +17,10 @@ The schedule mixes (each drawn with a weight):
 * replicas added, removed and re-added; planned and unplanned promotions (the app learning
   of the new primary late and writing to the demoted one meanwhile); a primary edited in
   the config; the direction reversed onto a fresh state file;
-* a merge resolver whose function raises for some keys.
+* a merge resolver whose function raises for some keys;
+* with ``follow=True`` (a seed range of its own, so the schedules above stay as they were):
+  follow mode — a follower's capture, lane and upkeep steps in turn for a few rounds, crashes
+  included, then a drain as SIGTERM does, its claims checked like a pass's.
 
 Then every fault heals, the app stops, passes run until every lane is caught up, and a
 last pass runs anti-entropy. :mod:`.checker` then judges the run.
@@ -35,6 +38,8 @@ from mcrepl.orchestrator.config import McreplConfig
 from mcrepl.orchestrator.state import StateStore
 from mcrepl.orchestrator.sync import PromotionRefused, SyncEngine
 from mcrepl.orchestrator.sync.executor import InlineStepExecutor
+from mcrepl.orchestrator.sync.follow import FollowSession
+from mcrepl.orchestrator.sync.report import SyncReport
 from mcrepl.orchestrator.sync.units import Opener
 from mcrepl.orchestrator.sync.workers import InlineUnitExecutor, UnitExecutor
 
@@ -50,10 +55,11 @@ MERGE = "tests.simulation.merges:merge_ids"
 class Simulation:
     """A seeded run of the sync engine in a simulated world (see the module docstring)."""
 
-    def __init__(self, seed: int, tmp: Path, steps: int = 60) -> None:
+    def __init__(self, seed: int, tmp: Path, steps: int = 60, follow: bool = False) -> None:
         self.seed = seed
         self.tmp = tmp
         self.steps = steps
+        self.with_follow = follow                 # draw follow-mode rounds too (their own seed range)
         self.world = World(seed, f"sim{seed}-{uuid.uuid4().hex[:6]}", LOCATIONS)
         rng = self.world.rng
         self.primary = LOCATIONS[0]
@@ -91,7 +97,10 @@ class Simulation:
             conflict["function"] = MERGE
         return McreplConfig.model_validate({
             "version": 1, "profile": "local", "state_dir": str(self.tmp),
+            # no heartbeats: the checker compares every key of the stores, and heartbeats are outside
+            # what verify compares by design (tests/test_follow_emulators.py covers them)
             "datasets": {"items": {"key": {"partition": "id"}, "primary": primary, "replicas": replicas,
+                                   "sync": {"heartbeat": None},
                                    "conflict": conflict}},
             "sync": {"batch_size": self.batch_size, "max_in_flight": 2, "breaker_failures": 2,
                      "breaker_reset": "1s", "retry_deadline": "1s", "deadline": "6h",
@@ -197,7 +206,7 @@ class Simulation:
                    (self.clock_step, 4), (self.skew, 3), (self.fault, 6), (self.heal_one, 6), (self.wipe, 2),
                    (self.add_replica, 3), (self.remove_replica, 2), (self.planned_promotion, 4),
                    (self.unplanned_promotion, 3), (self.edit_primary, 2), (self.reverse_onto_fresh_state, 1),
-                   (self.concurrency, 2)]
+                   (self.concurrency, 2)] + ([(self.follow, 8)] if self.with_follow else [])
         funcs, weights = zip(*actions)
         for _ in range(self.steps):
             rng.choices(funcs, weights)[0]()
@@ -214,6 +223,27 @@ class Simulation:
 
     def sync_pass(self) -> None:
         self.run_pass(verify=self.world.rng.random() < 0.15)
+
+    def follow(self) -> None:
+        """Follow mode for a few rounds (writes may land between its steps), then drain like SIGTERM."""
+        rounds = self.world.rng.randint(1, 15)
+        self._note(f"follow {rounds} rounds")
+        if self.world.rng.random() < 0.3:
+            self.world.arm_crash(self.world.rng.randint(1, 25))
+        try:
+            session = FollowSession(self.engine, "items")
+            session.iterate(rounds)
+            if session.ended is not None:
+                return
+            session.drain(400)
+        except SimulatedCrash as crash:
+            self._crashed(str(crash))
+            return
+        report = SyncReport()
+        report.datasets["items"] = session.report
+        session.report.lanes.update({r: lane for r, lane in session.lane_reports().items()
+                                     if r != session.primary.replica})
+        self.violations += check_claims(self, report)
 
     def crash_soon(self) -> None:
         self.world.arm_crash(self.world.rng.randint(1, 25))

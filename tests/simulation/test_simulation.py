@@ -5,13 +5,17 @@ steps, faults and topology changes on the in-memory reference adapter, then quie
 and the checker (:mod:`.checker`). A failure prints the seed and the schedule's trace;
 ``MCREPL_SIM_SEED=N`` replays exactly that seed (``MCREPL_SIM_STEPS`` its length: 60, or
 150 for the long schedules, whose seeds start at 100000), ``MCREPL_SIM_SEEDS=N`` changes how
-many run (CI runs the default: 1200 schedules of 60 steps and 100 of 150).
+many run (CI runs the default: 1200 schedules of 60 steps and 100 of 150). Schedules that
+also draw follow-mode rounds have seeds of their own, from 50000 (a quarter as many as
+``MCREPL_SIM_SEEDS``); ``MCREPL_SIM_SEED`` in that range replays one with follow mode
+(``MCREPL_SIM_FOLLOW=1`` adds follow-mode rounds to any seed's schedule).
 """
 
 from __future__ import annotations
 
 import os
 from pathlib import Path
+from typing import Iterable
 
 import pytest
 
@@ -23,10 +27,13 @@ STEPS = int(os.environ.get("MCREPL_SIM_STEPS", "60"))
 CHUNKS = 8
 #: longer schedules (more promotions, rejoins and late writes piling up), fewer of them
 LONG_SEEDS, LONG_STEPS = range(100_000, 100_000 + SEEDS // 12), 150
+#: schedules that draw follow-mode rounds among the other actions
+FOLLOW_SEEDS = range(50_000, 50_000 + SEEDS // 4)
 
 
 def run_seed(seed: int, tmp: Path, steps: int = STEPS) -> list[str]:
-    sim = Simulation(seed, tmp, steps=steps)
+    follow = seed in range(50_000, 100_000) or os.environ.get("MCREPL_SIM_FOLLOW") == "1"
+    sim = Simulation(seed, tmp, steps=steps, follow=follow)
     violations = sim.run()
     if violations:
         trace = "\n    ".join(sim.trace[-60:])
@@ -34,27 +41,34 @@ def run_seed(seed: int, tmp: Path, steps: int = STEPS) -> list[str]:
     return []
 
 
-@pytest.mark.parametrize("chunk", range(CHUNKS) if ONLY is None else [0])
-def test_random_schedules_keep_every_promise(chunk: int, tmp_path: Path) -> None:
-    seeds = [int(ONLY)] if ONLY is not None else range(chunk, SEEDS, CHUNKS)
+def run_seeds(seeds: Iterable[int], tmp_path: Path, steps: int = STEPS) -> list[str]:
+    """Run ``seeds`` in turn; the violations (stopping after about 20 of them)."""
     failures: list[str] = []
     for seed in seeds:
         tmp = tmp_path / f"s{seed}"
         tmp.mkdir()
-        failures += run_seed(seed, tmp)
+        failures += run_seed(seed, tmp, steps)
         if len(failures) > 20:
             break
+    return failures
+
+
+@pytest.mark.parametrize("chunk", range(CHUNKS) if ONLY is None else [0])
+def test_random_schedules_keep_every_promise(chunk: int, tmp_path: Path) -> None:
+    seeds = [int(ONLY)] if ONLY is not None else range(chunk, SEEDS, CHUNKS)
+    failures = run_seeds(seeds, tmp_path)
     assert not failures, "\n".join(failures)
 
 
 @pytest.mark.skipif(ONLY is not None, reason="replaying one seed (MCREPL_SIM_SEED)")
 @pytest.mark.parametrize("chunk", range(2))
 def test_long_schedules_keep_every_promise(chunk: int, tmp_path: Path) -> None:
-    failures: list[str] = []
-    for seed in LONG_SEEDS[chunk::2]:
-        tmp = tmp_path / f"s{seed}"
-        tmp.mkdir()
-        failures += run_seed(seed, tmp, LONG_STEPS)
-        if len(failures) > 20:
-            break
+    failures = run_seeds(LONG_SEEDS[chunk::2], tmp_path, LONG_STEPS)
+    assert not failures, "\n".join(failures)
+
+
+@pytest.mark.skipif(ONLY is not None, reason="replaying one seed (MCREPL_SIM_SEED)")
+@pytest.mark.parametrize("chunk", range(2))
+def test_follow_mode_schedules_keep_every_promise(chunk: int, tmp_path: Path) -> None:
+    failures = run_seeds(FOLLOW_SEEDS[chunk::2], tmp_path)
     assert not failures, "\n".join(failures)

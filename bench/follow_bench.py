@@ -1,0 +1,311 @@
+"""Follow-mode benchmark: end-to-end replication lag at a steady write rate, against scheduled passes.
+
+One run on the local stack (started here, stopped at the end). For each mode (``--follow``,
+then ``--schedule`` with ``--schedule-every``) and each rate, in a fresh namespace:
+
+1. ``mcrepl sync --follow`` (or ``--schedule``) starts as its own process, exactly as an
+   operator runs it (heartbeats every ``--heartbeat``);
+2. a writer (16 threads, one steady schedule) inserts ~1 KB records natively into the DynamoDB
+   primary at a steady rate for ``--seconds``, noting the time just before each write;
+3. an *independent reader* per replica — the store's own SDK (google-cloud-storage,
+   azure-cosmos point reads), no mcrepl code or state — reads the oldest written key it has
+   not seen yet until the replica has it, then the next: a record's lag is the moment the
+   read that first found it returned minus the moment the writer started writing it (reads
+   are retried every 5 ms, so figures include up to ~5 ms plus one read). Every ``--sample``'th
+   record (default 5) is timed, so the readers' own load stays small on a loaded machine;
+4. after the last write, the reader waits for the rest; the process is stopped with SIGTERM.
+
+Prints p50/p95/p99/max lag per replica and mode, the heartbeat lag p50/p99 mcrepl itself
+measured over the same run (what ``mcrepl status`` reports as the RPO estimate), and the
+CPU time of the mcrepl process per record written (emulators and the bench's own writer
+and readers excluded). Goal on the local stack: p99 < 1 s at 100 writes/s in follow mode.
+
+    .venv/bin/python bench/follow_bench.py                       # 50, 100, 200 w/s, 60 s each, both modes
+    .venv/bin/python bench/follow_bench.py --seconds 10 --rates 100 --modes follow    # quick run
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import signal
+import subprocess
+import sys
+import tempfile
+import threading
+import time
+import uuid
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+
+from cpu_meter import tree_cpu_seconds  # noqa: E402  (bench/ is a folder of scripts, not a package)
+
+DATASET = "bench"
+PRIMARY, COSMOS, GCS = "dynamodb:us-east-1", "cosmos:westeurope", "gcs:europe-west1"
+REPLICAS = (COSMOS, GCS)
+PAD = "x" * 900
+WRITER_THREADS = 16
+
+
+def raw_config(state_dir: Path, mode: str, every: str, heartbeat: str) -> dict[str, Any]:
+    """The config a user would write for this topology, pointed at the local stack."""
+    return {
+        "version": 1, "profile": "local", "state_dir": str(state_dir),
+        "providers": {"dynamodb": {"endpoint": "local"}, "cosmos": {"endpoint": "local", "auth": "key"},
+                      "gcs": {"endpoint": "local", "auth": "anonymous", "project": "mcrepl-bench"}},
+        "datasets": {DATASET: {"key": {"partition": "customer_id"}, "primary": PRIMARY, "replicas": list(REPLICAS),
+                               "schedule": {"every": every},
+                               "sync": {"mode": mode, "heartbeat": heartbeat, "lag_objective": "1s"}}},
+        "sync": {"batch_size": 100, "anti_entropy": {"every": None}},
+    }
+
+
+def percentile(values: list[float], q: float) -> float:
+    """Nearest-rank ``q``-quantile (0..1)."""
+    ordered = sorted(values)
+    return ordered[max(0, int(-(-q * len(ordered) // 1)) - 1)] if ordered else float("nan")
+
+
+class Reader(threading.Thread):
+    """Watches one replica with its store's own SDK (no mcrepl code, no mcrepl state).
+
+    It reads the oldest written key it has not seen yet, by name, until the replica has it,
+    then moves to the next (lanes apply in log order, so the next is usually there already);
+    a key is timed when the read that first finds it returns. One point read at a time keeps
+    the reader's own load on the emulators small and independent of the dataset's size.
+    """
+
+    def __init__(self, exists: Any, written: list[tuple[str, float]], done: threading.Event) -> None:
+        super().__init__(daemon=True)
+        self.exists, self.written, self.done = exists, written, done
+        self.seen: dict[str, float] = {}
+        self.give_up_at: float | None = None
+        self.errors = 0
+
+    def run(self) -> None:
+        i = 0
+        while True:
+            if i >= len(self.written):
+                if self.done.is_set():
+                    return
+                time.sleep(0.002)
+                continue
+            if self.give_up_at is not None and time.monotonic() > self.give_up_at:
+                return
+            name = self.written[i][0]
+            try:
+                found = self.exists(name)
+            except Exception:  # noqa: BLE001 - an emulator hiccup: read again
+                self.errors += 1
+                found = False
+            if found:
+                self.seen[name] = time.time()
+                i += 1
+            else:
+                time.sleep(0.005)
+
+    def lags(self) -> list[float]:
+        """Seconds from each write to the read that first found it (keys never found left out)."""
+        return [self.seen[k] - at for k, at in self.written if k in self.seen]
+
+
+def gcs_exists(target: Any, endpoint: str) -> Any:
+    """``exists(name)``: whether the replica's bucket holds that object (google-cloud-storage)."""
+    from google.auth.credentials import AnonymousCredentials
+    from google.cloud import storage
+    client = storage.Client(project="mcrepl-bench", credentials=AnonymousCredentials(),
+                            client_options={"api_endpoint": endpoint})
+    bucket = client.bucket(target.resource)
+    return lambda name: bucket.get_blob(name) is not None
+
+
+def cosmos_exists(target: Any, endpoint: str) -> Any:
+    """``exists(id)``: whether the replica's container holds that document (azure-cosmos point read)."""
+    import warnings
+    from azure.cosmos import CosmosClient
+    from azure.cosmos.exceptions import CosmosResourceNotFoundError
+    warnings.filterwarnings("ignore", message="Unverified HTTPS request")
+    client = CosmosClient(endpoint, credential=os.environ["MCREPL_COSMOS_KEY"], connection_verify=False)
+    container = client.get_database_client(target.options["database"]).get_container_client(target.resource)
+
+    def exists(doc_id: str) -> bool:
+        try:
+            container.read_item(doc_id, partition_key=doc_id)
+        except CosmosResourceNotFoundError:
+            return False
+        return True
+    return exists
+
+
+def _adapters(config: Any, endpoints: dict[str, str], namespace: str) -> dict[str, Any]:
+    from mcrepl.adapters import open_adapter
+    out = {}
+    for location in (PRIMARY, *REPLICAS):
+        adapter = open_adapter(config.target(DATASET, location, endpoints, namespace))
+        adapter.ensure_ready()
+        out[location] = adapter
+    return out
+
+
+def measure(mode: str, rate: float, seconds: float, endpoints: dict[str, str], every: str,
+            heartbeat: str, sample: int = 5) -> dict[str, Any]:
+    """One mode at one rate: lag per replica seen by the independent readers, heartbeat lag, CPU."""
+    from mcrepl.adapters.base import document
+    from mcrepl.orchestrator.config import McreplConfig
+    from mcrepl.orchestrator.state import StateStore
+    namespace = f"f{uuid.uuid4().hex[:6]}"
+    tmp = Path(tempfile.mkdtemp(prefix="follow-bench-"))
+    raw = raw_config(tmp / "state", "follow" if mode == "follow" else "scheduled", every, heartbeat)
+    config_file = tmp / "mcrepl.yaml"
+    config_file.write_text(yaml.safe_dump(raw))
+    config = McreplConfig.model_validate(raw)
+    schema = config.datasets[DATASET].key_schema()
+    writers = _adapters(config, endpoints, namespace)          # the application's clients
+    readers_ad = _adapters(config, endpoints, namespace)       # the independent readers' own clients
+    env = {**os.environ, "MCREPL_LOCAL_ENDPOINTS": json.dumps(endpoints), "MCREPL_NAMESPACE": namespace}
+    flag = "--follow" if mode == "follow" else "--schedule"
+    proc = subprocess.Popen([str(Path(sys.executable).parent / "mcrepl"), "sync", flag, "--config",
+                             str(config_file), "--log-level", "error"], env=env, cwd=tmp,
+                            stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, start_new_session=True)
+    written: list[tuple[str, float]] = []
+    done = threading.Event()
+    try:
+        # warm-up: one record through to both replicas before the clock starts
+        warm = document(schema, {"customer_id": "warmup", "pad": PAD})
+        writers[PRIMARY].write_native([warm])
+        deadline = time.monotonic() + 120
+        while any(readers_ad[r].read(warm.key) is None for r in REPLICAS):
+            if time.monotonic() > deadline or proc.poll() is not None:
+                raise RuntimeError(f"{mode}: the warm-up record never arrived: {proc.stderr.read().decode()[-800:] if proc.poll() is not None else ''}")
+            time.sleep(0.05)
+        probes = {COSMOS: cosmos_exists(config.target(DATASET, COSMOS, endpoints, namespace), endpoints["cosmos"]),
+                  GCS: gcs_exists(config.target(DATASET, GCS, endpoints, namespace), endpoints["gcs"])}
+        sampled: list[tuple[str, float]] = []           # every --sample'th record, in write order
+        readers = {r: Reader(probes[r], sampled, done) for r in REPLICAS}
+        for reader in readers.values():
+            reader.start()
+        cpu_before, started = tree_cpu_seconds(proc.pid), time.monotonic()
+        total = int(rate * seconds)
+        slots = [None] * total                  # (key, write time) by sequence number
+        counter = iter(range(total))
+        lock = threading.Lock()
+
+        def write_loop() -> None:
+            while True:
+                with lock:
+                    n = next(counter, None)
+                if n is None:
+                    return
+                due = started + n / rate
+                if due > time.monotonic():
+                    time.sleep(due - time.monotonic())
+                record = document(schema, {"customer_id": f"r{n:07d}", "seq": n, "pad": PAD})
+                at = time.time()
+                writers[PRIMARY].write_native([record])
+                slots[n] = (record.key.id, at)
+                with lock:                      # readers see keys in order, once written
+                    while len(written) < total and slots[len(written)] is not None:
+                        written.append(slots[len(written)])  # type: ignore[arg-type]
+                        if (len(written) - 1) % sample == 0:
+                            sampled.append(written[-1])
+
+        pool = [threading.Thread(target=write_loop, daemon=True) for _ in range(WRITER_THREADS)]
+        for thread in pool:
+            thread.start()
+        for thread in pool:
+            thread.join()
+        n = len(written)
+        wrote_for = time.monotonic() - started
+        done.set()
+        for reader in readers.values():
+            reader.give_up_at = time.monotonic() + 120
+            reader.join()
+        cpu = tree_cpu_seconds(proc.pid) - cpu_before
+    finally:
+        done.set()
+        if proc.poll() is None:
+            os.killpg(proc.pid, signal.SIGTERM)
+            try:
+                proc.wait(timeout=60)
+            except subprocess.TimeoutExpired:
+                os.killpg(proc.pid, signal.SIGKILL)
+    state = StateStore(tmp / "state" / "state.db", audit=None)
+    since_ms = int((time.time() - wrote_for - 130) * 1000)
+    result: dict[str, Any] = {"mode": mode, "rate": rate, "seconds": round(wrote_for, 1), "written": n,
+                              "sampled": len(sampled), "load_average": round(os.getloadavg()[0], 1),
+                              "achieved_rate": round(n / wrote_for, 1),
+                              "cpu_ms_per_record": round(1000 * cpu / max(n, 1), 2), "replicas": {}}
+    for r, reader in readers.items():
+        hb = state.heartbeats.summary(DATASET, r, since_ms)
+        lags = reader.lags()
+        result["replicas"][r] = {
+            "seen": len(lags), "p50": percentile(lags, 0.5), "p95": percentile(lags, 0.95),
+            "p99": percentile(lags, 0.99), "max": max(lags) if lags else float("nan"),
+            "heartbeat_p50": hb.p50, "heartbeat_p99": hb.p99, "heartbeats": hb.samples}
+    state.close()
+    for adapter in writers.values():
+        adapter.drop()
+        adapter.close()
+    for adapter in readers_ad.values():
+        adapter.close()
+    return result
+
+
+def print_table(results: list[dict[str, Any]], every: str) -> None:
+    from rich.console import Console
+    from rich.table import Table
+    table = Table(title="end-to-end lag: writer's timestamp → readable at the replica (independent reader)")
+    for col in ("mode", "w/s (achieved)", "replica", "timed/sampled", "p50 s", "p95 s", "p99 s", "max s",
+                "heartbeat p50/p99 s", "CPU ms/record"):
+        table.add_column(col)
+    for res in results:
+        mode = "follow" if res["mode"] == "follow" else f"scheduled (every {every})"
+        for replica, r in res["replicas"].items():
+            hb = "-" if r["heartbeat_p99"] is None else f"{r['heartbeat_p50']:.3f} / {r['heartbeat_p99']:.3f}"
+            table.add_row(mode, f"{res['rate']:g} ({res['achieved_rate']:g})", replica, f"{r['seen']}/{res['sampled']}",
+                          f"{r['p50']:.3f}", f"{r['p95']:.3f}", f"{r['p99']:.3f}", f"{r['max']:.3f}", hb,
+                          f"{res['cpu_ms_per_record']:.2f}")
+    Console(width=max(160, Console().width)).print(table)
+    for res in results:
+        if res["mode"] == "follow" and res["rate"] == 100:
+            worst = max(r["p99"] for r in res["replicas"].values())
+            met = all(r["seen"] == res["sampled"] for r in res["replicas"].values()) and worst < 1.0
+            print(f"goal p99 < 1 s at 100 w/s (follow): worst replica p99 {worst:.3f} s -> "
+                  f"{'met' if met else 'NOT met'}")
+
+
+def main(argv: list[str] | None = None) -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--seconds", type=float, default=60.0, help="steady writing per run (default 60)")
+    parser.add_argument("--rates", default="50,100,200", help="writes/s, comma-separated")
+    parser.add_argument("--modes", default="follow,scheduled", help="follow and/or scheduled")
+    parser.add_argument("--schedule-every", default="10s", help="the scheduled mode's schedule (default 10s)")
+    parser.add_argument("--heartbeat", default="500ms", help="heartbeat interval (default 500ms)")
+    parser.add_argument("--sample", type=int, default=5, help="time every Nth record at each replica (default 5)")
+    parser.add_argument("--json", type=Path, help="also write the figures to this file")
+    opts = parser.parse_args(argv)
+    from mcrepl.orchestrator.localstack import EMULATOR_COSMOS_KEY, LocalStack
+    os.environ.setdefault("MCREPL_COSMOS_KEY", EMULATOR_COSMOS_KEY)
+    results = []
+    with LocalStack(("dynamodb", "cosmos", "gcs")) as stack:
+        endpoints = stack.endpoints
+        print(f"local stack: {endpoints}", file=sys.stderr)
+        for mode in opts.modes.split(","):
+            for rate in (float(r) for r in opts.rates.split(",")):
+                results.append(measure(mode, rate, opts.seconds, endpoints, opts.schedule_every, opts.heartbeat,
+                                       opts.sample))
+                print(json.dumps(results[-1]), file=sys.stderr)
+    print_table(results, opts.schedule_every)
+    if opts.json:
+        opts.json.write_text(json.dumps(results, indent=2))
+
+
+if __name__ == "__main__":
+    from mcrepl.orchestrator.localstack import exit_cleanly_on_sigterm
+    exit_cleanly_on_sigterm()
+    main()
