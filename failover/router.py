@@ -22,30 +22,19 @@ reported as ``timeout`` (it is on the primary, its durability is unconfirmed).
 
 from __future__ import annotations
 
-import threading
 from typing import Callable, Literal, Mapping
 
-from mcrepl.adapters.base import (AdapterError, ApplyOutcome, KeySchema, Record, ReplicaAdapter, document,
-                                  meta_if_valid, tombstone_of)
-from mcrepl.orchestrator.hlc import HybridLogicalClock
+from mcrepl.adapters.base import AdapterError, ApplyOutcome, KeySchema, Record, ReplicaAdapter
+from mcrepl.client.stamping import OpKind, WriterClocks, stamp
 from mcrepl.orchestrator.state import StateStore
 
 from .guard import CallTimeout
 from .history import History
 
-OpKind = Literal["insert", "update", "delete"]
 
 
-class Clocks:
-    """One hybrid logical clock per origin, shared by every router of a drill."""
-
-    def __init__(self) -> None:
-        self._clocks: dict[str, HybridLogicalClock] = {}
-        self._lock = threading.Lock()
-
-    def __call__(self, origin: str) -> HybridLogicalClock:
-        with self._lock:
-            return self._clocks.setdefault(origin, HybridLogicalClock(origin))
+#: one hybrid logical clock per origin, shared by every router of a drill (the fenced writer's)
+Clocks = WriterClocks
 
 
 class WriteRouter:
@@ -109,20 +98,8 @@ class WriteRouter:
 
     def _stamped(self, adapter: ReplicaAdapter, location: str, epoch: int, kind: OpKind, key: str,
                  body: dict[str, object] | None) -> Record:
-        record_key = self.schema.parse_id(key)
-        existing = adapter.read(record_key)
-        # the writer's own origin (location/writer): mcrepl stamps the location's native writes and
-        # settlements under the location itself, and two clocks must never issue one token
-        clock = self.clocks(f"{location}/{self.name}")
-        meta = meta_if_valid(existing) if existing is not None else None
-        if meta is not None:
-            clock.observe(meta.version)
-        version = clock.tick()
-        vector = dict(meta.vector) if meta is not None else {}
-        if kind == "delete":
-            return tombstone_of(self.schema, record_key, version, vector, epoch=epoch)
-        full = {**(body or {}), self.schema.partition.name: key}
-        return document(self.schema, full).stamped(version, vector, epoch=epoch)
+        # the writer's own origin (location/writer), as mcrepl.client's fenced writer stamps
+        return stamp(adapter, self.schema, self.clocks(f"{location}/{self.name}"), kind, key, body, epoch)
 
     @staticmethod
     def _send(adapter: ReplicaAdapter, record: Record) -> tuple[str, str | None]:
