@@ -684,7 +684,9 @@ def test_10_lag_gauges_move_during_a_pass(tmp_path: Path, endpoints: dict[str, s
     for replica in (COSMOS, GCS):
         readings = metrics.readings[replica]
         assert len(readings) == 8 and readings[-1] == 0, readings
-        assert max(readings) > 0 and len(set(readings)) > 2, f"{replica}: the gauge did not move: {readings}"
+        # read mid-pass, at a commit before the last (with capture running beside the lanes the
+        # backlog may hold steady for a while, so how many distinct values is not the point)
+        assert max(readings[:-1]) > 0, f"{replica}: the gauge did not move before the pass ended: {readings}"
 
 
 # -- 11: a replica that lost its data is reported converged ----------------------------------
