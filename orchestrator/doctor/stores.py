@@ -75,10 +75,16 @@ def _permissions(fact: Fact | None, where: str, fix: str) -> Check:
     return Check("PASS", "permissions", where, "every action the adapters call is allowed")
 
 
+def _missing(facts: Facts, name: str, where: str, fix: str) -> Check | None:
+    """The finding when the store's ``name`` (its table, bucket) was not read or is unknown; else ``None``."""
+    if name not in facts:
+        return Check("FAIL", name, where, "not read")
+    return unknown(facts[name], name, where, fix)
+
+
 def _dynamodb(config: McreplConfig, target: ReplicaTarget, ref: ReplicaRef, facts: Facts, where: str) -> list[Check]:
     table = target.resource
-    bad = unknown(facts["table"], "table", where, f"create table {table} in {target.region} (pulumi up)") \
-        if "table" in facts else Check("FAIL", "table", where, "not read")
+    bad = _missing(facts, "table", where, f"create table {table} in {target.region} (pulumi up)")
     if bad is not None:
         return [bad]
     checks = [Check("PASS", "table", where, f"table {table} is {facts['table'].value['status']}")]
@@ -105,8 +111,7 @@ def _dynamodb(config: McreplConfig, target: ReplicaTarget, ref: ReplicaRef, fact
 
 def _gcs(config: McreplConfig, target: ReplicaTarget, ref: ReplicaRef, facts: Facts, where: str) -> list[Check]:
     bucket = target.resource
-    bad = unknown(facts["bucket"], "bucket", where, f"create bucket {bucket} (pulumi up)") \
-        if "bucket" in facts else Check("FAIL", "bucket", where, "not read")
+    bad = _missing(facts, "bucket", where, f"create bucket {bucket} (pulumi up)")
     if bad is not None:
         return [bad]
     checks = [Check("PASS", "bucket", where, f"bucket {bucket} exists")]
