@@ -435,3 +435,32 @@ def test_a_replica_added_later_is_backfilled_with_the_same_versions(tmp_path: Pa
     second = engine.run_once()
     assert second.datasets["customers"].lanes["gcs:us-east1"].applied == 0, "backfill happens once"
     engine.close()
+
+
+def test_a_forced_promotion_past_the_log_horizon_is_refilled_from_the_copies_that_answer(
+        tmp_path: Path, world: MemoryWorld) -> None:
+    """The new primary missed entries the log no longer holds, and the old primary is down:
+    the requested anti-entropy compares the copies that answer and refills it from them,
+    without waiting for every copy (and without a verdict: `converged` needs them all)."""
+    config = make_config(tmp_path, sync={"batch_size": 10, "breaker_failures": 1, "breaker_reset": "50ms",
+                                         "retry_deadline": "100ms", "max_replica_outage": "50ms"})
+    state = StateStore(tmp_path / "state.db")
+    _seed(config, world, 20)
+    engine = _engine(config, state, world)
+    assert engine.run_once().ok
+    gcs, primary = world.adapter(config, GCS), world.adapter(config, PRIMARY)
+    gcs.down = True
+    time.sleep(0.1)                                        # gcs's lane is silent past max_replica_outage
+    later = _seed(config, world, 10, start=20)
+    engine.run_once()
+    assert state.log.horizon("customers") > state.lanes.get("customers", GCS).offset, "the log moved on without gcs"
+    gcs.down, primary.down = False, True                   # the primary's region is lost; gcs is back
+    result = engine.promote("customers", GCS, force=True)
+    assert result.undrained > 0
+    time.sleep(0.1)                                        # gcs's breaker (its lane failed while down) half-opens
+    assert not {r.key.id for r in later} <= set(live(gcs)), "gcs missed the later records"
+    report = engine.run_once()
+    verify = report.datasets["customers"].verify
+    assert verify is not None and not verify.converged and "could not compare" in verify.detail
+    assert set(live(gcs)) >= {r.key.id for r in later}, "the new primary was refilled from cosmos"
+    assert live(gcs) == live(world.adapter(config, COSMOS))

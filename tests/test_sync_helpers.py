@@ -186,9 +186,11 @@ class ControlledAdapter(ReplicaAdapter):
                 and self.reject_field in record.body)
 
     def read(self, key: RecordKey) -> Record | None:
+        self._gate("read")
         return self.inner.read(key)
 
     def list_digests(self) -> Iterator[Digest]:
+        self._gate("list_digests")
         return self.inner.list_digests()
 
     def write_native(self, records: Sequence[Record]) -> None:

@@ -67,6 +67,9 @@ CREATE TABLE IF NOT EXISTS capture_staging (
 CREATE TABLE IF NOT EXISTS held_snapshot (
     dataset TEXT NOT NULL, location TEXT NOT NULL, key_id TEXT NOT NULL, captured TEXT, delivered TEXT,
     PRIMARY KEY (dataset, location, key_id)) WITHOUT ROWID;
+CREATE TABLE IF NOT EXISTS unheld (
+    dataset TEXT NOT NULL, location TEXT NOT NULL, key_id TEXT NOT NULL, seq INTEGER NOT NULL,
+    PRIMARY KEY (dataset, location, key_id)) WITHOUT ROWID;
 CREATE TABLE IF NOT EXISTS verify_runs (
     id INTEGER PRIMARY KEY AUTOINCREMENT, dataset TEXT NOT NULL, started_at REAL NOT NULL,
     finished_at REAL NOT NULL, converged INTEGER NOT NULL, divergent INTEGER NOT NULL,

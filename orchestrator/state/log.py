@@ -276,7 +276,7 @@ class CaptureLog:
             if key.id in held:
                 continue
             head = self._db.one("SELECT meta, seq FROM heads WHERE dataset=? AND key_id=?", (dataset, key.id))
-            if head is None:
+            if head is None or self._unheld(dataset, location, key.id, head["seq"]):
                 continue
             if head["seq"] and head["seq"] <= upto_seq:
                 held[key.id] = _meta_of(head["meta"])
@@ -317,8 +317,10 @@ class CaptureLog:
         self._db.execute(
             "UPDATE heads SET captured=json_object('l', ?, 'h', CASE WHEN tombstone=1 THEN '-' "
             "ELSE json_extract(meta, '$.h') END, 'm', json(meta)) WHERE dataset=? AND seq>0 AND seq<=? "
-            "AND (allowed IS NULL OR EXISTS (SELECT 1 FROM json_each(heads.allowed) WHERE value=?))",
-            (new, dataset, upto_seq, new))
+            "AND (allowed IS NULL OR EXISTS (SELECT 1 FROM json_each(heads.allowed) WHERE value=?)) "
+            "AND NOT EXISTS (SELECT 1 FROM unheld u WHERE u.dataset=heads.dataset AND u.location=? "
+            "AND u.key_id=heads.key_id AND u.seq=heads.seq)",
+            (new, dataset, upto_seq, new, new))
         for row in self._db.rows("SELECT key_id FROM heads WHERE dataset=? AND seq>?", (dataset, upto_seq)):
             entry = self._db.one("SELECT c.meta FROM capture_log c WHERE c.dataset=? AND c.seq<=? AND c.key=("
                                  "SELECT key FROM capture_log WHERE dataset=? AND seq=(SELECT seq FROM heads "
@@ -333,6 +335,32 @@ class CaptureLog:
                              (captured, dataset, row["key_id"]))
         self._db.execute("DELETE FROM held_snapshot WHERE dataset=? AND location=?", (dataset, new))
         self._db.execute("UPDATE heads SET delivered=NULL WHERE dataset=?", (dataset,))
+
+    def mark_unheld(self, dataset: str, location: str, upto_seq: int) -> None:
+        """Before a backfill: every live key logged up to ``upto_seq`` is *not* known held at ``location``.
+
+        A backfilled lane starts at ``upto_seq``, which otherwise says the location received
+        every entry up to there. The backfill copies only what the primary holds in the state
+        the log records; a key the primary holds older (a forced promotion onto a location
+        that missed entries the log no longer has) or lacks gets nothing there, and taking it
+        for held would let a write there pass for a successor of a version it never saw, or
+        keep the primary's own lane from delivering it. :meth:`clear_unheld` removes the keys
+        the backfill did write; the rest stay unheld until a later entry of the key is logged
+        (the marks name the head's sequence number, so a newer head makes them void).
+        """
+        self._db.execute("DELETE FROM unheld WHERE dataset=? AND location=?", (dataset, location))
+        self._db.execute("INSERT INTO unheld(dataset, location, key_id, seq) SELECT dataset, ?, key_id, seq "
+                         "FROM heads WHERE dataset=? AND tombstone=0 AND seq>0 AND seq<=?",
+                         (location, dataset, upto_seq))
+
+    def clear_unheld(self, dataset: str, location: str, key_ids: Iterable[str]) -> None:
+        """``location`` now holds the logged version of these keys (see :meth:`mark_unheld`)."""
+        self._db.executemany("DELETE FROM unheld WHERE dataset=? AND location=? AND key_id=?",
+                             [(dataset, location, key_id) for key_id in key_ids])
+
+    def _unheld(self, dataset: str, location: str, key_id: str, head_seq: int) -> bool:
+        return self._db.one("SELECT 1 AS x FROM unheld WHERE dataset=? AND location=? AND key_id=? AND seq=?",
+                            (dataset, location, key_id, head_seq)) is not None
 
     def note_held(self, dataset: str, location: str, records: Sequence[Record]) -> None:
         """Remember the versions a former primary's own items were given when a rejoin logged them.

@@ -184,9 +184,11 @@ class AntiEntropy:
         schema = self.adapters[self.primary].target.key_schema
         keys = sorted(reasons)
         heads = self.state.log.heads(self.dataset, keys)
-        head_seq = self.state.log.head(self.dataset)
+        head_seq, horizon = self.state.log.head(self.dataset), self.state.log.horizon(self.dataset)
+        # a lane behind the log's horizon delivers nothing more: the entries it lacks are gone
+        # (a forced promotion's target, a replica silent past max_replica_outage)
         lagging = {loc for loc in self.adapters
-                   if self.state.lanes.get(self.dataset, loc).offset < head_seq}
+                   if horizon <= self.state.lanes.get(self.dataset, loc).offset < head_seq}
         former = {loc for loc in self.adapters if loc != self.primary and self.state.epochs_of(self.dataset, loc)}
         for key_id in keys:
             key = schema.parse_id(key_id)

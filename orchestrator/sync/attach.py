@@ -95,6 +95,8 @@ def backfill(lane: LaneApplier, primary: ReplicaAdapter, epoch: int, *, kind: st
     """
     state, ds = lane.state, lane.target.dataset
     result = result or AttachResult(kind, _start(state, ds, primary.target.replica))
+    with state.transaction():
+        state.log.mark_unheld(ds, lane.target.replica, result.start_offset)
     for page in full_read(primary, lane.batch_size, state):
         heads = state.log.heads(ds, (c.record.key.id for c in page.changes))
         batch: list[Record] = []
@@ -245,6 +247,9 @@ def _write(lane: LaneApplier, records: list[Record], result: AttachResult) -> No
     written = lane.writer.write(records)
     for w in written:
         result.counts[w.outcome] += 1
+    with lane.state.transaction():
+        lane.state.log.clear_unheld(lane.target.dataset, lane.target.replica,
+                                    [w.record.key.id for w in written if w.outcome in ("applied", "replayed")])
     conflicts = [(w.record, w) for w in written
                  if w.result is not None and w.result.outcome is ApplyOutcome.CONFLICT]
     if conflicts:

@@ -489,22 +489,66 @@ class SyncEngine:
     def _anti_entropy(self, name: str, pointer: PrimaryPointer, ds_report: DatasetReport, *, repair: bool,
                       repair_max: int | None = None, dry_run: bool = False) -> Any:
         primary, replicas = self._targets(name, pointer)
-        try:
-            adapters: dict[str, ReplicaAdapter] = {t.replica: self.unit_adapter(t) for t in [primary, *replicas]}
-        except AdapterError as exc:      # a comparison needs every copy: without one, no verdict but "no"
-            ds_report.verify = VerifySummary(False, 0, 0, 0, detail=f"could not compare the copies: {exc}")
-            return RepairPlan(name)
+        adapters: dict[str, ReplicaAdapter] = {}
+        failures: dict[str, AdapterError] = {}
+        for target in [primary, *replicas]:
+            try:
+                adapters[target.replica] = self.unit_adapter(target)
+            except AdapterError as exc:
+                failures[target.replica] = exc
         settling = self.settling(name, pointer)
-        runner = AntiEntropy(self.config, name, self.state, self.router, adapters, settling,
-                             anti_entropy_settings(self.config, name), self.clock, self._listing(adapters))
-        try:
-            ds_report.verify, plan = runner.run(repair=repair,
-                                                deliver=lambda: self._deliver(name, pointer, settling),
-                                                repair_max=repair_max, dry_run=dry_run)
-        except AdapterError as exc:
-            ds_report.verify = VerifySummary(False, 0, 0, 0, detail=f"could not compare the copies: {exc}")
-            return RepairPlan(name)
-        return plan
+        if not failures:
+            try:
+                ds_report.verify, plan = self._anti_entropy_runner(name, adapters, settling).run(
+                    repair=repair, deliver=lambda: self._deliver(name, pointer, settling), repair_max=repair_max,
+                    dry_run=dry_run)
+                return plan
+            except AdapterError as exc:
+                failures[exc.replica or "?"] = exc
+                adapters.pop(exc.replica or "?", None)
+        # a comparison needs every copy: without one, no verdict but "no"
+        failed = "; ".join(str(exc) for exc in failures.values())
+        ds_report.verify = VerifySummary(False, 0, 0, 0, detail=f"could not compare the copies: {failed}")
+        if repair and not dry_run and repair_max is None and pointer.location in adapters:
+            self._repair_reachable(name, pointer, adapters, settling, ds_report, failures)
+        return RepairPlan(name)
+
+    def _anti_entropy_runner(self, name: str, adapters: dict[str, ReplicaAdapter], settling: Settling) -> AntiEntropy:
+        return AntiEntropy(self.config, name, self.state, self.router, adapters, settling,
+                           anti_entropy_settings(self.config, name), self.clock, self._listing(adapters))
+
+    def _repair_reachable(self, name: str, pointer: PrimaryPointer, adapters: dict[str, ReplicaAdapter],
+                          settling: Settling, ds_report: DatasetReport, failures: dict[str, AdapterError]) -> None:
+        """Repair among the copies that answer when some do not; no verdict, the request stays.
+
+        A forced promotion onto a location that missed log entries the log no longer holds
+        leaves the new primary without versions only the other copies have; the requested
+        verify is what refills it. Waiting for every location to answer would let new
+        replicas be backfilled from the incomplete primary (and writes there be taken for
+        successors of versions it never held) for as long as one store stays down. The copies
+        that answer are compared and repaired the usual way (the primary's authority, concurrent
+        versions settled and logged); the missing ones are compared when they are back, since
+        nothing here records a verdict or clears the request for a full comparison.
+        """
+        left = dict(adapters)
+        while len(left) >= 2:
+            try:
+                summary, _ = self._anti_entropy_runner(name, left, settling).run(
+                    repair=True, deliver=lambda: self._deliver(name, pointer, settling), record=False)
+            except AdapterError as exc:
+                if exc.replica not in left or exc.replica == pointer.location:
+                    return
+                failures[exc.replica] = exc
+                del left[exc.replica]
+                continue
+            skipped = ", ".join(sorted(failures))
+            ds_report.verify = VerifySummary(
+                False, summary.divergent, summary.repaired, summary.remaining, summary.withheld,
+                f"could not compare {skipped} ({next(iter(failures.values()))}); {summary.repaired} keys "
+                "repaired among the other copies")
+            log.warning("anti-entropy of %s without %s: %d keys repaired among the other copies; the full "
+                        "comparison runs when every copy answers", name, skipped, summary.repaired)
+            return
 
     def _deliver(self, name: str, pointer: PrimaryPointer, settling: Settling) -> None:
         """Drain every lane once more without capturing (what anti-entropy appended to the log).

@@ -34,6 +34,9 @@ class Mutant:
     defect: str
     patch: Callable[[], ContextManager[Any]]
     steps: int = 40
+    #: the seeds to search (``None``: the test's default range); a defect the default range
+    #: does not reach names the range where the simulation found it
+    seeds: range | None = None
 
 
 def _patches(*patches: ContextManager[Any]) -> ContextManager[Any]:
@@ -199,6 +202,11 @@ def _log_truncated_past_silent_lanes() -> ContextManager[Any]:
     return mock.patch.object(SyncEngine, "_truncate_log", truncate)
 
 
+def _backfill_claims_what_it_skipped() -> ContextManager[Any]:
+    from mcrepl.orchestrator.state.log import CaptureLog
+    return mock.patch.object(CaptureLog, "mark_unheld", lambda self, dataset, location, upto_seq: None)
+
+
 MUTANTS: dict[str, Mutant] = {m.name: m for m in [
     Mutant("1-echo-by-origin", "records carrying another origin's metadata are taken for echoes", _echo_by_origin),
     Mutant("2-no-backfill", "a lane behind the log's horizon starts at the head without a backfill", _no_backfill),
@@ -222,13 +230,16 @@ MUTANTS: dict[str, Mutant] = {m.name: m for m in [
            _content_age_ignored, steps=60),
     Mutant("sim-truncate-past-silent", "the log is truncated past a lane that did not run this pass",
            _log_truncated_past_silent_lanes, steps=60),
+    Mutant("sim-backfill-claims-skipped", "a backfilled lane is taken to hold every key logged before its start, "
+           "including those the primary held in another state or not at all", _backfill_claims_what_it_skipped,
+           steps=60, seeds=range(150, 200)),
 ]}
 
 
 def first_failure(mutant: Mutant, seeds: range) -> tuple[int, list[str]] | None:
     """The first seed whose schedule the checker fails with ``mutant`` in place, and what it said."""
     with mutant.patch():
-        for seed in seeds:
+        for seed in mutant.seeds or seeds:
             with tempfile.TemporaryDirectory() as tmp:
                 try:
                     violations = Simulation(seed, Path(tmp), steps=mutant.steps).run()
