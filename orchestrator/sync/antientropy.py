@@ -315,6 +315,10 @@ class AntiEntropy:
         ref = stored[self.primary]
         schema, target = self.adapters[self.primary].target.key_schema, self.adapters[self.primary].target
         if ref is not None and meta_if_valid(ref) is None and ref.body is not None:
+            if head is not None and not head.tombstone and head.content_hash == ref.digest_hash(False):
+                # the native item capture logged (a primary stores no version in it): that
+                # version, not a new one a later write that saw it would have to beat
+                return Record(ref.key, ref.body, head)
             return Record(ref.key, ref.body).stamped(self._tick(), vector, epoch=self.settling.epoch)
         if ref is None and self._primary_lost(head):
             # the log says live and the primary's capture would have reported a delete: the

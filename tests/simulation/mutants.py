@@ -37,6 +37,7 @@ class Mutant:
     #: the seeds to search (``None``: the test's default range); a defect the default range
     #: does not reach names the range where the simulation found it
     seeds: range | None = None
+    follow: bool = False                  # draw follow-mode rounds too
 
 
 def _patches(*patches: ContextManager[Any]) -> ContextManager[Any]:
@@ -232,7 +233,7 @@ MUTANTS: dict[str, Mutant] = {m.name: m for m in [
            _log_truncated_past_silent_lanes, steps=60),
     Mutant("sim-backfill-claims-skipped", "a backfilled lane is taken to hold every key logged before its start, "
            "including those the primary held in another state or not at all", _backfill_claims_what_it_skipped,
-           steps=60, seeds=range(150, 200)),
+           steps=60, seeds=range(320, 335), follow=True),
 ]}
 
 
@@ -242,7 +243,7 @@ def first_failure(mutant: Mutant, seeds: range) -> tuple[int, list[str]] | None:
         for seed in mutant.seeds or seeds:
             with tempfile.TemporaryDirectory() as tmp:
                 try:
-                    violations = Simulation(seed, Path(tmp), steps=mutant.steps).run()
+                    violations = Simulation(seed, Path(tmp), steps=mutant.steps, follow=mutant.follow).run()
                 except Exception as exc:  # noqa: BLE001 - a defect may also crash the engine: caught too
                     violations = [f"the engine raised {type(exc).__name__}: {exc}"]
             if violations:

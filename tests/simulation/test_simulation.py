@@ -33,8 +33,10 @@ FOLLOW_SEEDS = range(50_000, 50_000 + SEEDS // 4)
 #: follow mode)``. 157 and 327 (follow rounds mixed in; 157 with plain passes too): a forced
 #: promotion onto a location a backfill had left without versions the log says it holds
 #: (they lost acknowledged writes, or left a caught-up replica unequal, until the backfill
-#: recorded what it did not copy — see CaptureLog.mark_unheld)
-KNOWN_HARD = [(157, True), (157, False), (327, True)]
+#: recorded what it did not copy — see CaptureLog.mark_unheld); 190: anti-entropy among the copies
+#: that answered re-stamped a primary's native item that the log already held, and the new
+#: version beat a later write that had seen the logged one (see AntiEntropy._resolve)
+KNOWN_HARD = [(157, True), (157, False), (327, True), (190, False)]
 
 
 def run_seed(seed: int, tmp: Path, steps: int = STEPS, follow: bool | None = None) -> list[str]:
