@@ -83,6 +83,10 @@ class BucketIO:
         """Objects after ``start_after`` in name order (``start_offset`` is inclusive; the scan skips it)."""
         return (stored_object(b) for b in self.list_blobs(start_offset=start_after))
 
+    def list_range(self, start: str | None, end: str | None) -> Iterator[StoredObject[int]]:
+        """Objects named in ``[start, end)`` in name order (``startOffset`` inclusive, ``endOffset`` exclusive)."""
+        return (stored_object(b) for b in self.list_blobs(start_offset=start, end_offset=end))
+
     def stat(self, name: str, key: str | None = None) -> StoredObject[int] | None:
         blob = self.get(name, key)
         return stored_object(blob) if blob is not None else None
@@ -101,7 +105,7 @@ class BucketIO:
 
     # -- the SDK's shapes ---------------------------------------------------------------
 
-    def list_blobs(self, start_offset: str | None = None) -> Iterator[storage.Blob]:
+    def list_blobs(self, start_offset: str | None = None, end_offset: str | None = None) -> Iterator[storage.Blob]:
         """Every object (with metadata, no content) from ``start_offset`` on, in name order.
 
         Pages are fetched one call at a time, so a retry repeats one page, not the walk.
@@ -110,7 +114,7 @@ class BucketIO:
         while True:
             def fetch(token: str | None = token) -> tuple[list[storage.Blob], str | None]:
                 it = self.client.list_blobs(self.name, page_token=token, start_offset=start_offset,
-                                            page_size=LIST_PAGE_SIZE, fields=LIST_FIELDS,
+                                            end_offset=end_offset, page_size=LIST_PAGE_SIZE, fields=LIST_FIELDS,
                                             retry=None, timeout=self.timeout)
                 page = next(it.pages, None)
                 return (list(page) if page is not None else []), it.next_page_token

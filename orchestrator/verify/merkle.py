@@ -68,27 +68,44 @@ class DigestIndex:
         self.counts: dict[str, int] = {}
         self._lock = threading.Lock()
 
+    def start(self, replica: str) -> None:
+        """Count ``replica`` as listed (with no digests yet): an empty store is still a side."""
+        with self._lock:
+            self.sums.setdefault(replica, {})
+            self.counts.setdefault(replica, 0)
+
     def load(self, replica: str, digests: Iterable[Digest],
              on_progress: Callable[[int], None] | None = None, batch: int = 2000) -> int:
-        """Stream ``digests`` of ``replica`` into the index; returns how many were read."""
-        sums = self.sums.setdefault(replica, {})
+        """Stream ``digests`` (one range of ``replica``, or all of it) into the index; returns how many.
+
+        Several ranges of one replica may load at once from different threads: each sums
+        its own buckets and adds them to the replica's under the lock (addition mod 2**256
+        is order-free).
+        """
+        sums: dict[str, int] = {}
         rows: list[tuple] = []
         n = 0
         for d in digests:
-            b = bucket_of(d.key_id)
+            key_id = d.key_id
+            b = bucket_of(key_id)
             if not d.tombstone:
-                sums[b] = (sums.get(b, 0) + leaf_hash(d)) % MOD
-            rows.append((replica, b, d.key_id, d.version, d.content_hash, int(d.tombstone)))
-            n += 1
+                sums[b] = sums.get(b, 0) + leaf_hash(d)
+            rows.append((replica, b, key_id, d.version, d.content_hash, int(d.tombstone)))
             if len(rows) >= batch:
+                n += len(rows)
                 self._flush(rows)
                 if on_progress:
                     on_progress(len(rows))
                 rows = []
+        n += len(rows)
         self._flush(rows)
         if on_progress and rows:
             on_progress(len(rows))
-        self.counts[replica] = n
+        with self._lock:
+            total = self.sums.setdefault(replica, {})
+            for b, v in sums.items():
+                total[b] = (total.get(b, 0) + v) % MOD
+            self.counts[replica] = self.counts.get(replica, 0) + n
         return n
 
     def _flush(self, rows: list[tuple]) -> None:
