@@ -27,7 +27,7 @@ if TYPE_CHECKING:
 
 #: how many digests one range should hold at most when an adapter can size its ranges:
 #: a range is listed into one unit's result, so this bounds what one unit holds in memory
-RANGE_TARGET_KEYS = 50_000
+RANGE_TARGET_KEYS = 10_000
 
 
 @dataclass(frozen=True)
