@@ -8,6 +8,8 @@ request is bounded by :func:`~..base.retry.request_timeouts` (never past that de
 
 from __future__ import annotations
 
+from datetime import datetime
+
 import threading
 from collections.abc import Callable, Iterator, Mapping
 from typing import Any, TypeVar
@@ -195,8 +197,14 @@ class BucketIO:
 
 
 def stored_object(blob: Any) -> StoredObject[int]:
-    """A listed or fetched blob as the object store adapter sees it."""
-    updated = getattr(blob, "updated", None)
-    generation = int(blob.generation)
-    return StoredObject(blob.name, generation, generation, blob.metadata, blob.md5_hash,
-                        int(updated.timestamp() * 1000) if updated is not None else None)
+    """A listed or fetched blob as the object store adapter sees it.
+
+    Read from the blob's JSON resource (``_properties``): the SDK's ``metadata`` getter
+    deep-copies the dict and ``updated`` goes through ``strptime`` on every call, which
+    was most of the client's CPU per object in a verify's listing.
+    """
+    props = blob._properties
+    updated = props.get("updated")
+    generation = int(props["generation"])
+    return StoredObject(blob.name, generation, generation, props.get("metadata"), props.get("md5Hash"),
+                        int(datetime.fromisoformat(updated).timestamp() * 1000) if updated else None)
