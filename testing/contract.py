@@ -28,6 +28,7 @@ nature, a test skips by capability and says which flag (``capture_sees_deletes``
 
 from __future__ import annotations
 
+import pickle
 import random
 from contextlib import contextmanager
 from decimal import Decimal
@@ -39,6 +40,7 @@ from hypothesis import HealthCheck, assume, given, settings
 from mcrepl.adapters import adapter_spec
 from mcrepl.adapters.base import (ApplyOutcome, KeySchema, Record, RecordKey, ReplicaAdapter, Version, blob,
                                   tombstone_of)
+from mcrepl.adapters.base.digest_ranges import DigestRange, list_part, ranges_of
 from mcrepl.adapters.base.interface import DatasetKind
 
 from .records import ORIGIN, SCHEMA, bodies, doc, stamped, version
@@ -342,6 +344,29 @@ class AdapterContract:
         assert native.version is None and native.content_hash == doc("native", n=1).digest_hash(False)
 
 
+
+    #: keys spread over every first character a name range can start at, boundaries included
+    RANGE_KEYS = ["0", "9-nine", "-dash", "A", "Alpha", "Z", "_under", "a", "apple", "m\u00ff", "n", "nut",
+                  "zeta", "~tilde", "\u00e9t\u00e9", "\u4e2d", "a?b", " spaced ", "50%"]
+
+    def test_ranged_digests_partition_the_listing(self, store: ReplicaAdapter) -> None:
+        """Every digest of the whole listing is in exactly one range, identical there (verify lists by range)."""
+        recs = [stamped(k, n=i) for i, k in enumerate(self.RANGE_KEYS)]
+        recs += [stamped(f"key-{i:04d}", n=i) for i in range(40)]
+        recs.append(tombstone_of(SCHEMA, RecordKey(("gone",)), version()))
+        store.apply_batch(recs)
+        seed(store).write_native([doc("native", n=1)])
+        parts = ranges_of(store)
+        if parts == [None]:
+            pytest.skip("the adapter has no ranged digests (RangedDigests): verify lists this store whole")
+        whole = sorted(store.list_digests(), key=lambda d: d.key_id)
+        ranged = [d for part in parts for d in list_part(store, part)]
+        assert len(ranged) == len({d.key_id for d in ranged}), "a key was listed in two ranges"
+        assert sorted(ranged, key=lambda d: d.key_id) == whole, "the ranges do not add up to the whole listing"
+        assert len(whole) == len(recs) + 1
+        assert all(isinstance(p, DigestRange) and p.of == len(parts) for p in parts)
+        assert [p.index for p in parts] == list(range(len(parts)))
+        assert pickle.loads(pickle.dumps(parts)) == parts, "ranges travel in work units: they must pickle"
 
     # --- bad input: a specific error, and nothing else in the batch lost --------------------
 

@@ -22,6 +22,7 @@ from dataclasses import dataclass
 from typing import Any, Generic, Protocol, TypeVar
 
 from .conditional import KnownStates, PreconditionFailed, StoredState, apply_each, apply_with_known
+from .digest_ranges import DigestRange
 from .errors import NotFoundError, RecordError, UnavailableError
 from .interface import (ApplyResult, Change, ChangePage, Cursor, Digest, ReplicaAdapter, ReplicaTarget,
                         conflict_between)
@@ -37,6 +38,8 @@ R = TypeVar("R")
 Token = TypeVar("Token")
 #: threads of one adapter: the apply fan-out plus capture/digest downloads
 WORKERS = 8
+#: where name ranges of a digest listing start: digits and punctuation, upper case, a-m, n and above
+NAME_BOUNDS: tuple[str, ...] = ("A", "a", "n")
 #: re-reads of an object that keeps changing between its metadata read and its download
 FETCH_ATTEMPTS = 5
 
@@ -81,6 +84,9 @@ class ObjectIO(Protocol[Token]):
 
     def list(self, start_after: str | None = None) -> Iterator[StoredObject[Token]]:
         """Every object with a name after ``start_after`` (all when ``None``), in UTF-8 byte order."""
+
+    # optional: ``list_range(start, end)`` lists the names in ``[start, end)`` (``None``: open),
+    # in name order; a store with it gets ranged digest listings (:meth:`ObjectStoreAdapter.digest_ranges`)
 
     def stat(self, name: str, key: str | None = None) -> StoredObject[Token] | None:
         """The object's metadata (no content), or ``None`` if it does not exist."""
@@ -254,7 +260,30 @@ class ObjectStoreAdapter(ReplicaAdapter, Generic[Token]):
 
     def list_digests(self) -> Iterator[Digest]:
         """Digests from listing metadata; only native objects are downloaded and hashed."""
-        for page in chunks(self.io.list(), 256):
+        return self._digests_of(self.io.list())
+
+    def digest_ranges(self) -> list[DigestRange]:
+        """Name ranges split at :data:`NAME_BOUNDS`, when the store lists between two names.
+
+        Names are cut by their first character (UTF-8 byte order equals code point order),
+        which needs no request and works for any name; keys that share their first
+        character share a range. A store whose I/O cannot bound a listing has no ranges
+        (verify lists it whole).
+        """
+        if not callable(getattr(self.io, "list_range", None)):
+            return []
+        edges: list[str | None] = [None, *NAME_BOUNDS, None]
+        n = len(edges) - 1
+        return [DigestRange(i, n, (edges[i], edges[i + 1]),
+                            f"names [{edges[i] or ''}, {edges[i + 1] or 'end'})") for i in range(n)]
+
+    def list_range_digests(self, part: DigestRange) -> Iterator[Digest]:
+        """The digests of the objects named in ``[start, end)`` of ``part``."""
+        start, end = part.spec
+        return self._digests_of(self.io.list_range(start, end))  # type: ignore[attr-defined]
+
+    def _digests_of(self, objects: Iterator[StoredObject[Token]]) -> Iterator[Digest]:
+        for page in chunks(objects, 256):
             natives = []
             for obj in page:
                 meta = self.layout.trusted_meta(obj.metadata, obj.digest)

@@ -18,6 +18,7 @@ from functools import partial
 from typing import Any
 
 from ..base.conditional import apply_each
+from ..base.digest_ranges import DigestRange, ranges_for
 from ..base.errors import AdapterError, RecordError
 from ..base.interface import (
     ApplyOutcome,
@@ -38,11 +39,12 @@ from .capture import capture, current_position
 from .clients import DynamoDBClients
 from .errors import error_code, error_item
 from .settings import SPEC
-from .tables import drop_table, ensure_table
+from .tables import drop_table, ensure_table, item_count
 from .wire import META_ATTR, Item, decode_item, decode_key, decode_meta, encode_item, encode_key
 
 _UNCHANGED_META = "#m = :old"          # overwrite exactly the native-edited state we read
 _SCAN_SEGMENTS = 4
+_MAX_SEGMENTS = 1000          # DynamoDB's own limit is 1,000,000; more only costs empty pages
 _BATCH_WRITE_MAX = 25
 _APPLY_ATTEMPTS = 8
 
@@ -152,19 +154,42 @@ class DynamoDBAdapter(ReplicaAdapter):
 
     def list_digests(self) -> Iterator[Digest]:
         """Digests from a parallel scan (``_SCAN_SEGMENTS`` segments, one page each in flight)."""
-        for item in self._parallel_scan():
-            try:
-                record = decode_item(item, self.target.key_schema, self.target.kind)
-            except RecordError:
-                # not a record of this dataset (capture quarantines it): hash the raw item so a
-                # comparison shows it as a difference, as the GCS adapter does, instead of failing
-                yield Digest.of_undecodable(decode_key(item, self.target.key_schema).id, item)
-                continue
-            meta = meta_if_valid(record)
-            if meta is not None:
-                yield Digest(record.key.id, meta.version.token, meta.comparable_hash, meta.tombstone)
-            else:
-                yield Digest(record.key.id, None, record.digest_hash(False), False)
+        return (self._digest_of(item) for item in self._parallel_scan())
+
+    def digest_ranges(self) -> list[DigestRange]:
+        """Parallel-scan segments, as many as keep a segment near :data:`RANGE_TARGET_KEYS` items.
+
+        The size is DescribeTable's ``ItemCount`` (refreshed about every six hours on AWS:
+        it only sizes the split; every segment is scanned to its end whatever it says).
+        """
+        n = ranges_for(item_count(self.clients, self.target), minimum=_SCAN_SEGMENTS, maximum=_MAX_SEGMENTS)
+        return [DigestRange(i, n, i, f"scan segment {i} of {n}") for i in range(n)]
+
+    def list_range_digests(self, part: DigestRange) -> Iterator[Digest]:
+        """One scan segment (``Segment``/``TotalSegments``), page by page."""
+        start: Any = None
+        while True:
+            kwargs: dict[str, Any] = {"TableName": self.target.resource, "Segment": int(part.spec),
+                                      "TotalSegments": part.of, "ConsistentRead": True}
+            if start is not None:
+                kwargs["ExclusiveStartKey"] = start
+            resp = self.clients.guard("scan", lambda: self.clients.table.scan(**kwargs))
+            yield from (self._digest_of(item) for item in resp.get("Items", []))
+            start = resp.get("LastEvaluatedKey")
+            if start is None:
+                return
+
+    def _digest_of(self, item: Item) -> Digest:
+        try:
+            record = decode_item(item, self.target.key_schema, self.target.kind)
+        except RecordError:
+            # not a record of this dataset (capture quarantines it): hash the raw item so a
+            # comparison shows it as a difference, as the GCS adapter does, instead of failing
+            return Digest.of_undecodable(decode_key(item, self.target.key_schema).id, item)
+        meta = meta_if_valid(record)
+        if meta is not None:
+            return Digest(record.key.id, meta.version.token, meta.comparable_hash, meta.tombstone)
+        return Digest(record.key.id, None, record.digest_hash(False), False)
 
     def _parallel_scan(self, **extra: Any) -> Iterator[Item]:
         """Every item, read by parallel scan segments; memory stays at one page per segment."""

@@ -96,3 +96,9 @@ def _check(table: dict[str, Any], target: ReplicaTarget) -> None:
                            "for change capture (fix: aws dynamodb update-table --table-name "
                            f"{target.resource} --stream-specification "
                            f"StreamEnabled=true,StreamViewType={STREAM_VIEW})", **ctx)
+
+
+def item_count(clients: DynamoDBClients, target: ReplicaTarget) -> int | None:
+    """DescribeTable's ``ItemCount`` (approximate on AWS, refreshed about every six hours)."""
+    count = _describe(clients, target).get("ItemCount")
+    return int(count) if count is not None else None

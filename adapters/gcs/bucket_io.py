@@ -8,6 +8,8 @@ request is bounded by :func:`~..base.retry.request_timeouts` (never past that de
 
 from __future__ import annotations
 
+from datetime import datetime
+
 import threading
 from collections.abc import Callable, Iterator, Mapping
 from typing import Any, TypeVar
@@ -83,6 +85,10 @@ class BucketIO:
         """Objects after ``start_after`` in name order (``start_offset`` is inclusive; the scan skips it)."""
         return (stored_object(b) for b in self.list_blobs(start_offset=start_after))
 
+    def list_range(self, start: str | None, end: str | None) -> Iterator[StoredObject[int]]:
+        """Objects named in ``[start, end)`` in name order (``startOffset`` inclusive, ``endOffset`` exclusive)."""
+        return (stored_object(b) for b in self.list_blobs(start_offset=start, end_offset=end))
+
     def stat(self, name: str, key: str | None = None) -> StoredObject[int] | None:
         blob = self.get(name, key)
         return stored_object(blob) if blob is not None else None
@@ -101,7 +107,7 @@ class BucketIO:
 
     # -- the SDK's shapes ---------------------------------------------------------------
 
-    def list_blobs(self, start_offset: str | None = None) -> Iterator[storage.Blob]:
+    def list_blobs(self, start_offset: str | None = None, end_offset: str | None = None) -> Iterator[storage.Blob]:
         """Every object (with metadata, no content) from ``start_offset`` on, in name order.
 
         Pages are fetched one call at a time, so a retry repeats one page, not the walk.
@@ -110,7 +116,7 @@ class BucketIO:
         while True:
             def fetch(token: str | None = token) -> tuple[list[storage.Blob], str | None]:
                 it = self.client.list_blobs(self.name, page_token=token, start_offset=start_offset,
-                                            page_size=LIST_PAGE_SIZE, fields=LIST_FIELDS,
+                                            end_offset=end_offset, page_size=LIST_PAGE_SIZE, fields=LIST_FIELDS,
                                             retry=None, timeout=self.timeout)
                 page = next(it.pages, None)
                 return (list(page) if page is not None else []), it.next_page_token
@@ -191,8 +197,14 @@ class BucketIO:
 
 
 def stored_object(blob: Any) -> StoredObject[int]:
-    """A listed or fetched blob as the object store adapter sees it."""
-    updated = getattr(blob, "updated", None)
-    generation = int(blob.generation)
-    return StoredObject(blob.name, generation, generation, blob.metadata, blob.md5_hash,
-                        int(updated.timestamp() * 1000) if updated is not None else None)
+    """A listed or fetched blob as the object store adapter sees it.
+
+    Read from the blob's JSON resource (``_properties``): the SDK's ``metadata`` getter
+    deep-copies the dict and ``updated`` goes through ``strptime`` on every call, which
+    was most of the client's CPU per object in a verify's listing.
+    """
+    props = blob._properties
+    updated = props.get("updated")
+    generation = int(props["generation"])
+    return StoredObject(blob.name, generation, generation, props.get("metadata"), props.get("md5Hash"),
+                        int(datetime.fromisoformat(updated).timestamp() * 1000) if updated else None)

@@ -14,11 +14,13 @@ import copy
 import dataclasses
 import threading
 import time
+import zlib
 from typing import Any, Callable, Iterator, Sequence
 
 from ..base import (ApplyOutcome, ApplyResult, Change, ChangePage, Cursor, Digest,
                     Record, RecordError, RecordKey, ReplicaAdapter, ReplicaTarget, decide, meta_if_valid,
                     rejected)
+from ..base.digest_ranges import DigestRange, ranges_for
 from ..base.inband import META_FIELD, WRAPPED_FIELDS, split_reserved, user_fields
 from ..base.interface import result_of
 from ..base.record import ReplicationMeta
@@ -262,8 +264,22 @@ class MemoryAdapter(ReplicaAdapter):
             return None
 
     def list_digests(self) -> Iterator[Digest]:
+        """Range by range, so a listing never copies more than one range of the store at once."""
+        for part in self.digest_ranges():
+            yield from self.list_range_digests(part)
+
+    def digest_ranges(self) -> list[DigestRange]:
+        """Slices by a stable hash of the key id, sized to :data:`RANGE_TARGET_KEYS` (at least 4)."""
         with self._store.lock:
-            items = list(self._store.items.items())
+            count = len(self._store.items)
+        n = ranges_for(count, minimum=4, maximum=4096)
+        return [DigestRange(i, n, None, f"hash slice {i + 1} of {n}") for i in range(n)]
+
+    def list_range_digests(self, part: DigestRange) -> Iterator[Digest]:
+        """The digests of the keys whose ``crc32`` falls in ``part``'s slice (a snapshot of that slice)."""
+        with self._store.lock:
+            items = [(k, v) for k, v in self._store.items.items()
+                     if zlib.crc32(k.encode("utf-8")) % part.of == part.index]
         for key_id, item in items:
             try:
                 rec = self._decode(key_id, item)

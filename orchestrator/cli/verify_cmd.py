@@ -117,8 +117,9 @@ def register(app: typer.Typer) -> None:
 
         Reports keys missing, extra, with different content, stale versions (and which side is
         newer) and tombstone mismatches — keys and versions only, never field values. Every
-        replica is listed at once: by threads here, or as digest units on worker processes or
-        a Dask cluster (--executor processes|dask).
+        replica is listed at once, in ranges (DynamoDB scan segments, GCS name ranges): by
+        threads here, or as one digest unit per range on worker processes or a Dask cluster
+        (--executor processes|dask). A range that cannot be listed fails the verify.
         """
         from mcrepl.orchestrator.verify import verify_dataset
         from mcrepl.policies.router import router_for

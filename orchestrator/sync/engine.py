@@ -18,10 +18,10 @@ import dataclasses
 import hashlib
 import logging
 import threading
-from typing import Any, Callable, Mapping, Sequence
+from typing import TYPE_CHECKING, Any, Callable, Mapping
 
 from mcrepl.adapters import open_adapter
-from mcrepl.adapters.base import AdapterError, ConfigError, Digest, ReplicaAdapter, ReplicaTarget, Version
+from mcrepl.adapters.base import AdapterError, ConfigError, ReplicaAdapter, ReplicaTarget, Version
 from mcrepl.adapters.base.pools import CONNECTIONS_OPTION
 from mcrepl.orchestrator.clock import SYSTEM_CLOCK, Clock, wall_ms
 from mcrepl.orchestrator.config import McreplConfig
@@ -44,6 +44,9 @@ from .unit_adapter import UnitAdapter
 from .units import Opener
 from .workers import ExecutorSpec, UnitExecutor, digest_listing, open_executor
 from .lane import LaneApplier
+
+if TYPE_CHECKING:
+    from mcrepl.orchestrator.verify import Listing
 from .merge import load_merge_function
 from .report import DatasetReport, LaneReport, SyncReport, VerifySummary
 from .settling import Settling
@@ -606,8 +609,8 @@ class SyncEngine:
         with self._lock:
             return self._unit_adapters.setdefault(ident, view)
 
-    def _listing(self, adapters: Mapping[str, ReplicaAdapter]) -> Callable[[Sequence[str]], dict[str, list[Digest]]]:
-        """Every location's digests read at once, as digest units on this engine's executor."""
+    def _listing(self, adapters: Mapping[str, ReplicaAdapter]) -> "Listing":
+        """Every location's digest ranges read as digest units on this engine's executor."""
         return digest_listing(self.unit_executor(), {n: a.target for n, a in adapters.items()})
 
     def unit_executor(self) -> UnitExecutor:

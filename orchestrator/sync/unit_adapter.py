@@ -15,6 +15,7 @@ from typing import Iterator, Sequence
 
 from mcrepl.adapters.base import (ApplyResult, ChangePage, Cursor, Digest, Record, RecordKey, ReplicaAdapter,
                                   ReplicaTarget)
+from mcrepl.adapters.base.digest_ranges import DigestRange, ranges_of
 from mcrepl.adapters.base.roles import Partition
 
 from .inflight import InFlightWindow
@@ -68,6 +69,14 @@ class UnitAdapter(ReplicaAdapter):
 
     def list_digests(self) -> Iterator[Digest]:
         digests: list[Digest] = self.executor.run(DigestUnit(self.target)).value
+        return iter(digests)
+
+    def digest_ranges(self) -> list[DigestRange]:
+        """The coordinator's adapter's ranges (none when it has none: then one whole listing)."""
+        return [part for part in ranges_of(self.local) if part is not None]
+
+    def list_range_digests(self, part: DigestRange) -> Iterator[Digest]:
+        digests: list[Digest] = self.executor.run(DigestUnit(self.target, part)).value
         return iter(digests)
 
     # -- calls the coordinator makes itself ------------------------------------------------

@@ -26,6 +26,7 @@ from typing import Any, Callable, Sequence
 
 from mcrepl.adapters.base import (AdapterError, ApplyResult, ChangePage, Digest, Record, RecordKey, ReplicaAdapter,
                                   ReplicaTarget, ThrottledError, UnavailableError)
+from mcrepl.adapters.base.digest_ranges import DigestRange, list_part
 from mcrepl.adapters.base.retry import on_retry
 
 Opener = Callable[[ReplicaTarget], ReplicaAdapter]
@@ -60,9 +61,10 @@ class ReadUnit:
 
 @dataclass(frozen=True)
 class DigestUnit:
-    """Every digest one location holds: one side of a range comparison."""
+    """The digests of one range of one location (``part=None``: all of them), for a comparison."""
 
     target: ReplicaTarget
+    part: DigestRange | None = None
 
 
 Unit = CaptureUnit | WriteUnit | ReadUnit | DigestUnit
@@ -113,7 +115,7 @@ def _call(unit: Unit, adapter: ReplicaAdapter) -> Any:
     if isinstance(unit, ReadUnit):
         return [adapter.read(k) for k in unit.keys]
     if isinstance(unit, DigestUnit):
-        return list(adapter.list_digests())
+        return list(list_part(adapter, unit.part))
     raise TypeError(f"not a work unit: {unit!r}")
 
 

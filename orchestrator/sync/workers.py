@@ -24,14 +24,15 @@ import multiprocessing
 import pickle
 import threading
 import time
-from collections import Counter
-from concurrent.futures import Future, ThreadPoolExecutor
+from collections import Counter, deque
+from concurrent.futures import FIRST_COMPLETED, Future, ThreadPoolExecutor, wait
 from concurrent.futures import TimeoutError as FutureTimeout
 from concurrent.futures.process import BrokenProcessPool, ProcessPoolExecutor
 from dataclasses import dataclass
-from typing import Any, Callable, Mapping, Sequence
+from typing import Any, Callable, Iterator, Mapping, Sequence
 
 from mcrepl.adapters.base import ConfigError, Digest, ReplicaTarget
+from mcrepl.adapters.base.digest_ranges import DigestRange
 
 from .units import DigestUnit, Opener, Unit, UnitResult, run_unit
 
@@ -112,6 +113,53 @@ class UnitExecutor:
         if error is not None:
             raise error
         return [r for r in results if r is not None]
+
+    def as_completed(self, units: Sequence[Unit], in_flight: int) -> Iterator[tuple[int, UnitResult]]:
+        """Run ``units`` with at most ``in_flight`` at once; yield ``(index, result)`` as each completes.
+
+        What a caller holds is then bounded by the units in flight, not by all of them (a
+        verify's range listings). A unit whose worker dies, or whose lease runs out, is
+        leased again up to ``attempts`` times; the first unit error is raised at once and
+        the units still queued are never started.
+        """
+        queued = deque(range(len(units)))
+        running: dict["Future[UnitResult]", tuple[int, int, float]] = {}   # future → (index, tries, leased at)
+        try:
+            while queued or running:
+                while queued and len(running) < max(1, in_flight):
+                    i = queued.popleft()
+                    running[self.submit(units[i])] = (i, 1, time.monotonic())
+                timeout = None if self.lease_s is None else max(
+                    0.0, min(t for _, _, t in running.values()) + self.lease_s - time.monotonic())
+                done, _ = wait(list(running), timeout=timeout, return_when=FIRST_COMPLETED)
+                lost: list[tuple["Future[UnitResult]", BaseException]] = []
+                if not done and self.lease_s is not None:
+                    now = time.monotonic()
+                    lost = [(f, WorkerLost(f"no answer within {self.lease_s:g}s (the worker stopped answering)"))
+                            for f, (_, _, t) in running.items() if t + self.lease_s <= now]
+                for f in done:
+                    try:
+                        result = f.result()
+                    except WorkerLost as exc:
+                        lost.append((f, exc))
+                        continue
+                    i, _, _ = running.pop(f)
+                    with self._lock:
+                        self.by_worker[result.worker] += 1
+                    yield i, result
+                for f, why in lost:
+                    f.cancel()
+                    i, tries, _ = running.pop(f)
+                    if tries >= self.attempts:
+                        raise why
+                    with self._lock:
+                        self.released += 1
+                    log.warning("a worker died running a %s unit for %s (%s): leasing it again (attempt %d of %d)",
+                                type(units[i]).__name__, units[i].target.replica, why, tries + 1, self.attempts)
+                    running[self.submit(units[i])] = (i, tries + 1, time.monotonic())
+        finally:
+            for f in running:
+                f.cancel()
 
     def _answer(self, future: "Future[UnitResult]", leased_at: float) -> UnitResult:
         """The unit's result, or :class:`WorkerLost` once its lease ran out unanswered."""
@@ -239,11 +287,16 @@ class ProcessUnitExecutor(UnitExecutor):
 
 
 def digest_listing(executor: UnitExecutor, targets: Mapping[str, ReplicaTarget]) -> Callable[
-        [Sequence[str]], dict[str, list[Digest]]]:
-    """A verify ``listing`` that reads every location's digests as digest units on ``executor``, at once."""
-    def listing(names: Sequence[str]) -> dict[str, list[Digest]]:
-        results = executor.gather([DigestUnit(targets[n]) for n in names])
-        return {n: r.value for n, r in zip(names, results)}
+        [Sequence[tuple[str, DigestRange | None]]], Iterator[tuple[str, list[Digest]]]]:
+    """A verify ``listing``: one digest unit per (location, range) on ``executor``, results as they arrive.
+
+    At most ``executor.slots`` ranges are in flight, so the coordinator holds that many
+    ranges' digests at a time, whatever the size of the dataset.
+    """
+    def listing(jobs: Sequence[tuple[str, DigestRange | None]]) -> Iterator[tuple[str, list[Digest]]]:
+        units = [DigestUnit(targets[name], part) for name, part in jobs]
+        for i, result in executor.as_completed(units, executor.slots):
+            yield jobs[i][0], result.value
     return listing
 
 

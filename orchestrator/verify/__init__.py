@@ -12,13 +12,15 @@ write takes the one policy-routed, conditional, audited path every other write t
 from __future__ import annotations
 
 import time
-from concurrent.futures import ThreadPoolExecutor
+from concurrent.futures import ThreadPoolExecutor, as_completed
 from contextlib import ExitStack
 from functools import partial
+from itertools import zip_longest
 from typing import Callable, Iterable, Iterator, Mapping, Sequence
 
 from mcrepl.adapters import open_adapter
 from mcrepl.adapters.base import ConfigError, Digest, ReplicaAdapter
+from mcrepl.adapters.base.digest_ranges import DigestRange, list_part, ranges_of
 from mcrepl.adapters.base.reserved import is_reserved
 from mcrepl.orchestrator.config import McreplConfig, VerifyThresholds
 from mcrepl.policies.routing import RecordRouter
@@ -49,8 +51,15 @@ def open_dataset_adapters(config: McreplConfig, dataset: str, replicas: Sequence
     return adapters
 
 
-Listing = Callable[[Sequence[str]], Mapping[str, Iterable[Digest]]]
-"""Lists several locations' digests at once (the sync engine's: digest units on its executor)."""
+Job = tuple[str, DigestRange | None]
+"""One listing a verify makes: a location and one of its ranges (``None``: the whole location)."""
+
+Listing = Callable[[Sequence[Job]], Iterator[tuple[str, Iterable[Digest]]]]
+"""Runs listing jobs, yielding ``(location, digests)`` as each finishes (the sync engine's: digest
+units on its executor, :func:`mcrepl.orchestrator.sync.workers.digest_listing`); raises when one fails."""
+
+#: ranges listed at once by this process's own threads (no ``listing`` given)
+LIST_THREADS = 8
 
 
 def without_reserved(digests: Iterable[Digest]) -> Iterator[Digest]:
@@ -64,35 +73,67 @@ def user_digests(adapter: ReplicaAdapter) -> Iterator[Digest]:
     return without_reserved(adapter.list_digests())
 
 
+def listing_jobs(adapters: Mapping[str, ReplicaAdapter]) -> list[Job]:
+    """Every (location, range) to list, interleaved so that every location moves at once."""
+    per_location = [[(name, part) for part in ranges_of(adapter)] for name, adapter in adapters.items()]
+    return [job for row in zip_longest(*per_location) for job in row if job is not None]
+
+
 def compare_adapters(dataset: str, adapters: Mapping[str, ReplicaAdapter], *,
                      progress: Progress | None = None, sample_size: int = 20,
                      listing: Listing | None = None) -> VerifyReport:
     """Compare every adapter with the first (the reference) by range digests.
 
-    Every location is listed at once — a thread per location, or ``listing`` when given —
-    so a verify takes as long as its slowest listing, not the sum of them.
+    Each location is listed in its ranges (:mod:`mcrepl.adapters.base.digest_ranges`; one
+    whole listing for a store without them), several at once — by this process's threads,
+    or as digest units on an executor when ``listing`` is given — and every range's digests
+    go into the on-disk index as it finishes, so memory holds the ranges in flight, never
+    the dataset. A range whose listing fails fails the comparison: no report, never a clean one.
     """
     names = list(adapters)
     if len(names) < 2:
         raise ConfigError("verify needs at least two replicas to compare", path="--replicas",
                           fix="name two or more replicas, e.g. --replicas dynamodb:eu-west-1,gcs:europe-west1")
     start = time.monotonic()
+    jobs = listing_jobs(adapters)
     with DigestIndex() as index:
+        for name in names:
+            index.start(name)
+
         def load(name: str, digests: Iterable[Digest]) -> None:
             index.load(name, without_reserved(digests), on_progress=partial(progress, name) if progress else None)
         if listing is not None:
-            for name, digests in listing(names).items():
+            for name, digests in listing(jobs):
                 load(name, digests)
         else:
-            with ThreadPoolExecutor(max_workers=len(names), thread_name_prefix="verify-list") as pool:
-                for done in [pool.submit(lambda n: load(n, adapters[n].list_digests()), n) for n in names]:
-                    done.result()
+            _list_on_threads(adapters, jobs, load)
         pairs = []
         for other in names[1:]:
             found, compared = diff(index, names[0], other)
             pairs.append(PairReport(names[0], other, compared, found))
         counts = dict(index.counts)
     return VerifyReport(dataset, names[0], counts, pairs, time.monotonic() - start, sample_size=sample_size)
+
+
+def _list_on_threads(adapters: Mapping[str, ReplicaAdapter], jobs: Sequence[Job],
+                     load: Callable[[str, Iterable[Digest]], None]) -> None:
+    """Stream every job into the index from a thread each (up to :data:`LIST_THREADS` at once)."""
+    def run(job: Job) -> None:
+        name, part = job
+        try:
+            load(name, list_part(adapters[name], part))
+        except Exception as exc:
+            exc.add_note(f"while listing {part or 'everything'} at {name}")
+            raise
+    with ThreadPoolExecutor(max_workers=max(1, min(len(jobs), LIST_THREADS)),
+                            thread_name_prefix="verify-list") as pool:
+        futures = [pool.submit(run, job) for job in jobs]
+        try:
+            for done in as_completed(futures):
+                done.result()
+        finally:
+            for f in futures:
+                f.cancel()
 
 
 def verify_dataset(config: McreplConfig, dataset: str, replicas: Sequence[str] | None = None, *,
@@ -133,5 +174,5 @@ def iter_divergences(report: VerifyReport) -> Iterator[Divergence]:
         yield from pair.divergences
 
 
-__all__ = ["Divergence", "DivergenceKind", "Listing", "PairReport", "VerifyReport", "apply_policy", "compare_adapters",
+__all__ = ["Divergence", "DivergenceKind", "Job", "Listing", "listing_jobs", "PairReport", "VerifyReport", "apply_policy", "compare_adapters",
            "iter_divergences", "open_dataset_adapters", "user_digests", "verify_dataset", "without_reserved"]

@@ -19,6 +19,7 @@ import hashlib
 import sqlite3
 import tempfile
 import threading
+import zlib
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Callable, Iterable, Iterator
@@ -30,8 +31,16 @@ LEVELS = (1, 2, 3)                       # hex digits of bucket prefix per tree 
 
 
 def bucket_of(key_id: str) -> str:
-    """The 3-hex-digit leaf bucket of a key: uniform whatever the key distribution."""
-    return hashlib.sha256(key_id.encode("utf-8")).hexdigest()[:3]
+    """The 3-hex-digit leaf bucket of a key: uniform whatever the key distribution.
+
+    CRC-32 spreads keys as evenly as a cryptographic hash does and costs a fraction of
+    one; the bucket only groups keys (the leaf hash below is what detects differences),
+    and the index lives for one verify, so nothing stored depends on the choice.
+    """
+    return _HEX3[zlib.crc32(key_id.encode("utf-8")) & 0xFFF]
+
+
+_HEX3 = [f"{i:03x}" for i in range(4096)]
 
 
 def leaf_hash(d: Digest) -> int:
@@ -62,39 +71,59 @@ class DigestIndex:
         self._db = sqlite3.connect(Path(self._dir.name) / "digests.sqlite", check_same_thread=False)
         self._db.execute("PRAGMA journal_mode=OFF")
         self._db.execute("PRAGMA synchronous=OFF")
+        # appended in arrival order (no key index while loading: random-order B-tree inserts cost
+        # most of a load); the index on (replica, bucket) is built only if some bucket differs
         self._db.execute("CREATE TABLE d (replica TEXT, bucket TEXT, key_id TEXT, version TEXT, "
-                         "hash TEXT, tomb INTEGER, PRIMARY KEY (replica, bucket, key_id)) WITHOUT ROWID")
+                         "hash TEXT, tomb INTEGER)")
+        self._indexed = False
         self.sums: dict[str, dict[str, int]] = {}
         self.counts: dict[str, int] = {}
         self._lock = threading.Lock()
 
+    def start(self, replica: str) -> None:
+        """Count ``replica`` as listed (with no digests yet): an empty store is still a side."""
+        with self._lock:
+            self.sums.setdefault(replica, {})
+            self.counts.setdefault(replica, 0)
+
     def load(self, replica: str, digests: Iterable[Digest],
              on_progress: Callable[[int], None] | None = None, batch: int = 2000) -> int:
-        """Stream ``digests`` of ``replica`` into the index; returns how many were read."""
-        sums = self.sums.setdefault(replica, {})
+        """Stream ``digests`` (one range of ``replica``, or all of it) into the index; returns how many.
+
+        Several ranges of one replica may load at once from different threads: each sums
+        its own buckets and adds them to the replica's under the lock (addition mod 2**256
+        is order-free).
+        """
+        sums: dict[str, int] = {}
         rows: list[tuple] = []
         n = 0
         for d in digests:
-            b = bucket_of(d.key_id)
+            key_id = d.key_id
+            b = bucket_of(key_id)
             if not d.tombstone:
-                sums[b] = (sums.get(b, 0) + leaf_hash(d)) % MOD
-            rows.append((replica, b, d.key_id, d.version, d.content_hash, int(d.tombstone)))
-            n += 1
+                sums[b] = sums.get(b, 0) + leaf_hash(d)
+            rows.append((replica, b, key_id, d.version, d.content_hash, int(d.tombstone)))
             if len(rows) >= batch:
+                n += len(rows)
                 self._flush(rows)
                 if on_progress:
                     on_progress(len(rows))
                 rows = []
+        n += len(rows)
         self._flush(rows)
         if on_progress and rows:
             on_progress(len(rows))
-        self.counts[replica] = n
+        with self._lock:
+            total = self.sums.setdefault(replica, {})
+            for b, v in sums.items():
+                total[b] = (total.get(b, 0) + v) % MOD
+            self.counts[replica] = self.counts.get(replica, 0) + n
         return n
 
     def _flush(self, rows: list[tuple]) -> None:
         if rows:
             with self._lock:          # replicas are loaded concurrently, one thread each
-                self._db.executemany("INSERT OR REPLACE INTO d VALUES (?,?,?,?,?,?)", rows)
+                self._db.executemany("INSERT INTO d VALUES (?,?,?,?,?,?)", rows)
 
     def range_sum(self, replica: str, prefix: str) -> int:
         """Sum of the leaf buckets under ``prefix`` (``""`` = the whole keyspace)."""
@@ -125,6 +154,10 @@ class DigestIndex:
 
     def rows(self, replica: str, buckets: list[str]) -> Iterator[KeyRow]:
         """Key rows of ``replica`` in ``buckets`` (tombstones included)."""
+        with self._lock:
+            if not self._indexed:
+                self._db.execute("CREATE INDEX d_bucket ON d (replica, bucket)")
+                self._indexed = True
         for i in range(0, len(buckets), 500):
             chunk = buckets[i:i + 500]
             marks = ",".join("?" * len(chunk))
