@@ -212,3 +212,23 @@ def test_scheduled_passes_carry_heartbeats_so_status_shows_their_lag(tmp_path: P
     numeric = McreplConfig.model_validate(raw)
     from mcrepl.orchestrator.sync.schedule import build_scheduler
     assert [job.id for job in build_scheduler(object(), numeric).get_jobs()] == ["sync:customers"]
+
+
+def test_a_stop_interrupts_anti_entropy_planning_and_writes_nothing(tmp_path: Path, world: MemoryWorld) -> None:
+    """SIGTERM while a follower's anti-entropy reads differing keys one by one: it stops, says so, repairs
+    nothing (a drain must not wait on hundreds of reads); the verdict is 'not converged', never 'converged'."""
+    from mcrepl.orchestrator.sync.antientropy import AntiEntropy, anti_entropy_settings
+    config = _follow_config(tmp_path)
+    state = StateStore(tmp_path / "state.db")
+    engine = SyncEngine(config, state, adapter_factory=world.factory)
+    _write(config, world, range(30))                 # at the primary only: 30 keys differ everywhere
+    session = FollowSession(engine, "customers")
+    adapters = {t.replica: engine.adapter(t) for t in [session.primary, *session.replicas]}
+    runner = AntiEntropy(config, "customers", state, engine.router, adapters, engine.settling("customers", session.pointer),
+                         anti_entropy_settings(config, "customers"), engine.clock)
+    asked = iter(range(1000))
+    runner.should_stop = lambda: next(asked) >= 5    # a stop arrives after five keys were examined
+    summary, plan = runner.run(repair=True, deliver=lambda: pytest.fail("nothing may be delivered"))
+    assert plan.unexamined == 25 and len(plan.writes) <= 5, "planning stopped after five keys"
+    assert summary.converged is False and summary.repaired == 0 and "stopped while planning" in summary.detail
+    assert len(live(world.adapter(config, GCS))) == 0, "nothing written"
