@@ -319,7 +319,7 @@ def print_table(results: list[dict[str, Any]], every: str) -> None:
                           "-" if ceiling is None else f"{ceiling:.0f}", f"{r['seen']}/{res['sampled']}",
                           f"{r['p50']:.3f}", f"{r['p95']:.3f}", f"{r['p99']:.3f}", f"{r['max']:.3f}", hb,
                           f"{res['cpu_ms_per_record']:.2f}", f"{res['load_average']:g}")
-    Console(width=max(160, Console().width)).print(table)
+    Console(width=max(230, Console().width)).print(table)
     for res in results:
         if res["mode"] == "follow" and res["rate"] == 100:
             for replica, r in res["replicas"].items():
