@@ -105,6 +105,10 @@ class GuardedAdapter(ReplicaAdapter):
     def delete_native(self, keys: Sequence[RecordKey]) -> None:
         self._call("delete_native", lambda: native_writer(self.inner).delete_native(keys))
 
+    def write_heartbeat(self, written_ms: int) -> None:
+        """The inner adapter's heartbeat (an adapter without the role raises ``AttributeError``, as unguarded)."""
+        self._call("write_heartbeat", lambda: self.inner.write_heartbeat(written_ms))  # type: ignore[attr-defined]
+
     def purge_tombstones(self, older_than_ms: int) -> int:
         return self._call("purge", lambda: self.inner.purge_tombstones(older_than_ms))
 

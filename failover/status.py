@@ -10,7 +10,7 @@ survives the primary: ``to_drain`` — logged changes the replica lacks, applied
 the promotion (lost only if it cannot take them and the promotion is forced) — and
 ``uncaptured_seconds`` — time since capture last read the primary: writes made there
 since are in no log; they come back when the old primary rejoins, and are lost only if
-it never does. In follow mode ``heartbeat_lag`` adds the measured figure: heartbeat lag p50/p99
+it never does. With heartbeats (follow mode, ``sync --schedule``) ``heartbeat_lag`` adds the measured figure: heartbeat lag p50/p99
 over the last minutes and the RPO estimate in seconds derived from it (docs/sync.md).
 """
 

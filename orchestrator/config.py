@@ -209,8 +209,8 @@ class DatasetSync(_Strict):
     Follow mode keeps a follower on the primary's change log and applies continuously
     (``mcrepl sync --schedule`` follows these datasets and schedules the others;
     ``mcrepl sync --follow`` follows every dataset). ``heartbeat`` is how often a heartbeat
-    record is written to the primary in follow mode (``null``: never) so lag is measured end
-    to end even when applications write nothing; ``lag_objective`` is the p99 heartbeat lag
+    record is written to the primary by a follower or by ``sync --schedule`` (``null``:
+    never) so lag is measured end to end even when applications write nothing; ``lag_objective`` is the p99 heartbeat lag
     the dataset promises (its RPO objective): ``status`` and the alert rules hold it to that.
     """
 

@@ -343,6 +343,41 @@ class AdapterContract:
         native = digests["native"]
         assert native.version is None and native.content_hash == doc("native", n=1).digest_hash(False)
 
+    # --- heartbeats (the Heartbeats role) ----------------------------------------------------------
+
+    @pytest.mark.parametrize("shape", ["string-key", "string+number-key", "blob"])
+    def test_heartbeat_is_captured_like_an_application_write(self, open_store: StoreFactory, shape: str) -> None:
+        """The heartbeat lands under the reserved key and capture reports it as a native change, each time."""
+        from mcrepl.adapters.base import KeyAttribute
+        from mcrepl.adapters.base.reserved import HEARTBEAT_ID, heartbeat_key, written_ms_of
+        from mcrepl.adapters.base.roles import Heartbeats
+        schema = KeySchema(KeyAttribute("tenant"), KeyAttribute("seq", "N")) if shape == "string+number-key" else None
+        store = open_store(kind="blob" if shape == "blob" else "document", key_schema=schema)
+        if not isinstance(store, Heartbeats):
+            pytest.skip("this adapter does not play the Heartbeats role: mcrepl measures no heartbeat lag there")
+        key = RecordKey((HEARTBEAT_ID,)) if shape == "blob" else heartbeat_key(store.target.key_schema)
+        cursor = store.current_cursor()
+        store.write_heartbeat(1_800_000_000_123)
+        changes, cursor = drain(store, cursor)
+        assert [(c.record.key, c.record.meta, written_ms_of(c.record)) for c in changes] == [
+            (key, None, 1_800_000_000_123)], "one native change, under the reserved key, carrying its time"
+        store.write_heartbeat(1_800_000_000_456)
+        changes, _ = drain(store, cursor)
+        assert [written_ms_of(c.record) for c in changes] == [1_800_000_000_456]
+        held = store.read(key)
+        assert held is not None and written_ms_of(held) == 1_800_000_000_456
+
+    def test_heartbeat_refuses_a_partition_key_that_is_not_a_string(self, open_store: StoreFactory) -> None:
+        from mcrepl.adapters.base import ConfigError, KeyAttribute
+        from mcrepl.adapters.base.roles import Heartbeats
+        store = open_store(key_schema=KeySchema(KeyAttribute("id", "N")))
+        if not isinstance(store, Heartbeats):
+            pytest.skip("this adapter does not play the Heartbeats role")
+        with pytest.raises(ConfigError, match="string partition key") as info:
+            store.write_heartbeat(1)
+        assert info.value.fix == "set sync.heartbeat: null for this dataset"
+        assert list(store.list_digests()) == [], "nothing was written"
+
 
 
     #: keys spread over every first character a name range can start at, boundaries included

@@ -22,7 +22,7 @@ import pytest
 
 from mcrepl.adapters import adapter_spec, open_adapter, providers, refresh, register_adapter, unregister_adapter
 from mcrepl.adapters.base import ConfigError
-from mcrepl.adapters.base.roles import ChangeSource, Lifecycle, Maintenance, Replica, roles_of
+from mcrepl.adapters.base.roles import ChangeSource, Heartbeats, Lifecycle, Maintenance, Replica, roles_of
 from mcrepl.adapters.memory.settings import SPEC as MEMORY
 from mcrepl.orchestrator.config import McreplConfig
 from mcrepl.policies.engine import evaluate
@@ -185,8 +185,8 @@ def test_every_adapter_plays_the_roles() -> None:
         from mcrepl.adapters.base import KeyAttribute, KeySchema, ReplicaTarget
         adapter = open_adapter(ReplicaTarget(f"{name}:x", name, "x", "d", "document", KeySchema(KeyAttribute("pk")),
                                              "r", {"namespace": "roles"}))
-        assert roles_of(adapter) == ["Lifecycle", "ChangeSource", "Replica", "Maintenance"]
-        assert isinstance(adapter, (Lifecycle, ChangeSource, Replica, Maintenance))
+        assert roles_of(adapter) == ["Lifecycle", "ChangeSource", "Replica", "Heartbeats", "Maintenance"]
+        assert isinstance(adapter, (Lifecycle, ChangeSource, Replica, Heartbeats, Maintenance))
         assert [p.id for p in adapter.partitions()] == ["all"]
 
 

@@ -178,3 +178,57 @@ def test_status_shows_heartbeat_lag_and_rpo_estimate(tmp_path: Path) -> None:
     (ds,) = json.loads(failover.output)
     lags = {r["location"]: r["heartbeat_lag"] for r in ds["replicas"]}
     assert lags[COSMOS]["lag_p50"] == 0.2 and lags[COSMOS]["rpo_estimate"] is not None and lags[GCS]["lag_samples"] == 0
+
+
+def test_scheduled_passes_carry_heartbeats_so_status_shows_their_lag(tmp_path: Path, world: MemoryWorld) -> None:
+    """``sync --schedule`` writes heartbeats beside its passes: the next pass delivers and times them."""
+    from mcrepl.orchestrator.sync.heartbeat import scheduled_beat
+    from mcrepl.orchestrator.verify import compare_adapters
+    raw = raw_config(tmp_path)
+    raw["datasets"]["customers"]["sync"] = {"heartbeat": "200ms", "lag_objective": "5s"}   # mode: scheduled
+    config = McreplConfig.model_validate(raw)
+    state = StateStore(tmp_path / "state.db")
+    engine = SyncEngine(config, state, adapter_factory=world.factory)
+    _write(config, world, range(10))
+    written_ms = scheduled_beat(engine, "customers")
+    assert written_ms is not None
+    time.sleep(0.3)                                   # the heartbeat waits for the next pass, as user writes do
+    assert engine.run_once("customers").ok
+    now = time.time()
+    for replica in (COSMOS, GCS):
+        lag = rpo_estimate(config, state, "customers", replica, now)
+        assert lag["lag_samples"] == 1 and lag["lag_p99"] >= 0.3, "timed from its write, the wait included"
+        assert lag["heartbeat"] == "every 0.2s" and lag["rpo_estimate"] is not None
+        assert state.lanes.get("customers", replica).applied == 10, "the heartbeat is not a user change"
+    hb = heartbeat_key(config.datasets["customers"].key_schema())
+    assert world.adapter(config, GCS).read(hb) is not None, "it travelled like any record"
+    adapters = {r: world.adapter(config, r) for r in (PRIMARY, COSMOS, GCS)}
+    world.adapter(config, PRIMARY).write_heartbeat(written_ms + 1)   # a newer one, not yet delivered
+    result = compare_adapters("customers", adapters)
+    assert result.clean and result.divergent == 0, "heartbeats are outside verify: a newer one in flight is no difference"
+    assert result.keys[PRIMARY] == result.keys[GCS] == 10, "nor are they counted as keys"
+    # a dataset whose partition key is not a string gets no heartbeat job, and the engine writes none
+    raw["datasets"]["customers"]["key"] = {"partition": {"name": "customer_id", "type": "N"}}
+    numeric = McreplConfig.model_validate(raw)
+    from mcrepl.orchestrator.sync.schedule import build_scheduler
+    assert [job.id for job in build_scheduler(object(), numeric).get_jobs()] == ["sync:customers"]
+
+
+def test_a_stop_interrupts_anti_entropy_planning_and_writes_nothing(tmp_path: Path, world: MemoryWorld) -> None:
+    """SIGTERM while a follower's anti-entropy reads differing keys one by one: it stops, says so, repairs
+    nothing (a drain must not wait on hundreds of reads); the verdict is 'not converged', never 'converged'."""
+    from mcrepl.orchestrator.sync.antientropy import AntiEntropy, anti_entropy_settings
+    config = _follow_config(tmp_path)
+    state = StateStore(tmp_path / "state.db")
+    engine = SyncEngine(config, state, adapter_factory=world.factory)
+    _write(config, world, range(30))                 # at the primary only: 30 keys differ everywhere
+    session = FollowSession(engine, "customers")
+    adapters = {t.replica: engine.adapter(t) for t in [session.primary, *session.replicas]}
+    runner = AntiEntropy(config, "customers", state, engine.router, adapters, engine.settling("customers", session.pointer),
+                         anti_entropy_settings(config, "customers"), engine.clock)
+    asked = iter(range(1000))
+    runner.should_stop = lambda: next(asked) >= 5    # a stop arrives after five keys were examined
+    summary, plan = runner.run(repair=True, deliver=lambda: pytest.fail("nothing may be delivered"))
+    assert plan.unexamined == 25 and len(plan.writes) <= 5, "planning stopped after five keys"
+    assert summary.converged is False and summary.repaired == 0 and "stopped while planning" in summary.detail
+    assert len(live(world.adapter(config, GCS))) == 0, "nothing written"

@@ -126,6 +126,8 @@ def recorded(local_stack: Any, tmp_path_factory: pytest.TempPathFactory) -> Iter
             for store in primaries.values():
                 store.write_native(_docs(scenario.config, range(20)))
         with recorder.phase("sync"):
+            for store in primaries.values():        # what a follower or sync --schedule writes there
+                store.write_heartbeat(int(time.time() * 1000))
             first = scenario.cli("sync", "--once", "--format", "json")
         assert first.exit_code == 0, first.output
         with recorder.paused():                      # changes and deletes: stream/feed/listing capture

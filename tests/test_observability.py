@@ -336,3 +336,32 @@ def test_series_exist_from_the_start_and_readyz_follows_passes_and_breakers() ->
         assert get("/readyz")[0] == 200, "ready: a pass ran within its period and no breaker is open"
     finally:
         server.stop()
+
+
+def test_outbox_flushes_many_entries_under_one_append_and_never_twice(tmp_path: Path) -> None:
+    """A follower's many small batches: one ``append_many`` per flush, chained, each entry once."""
+    from mcrepl.orchestrator.observability.audit import AuditTrail
+    from mcrepl.orchestrator.state.db import Database
+    from mcrepl.orchestrator.state.outbox import OUTBOX_ID, AuditOutbox
+    trail = AuditTrail(tmp_path / "audit.jsonl")
+    trail.append("config.changed", {"why": "first"})
+    db = Database(tmp_path / "state.db")
+    outbox = AuditOutbox(db, lambda: 0.0, trail)
+    for n in range(5):
+        outbox.add("batch", {"n": n})
+    assert outbox.flush() == 5 and outbox.pending() == 0
+    # a crash after the file append and before the delete: the next flush deletes, appends nothing again
+    outbox.add("batch", {"n": 5})
+    outbox.add("batch", {"n": 6})
+    staged = [(str(r["kind"]), {**json.loads(r["payload"]), OUTBOX_ID: r["id"]})
+              for r in db.rows("SELECT id, kind, payload FROM audit_outbox ORDER BY id")]
+    trail.append_many(staged)
+    assert outbox.flush() == 0 and outbox.pending() == 0
+    verdict = trail.verify()
+    assert verdict.ok and verdict.entries == 8, verdict.reason
+    assert [e["payload"].get("n") for e in trail.entries()] == [None, 0, 1, 2, 3, 4, 5, 6]
+    # a torn last line (a crash mid-write) is cut off and the repair recorded, as append does
+    with open(trail.path, "ab") as fh:
+        fh.write(b'{"seq": 8, "half')
+    trail.append_many([("batch", {"n": 7})])
+    assert trail.verify().ok and [e["kind"] for e in trail.tail(2)] == ["audit.repaired", "batch"]

@@ -57,9 +57,14 @@ def test_scheduler_has_one_non_overlapping_job_per_dataset(tmp_path: Path) -> No
     from mcrepl.orchestrator.sync.schedule import build_scheduler
     config = make_config(tmp_path)
     scheduler = build_scheduler(object(), config)
-    (job,) = scheduler.get_jobs()
-    assert job.id == "sync:customers" and job.max_instances == 1 and job.coalesce is True
+    jobs = {job.id: job for job in scheduler.get_jobs()}
+    assert set(jobs) == {"sync:customers", "heartbeat:customers"}
+    job = jobs["sync:customers"]
+    assert job.max_instances == 1 and job.coalesce is True
     assert job.trigger.interval.total_seconds() == 1.0
+    # the heartbeat beside the passes, every sync.heartbeat (1 s by default), never overlapping itself
+    beat = jobs["heartbeat:customers"]
+    assert beat.max_instances == 1 and beat.trigger.interval.total_seconds() == 1.0
 
 
 def test_scheduler_leaves_followed_datasets_to_the_follower(tmp_path: Path) -> None:
@@ -68,7 +73,7 @@ def test_scheduler_leaves_followed_datasets_to_the_follower(tmp_path: Path) -> N
     raw = raw_config(tmp_path)
     raw["datasets"]["orders"] = {**raw["datasets"]["customers"], "sync": {"mode": "follow"}}
     scheduler = build_scheduler(object(), McreplConfig.model_validate(raw))
-    assert [job.id for job in scheduler.get_jobs()] == ["sync:customers"]
+    assert [job.id for job in scheduler.get_jobs()] == ["sync:customers", "heartbeat:customers"]
 
 
 def test_piped_tables_show_every_cell_whole_and_escape_control_characters(tmp_path: Path) -> None:

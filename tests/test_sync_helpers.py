@@ -199,6 +199,12 @@ class ControlledAdapter(ReplicaAdapter):
     def delete_native(self, keys: Sequence[RecordKey]) -> None:
         self.inner.delete_native(keys)
 
+    def write_heartbeat(self, written_ms: int) -> None:
+        if self.down:                  # a store that is down takes no heartbeat (crash points are left alone)
+            raise UnavailableError(f"{self.target.replica} unreachable", replica=self.target.replica,
+                                   operation="write_heartbeat")
+        self.inner.write_heartbeat(written_ms)  # type: ignore[attr-defined]
+
     def purge_tombstones(self, older_than_ms: int) -> int:
         self._gate("purge")
         return self.inner.purge_tombstones(older_than_ms)

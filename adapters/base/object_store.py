@@ -30,6 +30,7 @@ from .listing import Event, Listed, scan
 from .manifest import Manifest, make_cursor, read_cursor
 from .objects import ObjectLayout, decode_metadata, key_of_name, tombstone_body
 from .record import Record, RecordKey
+from .reserved import heartbeat_record
 from .retry import RetryPolicy, policy_for
 
 log = logging.getLogger("mcrepl.adapters.objects")
@@ -382,7 +383,7 @@ class ObjectStoreAdapter(ReplicaAdapter, Generic[Token]):
             manifest.set(obj.name, obj.version, tombstone=bool(meta and meta.tombstone))
         return make_cursor(manifest)
 
-    # -- seeding (mcrepl.testing.seeding.NativeWriter) and maintenance ----------------
+    # -- seeding (mcrepl.testing.seeding.NativeWriter), heartbeats and maintenance ----
 
     def write_native(self, records: Sequence[Record]) -> None:
         """Plain writes with no mcrepl metadata, as an application would write."""
@@ -391,6 +392,13 @@ class ObjectStoreAdapter(ReplicaAdapter, Generic[Token]):
             data, content_type = self.layout.encode_content(Record(record.key, record.body), self._kind)
             self.io.put(name, data, content_type, None, expect=UNCONDITIONAL, key=record.key.id)
         parallel(put, records)
+
+    def write_heartbeat(self, written_ms: int) -> None:
+        """The heartbeat as one plain upload (no mcrepl metadata): the listing reports it as a native write."""
+        record = heartbeat_record(self._schema, written_ms, blob_dataset=self._kind == "blob")
+        data, content_type = self.layout.encode_content(record, self._kind)
+        self.io.put(self.object_name(record.key), data, content_type, None, expect=UNCONDITIONAL,
+                    key=record.key.id)
 
     def delete_native(self, keys: Sequence[RecordKey]) -> None:
         """Plain deletes (no tombstone); a missing object is fine."""

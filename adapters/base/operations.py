@@ -34,6 +34,9 @@ ROLE_METHODS: dict[str, tuple[Role, ...]] = {
     "read": ("verify",),
     "create": ("admin",),
     "drop": ("admin",),
+    # the heartbeat (issue 18): mcrepl's own plain write of its reserved key at a primary, made
+    # by the identity that already writes there (the primary's lane delivers settlements)
+    "write_heartbeat": ("apply",),
     "write_native": (),
     "delete_native": (),
     # failover (issue 14): run by the operator's identity (mcrepl failover, mcrepl doctor) or the

@@ -18,7 +18,8 @@ Every method below says how long it may take and whether repeating it is harmles
   are so because their writes are conditional.
 
 Seeding stores as an application would (``write_native``/``delete_native``) is not a
-production role: it lives with the tests, in :mod:`mcrepl.testing.seeding`.
+production role: it lives with the tests, in :mod:`mcrepl.testing.seeding`. Writing the
+heartbeat (:class:`Heartbeats`) is one: the orchestrator measures lag with it.
 """
 
 from __future__ import annotations
@@ -123,6 +124,21 @@ class Replica(Protocol):
 
 
 @runtime_checkable
+class Heartbeats(Protocol):
+    """Writes the dataset's heartbeat at a primary, so lag can be timed end to end."""
+
+    def write_heartbeat(self, written_ms: int) -> None:
+        """Write :func:`~.reserved.heartbeat_record` for ``written_ms`` as a plain write.
+
+        The write carries no mcrepl metadata, exactly as an application's write, so
+        capture reports it like any other change and it travels to every replica the way
+        user data does. Raises :class:`~.errors.ConfigError` when the dataset's key cannot
+        hold the reserved key (a partition key that is not a string). Timeout: one request.
+        Idempotent: the record holds the latest write time; writing it again replaces it.
+        """
+
+
+@runtime_checkable
 class Maintenance(Protocol):
     """Optional upkeep the engine runs after retention periods."""
 
@@ -139,8 +155,8 @@ class Maintenance(Protocol):
 
 def roles_of(adapter: object) -> list[str]:
     """The role protocols ``adapter`` implements, by name (``mcrepl adapters`` shows them)."""
-    return [proto.__name__ for proto in (Lifecycle, ChangeSource, Replica, Maintenance)
+    return [proto.__name__ for proto in (Lifecycle, ChangeSource, Replica, Heartbeats, Maintenance)
             if isinstance(adapter, proto)]
 
 
-__all__ = ["ChangeSource", "Lifecycle", "Maintenance", "Partition", "Replica", "WHOLE", "roles_of"]
+__all__ = ["ChangeSource", "Heartbeats", "Lifecycle", "Maintenance", "Partition", "Replica", "WHOLE", "roles_of"]

@@ -44,6 +44,7 @@ from ..base.interface import (
     ReplicaTarget,
 )
 from ..base.record import Record, RecordKey, meta_if_valid
+from ..base.reserved import heartbeat_record
 from ..base.retry import policy_for
 from .auth import close_client, make_client
 from .capture import ChangeFeedCapture, TsWindowCapture
@@ -331,6 +332,12 @@ class CosmosAdapter(ReplicaAdapter):
             self._call(lambda: self._container.upsert_item(doc), "write_native", doc["id"])
 
         self._fan_out(upsert, records)
+
+    def write_heartbeat(self, written_ms: int) -> None:
+        """The heartbeat as one plain upsert (no ``_mcrepl``): capture reports it as a native write."""
+        record = heartbeat_record(self.target.key_schema, written_ms, blob_dataset=self.target.kind == "blob")
+        doc = to_document(record, self.target.kind, with_meta=False)
+        self._call(lambda: self._container.upsert_item(doc), "write_heartbeat", doc["id"])
 
     def delete_native(self, keys: Sequence[RecordKey]) -> None:
         """Physical deletes (no tombstone); a missing item is already deleted."""

@@ -22,6 +22,7 @@ from azure.cosmos.documents import ConnectionPolicy, RetryOptions
 from pydantic import SecretStr
 
 from ..base.errors import ConfigError, CredentialsError
+from ..base.http_env import ca_bundle, environment_needed
 from ..base.pools import pool_size
 from ..base.retry import policy_for, request_timeouts
 
@@ -93,17 +94,19 @@ def make_client(options: Mapping[str, Any]) -> CosmosClient:
 
 def _transport(options: Mapping[str, Any], kwargs: Mapping[str, Any]) -> Any:
     """The SDK's requests transport on a session with a pool sized for the engine's in-flight
-    requests (see :mod:`..base.pools`) and without environment lookups (``trust_env``: a
-    ``~/.netrc`` stat() per request otherwise)."""
+    requests (see :mod:`..base.pools`) and without per-request environment lookups unless the
+    process has a proxy, a netrc file or a CA bundle to find (:mod:`..base.http_env`)."""
     import requests
     from azure.core.pipeline.transport import RequestsTransport
     session = requests.Session()
-    session.trust_env = False
+    session.trust_env = environment_needed()
     adapter = requests.adapters.HTTPAdapter(pool_connections=2, pool_maxsize=pool_size(options, 10),
                                             max_retries=0)
     for prefix in ("http://", "https://"):
         session.mount(prefix, adapter)
     settings = {k: kwargs[k] for k in ("connection_timeout", "read_timeout", "connection_verify") if k in kwargs}
+    if not session.trust_env and "connection_verify" not in settings and ca_bundle():
+        settings["connection_verify"] = ca_bundle()     # what requests would have read per request
     return RequestsTransport(session=session, session_owner=True, use_env_settings=False, **settings)
 
 

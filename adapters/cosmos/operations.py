@@ -24,7 +24,7 @@ ITEMS = f"{CONTAINERS}/items"
 
 #: every method opens the client, which reads the account, database and partition-key ranges
 _ALL_METHODS = ("ensure_ready", "capture_changes", "current_cursor", "apply_batch", "purge_tombstones",
-                "list_digests", "read", "create", "drop", "write_native", "delete_native")
+                "list_digests", "read", "create", "drop", "write_native", "delete_native", "write_heartbeat")
 
 OPERATIONS = OperationInventory("cosmos", "adapters/cosmos/operations.py", (
     Operation(f"{ACCOUNT}/readMetadata", "container", _ALL_METHODS,
@@ -36,7 +36,8 @@ OPERATIONS = OperationInventory("cosmos", "adapters/cosmos/operations.py", (
               note="real accounts only: the emulator has no incremental feed, capture uses the _ts query"),
     Operation(f"{ITEMS}/create", "container", ("apply_batch",)),
     Operation(f"{ITEMS}/replace", "container", ("apply_batch",), note="conditional on the etag"),
-    Operation(f"{ITEMS}/upsert", "container", ("write_native",), note="the application's writes (seeding)"),
+    Operation(f"{ITEMS}/upsert", "container", ("write_native", "write_heartbeat"),
+              note="the application's writes (seeding); mcrepl's heartbeat at the primary"),
     Operation(f"{ITEMS}/delete", "container", ("purge_tombstones", "delete_native")),
     # the epoch record (container <container>-mcrepl-epoch, see fence.py)
     Operation(f"{CONTAINERS}/executeQuery@epoch", "epoch-container", ("publish_epoch", "doctor", "fenced_write"),

@@ -33,6 +33,7 @@ from ..base.interface import (
     result_of,
 )
 from ..base.record import Record, RecordKey, ReplicationMeta, meta_if_valid
+from ..base.reserved import heartbeat_record
 from ..base.pools import pool_size
 from ..base.retry import policy_for
 from .capture import capture, current_position
@@ -223,6 +224,13 @@ class DynamoDBAdapter(ReplicaAdapter):
             latest.pop(record.key, None)
             latest[record.key] = item
         self._batch_write([{"PutRequest": {"Item": item}} for item in latest.values()])
+
+    def write_heartbeat(self, written_ms: int) -> None:
+        """The heartbeat as one plain ``PutItem`` (no ``_mcrepl``): the stream reports it as a native write."""
+        record = heartbeat_record(self.target.key_schema, written_ms, blob_dataset=self.target.kind == "blob")
+        item = encode_item(record, self.target.key_schema, self.target.kind, with_meta=False)
+        self.clients.guard("put_item", lambda: self.clients.table.put_item(TableName=self.target.resource, Item=item),
+                           key=record.key.id)
 
     def delete_native(self, keys: Sequence[RecordKey]) -> None:
         """Plain ``BatchWriteItem`` deletes (physical, no tombstone)."""

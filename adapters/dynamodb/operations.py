@@ -13,7 +13,8 @@ from __future__ import annotations
 from ..base.operations import Operation, OperationInventory
 
 #: methods that read or write items, so need the table's key when it is a customer's key
-_DATA = ("capture_changes", "current_cursor", "apply_batch", "purge_tombstones", "list_digests", "read")
+_DATA = ("capture_changes", "current_cursor", "apply_batch", "purge_tombstones", "list_digests", "read",
+         "write_heartbeat")
 
 OPERATIONS = OperationInventory("dynamodb", "adapters/dynamodb/operations.py", (
     Operation("dynamodb:DescribeTable", "table", ("ensure_ready", "capture_changes", "current_cursor", "create"),
@@ -23,7 +24,8 @@ OPERATIONS = OperationInventory("dynamodb", "adapters/dynamodb/operations.py", (
     Operation("dynamodb:Scan", "table", ("capture_changes", "list_digests", "purge_tombstones"),
               note="capture's first pass and fallback; verify's digests; finding old tombstones"),
     Operation("dynamodb:GetItem", "table", ("read",)),
-    Operation("dynamodb:PutItem", "table", ("apply_batch",), note="one conditional put per record"),
+    Operation("dynamodb:PutItem", "table", ("apply_batch", "write_heartbeat"),
+              note="one conditional put per record; the heartbeat's plain put at the primary"),
     Operation("dynamodb:DeleteItem", "table", ("purge_tombstones",), note="conditional on the tombstone's version"),
     Operation("dynamodb:BatchWriteItem", "table", ("write_native", "delete_native"),
               note="the application's writes (seeding), never mcrepl's"),

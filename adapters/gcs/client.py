@@ -17,6 +17,7 @@ from google.auth.transport.requests import AuthorizedSession
 from google.cloud import storage
 from requests.adapters import HTTPAdapter
 
+from ..base.http_env import ca_bundle, environment_needed
 from ..base.pools import pool_size
 
 #: threads that may share one client: the apply fan-out plus capture/digest downloads
@@ -46,9 +47,11 @@ def make_client(options: Mapping[str, Any]) -> storage.Client:
         credentials, default_project = google.auth.default(scopes=list(storage.Client.SCOPE))
         project = project or default_project
     session = AuthorizedSession(credentials)
-    # no proxy settings or ~/.netrc from the environment: requests would look for them on
-    # every request (a stat() per call), and credentials come from google-auth anyway
-    session.trust_env = False
+    # no per-request look for proxies or ~/.netrc unless the process has one (see ..base.http_env)
+    session.trust_env = environment_needed()
+    bundle = ca_bundle()
+    if not session.trust_env and bundle is not None:
+        session.verify = bundle
     pool = HTTPAdapter(pool_connections=2, pool_maxsize=pool_size(options, POOL_SIZE))
     session.mount("https://", pool)
     session.mount("http://", pool)

@@ -28,7 +28,7 @@ OPERATIONS = OperationInventory("gcs", "adapters/gcs/operations.py", (
     Operation("storage.objects.get", "bucket",
               ("capture_changes", "apply_batch", "list_digests", "read"),
               note="metadata reads and downloads of one generation"),
-    Operation("storage.objects.insert", "bucket", ("apply_batch", "write_native"),
+    Operation("storage.objects.insert", "bucket", ("apply_batch", "write_native", "write_heartbeat"),
               permissions=("storage.objects.create", "storage.objects.delete"),
               note="replacing an existing object needs delete as well as create"),
     Operation("storage.objects.delete", "bucket", ("purge_tombstones", "drop", "delete_native")),

@@ -24,6 +24,7 @@ from ..base.digest_ranges import DigestRange, ranges_for
 from ..base.inband import META_FIELD, WRAPPED_FIELDS, split_reserved, user_fields
 from ..base.interface import result_of
 from ..base.record import ReplicationMeta
+from ..base.reserved import heartbeat_record
 from .settings import SPEC
 
 Stored = dict[str, Any]
@@ -116,6 +117,12 @@ class MemoryAdapter(ReplicaAdapter):
         with self._store.lock:
             for record in records:
                 self._put(record.key.id, self._encode(record, with_meta=False))
+
+    def write_heartbeat(self, written_ms: int) -> None:
+        """The heartbeat as a plain write (no metadata), logged as a native change."""
+        record = heartbeat_record(self.target.key_schema, written_ms, blob_dataset=self.target.kind == "blob")
+        with self._store.lock:
+            self._put(record.key.id, self._encode(record, with_meta=False))
 
     def write_raw(self, key_id: str, item: Stored) -> None:
         """Store ``item`` exactly as given, as a foreign writer could (it may not even decode)."""

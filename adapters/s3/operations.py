@@ -24,7 +24,7 @@ OPERATIONS = OperationInventory("s3", "adapters/s3/operations.py", (
                "drop"),
               note="HeadObject (metadata: listings carry none; drop lists through the same call) and "
                    "GetObject pinned with If-Match"),
-    Operation("s3:PutObject", "object", ("apply_batch", "write_native"),
+    Operation("s3:PutObject", "object", ("apply_batch", "write_native", "write_heartbeat"),
               note="conditional on If-None-Match / If-Match"),
     Operation("s3:DeleteObject", "object", ("purge_tombstones", "drop", "delete_native"),
               note="tombstone purges conditional on If-Match"),

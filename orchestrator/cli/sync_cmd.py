@@ -76,7 +76,8 @@ def _observability(config: Any, state: Any, metrics_port: int | None, log_level:
 
 def sync(config_file: Path = ConfigOption, once: bool = typer.Option(False, "--once", help="One pass, then exit."),
          schedule: bool = typer.Option(False, "--schedule", help="Run each dataset on its schedule until stopped "
-                                       "(datasets with sync.mode: follow are followed instead)."),
+                                       "(datasets with sync.mode: follow are followed instead), writing each "
+                                       "dataset's heartbeat every sync.heartbeat so status shows its lag and RPO."),
          follow: bool = typer.Option(False, "--follow", help="Replicate continuously until SIGINT/SIGTERM: capture "
                                      "follows the primary's change log, lanes apply in small batches, heartbeats "
                                      "measure lag; on stop, lanes drain what was captured."),

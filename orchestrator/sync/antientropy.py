@@ -76,12 +76,14 @@ class RepairPlan:
     writes: list[PlannedWrite] = field(default_factory=list)
     in_flight: int = 0
     late: int = 0                       # writes a former primary took after its rejoin, logged now
+    unexamined: int = 0                 # differing keys not read before a stop was asked for
     #: "KEY at LOCATION" of items that are not records of the dataset (capture quarantines them):
     #: no record to repair from or to, so they stay differences for an operator to remove
     undecodable: list[str] = field(default_factory=list)
 
     def to_dict(self) -> dict[str, Any]:
         return {"dataset": self.dataset, "keys": len(self.writes), "in_flight": self.in_flight, "late": self.late,
+                "unexamined": self.unexamined,
                 "undecodable": list(self.undecodable),
                 "actions": [{"key": w.record.key.id, "reason": w.reason, "writes": list(w.writes),
                              "retract": list(w.retract), "tombstone": w.record.tombstone,
@@ -107,6 +109,9 @@ class AntiEntropy:
         self.primary = next(iter(self.adapters))
         self._pending_rows: list[Any] = []
         self._lost_at_primary: list[str] = []
+        #: asked between keys while planning (a follower's SIGTERM): a stop leaves the rest
+        #: unexamined and writes nothing, so a drain never waits on key-by-key reads
+        self.should_stop: Callable[[], bool] = lambda: False
 
     def compare(self) -> Any:
         """The policy-aware verify report of every location against the primary."""
@@ -137,6 +142,8 @@ class AntiEntropy:
                                      "dry run: nothing written"), plan
             if not repair:
                 detail = "repair not requested"
+            elif plan.unexamined or self.should_stop():
+                detail = f"stopped while planning ({plan.unexamined} differing keys not examined): nothing written"
             elif len(plan.writes) > bound:
                 detail = f"{len(plan.writes)} keys differ, above repair_max {bound}: nothing written"
             elif plan.writes or plan.late:
@@ -190,7 +197,10 @@ class AntiEntropy:
         lagging = {loc for loc in self.adapters
                    if horizon <= self.state.lanes.get(self.dataset, loc).offset < head_seq}
         former = {loc for loc in self.adapters if loc != self.primary and self.state.epochs_of(self.dataset, loc)}
-        for key_id in keys:
+        for n, key_id in enumerate(keys):
+            if self.should_stop():
+                plan.unexamined = len(keys) - n
+                break
             key = schema.parse_id(key_id)
             stored = self._read_everywhere(key, plan)
             if stored is None:

@@ -159,6 +159,7 @@ class FollowSession:
             runner = AntiEntropy(self.engine.config, self.name, self.state, self.engine.router, adapters,
                                  self.engine.settling(self.name, self.pointer),
                                  anti_entropy_settings(self.engine.config, self.name), self.clock)
+            runner.should_stop = self.engine.stopping.is_set
             self.report.verify, _ = runner.run(repair=True, deliver=self._await_drained)
         except AdapterError as exc:
             log.warning("anti-entropy of %s could not compare the copies: %s", self.name, exc)
@@ -169,7 +170,7 @@ class FollowSession:
         """What anti-entropy's repair waits for: the lanes (run by their own threads) reach the head."""
         head = self.state.log.head(self.name)
         deadline = self.clock.monotonic() + 2 * self.tuning.drain_s
-        while self.clock.monotonic() < deadline and self.ended is None:
+        while self.clock.monotonic() < deadline and self.ended is None and not self.engine.stopping.is_set():
             if all(lane.drained(head) for lane in self.lanes.values() if lane.responsive(self.clock.monotonic())):
                 return
             self.clock.sleep(self.tuning.poll_s)

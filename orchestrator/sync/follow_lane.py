@@ -1,12 +1,17 @@
 """One lane in follow mode: applies the log continuously, in small batches, on its own thread.
 
 A batch goes out as soon as ``sync.batch_size`` changes are pending or the oldest of them
-has waited ``sync.follow.max_delay``, whichever comes first; a lane that is further behind
-than one batch applies full batches back to back until it has caught up. Each batch is the
-same :meth:`LaneApplier.apply_next` a pass runs — routed, conditional, committed with its
-offset, counters and audit entry in one transaction — so follow mode has exactly the crash
-safety and fencing of passes. Failures count against the lane's breaker (kept in the state
-file) and back off; nothing a lane does waits on another lane.
+has waited ``sync.follow.max_delay``, whichever comes first; a lane that is behind — changes
+were logged while its last batch was out — sends what is pending at once, up to
+``batch_size``, so batches grow with the backlog and ``max_delay`` is waited only by a lane
+that had caught up. Each batch is the same :meth:`LaneApplier.apply_next` a pass runs —
+routed, conditional, committed with its offset, counters and audit entry in one
+transaction — so follow mode has exactly the crash safety and fencing of passes. Only the
+move of committed audit entries from the outbox to the audit file is batched: when the
+lane is idle, or once every :data:`AUDIT_FLUSH_S` while it is busy (a crash in between
+leaves them in the outbox, which the next start flushes). Failures count against the
+lane's breaker (kept in the state file) and back off; nothing a lane does waits on another
+lane.
 """
 
 from __future__ import annotations
@@ -21,6 +26,8 @@ from .lane import LaneApplier
 from .report import LaneReport
 
 log = logging.getLogger("mcrepl.sync.follow")
+AUDIT_FLUSH_S = 1.0
+"""How long committed audit entries of a busy lane may wait in the outbox before the audit file."""
 
 
 @dataclass(frozen=True)
@@ -75,6 +82,8 @@ class LaneLoop:
         self.busy_since: float | None = None
         self.retry_at = 0.0
         self.attempted = False         # its first attachment was tried (capture waits for that, briefly)
+        self._unflushed = False        # committed batches whose audit entries are still in the outbox
+        self._flushed_at = 0.0
 
     @property
     def offset(self) -> int:
@@ -101,6 +110,7 @@ class LaneLoop:
         head = self.state.log.head(self.dataset)
         if self.lane.offset >= head:
             self.pending_since = None
+            self._flush_audit(now)
             return self.tuning.poll_s
         if self.pending_since is None:
             self.pending_since = now
@@ -113,6 +123,8 @@ class LaneLoop:
         try:
             self.lane = self._attach()
             self.applier = self.lane.applier() if self.lane is not None else None   # opens its adapter
+            if self.applier is not None:
+                self.applier.flush_audit = False        # batched here: see the module docstring
         except Exception as exc:  # noqa: BLE001 - one location's attachment never stops the others
             self.lane = self.applier = None
             self.report.last_error = f"{type(exc).__name__}: {exc}"
@@ -152,8 +164,20 @@ class LaneLoop:
         self.report.add(outcome.counts)
         self.report.merged += outcome.merged
         self.report.batches += 1
-        self.pending_since = now if outcome.new_offset < head else None
+        self._unflushed = True
+        if now - self._flushed_at >= AUDIT_FLUSH_S:
+            self._flush_audit(now)
+        # whatever was logged while this batch was out has waited as long as the batch took:
+        # the next step sends it at once (up to batch_size) unless the batch was quicker than max_delay
+        self.pending_since = now
         return 0.0
+
+    def _flush_audit(self, now: float) -> None:
+        """Move committed audit entries from the outbox to the audit file (one append, one fsync)."""
+        if self._unflushed:
+            self.state.audit.flush()
+            self._unflushed = False
+            self._flushed_at = now
 
     def _failed(self, exc: BaseException, now: float) -> float:
         row = self.state.lanes.get(self.dataset, self.replica)

@@ -1,10 +1,13 @@
 """Heartbeats: lag measured end to end, from a write at the primary to its arrival at each replica.
 
-In follow mode a :class:`HeartbeatWriter` writes the dataset's heartbeat record (mcrepl's
-reserved key, :mod:`mcrepl.adapters.base.reserved`) to the primary every
-``sync.heartbeat`` as an application would, carrying the time it was written. It travels
-the same way as every change — captured, logged, routed, applied by each lane — and when
-a lane's batch holding it has been acknowledged by the replica, :class:`HeartbeatArrivals`
+A :class:`HeartbeatWriter` writes the dataset's heartbeat record (mcrepl's reserved key,
+:mod:`mcrepl.adapters.base.reserved`) to the primary every ``sync.heartbeat`` through the
+adapter's :class:`~mcrepl.adapters.base.roles.Heartbeats` role — a plain write, as an
+application's, carrying the time it was written. Follow mode writes it from its own
+thread; ``sync --schedule`` from a scheduler job beside the passes (so the lag it shows
+includes the wait for the next pass: that is the scheduled mode's RPO). It travels the
+same way as every change — captured, logged, routed, applied by each lane — and when a
+lane's batch holding it has been acknowledged by the replica, :class:`HeartbeatArrivals`
 times it: ``arrival − written`` is the replication lag of that replica at that moment,
 whatever the applications are doing (pt-heartbeat and Debezium's heartbeats do the same).
 Both ends are timed by this process's clock, so no two hosts' clocks are compared.
@@ -20,45 +23,20 @@ from __future__ import annotations
 import logging
 from typing import Any, Sequence
 
-from mcrepl.adapters.base import ApplyOutcome, Record, ReplicaAdapter, ReplicaTarget, blob, document
-from mcrepl.adapters.base.reserved import HEARTBEAT_ID, heartbeat_capable, heartbeat_key, is_reserved
+from mcrepl.adapters.base import ApplyOutcome, ReplicaTarget
+from mcrepl.adapters.base.reserved import heartbeat_capable, is_reserved, written_ms_of
+from mcrepl.adapters.base.roles import Heartbeats
 from mcrepl.orchestrator.clock import Clock
 from mcrepl.orchestrator.state import LogEntry, StateStore
-from mcrepl.testing.seeding import NativeWriter, native_writer
 
 from .writer import Written
 
 log = logging.getLogger("mcrepl.sync.heartbeat")
-WRITTEN_FIELD = "heartbeat_written_ms"
-"""The body field that carries the heartbeat's write time (ms since the epoch, this host's clock)."""
 
 
-def heartbeat_record(target: ReplicaTarget, written_ms: int) -> Record:
-    """The heartbeat of ``target``'s dataset written at ``written_ms`` (unstamped: a native write)."""
-    if target.kind == "blob":
-        return blob(HEARTBEAT_ID, f'{{"{WRITTEN_FIELD}": {written_ms}}}'.encode())
-    schema = target.key_schema
-    body: dict[str, object] = dict(schema.key_body(heartbeat_key(schema)))
-    body[WRITTEN_FIELD] = written_ms
-    return document(schema, body)
-
-
-def written_ms_of(record: Record) -> int | None:
-    """The write time a heartbeat record carries (``None`` for anything else or a tombstone)."""
-    if not is_reserved(record.key.id) or record.tombstone:
-        return None
-    body = record.body
-    if isinstance(body, bytes):
-        import json
-        try:
-            body = json.loads(body)
-        except ValueError:
-            return None
-    value = body.get(WRITTEN_FIELD) if isinstance(body, dict) else None
-    try:
-        return int(value) if value is not None else None   # type: ignore[arg-type]
-    except (TypeError, ValueError):
-        return None
+def heartbeats_possible(target: ReplicaTarget) -> bool:
+    """Whether ``target``'s dataset can hold the heartbeat (a blob dataset, or a string partition key)."""
+    return target.kind == "blob" or heartbeat_capable(target.key_schema)
 
 
 class HeartbeatWriter:
@@ -74,21 +52,21 @@ class HeartbeatWriter:
         self.epoch = epoch
         self.clock = clock
         self.every_s = every_s
-        self.enabled = heartbeat_capable(target.key_schema) or target.kind == "blob"
+        self.enabled = heartbeats_possible(target)
         if not self.enabled:
-            log.warning("dataset %s has a non-string partition key: no heartbeats (lag is the lanes' lag only)",
-                        target.dataset)
+            log.warning("dataset %s has a partition key that is not a string: no heartbeats (lag is the lanes' "
+                        "lag only)", target.dataset)
 
-    def usable(self, adapter: ReplicaAdapter) -> bool:
-        """Whether the primary's adapter can write as an application does (the heartbeat is such a
-        write, so capture stamps it like any other); if not, heartbeats stay off, with a warning."""
-        if self.enabled and not isinstance(adapter, NativeWriter):
-            log.warning("the %s adapter cannot write as an application would: no heartbeats for %s",
+    def usable(self, adapter: Any) -> bool:
+        """Whether the primary's adapter plays the :class:`Heartbeats` role; if not, heartbeats stay
+        off, with a warning (a third-party adapter may not write them)."""
+        if self.enabled and not isinstance(adapter, Heartbeats):
+            log.warning("the %s adapter does not write heartbeats (no write_heartbeat): no heartbeats for %s",
                         self.target.provider, self.target.dataset)
             self.enabled = False
         return self.enabled
 
-    def beat(self, adapter: ReplicaAdapter) -> int | None:
+    def beat(self, adapter: Any) -> int | None:
         """Write one heartbeat; its write time in ms, or ``None`` when fenced or disabled."""
         if not self.usable(adapter):
             return None
@@ -96,9 +74,24 @@ class HeartbeatWriter:
         if pointer is not None and (pointer.location != self.target.replica or pointer.epoch != self.epoch):
             return None
         written_ms = int(self.clock.time() * 1000)
-        native_writer(adapter).write_native([heartbeat_record(self.target, written_ms)])
+        adapter.write_heartbeat(written_ms)
         self.state.heartbeats.sent(self.target.dataset, self.target.replica, written_ms, self.every_s)
         return written_ms
+
+
+def scheduled_beat(engine: Any, name: str) -> int | None:
+    """One heartbeat of a scheduled dataset at its current primary (``sync --schedule``'s heartbeat job).
+
+    The pointer is read afresh each time, so after a promotion the next heartbeat goes to
+    the new primary; its write time in ms, or ``None`` when the dataset gets none.
+    """
+    every = engine.config.datasets[name].sync.heartbeat
+    if every is None:
+        return None
+    pointer = engine.pointer(name)
+    primary, _ = engine._targets(name, pointer)
+    writer = HeartbeatWriter(primary, engine.state, pointer.epoch, engine.clock, every.total_seconds())
+    return writer.beat(engine.adapter(primary)) if writer.enabled else None
 
 
 class HeartbeatArrivals:

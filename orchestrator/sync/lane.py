@@ -61,6 +61,9 @@ class LaneApplier:
         self.is_primary = is_primary
         self.metrics = metrics
         self.arrivals: HeartbeatArrivals | None = None     # times heartbeats (the engine sets it)
+        #: move the audit outbox to the file after every batch (a pass); a follower's lane
+        #: flushes when idle or once a second instead (the outbox commits with the batch either way)
+        self.flush_audit = True
         ds, location = target.dataset, target.replica
         self.writer = LocationWriter(ds, location, adapter, router, lambda: state.log.origins(ds),
                                      captured=lambda ids: state.log.known_at(ds, location, ids),
@@ -97,7 +100,8 @@ class LaneApplier:
             self.state.lanes.commit_batch(ds, location, end, counts)
             self.state.audit.add("batch", {"dataset": ds, "replica": location, "first_seq": offset + 1,
                                            "last_seq": end, "merged": merged, **counts})
-        self.state.audit.flush()
+        if self.flush_audit:
+            self.state.audit.flush()
         self._observe(counts, end)
         if self.arrivals is not None:
             self.arrivals.observe(self.target, entries, written)

@@ -5,7 +5,7 @@ last ``sync.follow.lag_window`` the heartbeat lags of a replica give p50 and p99
 newest heartbeat it received gives a lower bound on its lag *now* (its age, less one
 heartbeat interval: the next one may not be due yet). The estimate is the larger of the
 two, so a replica that stopped receiving anything shows a growing RPO at once instead of
-keeping the last good p99. With no heartbeats written recently (follow mode not
+keeping the last good p99. With no heartbeats written recently (no follower or ``sync --schedule``
 running, or the dataset's heartbeat off) there is no estimate: the lane lag is all
 ``status`` knows.
 """

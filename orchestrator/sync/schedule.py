@@ -2,6 +2,9 @@
 
 APScheduler runs one job per dataset with ``max_instances=1`` and ``coalesce=True``:
 a job never overlaps itself, and runs missed while one was busy collapse into one.
+Beside each, a heartbeat job writes the dataset's heartbeat to its primary every
+``sync.heartbeat`` (:mod:`.heartbeat`), so ``status`` shows the end-to-end lag and RPO
+estimate of scheduled datasets too.
 Anti-entropy runs inside the same job: a pass ends with a comparison of the copies (and
 its bounded repair) whenever the dataset's last one is older than ``anti_entropy.every``,
 so a replica that lost data outside mcrepl is found and refilled without an operator,
@@ -16,6 +19,8 @@ import logging
 import signal
 import threading
 from typing import Any, Callable, Iterable, Optional
+
+from mcrepl.adapters.base.reserved import heartbeat_capable
 
 #: called after every scheduled pass: (report or None, the exception or None, the datasets it was for)
 PassObserver = Callable[[Any, Optional[BaseException], Iterable[str]], None]
@@ -51,6 +56,7 @@ def build_scheduler(engine: Any, config: Any, dataset: str | None = None,
     ``observe`` is told of every pass's outcome (the metrics' ``observe_pass``).
     """
     from apscheduler.schedulers.blocking import BlockingScheduler
+    from apscheduler.triggers.interval import IntervalTrigger
     scheduler = BlockingScheduler(timezone="UTC")
     for name, ds in config.datasets.items():
         if dataset and name != dataset or ds.sync.mode == "follow":
@@ -58,6 +64,17 @@ def build_scheduler(engine: Any, config: Any, dataset: str | None = None,
         scheduler.add_job(_pass, trigger_for(ds.schedule), args=(engine, name, observe), id=f"sync:{name}",
                           name=f"sync {name}", max_instances=1, coalesce=True, misfire_grace_time=None,
                           next_run_time=_now())
+        if ds.sync.heartbeat is None:
+            continue
+        if ds.kind != "blob" and not heartbeat_capable(ds.key_schema()):
+            log.warning("dataset %s: no heartbeats (its partition key is not a string; status shows lane lag "
+                        "only; set sync.heartbeat: null to silence this)", name)
+            continue
+        # beside the passes, not in them: a heartbeat waits for the next pass as a user's write does,
+        # so the lag it measures is the scheduled mode's real end-to-end lag (its RPO)
+        scheduler.add_job(_beat, IntervalTrigger(seconds=ds.sync.heartbeat.total_seconds()), args=(engine, name),
+                          id=f"heartbeat:{name}", name=f"heartbeat {name}", max_instances=1, coalesce=True,
+                          misfire_grace_time=None, next_run_time=_now())
     return scheduler
 
 
@@ -86,6 +103,16 @@ def _pass(engine: Any, name: str, observe: PassObserver | None = None) -> None:
         log.error("pass of %s failed: %s", name, exc)
     if observe is not None:
         observe(report, error, [name])
+
+
+def _beat(engine: Any, name: str) -> None:
+    from .heartbeat import scheduled_beat
+    if engine.stopping.is_set():
+        return
+    try:
+        scheduled_beat(engine, name)
+    except Exception as exc:  # noqa: BLE001 - a missed heartbeat shows as a growing heartbeat age
+        log.warning("heartbeat of %s failed: %s", name, exc)
 
 
 def run_scheduled(engine: Any, config: Any, dataset: str | None = None,
