@@ -102,7 +102,7 @@ def promote(engine: SyncEngine, dataset: str, location: str, *, force: bool = Fa
     ``publish_epoch=False`` leaves the stores' epoch records alone (drills whose writers
     are fenced by the drill's own router rather than by the stores).
     """
-    state, config = engine.state, engine.config
+    state = engine.state
     pointer = engine.pointer(dataset, check_config=False)
     report = PromoteReport(dataset, location, pointer.location, pointer.epoch, pointer.epoch, dry_run=dry_run,
                            forced=force)

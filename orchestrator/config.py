@@ -18,7 +18,7 @@ from pydantic import BaseModel, ConfigDict, Field, field_validator, model_valida
 
 from mcrepl.adapters import adapter_spec, providers
 from mcrepl.adapters.base import Capabilities, ConfigError, KeyAttribute, KeySchema, ReplicaTarget
-from mcrepl.adapters.base.naming import bucket_name
+from mcrepl.adapters.base.naming import bucket_name  # noqa: F401 - re-exported (tests, callers of the config module)
 from mcrepl.adapters.base.settings import USERINFO as _USERINFO
 from mcrepl.adapters.base.settings import AdapterSettings, credential_problem
 from mcrepl.adapters.cosmos.settings import CosmosSettings

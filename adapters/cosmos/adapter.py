@@ -51,7 +51,6 @@ from .capture import ChangeFeedCapture, TsWindowCapture
 from .errors import cosmos_call
 from .settings import SPEC, uses_change_feed
 from .wire import (
-    MAX_DOCUMENT_BYTES,
     META_FIELD,
     SYSTEM_FIELDS,
     document_id,

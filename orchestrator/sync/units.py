@@ -24,7 +24,7 @@ import time
 from dataclasses import dataclass
 from typing import Any, Callable, Sequence
 
-from mcrepl.adapters.base import (AdapterError, ApplyResult, ChangePage, Digest, Record, RecordKey, ReplicaAdapter,
+from mcrepl.adapters.base import (AdapterError, Record, RecordKey, ReplicaAdapter,
                                   ReplicaTarget, ThrottledError, UnavailableError)
 from mcrepl.adapters.base.digest_ranges import DigestRange, list_part
 from mcrepl.adapters.base.retry import on_retry
