@@ -7,6 +7,7 @@ boto3, each test in a table of its own that is dropped afterwards.
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import logging
 import socket
@@ -334,6 +335,88 @@ def test_native_edit_in_place_counts_as_unversioned(store: DynamoDBAdapter, endp
     result = store.apply_batch([older])[0]
     assert result.outcome is ApplyOutcome.APPLIED and result.existing.body["n"] == 2
     assert store.read(older.key).meta == older.meta
+
+
+# --- batches as TransactWriteItems -----------------------------------------------------------------
+
+def count_calls(store: DynamoDBAdapter) -> dict[str, int]:
+    """How many of each DynamoDB call the adapter's table client makes from now on."""
+    calls: dict[str, int] = {}
+
+    def seen(model: Any, **_: Any) -> None:
+        calls[model.name] = calls.get(model.name, 0) + 1
+    store.clients.table.meta.events.register("before-call.dynamodb", seen)
+    return calls
+
+
+def test_a_batch_goes_as_transactions_of_at_most_100_puts(store: DynamoDBAdapter) -> None:
+    batch = [stamped(f"t{i:03d}", None, None, n=i) for i in range(150)]
+    calls = count_calls(store)
+    assert {r.outcome for r in store.apply_batch(batch)} == {ApplyOutcome.APPLIED}
+    assert calls == {"TransactWriteItems": 2}, "150 fresh records: two transactions, no single put"
+    calls.clear()
+    assert {r.outcome for r in store.apply_batch(batch)} == {ApplyOutcome.REPLAYED}
+    assert calls.get("PutItem", 0) == 0, "replays are decided from the cancellation reasons"
+    assert [store.read(r.key).meta for r in batch[::37]] == [r.meta for r in batch[::37]]
+
+
+def test_a_cancelled_transaction_lands_the_puts_whose_conditions_held(store: DynamoDBAdapter) -> None:
+    """One stale and one concurrent record cancel the transaction; the next one carries the rest."""
+    a = stamped("c", ver("dynamodb:eu-west-1"), None, side="a")
+    old, new = stamped("s", ver(), None, n=1), stamped("s", ver(), None, n=2)
+    store.apply_batch([a, new])
+    b = stamped("c", ver("cosmos:westeurope"), {"dynamodb:eu-west-1": ""}, side="b")
+    fresh = [stamped(f"f{i}", None, None, n=i) for i in range(5)]
+    calls = count_calls(store)
+    results = store.apply_batch([fresh[0], old, *fresh[1:3], b, *fresh[3:]])
+    assert [r.outcome for r in results] == [ApplyOutcome.APPLIED, ApplyOutcome.STALE, ApplyOutcome.APPLIED,
+                                            ApplyOutcome.APPLIED, ApplyOutcome.CONFLICT,
+                                            ApplyOutcome.APPLIED, ApplyOutcome.APPLIED]
+    assert results[4].conflict_with == a.meta and results[4].existing.body["side"] == "a"
+    assert results[1].existing.meta == new.meta
+    assert calls == {"TransactWriteItems": 2}
+    assert store.read(a.key).meta == a.meta and store.read(new.key).meta == new.meta
+
+
+def test_a_batch_over_an_origin_the_writer_never_heard_of_reports_it(store: DynamoDBAdapter) -> None:
+    """A transaction cannot return what it replaced, so a stored vector with an origin the incoming
+    one does not list fails the transactional condition and goes one put, which reports it."""
+    a = stamped("k", ver("dynamodb:eu-west-1"), None, side="a")
+    store.apply_batch([a])
+    b = stamped("k", ver("cosmos:westeurope"), None, side="b")
+    other = stamped("o", None, None, side="o")
+    calls = count_calls(store)
+    applied, landed = store.apply_batch([b, other])
+    assert applied.outcome is ApplyOutcome.APPLIED and applied.conflict_with == a.meta
+    assert landed.outcome is ApplyOutcome.APPLIED
+    assert calls == {"TransactWriteItems": 2, "PutItem": 1}
+
+
+def test_a_batch_over_a_native_edit_in_place_matches_one_put(store: DynamoDBAdapter, endpoint: str) -> None:
+    newer = stamped("k", ver(wall=5_000), None, n=1)
+    store.apply_batch([newer])
+    raw_client(endpoint).update_item(TableName=store.target.resource, Key={"pk": {"S": "k"}},
+                                     UpdateExpression="SET n = :n", ExpressionAttributeValues={":n": {"N": "2"}})
+    older = stamped("k", ver(wall=1_000), None, n=3)
+    result, other = store.apply_batch([older, stamped("o", None, None, n=4)])
+    assert result.outcome is ApplyOutcome.APPLIED and result.existing.body["n"] == 2
+    assert other.outcome is ApplyOutcome.APPLIED
+    assert store.read(older.key).meta == older.meta
+
+
+def test_single_put_mode_sends_no_transaction(endpoint: str) -> None:
+    target = make_target(endpoint)
+    target = dataclasses.replace(target, options={**target.options, "batch_writes": "single"})
+    store = DynamoDBAdapter(target)
+    store.ensure_ready()
+    try:
+        calls = count_calls(store)
+        batch = [stamped(f"p{i}", None, None, n=i) for i in range(4)]
+        assert {r.outcome for r in store.apply_batch(batch)} == {ApplyOutcome.APPLIED}
+        assert calls == {"PutItem": 4}
+    finally:
+        store.drop()
+        store.close()
 
 
 def test_one_keys_versions_in_a_batch_apply_in_batch_order(store: DynamoDBAdapter) -> None:

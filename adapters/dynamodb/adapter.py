@@ -2,10 +2,12 @@
 
 Each item is the record's body in native DynamoDB types plus the reserved ``_mcrepl``
 map (see :mod:`.wire`). Apply needs no read: every record is one conditional
-``PutItem`` whose condition compares version tokens *and* the version vector inside
-DynamoDB (see :func:`newer_condition`), so a concurrent version is never overwritten;
-the item returned with a failed condition tells a replay (same token) from a stale write
-from a conflict.
+put whose condition compares version tokens *and* the version vector inside DynamoDB
+(see :func:`newer_condition`), so a concurrent version is never overwritten; the item
+returned with a failed condition tells a replay (same token) from a stale write from a
+conflict. A batch goes out as ``TransactWriteItems`` of up to 100 such puts
+(:mod:`.transact`; option ``batch_writes: transact``, the default) or one ``PutItem``
+per record (``single``).
 """
 
 from __future__ import annotations
@@ -39,6 +41,7 @@ from .clients import DynamoDBClients
 from .errors import error_code, error_item
 from .settings import SPEC
 from .tables import drop_table, ensure_table
+from .transact import apply_transacted, exact_origins_condition
 from .wire import META_ATTR, Item, decode_item, decode_key, decode_meta, encode_item, encode_key
 
 _UNCHANGED_META = "#m = :old"          # overwrite exactly the native-edited state we read
@@ -61,6 +64,7 @@ class DynamoDBAdapter(ReplicaAdapter):
         super().__init__(target)
         self.workers = workers
         self.clients = DynamoDBClients(target, policy_for(target.options), max_connections=pool_size(target.options, max(10, 2 * workers)))
+        self.transact = str(target.options.get("batch_writes", "transact")) == "transact"
 
     # --- lifecycle ---------------------------------------------------------------------------
 
@@ -89,12 +93,17 @@ class DynamoDBAdapter(ReplicaAdapter):
     # --- apply -----------------------------------------------------------------------------------
 
     def apply_batch(self, records: Sequence[Record]) -> list[ApplyResult]:
-        """One conditional ``PutItem`` per record, ``workers`` at a time; results in input order.
+        """Conditional puts, in transactions of up to 100 or one ``PutItem`` each; results in input order.
 
         Records of one key are applied in batch order (the k-th record of every key goes
         in round k), so a batch carrying a key's successive versions reports each as
         applied, exactly as delivering them one by one would; distinct keys run concurrently.
+        A single record goes as one put either way (a transaction of one costs more).
         """
+        if self.transact and len(records) > 1:
+            return apply_transacted(self.clients, self.target, records,
+                                    lambda meta: exact_origins_condition(newer_condition(meta), meta),
+                                    self._apply_one, workers=self.workers)
         return apply_each(self.target, records, self._apply_one, workers=self.workers)
 
     def _apply_one(self, record: Record) -> ApplyResult:

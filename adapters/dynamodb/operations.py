@@ -23,7 +23,9 @@ OPERATIONS = OperationInventory("dynamodb", "adapters/dynamodb/operations.py", (
     Operation("dynamodb:Scan", "table", ("capture_changes", "list_digests", "purge_tombstones"),
               note="capture's first pass and fallback; verify's digests; finding old tombstones"),
     Operation("dynamodb:GetItem", "table", ("read",)),
-    Operation("dynamodb:PutItem", "table", ("apply_batch",), note="one conditional put per record"),
+    Operation("dynamodb:PutItem", "table", ("apply_batch",),
+              note="one conditional put per record (batch_writes: single, a batch of one, or a record a "
+                   "transaction could not decide)"),
     Operation("dynamodb:DeleteItem", "table", ("purge_tombstones",), note="conditional on the tombstone's version"),
     Operation("dynamodb:BatchWriteItem", "table", ("write_native", "delete_native"),
               note="the application's writes (seeding), never mcrepl's"),
@@ -39,9 +41,10 @@ OPERATIONS = OperationInventory("dynamodb", "adapters/dynamodb/operations.py", (
               permissions=("dynamodb:GetItem",)),
     Operation("dynamodb:PutItem@epoch", "epoch-table", ("publish_epoch",), permissions=("dynamodb:PutItem",),
               note="conditional: never lowers the stored epoch"),
-    Operation("dynamodb:TransactWriteItems", "table", ("fenced_write",),
+    Operation("dynamodb:TransactWriteItems", "table", ("fenced_write", "apply_batch"),
               permissions=("dynamodb:PutItem", "dynamodb:ConditionCheckItem"),
-              note="the application's fenced write: the epoch item's condition and the data put, atomically"),
+              note="the application's fenced write (the epoch item's condition and the data put, atomically); "
+                   "apply_batch's conditional puts, up to 100 per transaction"),
     Operation("dynamodb:DescribeContinuousBackups", "table", ("doctor",), note="doctor: PITR"),
     Operation("sts:GetCallerIdentity", "account", ("doctor",), note="doctor: who the credentials are; needs no grant"),
     Operation("iam:SimulatePrincipalPolicy", "account", ("doctor",),

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from typing import ClassVar
+from typing import ClassVar, Literal
 
 from pydantic import Field
 
@@ -21,6 +21,10 @@ class DynamoDBSettings(AdapterSettings):
     profile: str | None = Field(None, description="a named profile of the AWS shared config (default: the "
                                                   "standard chain)")
     table_prefix: str = Field("", description="prepended to every table name")
+    batch_writes: Literal["transact", "single"] = Field(
+        "transact", description="transact: a batch's conditional puts go as TransactWriteItems of up to 100 "
+                                "(fewer round trips; twice the write capacity per item on AWS); single: one "
+                                "conditional PutItem per record")
 
 
 class DynamoDBSpec(AdapterSpec):
