@@ -404,6 +404,18 @@ def test_a_batch_over_a_native_edit_in_place_matches_one_put(store: DynamoDBAdap
     assert store.read(older.key).meta == older.meta
 
 
+def test_read_many_answers_in_order_with_repeats_and_absences(store: DynamoDBAdapter) -> None:
+    held = [stamped(f"r{i:03d}", None, None, n=i) for i in range(130)]
+    store.apply_batch(held)
+    keys = [held[5].key, RecordKey(("missing",)), *[r.key for r in held], held[5].key]
+    calls = count_calls(store)
+    found = store.read_many(keys)
+    assert calls == {"BatchGetItem": 2}, "131 distinct keys: two calls of at most 100"
+    assert found[0] == held[5] and found[1] is None and found[-1] == held[5]
+    assert found[2:-1] == held
+    assert found == [store.read(k) for k in keys]
+
+
 def test_single_put_mode_sends_no_transaction(endpoint: str) -> None:
     target = make_target(endpoint)
     target = dataclasses.replace(target, options={**target.options, "batch_writes": "single"})

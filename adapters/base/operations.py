@@ -32,6 +32,7 @@ ROLE_METHODS: dict[str, tuple[Role, ...]] = {
     "purge_tombstones": ("apply",),
     "list_digests": ("verify",),
     "read": ("verify",),
+    "read_many": ("verify",),
     "create": ("admin",),
     "drop": ("admin",),
     "write_native": (),

@@ -47,6 +47,7 @@ from .wire import META_ATTR, Item, decode_item, decode_key, decode_meta, encode_
 _UNCHANGED_META = "#m = :old"          # overwrite exactly the native-edited state we read
 _SCAN_SEGMENTS = 4
 _BATCH_WRITE_MAX = 25
+_BATCH_GET_MAX = 100
 _APPLY_ATTEMPTS = 8
 
 
@@ -158,6 +159,39 @@ class DynamoDBAdapter(ReplicaAdapter):
             ConsistentRead=True), key=key.id)
         item = resp.get("Item")
         return decode_item(item, self.target.key_schema, self.target.kind) if item else None
+
+    def read_many(self, keys: Sequence[RecordKey]) -> list[Record | None]:
+        """Consistent ``BatchGetItem`` reads, 100 distinct keys per call; answers in ``keys`` order."""
+        unique = list(dict.fromkeys(keys))
+        found: dict[str, Record] = {}
+        for start in range(0, len(unique), _BATCH_GET_MAX):
+            for item in self._batch_get([encode_key(k, self.target.key_schema)
+                                         for k in unique[start:start + _BATCH_GET_MAX]]):
+                record = decode_item(item, self.target.key_schema, self.target.kind)
+                found[record.key.id] = record
+        return [found.get(key.id) for key in keys]
+
+    def _batch_get(self, keys: list[Item]) -> list[Item]:
+        """Every item of ``keys`` that exists, re-asking for ``UnprocessedKeys`` with jittered backoff."""
+        items: list[Item] = []
+        pending: list[Item] = keys
+        delay = 0.05
+        deadline = time.monotonic() + self.clients.policy.deadline_s
+        while pending:
+            request = {self.target.resource: {"Keys": pending, "ConsistentRead": True}}
+            resp = self.clients.guard("batch_get_item",
+                                      partial(self.clients.table.batch_get_item, RequestItems=request))
+            items += resp.get("Responses", {}).get(self.target.resource, [])
+            pending = resp.get("UnprocessedKeys", {}).get(self.target.resource, {}).get("Keys", [])
+            if pending:
+                if time.monotonic() > deadline:
+                    raise AdapterError(f"DynamoDB left {len(pending)} reads unprocessed until the retry "
+                                       "deadline (throttled)", retryable=True, provider="dynamodb",
+                                       replica=self.target.replica, dataset=self.target.dataset,
+                                       operation="batch_get_item")
+                time.sleep(random.uniform(0, delay))
+                delay = min(delay * 2, self.clients.policy.max_backoff_s)
+        return items
 
     def list_digests(self) -> Iterator[Digest]:
         """Digests from a parallel scan (``_SCAN_SEGMENTS`` segments, one page each in flight)."""

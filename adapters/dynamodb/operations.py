@@ -13,7 +13,8 @@ from __future__ import annotations
 from ..base.operations import Operation, OperationInventory
 
 #: methods that read or write items, so need the table's key when it is a customer's key
-_DATA = ("capture_changes", "current_cursor", "apply_batch", "purge_tombstones", "list_digests", "read")
+_DATA = ("capture_changes", "current_cursor", "apply_batch", "purge_tombstones", "list_digests", "read",
+         "read_many")
 
 OPERATIONS = OperationInventory("dynamodb", "adapters/dynamodb/operations.py", (
     Operation("dynamodb:DescribeTable", "table", ("ensure_ready", "capture_changes", "current_cursor", "create"),
@@ -23,6 +24,7 @@ OPERATIONS = OperationInventory("dynamodb", "adapters/dynamodb/operations.py", (
     Operation("dynamodb:Scan", "table", ("capture_changes", "list_digests", "purge_tombstones"),
               note="capture's first pass and fallback; verify's digests; finding old tombstones"),
     Operation("dynamodb:GetItem", "table", ("read",)),
+    Operation("dynamodb:BatchGetItem", "table", ("read_many",), note="consistent reads of many keys (the primary's lane)"),
     Operation("dynamodb:PutItem", "table", ("apply_batch",),
               note="one conditional put per record (batch_writes: single, a batch of one, or a record a "
                    "transaction could not decide)"),
