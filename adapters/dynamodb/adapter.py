@@ -6,8 +6,9 @@ put whose condition compares version tokens *and* the version vector inside Dyna
 (see :func:`newer_condition`), so a concurrent version is never overwritten; the item
 returned with a failed condition tells a replay (same token) from a stale write from a
 conflict. A batch goes out as ``TransactWriteItems`` of up to 100 such puts
-(:mod:`.transact`; option ``batch_writes: transact``, the default) or one ``PutItem``
-per record (``single``).
+(:mod:`.transact`; option ``batch_writes``: ``transact``, and ``auto`` on AWS) or one
+``PutItem`` per record (``single``, and ``auto`` on the local stack: moto restores a copy
+of the whole table when a transaction is cancelled, undoing concurrent writes).
 """
 
 from __future__ import annotations
@@ -39,7 +40,7 @@ from ..base.retry import policy_for
 from .capture import capture, current_position
 from .clients import DynamoDBClients
 from .errors import error_code, error_item
-from .settings import SPEC
+from .settings import SPEC, uses_transactions
 from .tables import drop_table, ensure_table
 from .transact import apply_transacted, exact_origins_condition
 from .wire import META_ATTR, Item, decode_item, decode_key, decode_meta, encode_item, encode_key
@@ -65,7 +66,7 @@ class DynamoDBAdapter(ReplicaAdapter):
         super().__init__(target)
         self.workers = workers
         self.clients = DynamoDBClients(target, policy_for(target.options), max_connections=pool_size(target.options, max(10, 2 * workers)))
-        self.transact = str(target.options.get("batch_writes", "transact")) == "transact"
+        self.transact = uses_transactions(target.options)
 
     # --- lifecycle ---------------------------------------------------------------------------
 
