@@ -258,6 +258,63 @@ class AdapterContract:
         older_succession = stamped("k", Version(250, 0, "cosmos:westeurope"), dict(b.meta.vector), side="old")
         assert store.apply_batch([older_succession])[0].outcome is ApplyOutcome.STALE
 
+    # --- batches: every record decided on its own, whatever the store sends in one request -------
+
+    def test_a_conflict_inside_a_batch_is_decided_alone(self, store: ReplicaAdapter) -> None:
+        """One concurrent version among fresh records: it is reported and not written, the rest land.
+
+        A store that applies a batch in one transaction must not let one failed condition
+        cost the others their write, nor write the concurrent one.
+        """
+        a = stamped("k", Version(100, 0, "dynamodb:eu-west-1"), side="a")
+        store.apply_batch([a])
+        b = stamped("k", Version(200, 0, "cosmos:westeurope"), {"dynamodb:eu-west-1": ""}, side="b")
+        fresh = [stamped(f"f{i}", n=i) for i in range(6)]
+        batch = [*fresh[:3], b, *fresh[3:]]
+        results = store.apply_batch(batch)
+        assert [r.key for r in results] == [r.key for r in batch]
+        assert [r.outcome for r in results] == [ApplyOutcome.APPLIED] * 3 + [ApplyOutcome.CONFLICT] + \
+            [ApplyOutcome.APPLIED] * 3
+        assert results[3].conflict_with is not None and results[3].conflict_with.version == a.meta.version
+        assert store.read(a.key).meta.version == a.meta.version, "the concurrent version was not written"
+        assert [store.read(r.key).meta for r in fresh] == [r.meta for r in fresh]
+
+    def test_a_replayed_batch_changes_nothing_and_says_so(self, store: ReplicaAdapter) -> None:
+        """A committed batch sent again (a crash before the lane's commit) is all replays."""
+        batch = [stamped(f"r{i}", n=i) for i in range(12)]
+        assert {r.outcome for r in store.apply_batch(batch)} == {ApplyOutcome.APPLIED}
+        for _ in range(2):
+            results = store.apply_batch(batch)
+            assert [r.outcome for r in results] == [ApplyOutcome.REPLAYED] * len(batch)
+            assert all(r.conflict_with is None for r in results)
+        assert [store.read(r.key).meta for r in batch] == [r.meta for r in batch]
+
+    def test_a_stale_record_among_fresh_ones_is_stale_alone(self, store: ReplicaAdapter) -> None:
+        """An older version in a batch of newer ones (and of new keys): only it is a no-op."""
+        old, new = stamped("s", version(), n=1), stamped("s", version(), n=2)
+        held = [stamped(f"h{i}", n=i) for i in range(4)]
+        store.apply_batch([new, *held])
+        newer_held = [stamped(f"h{i}", version(), n=10 + i) for i in range(4)]
+        fresh = [stamped(f"n{i}", n=i) for i in range(4)]
+        batch = [*newer_held[:2], *fresh[:2], old, *newer_held[2:], *fresh[2:]]
+        results = store.apply_batch(batch)
+        assert [r.outcome for r in results] == [ApplyOutcome.APPLIED] * 4 + [ApplyOutcome.STALE] + \
+            [ApplyOutcome.APPLIED] * 4
+        assert store.read(new.key).meta == new.meta
+        assert [store.read(r.key).body["n"] for r in newer_held] == [10, 11, 12, 13]
+
+    def test_a_batch_larger_than_a_transaction_lands_whole(self, store: ReplicaAdapter) -> None:
+        """150 records (more than a 100-item transaction) with successive versions of one key
+        and a stale record: each decided as one-by-one delivery would decide it."""
+        hot = [stamped("hot", version(), i=i) for i in range(3)]
+        cold = [stamped(f"c{i:03d}", n=i) for i in range(146)]
+        batch = [hot[0], *cold[:70], hot[1], *cold[70:], hot[2], hot[0]]
+        results = store.apply_batch(batch)
+        assert [r.key for r in results] == [r.key for r in batch]
+        assert [r.outcome for r in results] == [ApplyOutcome.APPLIED] * 149 + [ApplyOutcome.STALE]
+        assert store.read(hot[2].key).meta == hot[2].meta
+        assert store.read(cold[-1].key).body["n"] == 145
+
     # --- change capture --------------------------------------------------------------------------
 
     def test_capture_returns_each_change_once_across_restart(self, open_store: StoreFactory,

@@ -281,6 +281,61 @@ def test_remembered_etag_goes_stale_when_another_writer_wins(open_store: Callabl
         other.close()
 
 
+def count_reads(store: ReplicaAdapter, monkeypatch: pytest.MonkeyPatch) -> dict[str, int]:
+    """How many id queries (a batch's prefetch, a single read) the adapter sends from now on."""
+    calls = {"query": 0, "load": 0}
+    query, load = store._query, store._load  # type: ignore[attr-defined]
+
+    def counted_query(*args: Any, **kw: Any) -> Any:
+        calls["query"] += 1
+        return query(*args, **kw)
+
+    def counted_load(*args: Any, **kw: Any) -> Any:
+        calls["load"] += 1
+        return load(*args, **kw)
+    monkeypatch.setattr(store, "_query", counted_query)
+    monkeypatch.setattr(store, "_load", counted_load)
+    return calls
+
+
+def test_a_first_load_creates_without_asking_for_ids(store: ReplicaAdapter,
+                                                     monkeypatch: pytest.MonkeyPatch) -> None:
+    """Into an empty container each record is one create-only write: no id query per batch."""
+    calls = count_reads(store, monkeypatch)
+    batch = [document(SCHEMA, {"pk": f"f{i}", "n": i}).stamped(_version(1_700_000_000_000 + i)) for i in range(20)]
+    assert {r.outcome for r in store.apply_batch(batch)} == {ApplyOutcome.APPLIED}
+    assert calls == {"query": 0, "load": 0}
+    assert [store.read(r.key) for r in batch[::7]] == batch[::7]
+
+
+def test_create_first_over_existing_documents_decides_on_what_it_finds(
+        open_store: Callable[..., ReplicaAdapter], monkeypatch: pytest.MonkeyPatch) -> None:
+    """A fresh adapter (empty memory) guesses "absent"; documents another client wrote answer 409,
+    are read and decided: stale, replayed and newer as a read-first apply would say, and the
+    guess turns so later batches prefetch ids again."""
+    other = open_store()
+    ours = open_adapter(other.target)
+    try:
+        held = [document(SCHEMA, {"pk": f"h{i}", "n": i}).stamped(_version(5_000 + i)) for i in range(12)]
+        other.apply_batch(held)
+        older = document(SCHEMA, {"pk": "h0", "n": -1}).stamped(_version(1_000))
+        newer = document(SCHEMA, {"pk": "h1", "n": 100}).stamped(_version(9_000))
+        calls = count_reads(ours, monkeypatch)
+        results = ours.apply_batch([older, newer, held[2]])
+        assert [r.outcome for r in results] == [ApplyOutcome.STALE, ApplyOutcome.APPLIED, ApplyOutcome.REPLAYED]
+        assert results[0].existing == held[0]
+        assert calls["load"] == 3, "each 409 was read and decided"
+        assert ours.read(newer.key) == newer and ours.read(older.key) == held[0]
+        for i in range(3, 12):                      # unknown keys keep turning out present
+            ours.apply_batch([held[i]])
+        calls.update(query=0, load=0)
+        replays = ours.apply_batch(held[3:6])
+        assert {r.outcome for r in replays} == {ApplyOutcome.REPLAYED}
+        assert calls == {"query": 1, "load": 0}, "back to one id query per batch"
+    finally:
+        ours.close()
+
+
 # --- capture in _ts mode -----------------------------------------------------------------------
 
 def _start_of_a_second() -> None:

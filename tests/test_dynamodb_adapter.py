@@ -7,6 +7,7 @@ boto3, each test in a table of its own that is dropped afterwards.
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import logging
 import socket
@@ -226,6 +227,17 @@ def store(open_store: Callable[..., DynamoDBAdapter]) -> DynamoDBAdapter:
     return open_store()
 
 
+@pytest.fixture
+def tx_store(endpoint: str) -> Iterator[DynamoDBAdapter]:
+    """A store whose batches go as transactions (``batch_writes: transact``; ``auto`` is single locally)."""
+    target = make_target(endpoint)
+    adapter = DynamoDBAdapter(dataclasses.replace(target, options={**target.options, "batch_writes": "transact"}))
+    adapter.ensure_ready()
+    yield adapter
+    adapter.drop()
+    adapter.close()
+
+
 def raw_client(endpoint: str) -> Any:
     return boto3.client("dynamodb", endpoint_url=endpoint, region_name="eu-west-1",
                         aws_access_key_id="testing", aws_secret_access_key="testing")
@@ -334,6 +346,104 @@ def test_native_edit_in_place_counts_as_unversioned(store: DynamoDBAdapter, endp
     result = store.apply_batch([older])[0]
     assert result.outcome is ApplyOutcome.APPLIED and result.existing.body["n"] == 2
     assert store.read(older.key).meta == older.meta
+
+
+# --- batches as TransactWriteItems -----------------------------------------------------------------
+
+def count_calls(store: DynamoDBAdapter) -> dict[str, int]:
+    """How many of each DynamoDB call the adapter's table client makes from now on."""
+    calls: dict[str, int] = {}
+
+    def seen(model: Any, **_: Any) -> None:
+        calls[model.name] = calls.get(model.name, 0) + 1
+    store.clients.table.meta.events.register("before-call.dynamodb", seen)
+    return calls
+
+
+def test_a_batch_goes_as_transactions_of_at_most_100_puts(tx_store: DynamoDBAdapter) -> None:
+    batch = [stamped(f"t{i:03d}", None, None, n=i) for i in range(150)]
+    calls = count_calls(tx_store)
+    assert {r.outcome for r in tx_store.apply_batch(batch)} == {ApplyOutcome.APPLIED}
+    # moto answers 500 now and then when two transactions run at once (it deep-copies the table
+    # while the other writes): the retry sends it again
+    assert "PutItem" not in calls and calls["TransactWriteItems"] >= 2, "150 fresh records: two transactions"
+    calls.clear()
+    assert {r.outcome for r in tx_store.apply_batch(batch)} == {ApplyOutcome.REPLAYED}
+    assert calls.get("PutItem", 0) == 0, "replays are decided from the cancellation reasons"
+    assert [tx_store.read(r.key).meta for r in batch[::37]] == [r.meta for r in batch[::37]]
+
+
+def test_a_cancelled_transaction_lands_the_puts_whose_conditions_held(tx_store: DynamoDBAdapter) -> None:
+    """One stale and one concurrent record cancel the transaction; the next one carries the rest."""
+    a = stamped("c", ver("dynamodb:eu-west-1"), None, side="a")
+    old, new = stamped("s", ver(), None, n=1), stamped("s", ver(), None, n=2)
+    tx_store.apply_batch([a, new])
+    b = stamped("c", ver("cosmos:westeurope"), {"dynamodb:eu-west-1": ""}, side="b")
+    fresh = [stamped(f"f{i}", None, None, n=i) for i in range(5)]
+    calls = count_calls(tx_store)
+    results = tx_store.apply_batch([fresh[0], old, *fresh[1:3], b, *fresh[3:]])
+    assert [r.outcome for r in results] == [ApplyOutcome.APPLIED, ApplyOutcome.STALE, ApplyOutcome.APPLIED,
+                                            ApplyOutcome.APPLIED, ApplyOutcome.CONFLICT,
+                                            ApplyOutcome.APPLIED, ApplyOutcome.APPLIED]
+    assert results[4].conflict_with == a.meta and results[4].existing.body["side"] == "a"
+    assert results[1].existing.meta == new.meta
+    assert calls == {"TransactWriteItems": 2}
+    assert tx_store.read(a.key).meta == a.meta and tx_store.read(new.key).meta == new.meta
+
+
+def test_a_batch_over_an_origin_the_writer_never_heard_of_reports_it(tx_store: DynamoDBAdapter) -> None:
+    """A transaction cannot return what it replaced, so a stored vector with an origin the incoming
+    one does not list fails the transactional condition and goes one put, which reports it."""
+    a = stamped("k", ver("dynamodb:eu-west-1"), None, side="a")
+    tx_store.apply_batch([a])
+    b = stamped("k", ver("cosmos:westeurope"), None, side="b")
+    other = stamped("o", None, None, side="o")
+    calls = count_calls(tx_store)
+    applied, landed = tx_store.apply_batch([b, other])
+    assert applied.outcome is ApplyOutcome.APPLIED and applied.conflict_with == a.meta
+    assert landed.outcome is ApplyOutcome.APPLIED
+    assert calls == {"TransactWriteItems": 2, "PutItem": 1}
+
+
+def test_a_batch_over_a_native_edit_in_place_matches_one_put(tx_store: DynamoDBAdapter, endpoint: str) -> None:
+    newer = stamped("k", ver(wall=5_000), None, n=1)
+    tx_store.apply_batch([newer])
+    raw_client(endpoint).update_item(TableName=tx_store.target.resource, Key={"pk": {"S": "k"}},
+                                     UpdateExpression="SET n = :n", ExpressionAttributeValues={":n": {"N": "2"}})
+    older = stamped("k", ver(wall=1_000), None, n=3)
+    result, other = tx_store.apply_batch([older, stamped("o", None, None, n=4)])
+    assert result.outcome is ApplyOutcome.APPLIED and result.existing.body["n"] == 2
+    assert other.outcome is ApplyOutcome.APPLIED
+    assert tx_store.read(older.key).meta == older.meta
+
+
+def test_read_many_answers_in_order_with_repeats_and_absences(store: DynamoDBAdapter) -> None:
+    held = [stamped(f"r{i:03d}", None, None, n=i) for i in range(130)]
+    store.apply_batch(held)
+    keys = [held[5].key, RecordKey(("missing",)), *[r.key for r in held], held[5].key]
+    calls = count_calls(store)
+    found = store.read_many(keys)
+    assert calls == {"BatchGetItem": 2}, "131 distinct keys: two calls of at most 100"
+    assert found[0] == held[5] and found[1] is None and found[-1] == held[5]
+    assert found[2:-1] == held
+    assert found == [store.read(k) for k in keys]
+
+
+@pytest.mark.parametrize("mode", ["single", "auto"])
+def test_single_put_mode_sends_no_transaction(endpoint: str, mode: str) -> None:
+    """``single``, and ``auto`` on the local stack (moto's rollback would undo concurrent writes)."""
+    target = make_target(endpoint)
+    target = dataclasses.replace(target, options={**target.options, "batch_writes": mode})
+    store = DynamoDBAdapter(target)
+    store.ensure_ready()
+    try:
+        calls = count_calls(store)
+        batch = [stamped(f"p{i}", None, None, n=i) for i in range(4)]
+        assert {r.outcome for r in store.apply_batch(batch)} == {ApplyOutcome.APPLIED}
+        assert calls == {"PutItem": 4}
+    finally:
+        store.drop()
+        store.close()
 
 
 def test_one_keys_versions_in_a_batch_apply_in_batch_order(store: DynamoDBAdapter) -> None:

@@ -227,6 +227,15 @@ class ReplicaAdapter(ABC):
     def read(self, key: RecordKey) -> Record | None:
         """The stored record (tombstones included), or ``None``."""
 
+    def read_many(self, keys: Sequence[RecordKey]) -> list[Record | None]:
+        """:meth:`read` of every key, in order (a key may repeat).
+
+        A store with a multi-key read (DynamoDB ``BatchGetItem``) overrides this to save a
+        round trip per key where the engine reads many keys at once (the primary's lane);
+        each answer must be as fresh as :meth:`read`'s.
+        """
+        return [self.read(key) for key in keys]
+
     @abstractmethod
     def list_digests(self) -> Iterator[Digest]:
         """Every stored record's digest, reading metadata rather than bodies where possible."""

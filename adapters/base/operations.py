@@ -32,6 +32,7 @@ ROLE_METHODS: dict[str, tuple[Role, ...]] = {
     "purge_tombstones": ("apply",),
     "list_digests": ("verify",),
     "read": ("verify",),
+    "read_many": ("verify",),
     "create": ("admin",),
     "drop": ("admin",),
     # the heartbeat (issue 18): mcrepl's own plain write of its reserved key at a primary, made

@@ -7,7 +7,8 @@ through :func:`.errors.cosmos_call` (translation + the shared retry policy).
 Conditional apply is read → decide → write-if-unchanged on the item's ``_etag``
 (``replace_item`` with ``IfNotModified``, ``create_item`` when absent); a lost race
 (HTTP 412/409) reads again, so concurrent writers always end with the newest version.
-A document this adapter wrote last is updated on the etag it got back, without the read.
+A document this adapter wrote last is updated on the etag it got back, without the read;
+while unknown keys keep turning out absent (a first load), one is tried create-only first.
 Reads are single-partition queries by id: ``@vercel/cosmosdb-server`` answers a point
 read of a missing item with HTTP 500, which would be indistinguishable from an outage.
 
@@ -292,7 +293,7 @@ class CosmosAdapter(ReplicaAdapter):
         found = {d["id"]: d for d in self._query(_BY_IDS, [{"name": "@ids", "value": sorted(ids)}], "apply")}
         return {doc_id: found.get(doc_id) for doc_id in ids}
 
-    def _apply_one(self, rec: Record, prefetched: dict[str, Doc | None]) -> ApplyResult:
+    def _apply_one(self, rec: Record, prefetched: dict[str, Doc | None], create_first: bool) -> ApplyResult:
         doc = to_document(rec, self.target.kind)
         doc_id = doc["id"]
 
@@ -313,13 +314,20 @@ class CosmosAdapter(ReplicaAdapter):
                 raise PreconditionFailed(str(exc)) from exc
             return str(replaced["_etag"])
 
-        # the batch prefetch already answers "absent" in the same query: no create-first
-        return apply_with_known(rec, doc_id, self._known, load, write, create_first=False)
+        return apply_with_known(rec, doc_id, self._known, load, write, create_first=create_first)
 
     def apply_batch(self, records: Sequence[Record]) -> list[ApplyResult]:
-        """Conditional apply on etags, 8 records at a time (see the module docstring)."""
-        prefetched = self._prefetch([r for r in records if not self._is_known(r)])
-        return apply_each(self.target, records, lambda rec: self._apply_one(rec, prefetched),
+        """Conditional apply on etags, 8 records at a time (see the module docstring).
+
+        Keys this adapter does not know are either prefetched in one query per batch, or,
+        while unknown keys keep turning out absent (a first load into an empty container),
+        tried create-only first: one request per record and no query, which the emulator
+        (and a large container) evaluates against every document. A create that finds the
+        document (HTTP 409) reads it and decides, so newest-wins is unchanged.
+        """
+        create_first = self._known.expect_absent
+        prefetched = {} if create_first else self._prefetch([r for r in records if not self._is_known(r)])
+        return apply_each(self.target, records, lambda rec: self._apply_one(rec, prefetched, create_first),
                           workers=_WORKERS)
 
     def write_native(self, records: Sequence[Record]) -> None:

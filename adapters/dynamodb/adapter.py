@@ -2,10 +2,13 @@
 
 Each item is the record's body in native DynamoDB types plus the reserved ``_mcrepl``
 map (see :mod:`.wire`). Apply needs no read: every record is one conditional
-``PutItem`` whose condition compares version tokens *and* the version vector inside
-DynamoDB (see :func:`newer_condition`), so a concurrent version is never overwritten;
-the item returned with a failed condition tells a replay (same token) from a stale write
-from a conflict.
+put whose condition compares version tokens *and* the version vector inside DynamoDB
+(see :func:`newer_condition`), so a concurrent version is never overwritten; the item
+returned with a failed condition tells a replay (same token) from a stale write from a
+conflict. A batch goes out as ``TransactWriteItems`` of up to 100 such puts
+(:mod:`.transact`; option ``batch_writes``: ``transact``, and ``auto`` on AWS) or one
+``PutItem`` per record (``single``, and ``auto`` on the local stack: moto restores a copy
+of the whole table when a transaction is cancelled, undoing concurrent writes).
 """
 
 from __future__ import annotations
@@ -39,14 +42,16 @@ from ..base.retry import policy_for
 from .capture import capture, current_position
 from .clients import DynamoDBClients
 from .errors import error_code, error_item
-from .settings import SPEC
+from .settings import SPEC, uses_transactions
 from .tables import drop_table, ensure_table, item_count
+from .transact import apply_transacted, exact_origins_condition
 from .wire import META_ATTR, Item, decode_item, decode_key, decode_meta, encode_item, encode_key
 
 _UNCHANGED_META = "#m = :old"          # overwrite exactly the native-edited state we read
 _SCAN_SEGMENTS = 4
 _MAX_SEGMENTS = 1000          # DynamoDB's own limit is 1,000,000; more only costs empty pages
 _BATCH_WRITE_MAX = 25
+_BATCH_GET_MAX = 100
 _APPLY_ATTEMPTS = 8
 
 
@@ -64,6 +69,7 @@ class DynamoDBAdapter(ReplicaAdapter):
         super().__init__(target)
         self.workers = workers
         self.clients = DynamoDBClients(target, policy_for(target.options), max_connections=pool_size(target.options, max(10, 2 * workers)))
+        self.transact = uses_transactions(target.options)
 
     # --- lifecycle ---------------------------------------------------------------------------
 
@@ -92,12 +98,17 @@ class DynamoDBAdapter(ReplicaAdapter):
     # --- apply -----------------------------------------------------------------------------------
 
     def apply_batch(self, records: Sequence[Record]) -> list[ApplyResult]:
-        """One conditional ``PutItem`` per record, ``workers`` at a time; results in input order.
+        """Conditional puts, in transactions of up to 100 or one ``PutItem`` each; results in input order.
 
         Records of one key are applied in batch order (the k-th record of every key goes
         in round k), so a batch carrying a key's successive versions reports each as
         applied, exactly as delivering them one by one would; distinct keys run concurrently.
+        A single record goes as one put either way (a transaction of one costs more).
         """
+        if self.transact and len(records) > 1:
+            return apply_transacted(self.clients, self.target, records,
+                                    lambda meta: exact_origins_condition(newer_condition(meta), meta),
+                                    self._apply_one, workers=self.workers)
         return apply_each(self.target, records, self._apply_one, workers=self.workers)
 
     def _apply_one(self, record: Record) -> ApplyResult:
@@ -152,6 +163,39 @@ class DynamoDBAdapter(ReplicaAdapter):
             ConsistentRead=True), key=key.id)
         item = resp.get("Item")
         return decode_item(item, self.target.key_schema, self.target.kind) if item else None
+
+    def read_many(self, keys: Sequence[RecordKey]) -> list[Record | None]:
+        """Consistent ``BatchGetItem`` reads, 100 distinct keys per call; answers in ``keys`` order."""
+        unique = list(dict.fromkeys(keys))
+        found: dict[str, Record] = {}
+        for start in range(0, len(unique), _BATCH_GET_MAX):
+            for item in self._batch_get([encode_key(k, self.target.key_schema)
+                                         for k in unique[start:start + _BATCH_GET_MAX]]):
+                record = decode_item(item, self.target.key_schema, self.target.kind)
+                found[record.key.id] = record
+        return [found.get(key.id) for key in keys]
+
+    def _batch_get(self, keys: list[Item]) -> list[Item]:
+        """Every item of ``keys`` that exists, re-asking for ``UnprocessedKeys`` with jittered backoff."""
+        items: list[Item] = []
+        pending: list[Item] = keys
+        delay = 0.05
+        deadline = time.monotonic() + self.clients.policy.deadline_s
+        while pending:
+            request = {self.target.resource: {"Keys": pending, "ConsistentRead": True}}
+            resp = self.clients.guard("batch_get_item",
+                                      partial(self.clients.table.batch_get_item, RequestItems=request))
+            items += resp.get("Responses", {}).get(self.target.resource, [])
+            pending = resp.get("UnprocessedKeys", {}).get(self.target.resource, {}).get("Keys", [])
+            if pending:
+                if time.monotonic() > deadline:
+                    raise AdapterError(f"DynamoDB left {len(pending)} reads unprocessed until the retry "
+                                       "deadline (throttled)", retryable=True, provider="dynamodb",
+                                       replica=self.target.replica, dataset=self.target.dataset,
+                                       operation="batch_get_item")
+                time.sleep(random.uniform(0, delay))
+                delay = min(delay * 2, self.clients.policy.max_backoff_s)
+        return items
 
     def list_digests(self) -> Iterator[Digest]:
         """Digests from a parallel scan (``_SCAN_SEGMENTS`` segments, one page each in flight)."""

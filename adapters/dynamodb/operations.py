@@ -14,7 +14,7 @@ from ..base.operations import Operation, OperationInventory
 
 #: methods that read or write items, so need the table's key when it is a customer's key
 _DATA = ("capture_changes", "current_cursor", "apply_batch", "purge_tombstones", "list_digests", "read",
-         "write_heartbeat")
+         "write_heartbeat", "read_many")
 
 OPERATIONS = OperationInventory("dynamodb", "adapters/dynamodb/operations.py", (
     Operation("dynamodb:DescribeTable", "table", ("ensure_ready", "capture_changes", "current_cursor", "create"),
@@ -24,8 +24,10 @@ OPERATIONS = OperationInventory("dynamodb", "adapters/dynamodb/operations.py", (
     Operation("dynamodb:Scan", "table", ("capture_changes", "list_digests", "purge_tombstones"),
               note="capture's first pass and fallback; verify's digests; finding old tombstones"),
     Operation("dynamodb:GetItem", "table", ("read",)),
+    Operation("dynamodb:BatchGetItem", "table", ("read_many",), note="consistent reads of many keys (the primary's lane)"),
     Operation("dynamodb:PutItem", "table", ("apply_batch", "write_heartbeat"),
-              note="one conditional put per record; the heartbeat's plain put at the primary"),
+              note="one conditional put per record (batch_writes: single, a batch of one, or a record a "
+                   "transaction could not decide); the heartbeat's plain put at the primary"),
     Operation("dynamodb:DeleteItem", "table", ("purge_tombstones",), note="conditional on the tombstone's version"),
     Operation("dynamodb:BatchWriteItem", "table", ("write_native", "delete_native"),
               note="the application's writes (seeding), never mcrepl's"),
@@ -41,9 +43,10 @@ OPERATIONS = OperationInventory("dynamodb", "adapters/dynamodb/operations.py", (
               permissions=("dynamodb:GetItem",)),
     Operation("dynamodb:PutItem@epoch", "epoch-table", ("publish_epoch",), permissions=("dynamodb:PutItem",),
               note="conditional: never lowers the stored epoch"),
-    Operation("dynamodb:TransactWriteItems", "table", ("fenced_write",),
+    Operation("dynamodb:TransactWriteItems", "table", ("fenced_write", "apply_batch"),
               permissions=("dynamodb:PutItem", "dynamodb:ConditionCheckItem"),
-              note="the application's fenced write: the epoch item's condition and the data put, atomically"),
+              note="the application's fenced write (the epoch item's condition and the data put, atomically); "
+                   "apply_batch's conditional puts, up to 100 per transaction"),
     Operation("dynamodb:DescribeContinuousBackups", "table", ("doctor",), note="doctor: PITR"),
     Operation("sts:GetCallerIdentity", "account", ("doctor",), note="doctor: who the credentials are; needs no grant"),
     Operation("iam:SimulatePrincipalPolicy", "account", ("doctor",),

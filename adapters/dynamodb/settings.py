@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from typing import ClassVar
+from typing import Any, ClassVar, Literal, Mapping
 
 from pydantic import Field
 
@@ -21,6 +21,18 @@ class DynamoDBSettings(AdapterSettings):
     profile: str | None = Field(None, description="a named profile of the AWS shared config (default: the "
                                                   "standard chain)")
     table_prefix: str = Field("", description="prepended to every table name")
+    batch_writes: Literal["auto", "transact", "single"] = Field(
+        "auto", description="transact: a batch's conditional puts go as TransactWriteItems of up to 100 "
+                            "(fewer round trips; twice the write capacity per item on AWS); single: one "
+                            "conditional PutItem per record; auto: transact on AWS, single on the local stack "
+                            "(moto rolls a cancelled transaction back by restoring a copy of the whole table, "
+                            "losing writes made meanwhile by other requests)")
+
+
+def uses_transactions(options: Mapping[str, Any]) -> bool:
+    """Whether ``apply_batch`` sends transactions for these target options (see ``batch_writes``)."""
+    setting = str(options.get("batch_writes", "auto"))
+    return setting == "transact" or (setting == "auto" and not options.get("local"))
 
 
 class DynamoDBSpec(AdapterSpec):

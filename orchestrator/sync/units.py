@@ -113,7 +113,7 @@ def _call(unit: Unit, adapter: ReplicaAdapter) -> Any:
     if isinstance(unit, CaptureUnit):
         return adapter.capture_changes(unit.cursor, limit=unit.limit)
     if isinstance(unit, ReadUnit):
-        return [adapter.read(k) for k in unit.keys]
+        return adapter.read_many(unit.keys)
     if isinstance(unit, DigestUnit):
         return list(list_part(adapter, unit.part))
     raise TypeError(f"not a work unit: {unit!r}")

@@ -130,12 +130,17 @@ class LocationWriter:
         seen = self.captured(ids)
         heads = self.heads(ids) if self.former_primary and self.heads is not None else {}
         keep = []
+        reading = [(i, record) for i, record in sending
+                   if self.is_primary or self.former_primary or seen.get(record.key.id)]
+        # every read of the batch in one call (one BatchGetItem, one read unit): nothing is
+        # written before the decisions below, so reading all first reads what one-by-one did
+        found = dict(zip((i for i, _ in reading), self.adapter.read_many([r.key for _, r in reading])))
         for i, record in sending:
             candidates = seen.get(record.key.id, [])
-            if not self.is_primary and not self.former_primary and not candidates:
+            if i not in found:
                 keep.append((i, record))          # nothing of this location's own to protect
                 continue
-            stored = self.adapter.read(record.key)
+            stored = found[i]
             match = state_of(stored, candidates)
             if self.former_primary and is_late(stored, match, heads.get(record.key.id)):
                 # an application still writing to the demoted primary: log it, never overwrite it

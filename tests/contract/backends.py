@@ -62,6 +62,9 @@ BACKENDS = [
     Backend("memory", "memory", None, "local", namespace_option="namespace"),
     Backend("moto", "dynamodb", "dynamodb", "eu-west-1", rejections=DYNAMODB_LIMITS),
     Backend("dynamodb-local", "dynamodb", "dynamodb-local", "eu-west-1", rejections=DYNAMODB_LIMITS),
+    # batches as TransactWriteItems (batch_writes: auto sends one put per record on the local stack)
+    Backend("dynamodb-local-transact", "dynamodb", "dynamodb-local", "eu-west-1",
+            settings={"batch_writes": "transact"}, rejections=DYNAMODB_LIMITS),
     Backend("cosmos-emulator", "cosmos", "cosmos", "westeurope", namespace_option="database",
             rejections={"item-2.1mb": "item-too-large", "name-1200-bytes": "id-too-long"}),
     Backend("fake-gcs", "gcs", "gcs", "europe-west1", settings={"auth": "anonymous"},
