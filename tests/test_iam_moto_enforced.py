@@ -187,7 +187,7 @@ def test_rendered_policy_is_sufficient_for_sync_verify_and_repair(moto_endpoint:
     assert not denied, f"the rendered policy denied: {denied}"
     assert codes == [0, 0, 0, 1, 0, 0], codes        # verify finds the edit, repair fixes it, verify is clean
     names = {c.name for c in recorder.calls}
-    assert {"dynamodb:GetRecords", "dynamodb:DeleteItem", "dynamodb:GetItem", "dynamodb:PutItem"} <= names
+    assert {"dynamodb:GetRecords", "dynamodb:DeleteItem", "dynamodb:BatchGetItem", "dynamodb:PutItem"} <= names
     # resource scoping: every call, with the ARN it really addressed, is allowed by the unwidened documents
     from moto.iam.access_control import IAMPolicy
     policies = [IAMPolicy(json.dumps(doc)) for doc in documents.values()]

@@ -39,11 +39,9 @@ NOT_EXERCISED = {
     "kms:Decrypt": "DynamoDB calls KMS itself for tables with a customer-managed key; moto tables have none",
     "kms:DescribeKey": "as kms:Decrypt",
     "kms:CreateGrant": "as kms:Decrypt",
-    "dynamodb:TransactWriteItems": "apply_batch sends one PutItem per record on the local stack (batch_writes: auto); "
+    "dynamodb:TransactWriteItems@apply": "apply_batch sends one PutItem per record on the local stack (batch_writes: auto); "
                                    "transactions are tested in test_dynamodb_adapter.py and the contract suite's "
                                    "dynamodb-local-transact backend",
-    "dynamodb:GetItem": "the lanes read many keys at once (BatchGetItem); a single read (a conflict's settlement, "
-                        "mcrepl local peek) does not happen in this scenario",
 }
 #: answers the adapters expect and handle (absent table before creation, a lost condition)
 EXPECTED_ERRORS = {"ResourceNotFoundException", "ConditionalCheckFailedException",

@@ -157,12 +157,12 @@ class DynamoDBAdapter(ReplicaAdapter):
     # --- reads -----------------------------------------------------------------------------------
 
     def read(self, key: RecordKey) -> Record | None:
-        """The stored record with its metadata as stored (consistent read)."""
-        resp = self.clients.guard("get_item", lambda: self.clients.table.get_item(
-            TableName=self.target.resource, Key=encode_key(key, self.target.key_schema),
-            ConsistentRead=True), key=key.id)
-        item = resp.get("Item")
-        return decode_item(item, self.target.key_schema, self.target.kind) if item else None
+        """The stored record with its metadata as stored (consistent read).
+
+        A ``BatchGetItem`` of one key, as :meth:`read_many`: reading then needs one permission
+        (``dynamodb:BatchGetItem``) whether the lanes read a window or anti-entropy one key.
+        """
+        return self.read_many([key])[0]
 
     def read_many(self, keys: Sequence[RecordKey]) -> list[Record | None]:
         """Consistent ``BatchGetItem`` reads, 100 distinct keys per call; answers in ``keys`` order."""

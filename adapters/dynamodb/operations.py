@@ -23,8 +23,8 @@ OPERATIONS = OperationInventory("dynamodb", "adapters/dynamodb/operations.py", (
     Operation("dynamodb:DeleteTable", "table", ("drop",)),
     Operation("dynamodb:Scan", "table", ("capture_changes", "list_digests", "purge_tombstones"),
               note="capture's first pass and fallback; verify's digests; finding old tombstones"),
-    Operation("dynamodb:GetItem", "table", ("read",)),
-    Operation("dynamodb:BatchGetItem", "table", ("read_many",), note="consistent reads of many keys (the primary's lane)"),
+    Operation("dynamodb:BatchGetItem", "table", ("read", "read_many"),
+              note="consistent reads of one key or many (up to 100 a request)"),
     Operation("dynamodb:PutItem", "table", ("apply_batch", "write_heartbeat"),
               note="one conditional put per record (batch_writes: single, a batch of one, or a record a "
                    "transaction could not decide); the heartbeat's plain put at the primary"),
@@ -43,10 +43,12 @@ OPERATIONS = OperationInventory("dynamodb", "adapters/dynamodb/operations.py", (
               permissions=("dynamodb:GetItem",)),
     Operation("dynamodb:PutItem@epoch", "epoch-table", ("publish_epoch",), permissions=("dynamodb:PutItem",),
               note="conditional: never lowers the stored epoch"),
-    Operation("dynamodb:TransactWriteItems", "table", ("fenced_write", "apply_batch"),
+    Operation("dynamodb:TransactWriteItems", "table", ("fenced_write",),
               permissions=("dynamodb:PutItem", "dynamodb:ConditionCheckItem"),
-              note="the application's fenced write (the epoch item's condition and the data put, atomically); "
-                   "apply_batch's conditional puts, up to 100 per transaction"),
+              note="the application's fenced write (the epoch item's condition and the data put, atomically)"),
+    Operation("dynamodb:TransactWriteItems@apply", "table", ("apply_batch",), permissions=("dynamodb:PutItem",),
+              note="apply_batch's conditional puts, up to 100 per transaction (batch_writes: transact; each put "
+                   "is authorised as PutItem)"),
     Operation("dynamodb:DescribeContinuousBackups", "table", ("doctor",), note="doctor: PITR"),
     Operation("sts:GetCallerIdentity", "account", ("doctor",), note="doctor: who the credentials are; needs no grant"),
     Operation("iam:SimulatePrincipalPolicy", "account", ("doctor",),
