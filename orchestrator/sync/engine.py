@@ -44,13 +44,13 @@ from .unit_adapter import UnitAdapter
 from .units import Opener
 from .workers import ExecutorSpec, UnitExecutor, digest_listing, open_executor
 from .lane import LaneApplier
-
-if TYPE_CHECKING:
-    from mcrepl.orchestrator.verify import Listing
 from .merge import load_merge_function
 from .report import DatasetReport, LaneReport, SyncReport, VerifySummary
 from .settling import Settling
 from .status import lane_lag
+
+if TYPE_CHECKING:
+    from mcrepl.orchestrator.verify import Listing
 
 log = logging.getLogger("mcrepl.sync")
 AdapterFactory = Callable[[ReplicaTarget], ReplicaAdapter]
