@@ -388,9 +388,11 @@ def test_5_a_hung_replica_costs_only_its_own_lane(tmp_path: Path, endpoints: dic
             assert lane.reason == f"breaker opened after {failures} failed batches"
             assert lane.last_error and "Unavailable" in lane.last_error, lane.last_error
             assert row.last_error_at is not None
-            # each failed batch ended by its calls' deadline (at most two: see the test above),
-            # not by the pass abandoning a step that never answered (2 x deadline + 10 s each)
-            assert row.last_error_at - started < failures * 2 * deadline + 1.5, \
+            # each failed batch ended by its calls' deadline (at most two: see the test above, so
+            # 2 x deadline each), not by the pass abandoning a step that never answered (2 x deadline
+            # + 10 s each): the bound lies midway, so a loaded machine's slower pass (9.7 s seen under
+            # the full suite) does not pass for the defect, and the defect (28 s) cannot pass
+            assert row.last_error_at - started < failures * (2 * deadline + 5), \
                 f"{failures} failed batches took {row.last_error_at - started:.1f}s with a {deadline:g}s deadline"
             proxy.set_mode("pass")
             time.sleep(1.1)                                      # the breaker half-opens
