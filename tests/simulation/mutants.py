@@ -229,8 +229,10 @@ MUTANTS: dict[str, Mutant] = {m.name: m for m in [
            _late_writes_overwritten, steps=60),
     Mutant("sim-content-age", "a settlement's re-stamped body wins last-writer-wins over writes that saw it",
            _content_age_ignored, steps=60),
+    # since anti-entropy repairs among the copies that answer, seeds 0-149 heal what this defect
+    # breaks before the end; 250 (and follow seed 301) still see it
     Mutant("sim-truncate-past-silent", "the log is truncated past a lane that did not run this pass",
-           _log_truncated_past_silent_lanes, steps=60),
+           _log_truncated_past_silent_lanes, steps=60, seeds=range(240, 260)),
     Mutant("sim-backfill-claims-skipped", "a backfilled lane is taken to hold every key logged before its start, "
            "including those the primary held in another state or not at all", _backfill_claims_what_it_skipped,
            steps=60, seeds=range(320, 335), follow=True),
