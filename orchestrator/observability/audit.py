@@ -80,7 +80,22 @@ class AuditTrail:
 
     def append(self, kind: str, payload: dict[str, Any]) -> dict[str, Any]:
         """Append one entry (redacted, fsynced, chained to the current head) and return it."""
-        return self.append_many([(kind, payload)])[0]
+        if not kind:
+            raise ValueError("an audit entry needs a kind, e.g. 'sync.batch' or 'config.changed'")
+        clean = json.loads(json.dumps(redact(payload, self._sensitive), default=str))
+        self.path.parent.mkdir(parents=True, exist_ok=True)
+        with self._lock, open(self.path, "a+b") as fh:
+            fcntl.flock(fh, fcntl.LOCK_EX)
+            try:
+                head, torn = _read_head(fh)
+                if torn:
+                    fh.truncate(fh.seek(0, os.SEEK_END) - torn)
+                    head = self._write(fh, head, "audit.repaired",
+                                       {"discarded_bytes": torn,
+                                        "why": "an incomplete final line (a write cut short by a crash)"})
+                return self._write(fh, head, kind, clean)
+            finally:
+                fcntl.flock(fh, fcntl.LOCK_UN)
 
     def append_many(self, entries: Sequence[tuple[str, dict[str, Any]]]) -> list[dict[str, Any]]:
         """Append ``(kind, payload)`` entries in order under one lock and one ``fsync``.
