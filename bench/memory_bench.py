@@ -27,7 +27,6 @@ smaller one (target: within 10%, i.e. ≤ 1.10).
 from __future__ import annotations
 
 import argparse
-import dataclasses
 import gc
 import json
 import os
@@ -41,6 +40,8 @@ from pathlib import Path
 from typing import Any
 
 ROOT = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from memory_stores import memory_factory  # noqa: E402  (bench/ is a folder of scripts, not a package)
 DATASET = "bench"
 PRIMARY, REPLICA = "dynamodb:us-east-1", "gcs:europe-west1"
 CHUNK = 1000
@@ -84,16 +85,8 @@ def _records(start: int, count: int, stamped: bool) -> list[Any]:
 
 def child(op: str, n: int) -> dict[str, Any]:
     """Seed, then measure one operation's peak RSS above the seeded process (see the module docstring)."""
-    from mcrepl.adapters.memory import MemoryAdapter
     config = _config()
-    namespace = f"mb{uuid.uuid4().hex[:8]}"
-    stores: dict[str, Any] = {}
-
-    def factory(target: Any) -> Any:
-        if target.replica not in stores:
-            stores[target.replica] = MemoryAdapter(dataclasses.replace(target, provider="memory",
-                                                                       options={"namespace": namespace}))
-        return stores[target.replica]
+    factory = memory_factory(f"mb{uuid.uuid4().hex[:8]}")
     primary, replica = factory(config.target(DATASET, PRIMARY)), factory(config.target(DATASET, REPLICA))
     seeded = time.perf_counter()
     for start in range(0, n, CHUNK):

@@ -38,6 +38,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 import raw_sinks  # noqa: E402  (bench/ is a folder of scripts, not a package)
 from cpu_meter import tree_cpu_seconds  # noqa: E402
+from memory_stores import memory_factory  # noqa: E402
 from sync_bench import COSMOS, DATASET, GCS, PRIMARY, _records, _seed  # noqa: E402
 
 
@@ -165,20 +166,11 @@ def scale_out(endpoints: dict[str, str], n: int, rtt_ms: float, threads_per_work
 
 def engine_alone(n: int, batch_size: int) -> dict[str, Any]:
     """Records/s and CPU per record of the engine with in-memory adapters on every side."""
-    import dataclasses
     import resource
-    from mcrepl.adapters.memory import MemoryAdapter
     from mcrepl.orchestrator.state import StateStore
     from mcrepl.orchestrator.sync import SyncEngine
     config = _config(batch_size, {"kind": "threads"}, providers={})      # no store: memory adapters
-    namespace = f"m{uuid.uuid4().hex[:8]}"
-    stores: dict[str, Any] = {}
-
-    def factory(target: Any) -> Any:
-        if target.replica not in stores:
-            stores[target.replica] = MemoryAdapter(dataclasses.replace(target, provider="memory",
-                                                                       options={"namespace": namespace}))
-        return stores[target.replica]
+    factory = memory_factory(f"m{uuid.uuid4().hex[:8]}")
     out: dict[str, Any] = {"n": n}
     with tempfile.TemporaryDirectory(prefix="mcrepl-engine-") as tmp:
         engine = SyncEngine(config, StateStore(Path(tmp) / "state.db"), adapter_factory=factory)
