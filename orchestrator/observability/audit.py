@@ -26,6 +26,7 @@ import hmac
 import json
 import os
 import threading
+from contextlib import contextmanager
 from dataclasses import dataclass
 from datetime import datetime, timezone
 from pathlib import Path
@@ -83,19 +84,8 @@ class AuditTrail:
         if not kind:
             raise ValueError("an audit entry needs a kind, e.g. 'sync.batch' or 'config.changed'")
         clean = json.loads(json.dumps(redact(payload, self._sensitive), default=str))
-        self.path.parent.mkdir(parents=True, exist_ok=True)
-        with self._lock, open(self.path, "a+b") as fh:
-            fcntl.flock(fh, fcntl.LOCK_EX)
-            try:
-                head, torn = _read_head(fh)
-                if torn:
-                    fh.truncate(fh.seek(0, os.SEEK_END) - torn)
-                    head = self._write(fh, head, "audit.repaired",
-                                       {"discarded_bytes": torn,
-                                        "why": "an incomplete final line (a write cut short by a crash)"})
-                return self._write(fh, head, kind, clean)
-            finally:
-                fcntl.flock(fh, fcntl.LOCK_UN)
+        with self._locked_head() as (fh, head):
+            return self._write(fh, head, kind, clean)
 
     def append_many(self, entries: Sequence[tuple[str, dict[str, Any]]]) -> list[dict[str, Any]]:
         """Append ``(kind, payload)`` entries in order under one lock and one ``fsync``.
@@ -111,6 +101,22 @@ class AuditTrail:
             raise ValueError("an audit entry needs a kind, e.g. 'sync.batch' or 'config.changed'")
         clean = [(kind, json.loads(json.dumps(redact(payload, self._sensitive), default=str)))
                  for kind, payload in entries]
+        with self._locked_head() as (fh, head):
+            written = []
+            for kind, payload in clean:
+                head = self._write(fh, head, kind, payload, sync=False)
+                written.append(head)
+            fh.flush()
+            os.fsync(fh.fileno())
+            return written
+
+    @contextmanager
+    def _locked_head(self) -> Iterator[tuple[Any, dict[str, Any] | None]]:
+        """The file open for appending under both locks, with its head; a torn last line cut off first.
+
+        Both locks, because threads of this process share one file object per call and other
+        processes (a second ``mcrepl`` on the same state) share the file itself.
+        """
         self.path.parent.mkdir(parents=True, exist_ok=True)
         with self._lock, open(self.path, "a+b") as fh:
             fcntl.flock(fh, fcntl.LOCK_EX)
@@ -121,13 +127,7 @@ class AuditTrail:
                     head = self._write(fh, head, "audit.repaired",
                                        {"discarded_bytes": torn,
                                         "why": "an incomplete final line (a write cut short by a crash)"})
-                written = []
-                for kind, payload in clean:
-                    head = self._write(fh, head, kind, payload, sync=False)
-                    written.append(head)
-                fh.flush()
-                os.fsync(fh.fileno())
-                return written
+                yield fh, head
             finally:
                 fcntl.flock(fh, fcntl.LOCK_UN)
 
