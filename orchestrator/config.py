@@ -524,6 +524,9 @@ class McreplConfig(_Strict):
         elif self.profile == "local" and endpoint and is_loopback_url(endpoint):
             opts["local"] = True          # an emulator at an explicit loopback address
         opts["endpoint"] = endpoint
+        # every client opened for the location gives up when sync.retry_deadline says, not only
+        # the sync engine's: fencing, doctor, verify and failover wait on an unreachable store too
+        opts["retry_deadline_s"] = self.sync.retry_deadline.total_seconds()
         return adapter_spec(ref.provider).location_options(opts, ref.region, namespace)
 
 

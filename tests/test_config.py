@@ -29,6 +29,18 @@ def test_example_config_loads_and_resolves_targets() -> None:
     assert targets[2].resource == "mcrepl-customers-europe-west1"
 
 
+def test_every_resolved_target_carries_the_configured_retry_deadline(tmp_path: Path) -> None:
+    """Not only the sync engine's: ``failover fence``, ``doctor`` and ``verify`` open their stores
+    from these targets, and against an unreachable replica they used to retry for the default
+    60 s whatever ``sync.retry_deadline`` said."""
+    from mcrepl.adapters.base.retry import policy_for
+    raw = yaml.safe_load((EXAMPLES / "mcrepl.yaml").read_text())
+    raw.setdefault("sync", {})["retry_deadline"] = "3s"
+    cfg = load_config(write(tmp_path, yaml.safe_dump(raw)))
+    for target in cfg.targets("customers", LOCAL):
+        assert policy_for(target.options).deadline_s == 3.0, target.replica
+
+
 @pytest.mark.parametrize("body, path, words", [
     ("datasets:\n  c:\n    primary: dynamo:eu\n    replicas: [gcs:eu]\n    key: {partition: id}\n",
      "datasets.c.primary.at", "unknown provider 'dynamo'"),

@@ -43,8 +43,8 @@ def request_timeouts(policy: RetryPolicy) -> tuple[float, float]:
 
 
 def policy_for(options: Mapping[str, object]) -> RetryPolicy:
-    """The retry policy a target asks for: ``options['retry_deadline_s']`` (set by the sync
-    engine from ``sync.retry_deadline``), else the default 60 s deadline."""
+    """The retry policy a target asks for: ``options['retry_deadline_s']`` (set from
+    ``sync.retry_deadline`` on every target the configuration resolves), else the default 60 s."""
     deadline = options.get("retry_deadline_s")
     return RetryPolicy(deadline_s=float(deadline)) if deadline else DEFAULT_POLICY  # type: ignore[arg-type]
 _listeners: list[Callable[[AdapterError], None]] = []
