@@ -29,6 +29,8 @@ from mcrepl.adapters.base.fence import StaleEpoch
 from mcrepl.client import FencedWriter
 from mcrepl.orchestrator.config import McreplConfig
 
+from .cli_process import run_cli
+
 WEST, CENTRAL, GCS = "dynamodb:eu-west-1", "dynamodb:eu-central-1", "gcs:europe-west1"
 
 
@@ -64,8 +66,7 @@ class Topology:
         return {**os.environ, "MCREPL_LOCAL_ENDPOINTS": json.dumps(self.endpoints)}
 
     def cli(self, *args: str, config: Path | None = None) -> subprocess.CompletedProcess[str]:
-        return subprocess.run([sys.executable, "-m", "mcrepl.orchestrator.cli", *args, "-c", str(config or self.path)],
-                              capture_output=True, text=True, env=self.env(), timeout=300)
+        return run_cli([*args, "-c", str(config or self.path)], env=self.env())
 
     def ok(self, *args: str) -> str:
         done = self.cli(*args)
