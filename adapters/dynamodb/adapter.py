@@ -106,8 +106,7 @@ class DynamoDBAdapter(ReplicaAdapter):
         A single record goes as one put either way (a transaction of one costs more).
         """
         if self.transact and len(records) > 1:
-            return apply_transacted(self.clients, self.target, records,
-                                    lambda meta: exact_origins_condition(newer_condition(meta), meta),
+            return apply_transacted(self.clients, self.target, records, applicable_condition,
                                     self._apply_one, workers=self.workers)
         return apply_each(self.target, records, self._apply_one, workers=self.workers)
 
@@ -115,15 +114,15 @@ class DynamoDBAdapter(ReplicaAdapter):
         if record.meta is None:
             raise RecordError("unstamped", "apply_batch needs records stamped with a version")
         item = encode_item(record, self.target.key_schema, self.target.kind)
-        newer = newer_condition(record.meta)
+        newer = applicable_condition(record.meta)
         condition, names, values = newer
         for _ in range(_APPLY_ATTEMPTS):
             landed, old_item = self._put_if(record, item, condition, names, values)
             old = decode_item(old_item, self.target.key_schema, self.target.kind) if old_item else None
             stored = meta_if_valid(old) if old is not None else None
             if landed:
-                # conflict_between is None unless the stored vector named an origin the
-                # incoming vector does not list at all (the condition cannot see those)
+                # the condition admits only stored vectors over exactly the origins the incoming one
+                # has seen, or the exact metadata read and decided below: never a concurrent version
                 return ApplyResult(record.key, ApplyOutcome.APPLIED, conflict_between(record.meta, stored),
                                    existing=old)
             if decide(record.meta, stored) is not ApplyOutcome.APPLIED:
@@ -334,6 +333,20 @@ class DynamoDBAdapter(ReplicaAdapter):
             return 1
         return self.clients.guard("delete_item", delete)
 
+
+
+def applicable_condition(meta: ReplicationMeta) -> tuple[str, dict[str, str], dict[str, Any]]:
+    """The condition of every conditional put: :func:`newer_condition` over exactly the seen origins.
+
+    A condition expression can only test the origins it names, so :func:`newer_condition`
+    alone lets through a stored version from an origin the incoming vector does not list —
+    a concurrent version, overwritten (a demoted primary's write recovered after the new
+    primary's own writes to the key, when the log did not yet know their origin). Narrowed
+    to stored vectors of exactly the seen origins, every other case fails the condition and
+    is decided from the item it returns (a successor over fewer origins is then written
+    over exactly that item).
+    """
+    return exact_origins_condition(newer_condition(meta), meta)
 
 
 def newer_condition(meta: ReplicationMeta) -> tuple[str, dict[str, str], dict[str, Any]]:
