@@ -18,7 +18,10 @@ Definitions (also in docs/failover.md):
 * **RTO**: from the first fault to the first acknowledged write on the promoted primary.
 * **unexpected**: final records whose content no acknowledged or possibly-landed write
   made: a refused write that landed anyway, or data from nowhere. (A conflict settlement
-  or a reconciliation re-stamps a written body under a new version: its content is a write's.)
+  or a reconciliation re-stamps a written body under a new version: its content is a write's.
+  A delete mcrepl made to undo writes no one was told had landed is a rollback, not
+  unexpected; if it has seen an acknowledged write with no acknowledged delete after it,
+  that write is **lost**.)
   Writes that timed out (outcome unknown) and landed are counted as ``indeterminate_landed``.
 * **convergence**: from the end of the method (faults healed) to the first clean verify.
 """
@@ -135,6 +138,9 @@ class Findings:
     unexpected_at: list[float] = field(default_factory=list)
     unexpected_keys: list[str] = field(default_factory=list)
     divergences: list[dict[str, Any]] = field(default_factory=list)
+    #: what the final primary held for each named key (lost, resurrected, unexpected): version,
+    #: tombstone and vector, never the value — so a report shows *why* a write counts as lost
+    final_of_named: dict[str, dict[str, Any] | None] = field(default_factory=dict)
 
     def to_dict(self) -> dict[str, Any]:
         return dict(self.__dict__)
@@ -196,7 +202,39 @@ def analyse(ops: list[Op], final: Mapping[str, Record | None], snapshots: list[R
     elif convergence.converged_at is None:
         f.divergent = -1                                   # never got a verify answer
     f.lost_keys, f.resurrected_keys = sorted(set(f.lost_keys))[:sample], sorted(set(f.resurrected_keys))[:sample]
+    named = sorted({*f.lost_keys, *f.resurrected_keys, *f.unexpected_keys})[:sample]
+    f.final_of_named = {key: _version_of(final.get(key)) for key in named}
     return f
+
+
+def _judge_rollback(f: Findings, ops: list[Op], tombstone: Record) -> None:
+    """A delete no operation made: the rollback of writes that were never acknowledged, or a loss.
+
+    mcrepl undoes a write a fenced location took that no one was told had landed (a request
+    that timed out across the fault) by deleting it under a version of its own. Absence is
+    then the key's acknowledged state, not data from nowhere. Each acknowledged insert or
+    update the delete has seen with no acknowledged delete after it is a lost write (the
+    vector has seen it, so the reflected test above could not tell).
+    """
+    deletes = [op.version for op in ops if op.status == "ok" and op.kind == "delete" and op.version
+               and reflected(op, tombstone)]
+    for op in ops:
+        if op.status == "ok" and op.kind != "delete" and reflected(op, tombstone) and \
+                not any(d > (op.version or "") for d in deletes):
+            f.lost += 1
+            f.lost_keys.append(op.key)
+            f.lost_at.append(op.started)
+
+
+def _version_of(record: Record | None) -> dict[str, Any] | None:
+    """A record's replication facts without its content (``None``: the key is absent)."""
+    if record is None:
+        return None
+    meta = meta_if_valid(record)
+    if meta is None:
+        return {"tombstone": record.tombstone, "version": None, "note": "no valid mcrepl metadata"}
+    return {"tombstone": record.tombstone, "version": meta.version.token, "epoch": meta.epoch,
+            "vector": dict(meta.vector)}
 
 
 def _final_versions(f: Findings, ops: list[Op], final: Mapping[str, Record | None]) -> None:
@@ -216,6 +254,9 @@ def _final_versions(f: Findings, ops: list[Op], final: Mapping[str, Record | Non
             continue
         status = status_of.get(meta.version.token) or content_of.get((key, meta.comparable_hash))
         if status == "ok":
+            continue
+        if status is None and record is not None and record.tombstone:
+            _judge_rollback(f, [op for op in ops if op.key == key], record)
             continue
         if status in ("timeout", "attempted"):
             f.indeterminate_landed += 1

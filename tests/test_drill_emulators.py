@@ -7,6 +7,7 @@ puts a fault proxy in front of every location and drops everything afterwards.
 from __future__ import annotations
 
 import json
+import sqlite3
 import subprocess
 import sys
 from pathlib import Path
@@ -22,6 +23,45 @@ ROOT = Path(__file__).parent.parent
 DRILLS = sorted((ROOT / "examples" / "drills").glob("*.yaml"))
 
 
+def _diagnosis(report_dir: Path, report: dict[str, Any]) -> str:
+    """What a failed drill did to the keys it names, for a failure seen once under CI load.
+
+    pytest keeps only the last few temporary directories, so the history (every op on
+    those keys), the events, and the state's log entries and conflicts for them go into
+    the assertion message itself (the log itself is usually truncated by then: the heads
+    say what it last held). Hashes and versions only: drills write no secrets.
+    """
+    findings = report["findings"]
+    keys = sorted({*findings["lost_keys"], *findings["resurrected_keys"], *findings["unexpected_keys"],
+                   *(d["key_id"] for d in findings["divergences"])})[:5]
+    lines = [f"findings: { {k: v for k, v in findings.items() if not k.endswith('_at')} }"]
+    with sqlite3.connect(report_dir / "history.sqlite") as history:
+        t0 = history.execute("SELECT MIN(started) FROM ops").fetchone()[0] or 0.0
+        lines += [f"event t={at - t0:.3f} {kind} {detail}"
+                  for at, kind, detail in history.execute("SELECT at, kind, detail FROM events ORDER BY id")]
+        for key in keys:
+            lines += [f"op {key} t={started - t0:.3f}..{(finished or started) - t0:.3f} {writer} {kind} -> {target} "
+                      f"{status} version={version} epoch={epoch} {error or ''}"
+                      for writer, kind, target, status, version, epoch, started, finished, error in history.execute(
+                          "SELECT writer, kind, target, status, version, epoch, started, finished, error FROM ops "
+                          "WHERE key=? ORDER BY started", (key,))]
+    for state_file in sorted(report_dir.rglob("state.sqlite")) + sorted(report_dir.rglob("state.db")):
+        with sqlite3.connect(state_file) as state:
+            for key in keys:
+                lines += [f"log {state_file.name} {key} seq={seq} meta={meta} at={at - t0:.3f}"
+                          for seq, meta, at in state.execute(
+                              "SELECT seq, meta, captured_at FROM capture_log WHERE key LIKE ? ORDER BY seq",
+                              (f"%{key}%",))]
+                lines += [f"head {state_file.name} {key} meta={meta}"
+                          for (meta,) in state.execute("SELECT meta FROM heads WHERE key_id LIKE ?", (f"%{key}%",))]
+                lines += [f"conflict {key} {replica} incoming={incoming} stored={stored} winner={winner} "
+                          f"t={at - t0:.3f}"
+                          for replica, incoming, stored, winner, at in state.execute(
+                              "SELECT replica, incoming, stored, winner, at FROM conflicts WHERE key_id LIKE ? "
+                              "ORDER BY id", (f"%{key}%",))]
+    return "\n".join(lines)
+
+
 def _endpoints(local_stack: Any, spec: Any) -> dict[str, str]:
     return {name: local_stack.endpoint(name) for name in services_for(spec)}
 
@@ -33,7 +73,8 @@ def test_example_drill_passes_its_thresholds(path: Path, local_stack: Any, tmp_p
     outcome = run_drill(spec, _endpoints(local_stack, spec), tmp_path)
     report = outcome.report
     failed = [t for t in report["thresholds"] if not t["passed"]]
-    assert outcome.passed, f"{report['error']} / thresholds failed: {failed} / steady: {report['steady_state']}"
+    assert outcome.passed, (f"{report['error']} / thresholds failed: {failed} / steady: {report['steady_state']}"
+                            f"\n{_diagnosis(outcome.report_dir, report)}")
     findings = report["findings"]
     assert findings["acknowledged"] > 0 and findings["divergent"] == 0
     if spec.zero_loss:
@@ -65,6 +106,10 @@ def test_split_brain_without_fencing_fails_and_names_the_divergence(local_stack:
     assert findings["divergent"] == 0, "converged: every conflict was settled, none left divergent"
     failed = {t["name"] for t in report["thresholds"] if not t["passed"]}
     assert "lost" in failed
+    # what a failing drill test prints: each named key's ops, log entries and conflicts
+    diagnosis = _diagnosis(tmp_path, report)
+    lost = findings["lost_keys"][0]
+    assert f"op {lost} " in diagnosis and f"conflict {lost} " in diagnosis and "event " in diagnosis
     # the CLI reads the same report back and exits 1
     cli = subprocess.run([sys.executable, "-m", "mcrepl.orchestrator.cli", "drill", "report", str(tmp_path)],
                          capture_output=True, text=True)

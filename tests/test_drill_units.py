@@ -9,9 +9,9 @@ from pathlib import Path
 
 import pytest
 
-from mcrepl.adapters.base import ConfigError, KeyAttribute, KeySchema, Version, document, tombstone_of
+from mcrepl.adapters.base import ConfigError, KeyAttribute, KeySchema, Record, Version, document, tombstone_of
 from mcrepl.adapters.memory import MemoryAdapter
-from mcrepl.failover.checker import Convergence, analyse, rpo_snapshot
+from mcrepl.failover.checker import Convergence, Findings, analyse, rpo_snapshot
 from mcrepl.failover.history import History, Op
 from mcrepl.failover.router import Clocks, WriteRouter
 from mcrepl.failover.spec import load_drill
@@ -89,6 +89,28 @@ def test_a_refused_write_found_in_the_final_state_is_unexpected() -> None:
     final = {"k1": document(SCHEMA, {"id": "k1"}).stamped(v2, {A: v2.token})}
     f = analyse(ops, final, [], None, Convergence(None, None, 1), None)
     assert f.unexpected == 1 and f.unexpected_keys == ["k1"] and f.lost == 0
+
+
+def test_a_delete_mcrepl_made_rolls_back_unacknowledged_writes_and_loses_acknowledged_ones() -> None:
+    """The split-brain drill under load: an insert sent as the region was cut off timed out,
+    landed at the fenced primary, and was undone by a delete stamped by mcrepl. That is the
+    key's acknowledged state (absent), not unexpected content; the same delete over an
+    acknowledged insert (with no acknowledged delete after it) loses that write."""
+    key = SCHEMA.parse_id("k1")
+    v1, v2, v3 = Version(1000, 0, f"{A}/app"), Version(2000, 0, f"{A}/app"), Version(3000, 0, f"{B}#mcrepl")
+    undo = tombstone_of(SCHEMA, key, v3, {f"{A}/app": v1.token, v3.origin: v3.token})
+
+    def judged(ops: list[Op], final: Record | None) -> Findings:
+        return analyse(ops, {"k1": final}, [], None, Convergence(None, None, 1), None)
+
+    rolled_back = judged([_op(1, "k1", v1, kind="insert", status="timeout")], undo)
+    assert (rolled_back.unexpected, rolled_back.lost) == (0, 0)
+    discarded = judged([_op(1, "k1", v1, kind="insert")], undo)
+    assert (discarded.unexpected, discarded.lost, discarded.lost_keys) == (0, 1, ["k1"])
+    undo_both = tombstone_of(SCHEMA, key, v3, {f"{A}/app": v2.token, v3.origin: v3.token})
+    deleted_after = judged([_op(1, "k1", v1, kind="insert"), _op(2, "k1", v2, kind="delete", at=101)], undo_both)
+    assert (deleted_after.unexpected, deleted_after.lost) == (0, 0)
+    assert judged([_op(1, "k1", v1, kind="insert", status="timeout")], None).unexpected == 0
 
 
 # -- router fencing and the engine's split-brain guard ----------------------------------------
