@@ -23,7 +23,7 @@ from pydantic import SecretStr
 
 from ..base.errors import ConfigError, CredentialsError
 from ..base.http_env import ca_bundle, environment_needed
-from ..base.pools import pool_size
+from ..base.pools import UnverifiedTLSAdapter, pool_size
 from ..base.retry import policy_for, request_timeouts
 
 #: The Cosmos DB emulator's fixed, publicly documented account key (not a secret): used
@@ -100,8 +100,9 @@ def _transport(options: Mapping[str, Any], kwargs: Mapping[str, Any]) -> Any:
     from azure.core.pipeline.transport import RequestsTransport
     session = requests.Session()
     session.trust_env = environment_needed()
-    adapter = requests.adapters.HTTPAdapter(pool_connections=2, pool_maxsize=pool_size(options, 10),
-                                            max_retries=0)
+    unverified = kwargs.get("connection_verify") is False      # the emulator's self-signed certificate
+    pool = UnverifiedTLSAdapter if unverified else requests.adapters.HTTPAdapter
+    adapter = pool(pool_connections=2, pool_maxsize=pool_size(options, 10), max_retries=0)
     for prefix in ("http://", "https://"):
         session.mount(prefix, adapter)
     settings = {k: kwargs[k] for k in ("connection_timeout", "read_timeout", "connection_verify") if k in kwargs}

@@ -110,7 +110,7 @@ def _scan_page(clients: DynamoDBClients, target: ReplicaTarget, cursor: dict[str
     # scan done: the stream from the position taken before it; what was written while it ran
     # (up to the position now) is its overlap window, which the engine settles by position
     start = StreamPosition.from_cursor(cursor["from"]) if cursor.get("from") else StreamPosition(str(cursor["stream"]))
-    after = start.with_overlap_until(position_at_end(clients, str(cursor["stream"])))
+    after = start.with_overlap_until(position_at_end(clients, str(cursor["stream"]), since=start))
     return ChangePage(changes, after.to_cursor(), more=True, scanned=True, rejected=rejected)
 
 

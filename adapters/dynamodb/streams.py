@@ -245,19 +245,22 @@ def _within(records: list[dict[str, Any]], ended: bool, bound: str, pos: StreamP
     return inside, ended and len(inside) == len(records)
 
 
-def position_at_end(clients: DynamoDBClients, stream_arn: str) -> StreamPosition:
+def position_at_end(clients: DynamoDBClients, stream_arn: str,
+                    since: StreamPosition | None = None) -> StreamPosition:
     """A position after every record the stream holds now.
 
     Closed shards hold only records written before now: they are finished without being
     read. Open shards are read to their tip, since DynamoDB has no call that names a
-    shard's latest sequence number (and a ``LATEST`` iterator cannot be saved).
+    shard's latest sequence number (and a ``LATEST`` iterator cannot be saved). A known
+    earlier position ``since`` (the one taken before a scan) is where each shard's read
+    starts: only what was written after it is read again, not the whole 24 hours.
     """
     pos = StreamPosition(stream_arn)
     for shard in list_shards(clients, stream_arn):
         if shard.closed:
             pos.finished.add(shard.id)
             continue
-        last: str | None = None
+        last = since.shards.get(shard.id) if since is not None and since.stream == stream_arn else None
         while True:
             records, ended = read_shard(clients, stream_arn, shard, last, 10 * _MAX_RECORDS_PER_CALL)
             if records:
