@@ -103,7 +103,8 @@ def test_split_brain_without_fencing_fails_and_names_the_divergence(local_stack:
     # concurrent writes, the conflicts are settled (logged) and the copies converge, but
     # last-writer-wins discards acknowledged writes on one side: the drill fails on them
     assert findings["fenced"] == 0 and findings["lost"] > 0 and findings["lost_keys"]
-    assert findings["divergent"] == 0, "converged: every conflict was settled, none left divergent"
+    assert findings["divergent"] == 0, \
+        f"converged: every conflict was settled, none left divergent\n{_diagnosis(tmp_path, report)}"
     failed = {t["name"] for t in report["thresholds"] if not t["passed"]}
     assert "lost" in failed
     # what a failing drill test prints: each named key's ops, log entries and conflicts

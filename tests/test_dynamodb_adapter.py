@@ -324,14 +324,17 @@ def test_apply_refuses_concurrent_versions_inside_the_condition(store: DynamoDBA
     assert (replay.outcome, replay.conflict_with) == (ApplyOutcome.REPLAYED, None)
 
 
-def test_an_origin_the_writer_never_heard_of_is_reported_after_the_fact(store: DynamoDBAdapter) -> None:
-    """Without the origin in the incoming vector the condition cannot see it: the write lands and the
-    result says what it overwrote (the engine's writer always lists every known origin)."""
+def test_an_origin_the_writer_never_heard_of_is_a_conflict_and_nothing_is_written(store: DynamoDBAdapter) -> None:
+    """Without the origin in the incoming vector a condition naming only that vector's origins
+    cannot see it; the put's condition also pins the stored vector's size, so the concurrent
+    version fails it and is reported, as on every other store (it used to be overwritten and
+    reported after the fact: the failback drill lost a delete that way)."""
     a = stamped("k", ver("dynamodb:eu-west-1"), None, side="a")
     b = stamped("k", ver("cosmos:westeurope"), None, side="b")
     store.apply_batch([a])
-    applied = store.apply_batch([b])[0]
-    assert applied.outcome is ApplyOutcome.APPLIED and applied.conflict_with == a.meta
+    result = store.apply_batch([b])[0]
+    assert result.outcome is ApplyOutcome.CONFLICT and result.conflict_with == a.meta
+    assert store.read(a.key).body["side"] == "a"
 
 
 def test_native_edit_in_place_counts_as_unversioned(store: DynamoDBAdapter, endpoint: str) -> None:
@@ -392,17 +395,18 @@ def test_a_cancelled_transaction_lands_the_puts_whose_conditions_held(tx_store: 
 
 
 def test_a_batch_over_an_origin_the_writer_never_heard_of_reports_it(tx_store: DynamoDBAdapter) -> None:
-    """A transaction cannot return what it replaced, so a stored vector with an origin the incoming
-    one does not list fails the transactional condition and goes one put, which reports it."""
+    """A stored vector with an origin the incoming one does not list fails the transactional
+    condition; the record goes one put, whose condition fails too, and is reported unwritten."""
     a = stamped("k", ver("dynamodb:eu-west-1"), None, side="a")
     tx_store.apply_batch([a])
     b = stamped("k", ver("cosmos:westeurope"), None, side="b")
     other = stamped("o", None, None, side="o")
     calls = count_calls(tx_store)
-    applied, landed = tx_store.apply_batch([b, other])
-    assert applied.outcome is ApplyOutcome.APPLIED and applied.conflict_with == a.meta
+    refused, landed = tx_store.apply_batch([b, other])
+    assert refused.outcome is ApplyOutcome.CONFLICT and refused.conflict_with == a.meta
     assert landed.outcome is ApplyOutcome.APPLIED
     assert calls == {"TransactWriteItems": 2, "PutItem": 1}
+    assert tx_store.read(a.key).body["side"] == "a"
 
 
 def test_a_batch_over_a_native_edit_in_place_matches_one_put(tx_store: DynamoDBAdapter, endpoint: str) -> None:
