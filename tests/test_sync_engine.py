@@ -464,3 +464,42 @@ def test_a_forced_promotion_past_the_log_horizon_is_refilled_from_the_copies_tha
     assert verify is not None and not verify.converged and "could not compare" in verify.detail
     assert set(live(gcs)) >= {r.key.id for r in later}, "the new primary was refilled from cosmos"
     assert live(gcs) == live(world.adapter(config, COSMOS))
+
+
+def test_the_primary_sends_a_successor_over_a_version_the_log_has_but_never_noted_there() -> None:
+    """What mcrepl recorded the primary held can trail what it holds: a version the log already has
+    that reached it another way (an application writing every copy before acknowledging, as
+    ``ack: replicas`` does) is never noted there. Such an item is no change on its way into the
+    log, so the successor is sent and the store's condition decides; it used to be deferred
+    for a capture with nothing left to read, and the key stayed divergent (the unfenced
+    split-brain drill under load). A version the log has not seen is still left alone."""
+    from mcrepl.adapters.base import KeyAttribute, KeySchema, ReplicaTarget, tombstone_of
+    from mcrepl.orchestrator.state.log import Captured
+    from mcrepl.orchestrator.sync.writer import LocationWriter
+    from mcrepl.policies.routing import PassThroughRouter
+
+    schema = KeySchema(KeyAttribute("id"))
+    store = MemoryAdapter(ReplicaTarget(PRIMARY, "memory", "eu", "acct", "document", schema,
+                                        f"t-{uuid.uuid4().hex[:8]}"))
+    key = schema.parse_id("k1")
+    a, stale = f"{GCS}/app", f"{GCS}/stale"
+    deleted = tombstone_of(schema, key, Version(2000, 0, a), {a: Version(2000, 0, a).token})
+    store.apply_batch([deleted])                          # written there by the application itself
+    successor = document(schema, {"id": "k1", "n": 3}).stamped(Version(3000, 0, stale),
+                                                               {**deleted.meta.vector})
+    assert deleted.meta is not None and successor.meta is not None
+
+    # what mcrepl noted there: the insert before the delete (the delete came by the application)
+    inserted = document(schema, {"id": "k1", "n": 1}).stamped(Version(1000, 0, a))
+    assert inserted.meta is not None
+    noted = {"k1": [Captured(PRIMARY, inserted.meta.content_hash, inserted.meta)]}
+
+    def writer(head: Record) -> LocationWriter:
+        return LocationWriter("acct", PRIMARY, store, PassThroughRouter(), is_primary=True,
+                              captured=lambda ids: noted, heads=lambda ids: {"k1": head.meta})  # type: ignore[dict-item]
+
+    unseen = inserted
+    assert [w.outcome for w in writer(unseen).write([successor])] == ["deferred"]
+    assert store.read(key).meta == deleted.meta, "a version the log has not seen stays put"
+    assert [w.outcome for w in writer(successor).write([successor])] == ["applied"]
+    assert store.read(key).meta == successor.meta

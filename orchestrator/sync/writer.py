@@ -128,7 +128,7 @@ class LocationWriter:
         assert self.captured is not None
         ids = [r.key.id for _, r in sending]
         seen = self.captured(ids)
-        heads = self.heads(ids) if self.former_primary and self.heads is not None else {}
+        heads = self.heads(ids) if (self.former_primary or self.is_primary) and self.heads is not None else {}
         keep = []
         reading = [(i, record) for i, record in sending
                    if self.is_primary or self.former_primary or seen.get(record.key.id)]
@@ -147,7 +147,7 @@ class LocationWriter:
                 out[i] = Written(records[i], deferred=True, late=late_change(record, stored))
                 continue
             if match is None:
-                if self.is_primary:
+                if self.is_primary and not _logged(stored, heads.get(record.key.id)):
                     # a state capture has not read yet (a native write or delete, or an application's
                     # own versioned write whose origin the store's condition may not know): it is
                     # newer than anything logged, and only capture may order it
@@ -166,6 +166,19 @@ class LocationWriter:
                     continue
             keep.append((i, record))              # a version the log knows: the conditional write decides
         return keep
+
+
+def _logged(stored: Record | None, head: ReplicationMeta | None) -> bool:
+    """Whether the log has seen the versioned item ``stored`` (then it is no change on its way in).
+
+    What mcrepl recorded a location held can trail what it holds: a version the log already
+    has that reached the location some other way (an application writing every copy itself
+    before acknowledging, as ``ack: replicas`` does) is never noted there. Deferring such an
+    item waited for a capture that had nothing left to read, and the key stayed divergent
+    (the unfenced split-brain drill under load).
+    """
+    meta = meta_if_valid(stored) if stored is not None else None
+    return meta is not None and head is not None and head.vector.get(meta.version.origin, "") >= meta.version.token
 
 
 def pad_vector(record: Record, origins: set[str]) -> Record:
