@@ -10,6 +10,7 @@ pool from it (never below its own default).
 
 from __future__ import annotations
 
+import functools
 import ssl
 from typing import Any, Mapping
 
@@ -38,15 +39,19 @@ class UnverifiedTLSAdapter(requests.adapters.HTTPAdapter):
     requests' ``verify=False`` still decides (urllib3 sets ``CERT_NONE`` on it).
     """
 
-    def __init__(self, **kwargs: Any) -> None:
-        self._context = ssl.create_default_context()
-        self._context.check_hostname = False
-        self._context.verify_mode = ssl.CERT_NONE
-        super().__init__(**kwargs)
-
     def init_poolmanager(self, *args: Any, **kwargs: Any) -> None:
-        kwargs["ssl_context"] = self._context
+        kwargs["ssl_context"] = _unverified_context()
         super().init_poolmanager(*args, **kwargs)
+
+
+@functools.cache
+def _unverified_context() -> ssl.SSLContext:
+    """One context for every such pool of the process (no per-adapter state: a pool rebuilt
+    from a pickle, as ``HTTPAdapter.__setstate__`` does, finds it too)."""
+    context = ssl.create_default_context()
+    context.check_hostname = False
+    context.verify_mode = ssl.CERT_NONE
+    return context
 
 
 __all__ = ["CONNECTIONS_OPTION", "UnverifiedTLSAdapter", "pool_size"]
