@@ -128,7 +128,15 @@ class LocationWriter:
         assert self.captured is not None
         ids = [r.key.id for _, r in sending]
         seen = self.captured(ids)
-        heads = self.heads(ids) if (self.former_primary or self.is_primary) and self.heads is not None else {}
+        heads: dict[str, ReplicationMeta] | None = None
+
+        def head_of(key_id: str) -> ReplicationMeta | None:
+            # the log's versions, read once per batch and only when a decision needs them (at
+            # the primary that is rare: an item in a state mcrepl never noted there)
+            nonlocal heads
+            if heads is None:
+                heads = self.heads(ids) if self.heads is not None else {}
+            return heads.get(key_id)
         keep = []
         reading = [(i, record) for i, record in sending
                    if self.is_primary or self.former_primary or seen.get(record.key.id)]
@@ -142,12 +150,12 @@ class LocationWriter:
                 continue
             stored = found[i]
             match = state_of(stored, candidates)
-            if self.former_primary and is_late(stored, match, heads.get(record.key.id)):
+            if self.former_primary and is_late(stored, match, head_of(record.key.id)):
                 # an application still writing to the demoted primary: log it, never overwrite it
                 out[i] = Written(records[i], deferred=True, late=late_change(record, stored))
                 continue
             if match is None:
-                if self.is_primary and not _logged(stored, heads.get(record.key.id)):
+                if self.is_primary and not _logged(stored, head_of(record.key.id)):
                     # a state capture has not read yet (a native write or delete, or an application's
                     # own versioned write whose origin the store's condition may not know): it is
                     # newer than anything logged, and only capture may order it
