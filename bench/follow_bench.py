@@ -10,9 +10,10 @@ then ``--schedule`` with ``--schedule-every``) and each rate, in a fresh namespa
 3. an *independent reader* per replica — the store's own SDK (google-cloud-storage,
    azure-cosmos point reads), no mcrepl code or state — reads the oldest written key it has
    not seen yet until the replica has it, then the next: a record's lag is the moment the
-   read that first found it returned minus the moment the writer started writing it (reads
-   are retried every 5 ms, so figures include up to ~5 ms plus one read). Every ``--sample``'th
-   record (default 5) is timed, so the readers' own load stays small on a loaded machine;
+   read that first found it returned minus the moment the writer started writing it (a
+   miss is read again after ``--retry-every``, default 20 ms, so figures include up to that
+   plus one read). Every ``--sample``'th record (default 5) is timed, so the readers' own
+   load stays small on a loaded machine;
 4. after the last write, the reader waits for the rest; the process is stopped with SIGTERM.
 
 Prints p50/p95/p99/max lag per replica and mode, the heartbeat lag p50/p99 mcrepl itself
@@ -86,9 +87,10 @@ class Reader(threading.Thread):
     the reader's own load on the emulators small and independent of the dataset's size.
     """
 
-    def __init__(self, exists: Any, written: list[tuple[str, float]], done: threading.Event) -> None:
+    def __init__(self, exists: Any, written: list[tuple[str, float]], done: threading.Event,
+                 retry_s: float = 0.02) -> None:
         super().__init__(daemon=True)
-        self.exists, self.written, self.done = exists, written, done
+        self.exists, self.written, self.done, self.retry_s = exists, written, done, retry_s
         self.seen: dict[str, float] = {}
         self.give_up_at: float | None = None
         self.errors = 0
@@ -113,7 +115,7 @@ class Reader(threading.Thread):
                 self.seen[name] = time.time()
                 i += 1
             else:
-                time.sleep(0.005)
+                time.sleep(self.retry_s)
 
     def lags(self) -> list[float]:
         """Seconds from each write to the read that first found it (keys never found left out)."""
@@ -200,7 +202,7 @@ def _adapters(config: Any, endpoints: dict[str, str], namespace: str) -> dict[st
 
 
 def measure(mode: str, rate: float, seconds: float, endpoints: dict[str, str], every: str,
-            heartbeat: str, sample: int = 5) -> dict[str, Any]:
+            heartbeat: str, sample: int = 5, retry_s: float = 0.02) -> dict[str, Any]:
     """One mode at one rate: lag per replica seen by the independent readers, heartbeat lag, CPU."""
     from mcrepl.adapters.base import document
     from mcrepl.orchestrator.config import McreplConfig
@@ -233,7 +235,7 @@ def measure(mode: str, rate: float, seconds: float, endpoints: dict[str, str], e
         probes = {COSMOS: cosmos_exists(config.target(DATASET, COSMOS, endpoints, namespace), endpoints["cosmos"]),
                   GCS: gcs_exists(config.target(DATASET, GCS, endpoints, namespace), endpoints["gcs"])}
         sampled: list[tuple[str, float]] = []           # every --sample'th record, in write order
-        readers = {r: Reader(probes[r], sampled, done) for r in REPLICAS}
+        readers = {r: Reader(probes[r], sampled, done, retry_s) for r in REPLICAS}
         for reader in readers.values():
             reader.start()
         cpu_before, started = tree_cpu_seconds(proc.pid), time.monotonic()
@@ -284,7 +286,7 @@ def measure(mode: str, rate: float, seconds: float, endpoints: dict[str, str], e
     state = StateStore(tmp / "state" / "state.db", audit=None)
     since_ms = int((time.time() - wrote_for - 130) * 1000)
     result: dict[str, Any] = {"mode": mode, "rate": rate, "seconds": round(wrote_for, 1), "written": n,
-                              "sampled": len(sampled), "load_average": round(os.getloadavg()[0], 1),
+                              "sampled": len(sampled), "reader_retry_s": retry_s, "load_average": round(os.getloadavg()[0], 1),
                               "achieved_rate": round(n / wrote_for, 1),
                               "cpu_ms_per_record": round(1000 * cpu / max(n, 1), 2), "replicas": {}}
     for r, reader in readers.items():
@@ -338,6 +340,9 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--schedule-every", default="10s", help="the scheduled mode's schedule (default 10s)")
     parser.add_argument("--heartbeat", default="500ms", help="heartbeat interval (default 500ms)")
     parser.add_argument("--sample", type=int, default=5, help="time every Nth record at each replica (default 5)")
+    parser.add_argument("--retry-every", type=float, default=0.02,
+                        help="seconds before a reader reads a key it missed again (default 0.02: 50 reads/s "
+                             "per replica at most, so the readers' own load stays small)")
     parser.add_argument("--ceiling-seconds", type=float, default=4.0,
                         help="how long each replica's plain-write ceiling is measured before each run (0: not)")
     parser.add_argument("--json", type=Path, help="also write the figures to this file")
@@ -353,7 +358,7 @@ def main(argv: list[str] | None = None) -> None:
                 ceilings = {r: write_ceiling(r, endpoints, opts.ceiling_seconds) for r in REPLICAS} \
                     if opts.ceiling_seconds > 0 else {}
                 results.append(measure(mode, rate, opts.seconds, endpoints, opts.schedule_every, opts.heartbeat,
-                                       opts.sample))
+                                       opts.sample, opts.retry_every))
                 results[-1]["ceilings"] = ceilings
                 print(json.dumps(results[-1]), file=sys.stderr)
     print_table(results, opts.schedule_every)

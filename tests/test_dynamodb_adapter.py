@@ -11,6 +11,7 @@ import dataclasses
 import json
 import logging
 import socket
+import time
 import uuid
 from collections.abc import Callable, Iterator
 from concurrent.futures import ThreadPoolExecutor
@@ -43,7 +44,7 @@ from mcrepl.adapters.base import (
     tombstone_of,
 )
 from mcrepl.adapters.base.values import WIDE, normalize_number
-from mcrepl.adapters.dynamodb import DynamoDBAdapter, wire
+from mcrepl.adapters.dynamodb import DynamoDBAdapter, streams, wire
 from mcrepl.adapters.dynamodb.clients import DynamoDBClients
 from mcrepl.adapters.dynamodb.errors import translate
 from mcrepl.orchestrator.config import DynamoDBSettings
@@ -562,6 +563,81 @@ def test_re_enabled_stream_gets_a_new_arn_and_capture_rescans(store: DynamoDBAda
                     "the forged-ARN case of test_unusable_cursor_falls_back_to_full_scan covers the path")
     page = store.capture_changes(cursor, limit=50)
     assert page.scanned and [c.record.key.id for c in page.changes] == ["a"]
+
+
+def count_stream_calls(store: DynamoDBAdapter) -> dict[str, int]:
+    """How many of each DynamoDB and DynamoDB Streams call the adapter makes from now on."""
+    calls: dict[str, int] = {}
+
+    def seen(model: Any, **_: Any) -> None:
+        calls[model.name] = calls.get(model.name, 0) + 1
+    store.clients.table.meta.events.register("before-call.dynamodb", seen)
+    store.clients.streams.meta.events.register("before-call.dynamodbstreams", seen)
+    return calls
+
+
+def test_a_follower_poll_that_finds_records_is_only_get_records(store: DynamoDBAdapter) -> None:
+    """The shard list and the iterator a read ended with are remembered: a busy follower's poll
+    neither lists the shards, nor asks for an iterator, nor checks the table's stream."""
+    store.write_native([document(SCHEMA, {"pk": "before"})])
+    cursor = store.current_cursor()
+    store.write_native([document(SCHEMA, {"pk": "a"}), document(SCHEMA, {"pk": "b"})])
+    calls = count_stream_calls(store)
+    page = store.capture_changes(cursor, limit=50)
+    assert [c.record.key.id for c in page.changes] == ["a", "b"] and not page.scanned
+    assert set(calls) == {"GetRecords"}, calls
+    store.write_native([document(SCHEMA, {"pk": "c"})])
+    calls.clear()
+    page = store.capture_changes(json.loads(json.dumps(page.cursor)), limit=50)
+    assert [c.record.key.id for c in page.changes] == ["c"] and set(calls) == {"GetRecords"}, calls
+
+
+def test_an_idle_poll_still_checks_the_tables_stream(store: DynamoDBAdapter) -> None:
+    cursor = store.current_cursor()
+    calls = count_stream_calls(store)
+    page = store.capture_changes(cursor, limit=50)
+    assert page.changes == [] and not page.more
+    assert calls.get("DescribeTable") == 1, "an empty page asks which stream the table has now"
+
+
+def test_a_remembered_iterator_that_expired_is_replaced_not_a_rescan(
+        store: DynamoDBAdapter, caplog: pytest.LogCaptureFixture) -> None:
+    cursor = store.current_cursor()
+    store.write_native([document(SCHEMA, {"pk": "a"})])
+    sent: list[str] = []
+
+    def expire_the_first(model: Any, **_: Any) -> None:
+        sent.append(model.name)
+        if sent == ["GetRecords"]:
+            raise ClientError({"Error": {"Code": "ExpiredIteratorException", "Message": "Iterator expired"}},
+                              "GetRecords")
+    store.clients.streams.meta.events.register("before-call.dynamodbstreams", expire_the_first)
+    with caplog.at_level(logging.WARNING, logger="mcrepl.adapters.dynamodb"):
+        page = store.capture_changes(cursor, limit=50)
+    assert sent[:3] == ["GetRecords", "GetShardIterator", "GetRecords"], \
+        f"{sent}: the remembered iterator first, then a fresh one for the same position"
+    assert [c.record.key.id for c in page.changes] == ["a"] and not page.scanned
+    assert "full table scan" not in caplog.text
+
+
+def test_a_shard_written_to_while_it_is_read_returns_what_it_read_within_the_chase_bound(
+        store: DynamoDBAdapter) -> None:
+    """Under steady writes an open shard's tip moves on while it is read; the read returns what
+    it has after ``CHASE_S`` (``more``: read on at once) instead of chasing the tip, so the
+    records it read are committed, and reach the replicas, without waiting for a quiet moment."""
+    cursor = store.current_cursor()
+    store.write_native([document(SCHEMA, {"pk": "first"})])
+    written = iter(range(10**6))
+
+    def a_write_lands_meanwhile(**_: Any) -> None:
+        store.write_native([document(SCHEMA, {"pk": f"w{next(written):06d}"})])
+    store.clients.streams.meta.events.register("before-call.dynamodbstreams.GetRecords", a_write_lands_meanwhile)
+    started = time.monotonic()
+    page = store.capture_changes(cursor, limit=1000)
+    took = time.monotonic() - started
+    assert page.changes[0].record.key.id == "first" and page.more and not page.scanned
+    assert len(page.changes) < 200, f"{len(page.changes)} records in one page: the read chased the tip"
+    assert took < 5 * streams.CHASE_S + 2, took
 
 
 def test_purge_of_tombstones_is_not_captured_as_native_delete(store: DynamoDBAdapter) -> None:

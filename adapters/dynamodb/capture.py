@@ -116,10 +116,14 @@ def _scan_page(clients: DynamoDBClients, target: ReplicaTarget, cursor: dict[str
 
 def _stream_page(clients: DynamoDBClients, target: ReplicaTarget, pos: StreamPosition,
                  limit: int) -> ChangePage:
-    current = stream_arn(clients, target)
-    if pos.stream != current:
-        raise CursorUnusable(f"the cursor names stream {pos.stream!r} but the table's stream is now "
-                             f"{current!r} (the stream was disabled and enabled again)")
     changes, after, more, rejected, overlap = read_changes(clients, target.key_schema, target.kind, pos, limit)
+    # Records the cursor's stream still gives are changes made before any replacement (a
+    # disabled stream takes no more), so the table is asked for its current stream only when
+    # the page is empty: a busy follower's poll skips that request, an idle one still notices.
+    if not changes and not rejected:
+        current = stream_arn(clients, target)
+        if pos.stream != current:
+            raise CursorUnusable(f"the cursor names stream {pos.stream!r} but the table's stream is now "
+                                 f"{current!r} (the stream was disabled and enabled again)")
     return ChangePage(changes, after.to_cursor(), more=more, overlap=overlap,
                       rejected=[e.located(dataset=target.dataset, target=target.replica) for e in rejected])

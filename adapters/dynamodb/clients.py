@@ -21,6 +21,7 @@ from ..aws.session import make_session
 from ..base.interface import ReplicaTarget
 from ..base.retry import DEFAULT_POLICY, RetryPolicy, call_translated, request_timeouts
 from .errors import is_sdk_error, translate
+from .stream_memo import StreamMemo
 
 T = TypeVar("T")
 
@@ -41,6 +42,7 @@ class DynamoDBClients:
         self._lock = threading.Lock()
         self._table: Any = None
         self._streams: Any = None
+        self.stream_memo = StreamMemo()     # shard lists and iterators kept between capture polls
 
     def _build(self) -> None:
         opts = dict(self.target.options)

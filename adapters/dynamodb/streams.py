@@ -9,11 +9,19 @@ Guarantees (what :mod:`.capture` builds on):
   a child is read only after its parent is finished;
 * a position the stream can no longer serve (trimmed data, a vanished shard or stream,
   an expired iterator) raises :class:`CursorUnusable`; the caller falls back to a full scan.
+
+A follower polls the same stream several times a second, so what a poll learns is kept
+for the next one (:class:`~.stream_memo.StreamMemo`, as the KCL keeps its shard iterators and syncs its
+shard list only now and then): a steady poll is one ``GetRecords`` per open shard, not a
+``DescribeStream`` and a ``GetShardIterator`` before it. The memo only saves requests; a
+remembered iterator is used only for exactly the position the cursor names, and an
+iterator that expired is replaced by a fresh one, never taken for a lost position.
 """
 
 from __future__ import annotations
 
-from collections.abc import Callable, Mapping, Sequence
+import time
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
 from functools import partial
@@ -24,6 +32,7 @@ from ..base.interface import Change, Cursor, DatasetKind
 from ..base.record import KeySchema, Record, meta_if_valid
 from .clients import DynamoDBClients
 from .errors import error_code
+from .stream_memo import Shard
 from .wire import META_ATTR, decode_item, decode_key, decode_meta, key_body
 
 #: errors meaning "this stream position is gone", answered by a fresh full scan
@@ -31,23 +40,14 @@ LOST_POSITION_CODES = frozenset({"TrimmedDataAccessException", "ExpiredIteratorE
                                  "ResourceNotFoundException"})
 _MAX_RECORDS_PER_CALL = 1000        # GetRecords' own upper limit
 _MAX_EMPTY_READS_CLOSED = 50        # a closed shard may answer empty pages before its end
-
-
+CHASE_S = 0.1
+"""How long one read follows an open shard's moving tip after it has records to return."""
 class CursorUnusable(Exception):
     """The saved stream position can't be resumed; ``reason`` says why (for the log)."""
 
     def __init__(self, reason: str) -> None:
         super().__init__(reason)
         self.reason = reason
-
-
-@dataclass(frozen=True)
-class Shard:
-    """One stream shard: its id, its parent's id and whether it is closed (has an end)."""
-
-    id: str
-    parent: str | None
-    closed: bool
 
 
 @dataclass
@@ -108,7 +108,7 @@ def _stream_call(clients: DynamoDBClients, operation: str, fn: Callable[[], Any]
 
 
 def list_shards(clients: DynamoDBClients, stream_arn: str) -> list[Shard]:
-    """Every shard the stream lists, parents before children."""
+    """Every shard the stream lists, parents before children (and remembered for :func:`known_shards`)."""
     shards: list[Shard] = []
     start: str | None = None
     while True:
@@ -122,7 +122,17 @@ def list_shards(clients: DynamoDBClients, stream_arn: str) -> list[Shard]:
                                 "EndingSequenceNumber" in s.get("SequenceNumberRange", {})))
         start = desc.get("LastEvaluatedShardId")
         if not start:
-            return _parents_first(shards)
+            ordered = _parents_first(shards)
+            clients.stream_memo.keep_shards(stream_arn, ordered)
+            return ordered
+
+
+def known_shards(clients: DynamoDBClients, stream_arn: str, named: Iterable[str]) -> list[Shard]:
+    """The remembered shard list while it is fresh and has every shard in ``named``; else a new listing."""
+    shards = clients.stream_memo.shards(stream_arn)
+    if shards is None or not set(named) <= {s.id for s in shards}:
+        return list_shards(clients, stream_arn)
+    return shards
 
 
 def _parents_first(shards: Sequence[Shard]) -> list[Shard]:
@@ -149,19 +159,42 @@ def _iterator(clients: DynamoDBClients, arn: str, shard: str, after: str | None)
 
 
 def read_shard(clients: DynamoDBClients, arn: str, shard: Shard, after: str | None,
-               limit: int) -> tuple[list[dict[str, Any]], bool]:
-    """Up to ``limit`` raw records after ``after``, and whether a closed shard was read to its end.
+               limit: int) -> tuple[list[dict[str, Any]], bool, bool]:
+    """Up to ``limit`` raw records after ``after``; whether a closed shard was read to its end;
+    and whether the read stopped short of the shard's tip (more may be there now).
 
-    An open shard is read until it answers an empty page (its tip).
+    An open shard is read until it answers an empty page (its tip), but for no longer than
+    :data:`CHASE_S` once it has given records: under a steady write rate the tip moves on
+    while it is read, and what was read waits uncommitted until the read returns. The
+    caller reads on at once (``more``). The iterator for where the read stopped is
+    remembered, so the next read from there starts with ``GetRecords``.
     """
-    iterator = _iterator(clients, arn, shard.id, after)
+    memo = clients.stream_memo
+    iterator = memo.take_iterator(arn, shard.id, after)
+    remembered = iterator is not None
+    if iterator is None:
+        iterator = _iterator(clients, arn, shard.id, after)
     records: list[dict[str, Any]] = []
     empty_reads = 0
+    short = False
+    deadline = time.monotonic() + CHASE_S
     while iterator and len(records) < limit:
+        if records and time.monotonic() >= deadline:
+            short = True
+            break
         want = min(_MAX_RECORDS_PER_CALL, limit - len(records))
-        resp = _stream_call(clients, "get_records",
-                            partial(clients.streams.get_records, ShardIterator=iterator,
-                                    Limit=want))
+        try:
+            resp = _stream_call(clients, "get_records",
+                                partial(clients.streams.get_records, ShardIterator=iterator,
+                                        Limit=want))
+        except CursorUnusable:
+            if not remembered:
+                raise
+            remembered = False               # it expired while kept: a fresh one for the same position
+            iterator = _iterator(clients, arn, shard.id, records[-1]["dynamodb"]["SequenceNumber"]
+                                 if records else after)
+            continue
+        remembered = False
         batch = resp.get("Records", [])
         records += batch
         iterator = resp.get("NextShardIterator")
@@ -171,7 +204,10 @@ def read_shard(clients: DynamoDBClients, arn: str, shard: Shard, after: str | No
         empty_reads += 1
         if not shard.closed or empty_reads >= _MAX_EMPTY_READS_CLOSED:
             break
-    return records, iterator is None
+    if iterator:
+        memo.keep_iterator(arn, shard.id, records[-1]["dynamodb"]["SequenceNumber"] if records else after,
+                           iterator)
+    return records, iterator is None, short
 
 
 def read_changes(clients: DynamoDBClients, schema: KeySchema, kind: DatasetKind, pos: StreamPosition,
@@ -180,7 +216,7 @@ def read_changes(clients: DynamoDBClients, schema: KeySchema, kind: DatasetKind,
     the stream records that could not be decoded (passed over, for quarantine), and whether
     these changes are the overlap window of a preceding scan (then only window shards are
     read, each up to its bound, so a page is all overlap or none)."""
-    shards = list_shards(clients, pos.stream)
+    shards = known_shards(clients, pos.stream, pos.shards)
     known = {s.id for s in shards}
     for sid, seq in pos.shards.items():
         if sid not in known and seq is not None and sid not in pos.finished:
@@ -206,7 +242,7 @@ def read_changes(clients: DynamoDBClients, schema: KeySchema, kind: DatasetKind,
         if remaining <= 0:
             more = True
             break
-        records, ended = read_shard(clients, pos.stream, shard, new.shards.get(shard.id), remaining)
+        records, ended, short = read_shard(clients, pos.stream, shard, new.shards.get(shard.id), remaining)
         if overlap:
             records, ended = _within(records, ended, window[shard.id], new, shard.id)
         if records:
@@ -224,7 +260,8 @@ def read_changes(clients: DynamoDBClients, schema: KeySchema, kind: DatasetKind,
         if ended:
             new.finished.add(shard.id)
             new.shards.pop(shard.id, None)
-        elif len(records) >= remaining:
+            clients.stream_memo.forget_shards(pos.stream)   # its children are listed from now on
+        elif len(records) >= remaining or short:
             more = True
     if overlap:
         more = True                      # the page that closes the window comes next
@@ -262,7 +299,7 @@ def position_at_end(clients: DynamoDBClients, stream_arn: str,
             continue
         last = since.shards.get(shard.id) if since is not None and since.stream == stream_arn else None
         while True:
-            records, ended = read_shard(clients, stream_arn, shard, last, 10 * _MAX_RECORDS_PER_CALL)
+            records, ended, _ = read_shard(clients, stream_arn, shard, last, 10 * _MAX_RECORDS_PER_CALL)
             if records:
                 last = records[-1]["dynamodb"]["SequenceNumber"]
             if ended:
