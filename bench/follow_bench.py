@@ -7,13 +7,14 @@ then ``--schedule`` with ``--schedule-every``) and each rate, in a fresh namespa
    operator runs it (heartbeats every ``--heartbeat``);
 2. a writer (16 threads, one steady schedule) inserts ~1 KB records natively into the DynamoDB
    primary at a steady rate for ``--seconds``, noting the time just before each write;
-3. an *independent reader* per replica — the store's own SDK (google-cloud-storage,
-   azure-cosmos point reads), no mcrepl code or state — reads the oldest written key it has
-   not seen yet until the replica has it, then the next: a record's lag is the moment the
-   read that first found it returned minus the moment the writer started writing it (a
-   miss is read again after ``--retry-every``, default 20 ms, so figures include up to that
-   plus one read). Every ``--sample``'th record (default 5) is timed, so the readers' own
-   load stays small on a loaded machine;
+3. an *independent reader* per replica — the store's own SDK, no mcrepl code or state —
+   asks about the oldest written keys it has not seen yet, up to 20 at a time: Cosmos DB
+   with one ``read_items`` (a document's lag: when the answer that first held it returned,
+   minus when the writer started writing it), GCS with one metadata read per object (its
+   lag: the object's ``timeCreated``, the store's own record of when it became readable,
+   minus the same). After an answer with nothing new it asks again after
+   ``--retry-every`` (default 20 ms). Every ``--sample``'th record (default 5) is timed, so
+   the readers' own load stays small on a loaded machine;
 4. after the last write, the reader waits for the rest; the process is stopped with SIGTERM.
 
 Prints p50/p95/p99/max lag per replica and mode, the heartbeat lag p50/p99 mcrepl itself
@@ -57,6 +58,8 @@ PRIMARY, COSMOS, GCS = "dynamodb:us-east-1", "cosmos:westeurope", "gcs:europe-we
 REPLICAS = (COSMOS, GCS)
 PAD = "x" * 900
 WRITER_THREADS = 16
+WINDOW = 20
+"""How many of the oldest keys a reader not yet saw it asks about in one request."""
 
 
 def raw_config(state_dir: Path, mode: str, every: str, heartbeat: str) -> dict[str, Any]:
@@ -81,73 +84,92 @@ def percentile(values: list[float], q: float) -> float:
 class Reader(threading.Thread):
     """Watches one replica with its store's own SDK (no mcrepl code, no mcrepl state).
 
-    It reads the oldest written key it has not seen yet, by name, until the replica has it,
-    then moves to the next (lanes apply in log order, so the next is usually there already);
-    a key is timed when the read that first finds it returns. One point read at a time keeps
-    the reader's own load on the emulators small and independent of the dataset's size.
+    It asks the replica about the oldest :data:`WINDOW` written keys it has not seen yet
+    (``present(keys)``, below per store), notes when each was first readable, then asks
+    again at once if it found any, else after ``retry_s``. A lane applies a batch at
+    once, so many keys become readable together; a reader that timed each key when its
+    own one-at-a-time read returned would add its serial reads to the later keys' lag.
     """
 
-    def __init__(self, exists: Any, written: list[tuple[str, float]], done: threading.Event,
+    def __init__(self, present: Any, written: list[tuple[str, float]], done: threading.Event,
                  retry_s: float = 0.02) -> None:
         super().__init__(daemon=True)
-        self.exists, self.written, self.done, self.retry_s = exists, written, done, retry_s
+        self.present, self.written, self.done, self.retry_s = present, written, done, retry_s
         self.seen: dict[str, float] = {}
         self.give_up_at: float | None = None
         self.errors = 0
 
     def run(self) -> None:
-        i = 0
+        oldest = 0                                   # every key before this index has been seen
         while True:
-            if i >= len(self.written):
+            while oldest < len(self.written) and self.written[oldest][0] in self.seen:
+                oldest += 1
+            window = [k for k, _ in self.written[oldest:oldest + 4 * WINDOW] if k not in self.seen][:WINDOW]
+            if not window:
                 if self.done.is_set():
                     return
                 time.sleep(0.002)
                 continue
             if self.give_up_at is not None and time.monotonic() > self.give_up_at:
                 return
-            name = self.written[i][0]
             try:
-                found = self.exists(name)
-            except Exception:  # noqa: BLE001 - an emulator hiccup: read again
+                found = self.present(window)
+            except Exception:  # noqa: BLE001 - an emulator hiccup: ask again
                 self.errors += 1
-                found = False
-            if found:
-                self.seen[name] = time.time()
-                i += 1
-            else:
+                found = {}
+            for key, at in found.items():
+                self.seen.setdefault(key, at)
+            if not found:
                 time.sleep(self.retry_s)
 
     def lags(self) -> list[float]:
-        """Seconds from each write to the read that first found it (keys never found left out)."""
+        """Seconds from each write to the moment the replica first had it (keys never found left out)."""
         return [self.seen[k] - at for k, at in self.written if k in self.seen]
 
 
-def gcs_exists(target: Any, endpoint: str) -> Any:
-    """``exists(name)``: whether the replica's bucket holds that object (google-cloud-storage)."""
+def gcs_present(target: Any, endpoint: str) -> Any:
+    """``present(names)``: ``{name: when it became readable}`` for the leading names the bucket holds.
+
+    One metadata read per object, in order, up to the first one missing. An object's
+    ``timeCreated`` is the store's own record of when that generation became readable (to
+    the microsecond on fake-gcs-server), so the figure does not depend on how soon this
+    reader looked. A listing would answer for many names at once, but fake-gcs-server
+    reads the whole bucket for every listing, and that load would slow the lane measured.
+    """
     from google.auth.credentials import AnonymousCredentials
     from google.cloud import storage
     client = storage.Client(project="mcrepl-bench", credentials=AnonymousCredentials(),
                             client_options={"api_endpoint": endpoint})
     bucket = client.bucket(target.resource)
-    return lambda name: bucket.get_blob(name) is not None
+
+    def present(names: list[str]) -> dict[str, float]:
+        found: dict[str, float] = {}
+        for name in names:
+            blob = bucket.get_blob(name)
+            if blob is None or blob.time_created is None:
+                break
+            found[name] = blob.time_created.timestamp()
+        return found
+    return present
 
 
-def cosmos_exists(target: Any, endpoint: str) -> Any:
-    """``exists(id)``: whether the replica's container holds that document (azure-cosmos point read)."""
+def cosmos_present(target: Any, endpoint: str) -> Any:
+    """``present(ids)``: ``{id: when the answer returned}`` for those of ``ids`` the container holds.
+
+    One ``read_items`` (ReadMany) for all of them: Cosmos DB's own ``_ts`` counts whole
+    seconds, too coarse here, so a document is timed by the answer that first held it.
+    """
     import warnings
     from azure.cosmos import CosmosClient
-    from azure.cosmos.exceptions import CosmosResourceNotFoundError
     warnings.filterwarnings("ignore", message="Unverified HTTPS request")
     client = CosmosClient(endpoint, credential=os.environ["MCREPL_COSMOS_KEY"], connection_verify=False)
     container = client.get_database_client(target.options["database"]).get_container_client(target.resource)
 
-    def exists(doc_id: str) -> bool:
-        try:
-            container.read_item(doc_id, partition_key=doc_id)
-        except CosmosResourceNotFoundError:
-            return False
-        return True
-    return exists
+    def present(ids: list[str]) -> dict[str, float]:
+        docs = container.read_items([(i, i) for i in ids])
+        now = time.time()
+        return {doc["id"]: now for doc in docs}
+    return present
 
 
 def write_ceiling(replica: str, endpoints: dict[str, str], seconds: float, threads: int = 8) -> float:
@@ -232,8 +254,8 @@ def measure(mode: str, rate: float, seconds: float, endpoints: dict[str, str], e
             if time.monotonic() > deadline or proc.poll() is not None:
                 raise RuntimeError(f"{mode}: the warm-up record never arrived: {proc.stderr.read().decode()[-800:] if proc.poll() is not None else ''}")
             time.sleep(0.05)
-        probes = {COSMOS: cosmos_exists(config.target(DATASET, COSMOS, endpoints, namespace), endpoints["cosmos"]),
-                  GCS: gcs_exists(config.target(DATASET, GCS, endpoints, namespace), endpoints["gcs"])}
+        probes = {COSMOS: cosmos_present(config.target(DATASET, COSMOS, endpoints, namespace), endpoints["cosmos"]),
+                  GCS: gcs_present(config.target(DATASET, GCS, endpoints, namespace), endpoints["gcs"])}
         sampled: list[tuple[str, float]] = []           # every --sample'th record, in write order
         readers = {r: Reader(probes[r], sampled, done, retry_s) for r in REPLICAS}
         for reader in readers.values():
