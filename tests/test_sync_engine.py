@@ -10,13 +10,14 @@ from __future__ import annotations
 import random
 import uuid
 from pathlib import Path
+from typing import Callable
 
 import pytest
 
 import dataclasses
 import time
 
-from mcrepl.adapters.base import Record, Version, document
+from mcrepl.adapters.base import KeyAttribute, KeySchema, Record, Version, document
 from mcrepl.adapters.memory import MemoryAdapter
 from mcrepl.orchestrator.hlc import HybridLogicalClock
 from mcrepl.orchestrator.state import StateStore
@@ -503,3 +504,42 @@ def test_the_primary_sends_a_successor_over_a_version_the_log_has_but_never_note
     assert store.read(key).meta == deleted.meta, "a version the log has not seen stays put"
     assert [w.outcome for w in writer(successor).write([successor])] == ["applied"]
     assert store.read(key).meta == successor.meta
+
+
+def _vm_steps(state: StateStore, work: Callable[[], object]) -> int:
+    """SQLite virtual-machine steps (in hundreds) ``work`` costs: a count of rows visited, not a time."""
+    steps = [0]
+
+    def count() -> int:
+        steps[0] += 1
+        return 0
+    conn = state.db._conn
+    conn.set_progress_handler(count, 100)
+    try:
+        work()
+    finally:
+        conn.set_progress_handler(None, 100)
+    return steps[0]
+
+
+def test_a_key_lookup_in_the_log_reads_that_keys_entries_not_the_whole_log(tmp_path: Path) -> None:
+    """Capture asks the log, per record carrying mcrepl metadata, whether it holds that version
+    (and ``latest`` reads one key's last entry). Without naming the key index SQLite's planner
+    read every entry of the dataset per lookup: a 100,000-record pass ran for many minutes. The
+    same lookups over a log 8× longer must cost about the same."""
+    schema = KeySchema(KeyAttribute("pk"))
+    probe = [document(schema, {"pk": f"probe{i}"}).stamped(Version(10**12 + i, 0, PRIMARY)) for i in range(20)]
+
+    def costs(filler: int) -> tuple[int, int]:
+        state = StateStore(tmp_path / f"log{filler}.db", audit=None)
+        for start in range(0, filler, 500):
+            page = [document(schema, {"pk": f"k{n:07d}"}).stamped(Version(10**12 + n, 1, PRIMARY))
+                    for n in range(start, min(filler, start + 500))]
+            state.log.commit_page("ds", PRIMARY, 1, page, {"page": start})
+        state.log.commit_page("ds", PRIMARY, 1, probe, {"page": "probe"})
+        return (_vm_steps(state, lambda: state.log.logged_versions("ds", probe)),
+                _vm_steps(state, lambda: [state.log.latest("ds", r.key) for r in probe]))
+
+    short, long = costs(1_000), costs(8_000)
+    assert long[0] <= 2 * short[0] + 5, f"logged_versions: {short[0]} → {long[0]} steps for 8× the log"
+    assert long[1] <= 2 * short[1] + 5, f"latest: {short[1]} → {long[1]} steps for 8× the log"

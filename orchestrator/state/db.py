@@ -99,6 +99,7 @@ DROP INDEX IF EXISTS conflicts_once;
 CREATE UNIQUE INDEX IF NOT EXISTS conflicts_pair ON conflicts(dataset, key_id, stored_token, incoming_token);
 CREATE INDEX IF NOT EXISTS heads_tombstones ON heads(dataset, tombstone, wall_ms);
 CREATE INDEX IF NOT EXISTS capture_log_key ON capture_log(dataset, key, seq);
+CREATE INDEX IF NOT EXISTS verify_runs_dataset ON verify_runs(dataset, id);
 """
 
 
