@@ -65,6 +65,12 @@ def read_decide_write(record: Record, load: Callable[[], StoredState[Token]],
     raise last or PreconditionFailed("conditional write kept losing races", retryable=True)
 
 
+#: threads every apply_each call of the process shares: made as calls need them and kept, so a
+#: batch does not start (and stop) a pool of its own — under load a new thread waits for the
+#: interpreter lock before it can run, which cost more than a request to a nearby store
+_APPLY_THREADS = ThreadPoolExecutor(max_workers=256, thread_name_prefix="apply")
+
+
 def apply_each(target: ReplicaTarget, records: Sequence[Record],
                apply: Callable[[Record], ApplyResult], workers: int = 8) -> list[ApplyResult]:
     """Run ``apply`` over ``records`` concurrently, results in input order.
@@ -72,7 +78,8 @@ def apply_each(target: ReplicaTarget, records: Sequence[Record],
     Records of one key never run at the same time: they go in rounds (the first record
     of every key, then the second, …) so a batch holding v1, v2, v3 of a key applies
     them in batch order and reports each as a store would, exactly as one-at-a-time
-    delivery would. Different keys run concurrently.
+    delivery would. Different keys run concurrently, at most ``workers`` at once per call,
+    on the process's shared apply threads (``apply`` must not wait on apply_each itself).
 
     A :class:`RecordError` for one record becomes its ``REJECTED`` result and the rest
     of the batch still lands; any other error propagates after the batch settles, so
@@ -87,11 +94,22 @@ def apply_each(target: ReplicaTarget, records: Sequence[Record],
     if len(records) <= 1 or workers <= 1:
         return [one(r) for r in records]
     results: list[ApplyResult | None] = [None] * len(records)
-    with ThreadPoolExecutor(max_workers=min(workers, len(records)),
-                            thread_name_prefix=f"apply-{target.provider}") as pool:
-        for round_ in rounds_by_key(records):
-            for i, result in zip(round_, pool.map(one, [records[i] for i in round_])):
-                results[i] = result
+    for round_ in rounds_by_key(records):
+        pending = iter(round_)
+        lock = threading.Lock()
+
+        def runner() -> None:
+            while True:
+                with lock:
+                    i = next(pending, None)
+                if i is None:
+                    return
+                results[i] = one(records[i])
+        runners = [_APPLY_THREADS.submit(runner) for _ in range(min(workers, len(round_)))]
+        errors = [f.exception() for f in runners]      # every runner settles before any error is raised
+        first = next((e for e in errors if e is not None), None)
+        if first is not None:
+            raise first
     return [r for r in results if r is not None]
 
 
