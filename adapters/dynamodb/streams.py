@@ -11,9 +11,9 @@ Guarantees (what :mod:`.capture` builds on):
   an expired iterator) raises :class:`CursorUnusable`; the caller falls back to a full scan.
 
 A follower polls the same stream several times a second, so what a poll learns is kept
-for the next one (:class:`~.stream_memo.StreamMemo`, as the KCL keeps its shard iterators and syncs its
-shard list only now and then): a steady poll is one ``GetRecords`` per open shard, not a
-``DescribeStream`` and a ``GetShardIterator`` before it. The memo only saves requests; a
+for the next one (:class:`~.stream_memo.StreamMemo`, as the KCL keeps its shard iterators
+and syncs its shard list only now and then): a steady poll is one ``GetRecords`` per open
+shard, not a ``DescribeStream`` and a ``GetShardIterator`` before it. The memo only saves requests; a
 remembered iterator is used only for exactly the position the cursor names, and an
 iterator that expired is replaced by a fresh one, never taken for a lost position.
 """
@@ -42,6 +42,8 @@ _MAX_RECORDS_PER_CALL = 1000        # GetRecords' own upper limit
 _MAX_EMPTY_READS_CLOSED = 50        # a closed shard may answer empty pages before its end
 CHASE_S = 0.1
 """How long one read follows an open shard's moving tip after it has records to return."""
+
+
 class CursorUnusable(Exception):
     """The saved stream position can't be resumed; ``reason`` says why (for the log)."""
 
