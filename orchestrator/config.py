@@ -393,6 +393,8 @@ class SyncSettings(_Strict):
     retry_deadline: timedelta = timedelta(seconds=60)
     tombstone_retention: timedelta = timedelta(days=7)
     max_replica_outage: timedelta = timedelta(days=3)
+    #: how long after its demotion a former primary's change log is still read for late writes
+    late_write_watch: timedelta = timedelta(hours=24)
     breaker_failures: int = Field(5, ge=1)
     breaker_reset: timedelta = timedelta(seconds=30)
     anti_entropy: AntiEntropy = AntiEntropy()

@@ -543,3 +543,56 @@ def test_a_key_lookup_in_the_log_reads_that_keys_entries_not_the_whole_log(tmp_p
     short, long = costs(1_000), costs(8_000)
     assert long[0] <= 2 * short[0] + 5, f"logged_versions: {short[0]} → {long[0]} steps for 8× the log"
     assert long[1] <= 2 * short[1] + 5, f"latest: {short[1]} → {long[1]} steps for 8× the log"
+
+
+@pytest.mark.parametrize("window, watched", [("1h", True), ("0s", False)])
+def test_a_former_primarys_change_log_is_read_for_late_writes_only_within_the_watch(
+        tmp_path: Path, world: MemoryWorld, window: str, watched: bool) -> None:
+    """After a promotion the old primary's change log is read before its lane writes there, for
+    ``sync.late_write_watch`` after the demotion; after that (here: a window of 0) it is not."""
+    config = make_config(tmp_path, sync={"late_write_watch": window})
+    state = StateStore(tmp_path / "state.db")
+    _seed(config, world, 5)
+    engine = _engine(config, state, world)
+    assert engine.run_once().ok
+    engine.promote("customers", GCS, force=True)
+    assert engine.run_once().ok                          # the old primary rejoins
+    old = world.adapter(config, PRIMARY)
+    old.capture_calls = 0
+    world.adapter(config, GCS).write_native([document(config.datasets["customers"].key_schema(), customer(1, tier=9))])
+    report = engine.run_once()
+    assert report.ok and report.datasets["customers"].lanes[PRIMARY].applied == 1
+    assert (old.capture_calls > 0) is watched, old.capture_calls
+    engine.close()
+    state.close()
+
+
+def test_a_late_write_watch_that_lost_its_position_resumes_from_the_current_one(
+        tmp_path: Path, world: MemoryWorld, caplog: pytest.LogCaptureFixture) -> None:
+    """Where the old primary's change log no longer reaches back to the saved cursor (here: it is
+    gone), the watch says so and reads on from the current position: a late write deleted again
+    after that is still found and settled as a conflict with the new primary's write."""
+    config = make_config(tmp_path)
+    state = StateStore(tmp_path / "state.db")
+    schema = config.datasets["customers"].key_schema()
+    _seed(config, world, 3)
+    engine = _engine(config, state, world)
+    assert engine.run_once().ok
+    old, new = world.adapter(config, PRIMARY), world.adapter(config, GCS)
+    old.delete_native([document(schema, customer(1)).key])
+    assert engine.run_once().ok
+    engine.promote("customers", GCS, force=True)
+    assert engine.run_once().ok                          # the old primary rejoins
+    state.log.save_cursor("customers", PRIMARY, None)
+    new.write_native([document(schema, customer(2, tier=5))])
+    with caplog.at_level("WARNING", logger="mcrepl.sync.late_writes"):
+        assert engine.run_once().ok
+    assert "watched from now on" in caplog.text
+    assert state.log.cursor("customers", PRIMARY) is not None
+    old.write_native([document(schema, customer(1, tier=7))])     # the application, not told yet
+    old.delete_native([document(schema, customer(1)).key])
+    new.write_native([document(schema, customer(1, tier=8))])
+    assert engine.run_once().ok
+    assert [c["key_id"] for c in state.journal.conflicts("customers")] == ["c00001"]
+    engine.close()
+    state.close()

@@ -731,3 +731,48 @@ def test_11_a_replica_that_lost_its_data_is_found_and_refilled_by_verify(
         assert all(live(stores[r]) == live(stores[PRIMARY]) for r in replicas)
         last = status_rows(config_file)[GCS]["last_verify"]
         assert last["converged"] and last["repaired"] == 30, last
+
+
+# -- 12: a late write deleted again at the old primary is overwritten unseen -----------------
+
+@pytest.mark.parametrize("mutant", with_mutant("sim-late-write-watch-off"))
+def test_12_a_late_write_deleted_again_at_the_rejoined_old_primary_is_settled_not_lost(
+        tmp_path: Path, endpoints: dict[str, str], namespace: str, mutant: str | None) -> None:
+    """A customer deleted at DynamoDB, the primary, and replicated; GCS is promoted by force and
+    DynamoDB rejoins. An application that has not heard of it writes the customer again there and
+    deletes it again, then writes it at GCS. DynamoDB holds nothing for the key, as it did when
+    mcrepl last looked: only its stream shows the pair. The next pass reads the stream before
+    writing there, logs both as late writes and settles the delete against GCS's write as a
+    conflict (the simulation's follow seed 50977 found this)."""
+    config = emulator_config(tmp_path, replicas=[GCS])
+    customer_1 = docs([1])
+    with opened(config, endpoints, namespace) as stores, reverted(mutant):
+        old, new = stores[PRIMARY], stores[GCS]
+        old.write_native(customer_1)
+        assert sync_once(config, endpoints, namespace).ok
+        old.delete_native(keys([1]))
+        assert sync_once(config, endpoints, namespace).ok
+        assert digests(new)[customer_1[0].key.id][1], "the delete reached GCS as a tombstone"
+        state = state_of(config)
+        engine = SyncEngine(config, state, local_endpoints=endpoints, namespace=namespace)
+        try:
+            assert engine.promote("customers", GCS, force=True).epoch == 2
+        finally:
+            engine.close()
+            state.close()
+        rejoined = sync_once(config, endpoints, namespace)
+        assert rejoined.datasets["customers"].lanes[PRIMARY].caught_up, rejoined.datasets["customers"].lanes
+        old.write_native(docs([1], note="late, at the old primary"))
+        old.delete_native(keys([1]))
+        new.write_native(docs([1], note="at the new primary"))
+        for _ in range(2):
+            sync_once(config, endpoints, namespace)
+        conflicts = [c for c in conflicts_of(config) if c["key_id"] == customer_1[0].key.id]
+        if mutant:
+            assert not conflicts, "the defect went unnoticed: a conflict was logged without reading the stream"
+            return
+        assert conflicts, "the late delete was overwritten without a conflict"
+        assert live(old) == live(new)
+        assert sync_once(config, endpoints, namespace, verify=True).datasets["customers"].converged
+        audit = [e for e in AuditTrail(audit_path(Path(config.state_dir))).entries() if e["kind"] == "late-writes"]
+        assert audit and audit[0]["payload"]["replica"] == PRIMARY and audit[0]["payload"]["recovered"] == 2, audit

@@ -145,6 +145,16 @@ class StateStore:
         return {int(r["epoch"]) for r in self.db.rows(
             "SELECT epoch FROM primary_history WHERE dataset=? AND location=?", (dataset, location))}
 
+    def demoted_since(self, dataset: str, location: str) -> float | None:
+        """When ``location`` last stopped being the primary of ``dataset`` (this host's clock).
+
+        ``None`` when it never was the primary, or still is.
+        """
+        row = self.db.one("SELECT MIN(started_at) AS at FROM primary_history WHERE dataset=? AND epoch > "
+                          "(SELECT MAX(epoch) FROM primary_history WHERE dataset=? AND location=?)",
+                          (dataset, dataset, location))
+        return float(row["at"]) if row is not None and row["at"] is not None else None
+
     def set_primary(self, dataset: str, location: str, *, fence: bool = True) -> PrimaryPointer:
         """Point ``dataset`` at a new primary and bump the epoch (used by failover).
 

@@ -36,6 +36,7 @@ from mcrepl.policies.routing import RecordRouter, allowed_at
 from .settling import Settling
 from .writer import state_of
 from .merge import union_vector
+from .late_writes import LATE_WRITES, LateWriteWatch
 from .recovery import is_late, late_change, recover
 from .report import VerifySummary
 from .resolution import settle
@@ -190,13 +191,16 @@ class AntiEntropy:
                 reasons.setdefault(d.key_id, f"{d.kind.value} on {d.other}")
         schema = self.adapters[self.primary].target.key_schema
         keys = sorted(reasons)
+        former = {loc for loc in self.adapters if loc != self.primary and self.state.epochs_of(self.dataset, loc)}
+        if log_late:
+            for loc in sorted(former):
+                self._catch_up(loc)              # late writes from change logs first, in order (.late_writes)
         heads = self.state.log.heads(self.dataset, keys)
         head_seq, horizon = self.state.log.head(self.dataset), self.state.log.horizon(self.dataset)
         # a lane behind the log's horizon delivers nothing more: the entries it lacks are gone
         # (a forced promotion's target, a replica silent past max_replica_outage)
         lagging = {loc for loc in self.adapters
                    if horizon <= self.state.lanes.get(self.dataset, loc).offset < head_seq}
-        former = {loc for loc in self.adapters if loc != self.primary and self.state.epochs_of(self.dataset, loc)}
         for n, key_id in enumerate(keys):
             if self.should_stop():
                 plan.unexamined = len(keys) - n
@@ -249,10 +253,21 @@ class AntiEntropy:
             if is_late(stored[loc], state_of(stored[loc], candidates), head):
                 if not log_late:
                     return True
+                if key.id in (self._catch_up(loc) or ()):
+                    found = True                 # read from its change log, in order (see .late_writes)
+                    continue
                 target = self.adapters[loc].target
                 found |= bool(recover(self.state, target, self.settling, [late_change(Record(key, None),
-                                                                                       stored[loc])], None, {}))
+                                                                                       stored[loc])], None, {},
+                                      audit=LATE_WRITES))
         return found
+
+    def _catch_up(self, location: str) -> set[str] | None:
+        """The keys of late writes just logged from ``location``'s change log (``None``: it is not watched)."""
+        adapter = self.adapters[location]
+        watch = LateWriteWatch(self.state, adapter.target, adapter, self.settling, self.config.sync.batch_size,
+                               self.config.sync.late_write_watch.total_seconds())
+        return watch.catch_up(self.state.lanes.get(self.dataset, location).offset) if watch.active else None
 
     def _as_logged(self, location: str, record: Record | None) -> Record | None:
         if record is None or meta_if_valid(record) is None:

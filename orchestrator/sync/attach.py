@@ -39,7 +39,7 @@ from mcrepl.orchestrator.state import StateStore
 
 from .lane import LaneApplier
 from .merge import union_vector
-from .recovery import recover as recover_changes
+from .recovery import drain_change_log, recover as recover_changes
 from .writer import Written, counts_of
 
 log = logging.getLogger("mcrepl.sync.attach")
@@ -185,20 +185,12 @@ def _drain_change_log(lane: LaneApplier, cursor: dict | None, result: AttachResu
     starts with a table scan answers with scanned pages, and the caller scans instead.
     """
     state, ds, location = lane.state, lane.target.dataset, lane.target.replica
-    upto = state.lanes.get(ds, location).offset
-    while True:
-        page = lane.adapter.capture_changes(cursor, limit=lane.batch_size)
-        if page.scanned:
-            return False                         # the position is gone: the adapter fell back to a scan
-        with state.transaction():
-            for error in page.rejected:
-                state.journal.add_quarantine(ds, location, "capture", error.located(dataset=ds, target=location))
-        _recover(lane, page.changes, upto, result)
-        cursor = page.cursor
-        with state.transaction():
-            state.log.save_cursor(ds, location, cursor)
-        if not page.more:
-            return True
+    recovered = drain_change_log(state, lane.target, lane.adapter, lane.settling, cursor,
+                                 state.lanes.get(ds, location).offset, result.recovered_heads, lane.batch_size)
+    if recovered is None:
+        return False                             # the position is gone: the adapter fell back to a scan
+    result.recovered += len(recovered)
+    return True
 
 
 def _recover(lane: LaneApplier, changes: list, upto: int, result: AttachResult) -> None:  # type: ignore[type-arg]

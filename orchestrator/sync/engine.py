@@ -277,7 +277,8 @@ class SyncEngine:
     def lane_applier(self, target: ReplicaTarget, settling: Settling, *, is_primary: bool = False) -> LaneApplier:
         """The applier of ``target``'s lane (its adapter opened on first use)."""
         applier = LaneApplier(target, self.unit_adapter(target), self.state, self.router,
-                              self.config.sync.batch_size, settling, is_primary=is_primary, metrics=self.metrics)
+                              self.config.sync.batch_size, settling, is_primary=is_primary, metrics=self.metrics,
+                              late_write_watch_s=self.config.sync.late_write_watch.total_seconds())
         applier.arrivals = self.heartbeat_arrivals
         return applier
 

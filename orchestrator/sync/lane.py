@@ -27,6 +27,7 @@ from mcrepl.orchestrator.state import ConflictRow, LogEntry, StateStore
 from mcrepl.policies.routing import RecordRouter
 
 from .heartbeat import HeartbeatArrivals, uncount
+from .late_writes import LATE_WRITES, LateWriteWatch
 from .recovery import recover
 from .resolution import settle
 from .settling import Settling
@@ -52,7 +53,7 @@ class LaneApplier:
 
     def __init__(self, target: ReplicaTarget, adapter: ReplicaAdapter, state: StateStore,
                  router: RecordRouter, batch_size: int, settling: Settling, *, is_primary: bool = False,
-                 metrics: Any = None) -> None:
+                 metrics: Any = None, late_write_watch_s: float = 0.0) -> None:
         self.target = target
         self.adapter = adapter
         self.state = state
@@ -71,19 +72,29 @@ class LaneApplier:
                                      if is_primary else None, is_primary=is_primary,
                                      former_primary=bool(state.epochs_of(ds, location)),
                                      heads=lambda ids: state.log.heads(ds, ids))
+        self.watch = LateWriteWatch(state, target, adapter, settling, batch_size, late_write_watch_s) \
+            if self.writer.former_primary else None
 
     @traced(*LANE_BATCH_SPAN)
     def apply_next(self, offset: int) -> BatchOutcome | None:
         """Apply the window after ``offset``; ``None`` when the lane is at the log head."""
         ds, location = self.target.dataset, self.target.replica
+        watch = self.watch if self.watch is not None and self.watch.active else None
+        if watch is not None:
+            watch.catch_up(offset)                # before writing there again (see .late_writes)
         entries, end = self.state.log.read(ds, offset, self.batch_size, skip_from=location)
         if end <= offset:
             return None
         written = self.writer.write([e.record for e in entries]) if entries else []
         late = [w.late for w in written if w.late is not None]
         if late:
-            # logged before the window commits: replayed after a crash, the writer finds them known
-            recover(self.state, self.target, self.settling, late, offset, {})
+            # logged before the window commits: replayed after a crash, the writer finds them known.
+            # At a watched location they are read from its change log, in the order the store took
+            # them; the item itself is logged only where that log showed nothing new for the key
+            logged = watch.catch_up(offset) if watch is not None else None
+            rest = [c for c in late if logged is None or c.record.key.id not in logged]
+            if rest:
+                recover(self.state, self.target, self.settling, rest, offset, {}, audit=LATE_WRITES)
         counts = counts_of(written)
         uncount(entries, written, counts)
         self._retract(entries, written, counts)

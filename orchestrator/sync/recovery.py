@@ -17,38 +17,50 @@ from __future__ import annotations
 import dataclasses
 from typing import Mapping, Sequence
 
-from mcrepl.adapters.base import (Change, Record, ReplicaTarget, ReplicationMeta, Version, meta_if_valid,
-                                  tombstone_of, vector_dominates)
+from mcrepl.adapters.base import (Change, Cursor, Record, ReplicaAdapter, ReplicaTarget, ReplicationMeta, Version,
+                                  meta_if_valid, tombstone_of, vector_dominates)
 from mcrepl.orchestrator.state import StateStore
 from mcrepl.orchestrator.state.log import Captured
 
 from .merge import union_vector
 from .settling import Settling
 
+#: keys named in a late-write audit entry (its count covers them all)
+MAX_AUDITED_KEYS = 100
+
 
 def recover(state: StateStore, target: ReplicaTarget, settling: Settling, changes: Sequence[Change],
-            upto: int | None, recovered_heads: dict[str, ReplicationMeta]) -> list[Record]:
+            upto: int | None, recovered_heads: dict[str, ReplicationMeta], *,
+            audit: str | None = None) -> list[Record]:
     """Append every change the log has not seen, in order; returns the versions appended.
 
     ``recovered_heads`` carries what earlier calls of the same reconciliation recovered
-    (a key changed twice extends its own version) and is updated.
+    (a key changed twice extends its own version) and is updated. With ``audit``, an
+    audit entry of that kind naming the keys commits with the versions appended.
     """
     ds, location = target.dataset, target.replica
     keys = [c.record.key for c in changes]
     heads = state.log.heads(ds, (k.id for k in keys))
     held = state.log.held_at(ds, keys, location, upto) | {
         k.id: recovered_heads[k.id] for k in keys if k.id in recovered_heads}
+    # versions the log holds are mcrepl's own deliveries (or captures) coming back: never new,
+    # even where the key's head has moved to a version that has not seen them (a late write
+    # recovered just before, from the same change log, is not their successor's history)
+    logged = state.log.logged_versions(ds, [c.record for c in changes
+                                            if not c.native_delete and meta_if_valid(c.record) is not None])
     appended: list[Record] = []
     for change in changes:
         key_id = change.record.key.id
-        found = unlogged_version(target, settling, change, heads.get(key_id), change.previous or held.get(key_id))
+        valid = meta_if_valid(change.record)
+        delivered = valid is not None and (key_id, valid.version.token) in logged
+        found = None if delivered else unlogged_version(target, settling, change, heads.get(key_id),
+                                                        change.previous or held.get(key_id))
         if found is not None and found.meta is not None:
             appended.append(found)
             heads[key_id] = held[key_id] = recovered_heads[key_id] = found.meta
             continue
         # nothing new: one of mcrepl's own deliveries is what the next change of the key replaced
         # (a native state equal to the head's is not the head's history: what was held stays)
-        valid = meta_if_valid(change.record)
         if valid is not None:
             held[key_id] = recovered_heads[key_id] = valid
     if appended:
@@ -57,7 +69,36 @@ def recover(state: StateStore, target: ReplicaTarget, settling: Settling, change
             state.save_clock(settling.clock.state)
             state.log.append_recovered(ds, appended, location=location, epoch=settling.epoch)
             state.log.note_held(ds, location, appended)
+            if audit is not None:
+                state.audit.add(audit, {"dataset": ds, "replica": location, "recovered": len(appended),
+                                        "keys": sorted({r.key.id for r in appended})[:MAX_AUDITED_KEYS]})
     return appended
+
+
+def drain_change_log(state: StateStore, target: ReplicaTarget, adapter: ReplicaAdapter, settling: Settling,
+                     cursor: Cursor | None, upto: int, recovered_heads: dict[str, ReplicationMeta], batch_size: int,
+                     *, audit: str | None = None) -> list[Record] | None:
+    """Read a location's change log from ``cursor`` to its end, logging every change the log has not seen.
+
+    The cursor is saved after each page (a page read again after a crash finds its changes
+    logged). Returns the versions logged; ``None`` when the position is gone (the adapter
+    answered with a scan), with nothing logged from that answer.
+    """
+    ds, location = target.dataset, target.replica
+    logged: list[Record] = []
+    while True:
+        page = adapter.capture_changes(cursor, limit=batch_size)
+        if page.scanned:
+            return None
+        with state.transaction():
+            for error in page.rejected:
+                state.journal.add_quarantine(ds, location, "capture", error.located(dataset=ds, target=location))
+        logged += recover(state, target, settling, page.changes, upto, recovered_heads, audit=audit)
+        cursor = page.cursor
+        with state.transaction():
+            state.log.save_cursor(ds, location, cursor)
+        if not page.more:
+            return logged
 
 
 def unlogged_version(target: ReplicaTarget, settling: Settling, change: Change, head: ReplicationMeta | None,
@@ -125,4 +166,4 @@ def late_change(key_record: Record, stored: Record | None) -> Change:
     return Change(stored)
 
 
-__all__ = ["is_late", "late_change", "recover", "stamp_native", "unlogged_version"]
+__all__ = ["drain_change_log", "is_late", "late_change", "recover", "stamp_native", "unlogged_version"]

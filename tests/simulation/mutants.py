@@ -182,7 +182,13 @@ def _verify_trusts_the_lanes() -> ContextManager[Any]:
 # -- found by the simulation ------------------------------------------------------------------
 
 def _late_writes_overwritten() -> ContextManager[Any]:
-    return mock.patch("mcrepl.orchestrator.sync.writer.is_late", lambda stored, known, head: False)
+    return _patches(mock.patch("mcrepl.orchestrator.sync.writer.is_late", lambda stored, known, head: False),
+                    _late_write_watch_off())
+
+
+def _late_write_watch_off() -> ContextManager[Any]:
+    from mcrepl.orchestrator.sync.late_writes import LateWriteWatch
+    return mock.patch.object(LateWriteWatch, "_within", lambda self, window_s: False)
 
 
 def _content_age_ignored() -> ContextManager[Any]:
@@ -227,6 +233,11 @@ MUTANTS: dict[str, Mutant] = {m.name: m for m in [
            _verify_trusts_the_lanes),
     Mutant("sim-late-writes", "a demoted primary's writes after its rejoin are overwritten",
            _late_writes_overwritten, steps=60),
+    # a late write the application deleted again leaves the old primary as mcrepl left it:
+    # only its change log shows the pair (follow seed 50977 found it)
+    Mutant("sim-late-write-watch-off", "a former primary's change log is not read after its rejoin, so a late "
+           "write removed again by a late delete is overwritten unseen", _late_write_watch_off, steps=60,
+           seeds=range(50977, 50978), follow=True),
     Mutant("sim-content-age", "a settlement's re-stamped body wins last-writer-wins over writes that saw it",
            _content_age_ignored, steps=60),
     # since anti-entropy repairs among the copies that answer, seeds 0-149 heal what this defect

@@ -36,7 +36,7 @@ FOLLOW_SEEDS = range(50_000, 50_000 + SEEDS // 4)
 #: recorded what it did not copy — see CaptureLog.mark_unheld); 190: anti-entropy among the copies
 #: that answered re-stamped a primary's native item that the log already held, and the new
 #: version beat a later write that had seen the logged one (see AntiEntropy._resolve)
-KNOWN_HARD = [(157, True), (157, False), (327, True), (190, False)]
+KNOWN_HARD = [(157, True), (157, False), (327, True), (190, False), (50977, True)]
 
 
 def run_seed(seed: int, tmp: Path, steps: int = STEPS, follow: bool | None = None) -> list[str]:
