@@ -344,8 +344,9 @@ class CaptureLog:
     def mark_unheld(self, dataset: str, location: str, upto_seq: int) -> None:
         """Before a backfill: every live key logged up to ``upto_seq`` is *not* known held at ``location``.
 
-        A backfilled lane starts at ``upto_seq``, which otherwise says the location received
-        every entry up to there. The backfill copies only what the primary holds in the state
+        ``upto_seq`` is where the backfilled lane starts, or the log's horizon when that is
+        later (the lane cannot deliver entries the log no longer holds); the lane's offset
+        otherwise says the location received every entry up to there. The backfill copies only what the primary holds in the state
         the log records; a key the primary holds older (a forced promotion onto a location
         that missed entries the log no longer has) or lacks gets nothing there, and taking it
         for held would let a write there pass for a successor of a version it never saw, or

@@ -250,7 +250,8 @@ class AntiEntropy:
             candidates = self.state.log.known_at(self.dataset, loc, [key.id]).get(key.id, [])
             if not candidates and stored[loc] is None:
                 continue
-            if is_late(stored[loc], state_of(stored[loc], candidates), head):
+            if is_late(stored[loc], state_of(stored[loc], candidates), head,
+                       lambda record: bool(self.state.log.logged_versions(self.dataset, [record]))):
                 if not log_late:
                     return True
                 if key.id in (self._catch_up(loc) or ()):

@@ -96,7 +96,9 @@ def backfill(lane: LaneApplier, primary: ReplicaAdapter, epoch: int, *, kind: st
     state, ds = lane.state, lane.target.dataset
     result = result or AttachResult(kind, _start(state, ds, primary.target.replica))
     with state.transaction():
-        state.log.mark_unheld(ds, lane.target.replica, result.start_offset)
+        # up to the horizon too: a lane starting below it (the primary's own lane lags, as after
+        # a forced promotion) cannot deliver the entries the log no longer holds
+        state.log.mark_unheld(ds, lane.target.replica, max(result.start_offset, state.log.horizon(ds)))
     for page in full_read(primary, lane.batch_size, state):
         heads = state.log.heads(ds, (c.record.key.id for c in page.changes))
         batch: list[Record] = []

@@ -71,7 +71,8 @@ class LaneApplier:
                                      delivered=(lambda recs: state.log.note_delivered(ds, location, recs))
                                      if is_primary else None, is_primary=is_primary,
                                      former_primary=bool(state.epochs_of(ds, location)),
-                                     heads=lambda ids: state.log.heads(ds, ids))
+                                     heads=lambda ids: state.log.heads(ds, ids),
+                                     logged=lambda records: state.log.logged_versions(ds, records))
         self.watch = LateWriteWatch(state, target, adapter, settling, batch_size, late_write_watch_s) \
             if self.writer.former_primary else None
 

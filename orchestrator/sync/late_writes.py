@@ -60,6 +60,8 @@ class LateWriteWatch:
         ``upto``: the location holds everything logged up to there (its lane's offset).
         """
         ds, location = self.target.dataset, self.target.replica
+        # on from the location's capture cursor (where its rejoin left it): one position per
+        # location, so no change is read twice — a native change read again would be logged again
         cursor = self.state.log.cursor(ds, location)
         found = None if cursor is None else drain_change_log(self.state, self.target, self.adapter, self.settling,
                                                              cursor, upto, {}, self.batch_size, audit=LATE_WRITES)

@@ -15,7 +15,7 @@ every other location, where it settles against whatever happened there meanwhile
 from __future__ import annotations
 
 import dataclasses
-from typing import Mapping, Sequence
+from typing import Callable, Mapping, Sequence
 
 from mcrepl.adapters.base import (Change, Cursor, Record, ReplicaAdapter, ReplicaTarget, ReplicationMeta, Version,
                                   meta_if_valid, tombstone_of, vector_dominates)
@@ -145,18 +145,25 @@ def stamp_native(target: ReplicaTarget, change: Change, version: Version, vector
     return dataclasses.replace(stamped, meta=dataclasses.replace(stamped.meta, written_ms=change.observed_ms))
 
 
-def is_late(stored: Record | None, known: Captured | None, head: ReplicationMeta | None) -> bool:
+def is_late(stored: Record | None, known: Captured | None, head: ReplicationMeta | None,
+            logged: Callable[[Record], bool] = lambda record: False) -> bool:
     """Whether a former primary's item is a write it took after its rejoin (one mcrepl did not make).
 
     ``known`` is the state mcrepl recorded there that the item matches, if any (see
-    :func:`.writer.state_of`); ``head`` is the log's version of the key.
+    :func:`.writer.state_of`); ``head`` is the log's version of the key; ``logged`` tells
+    whether the log holds a version (asked only when the head cannot tell).
     """
     if known is not None:
         return False
     meta = meta_if_valid(stored) if stored is not None else None
-    # a versioned item the log has (or has seen past) is one of mcrepl's deliveries
-    return meta is None or head is None or not (head.version == meta.version
-                                                or vector_dominates(head.vector, meta.vector))
+    if meta is None:
+        return True
+    # a versioned item the log has (or has seen past) is one of mcrepl's deliveries — also one
+    # the head has not seen: a settlement delivered there that a later entry is concurrent with
+    if head is not None and (head.version == meta.version or vector_dominates(head.vector, meta.vector)):
+        return False
+    assert stored is not None
+    return not logged(stored)
 
 
 def late_change(key_record: Record, stored: Record | None) -> Change:

@@ -61,7 +61,8 @@ class LocationWriter:
     into the log, newer than anything mcrepl could send; ``delivered`` is told what landed
     there. At a ``former_primary`` it reads each key first too: an item mcrepl did not
     write there is a late write, handed back (:attr:`Written.late`) to be logged, not
-    overwritten; ``heads`` gives the log's versions that tell mcrepl's own items apart.
+    overwritten; ``heads`` and ``logged`` (the versions the log holds) tell mcrepl's own items
+    apart.
     """
 
     def __init__(self, dataset: str, location: str, adapter: ReplicaAdapter, router: RecordRouter,
@@ -69,7 +70,8 @@ class LocationWriter:
                  captured: Callable[[list[str]], dict[str, list[Captured]]] | None = None,
                  delivered: Callable[[list[Record]], None] | None = None, is_primary: bool = False,
                  former_primary: bool = False,
-                 heads: Callable[[list[str]], dict[str, ReplicationMeta]] | None = None) -> None:
+                 heads: Callable[[list[str]], dict[str, ReplicationMeta]] | None = None,
+                 logged: Callable[[list[Record]], set[tuple[str, str]]] | None = None) -> None:
         self.dataset = dataset
         self.location = location
         self.adapter = adapter
@@ -80,6 +82,7 @@ class LocationWriter:
         self.is_primary = is_primary
         self.former_primary = former_primary and not is_primary
         self.heads = heads
+        self.logged = logged
 
     def write(self, records: Sequence[Record]) -> list[Written]:
         """Route, pad and apply ``records``; one :class:`Written` per record, in order."""
@@ -112,6 +115,10 @@ class LocationWriter:
             self.delivered([records[i] for (i, _), r in zip(sending, results)
                             if r.outcome in (ApplyOutcome.APPLIED, ApplyOutcome.REPLAYED)])
         return [w for w in out if w is not None]
+
+    def _logged(self, record: Record) -> bool:
+        """Whether the log holds ``record``'s version (then it is one of mcrepl's own items)."""
+        return self.logged is not None and bool(self.logged([record]))
 
     def _decide_native(self, sending: list[tuple[int, Record]], out: list[Written | None],
                        records: Sequence[Record]) -> list[tuple[int, Record]]:
@@ -150,7 +157,7 @@ class LocationWriter:
                 continue
             stored = found[i]
             match = state_of(stored, candidates)
-            if self.former_primary and is_late(stored, match, head_of(record.key.id)):
+            if self.former_primary and is_late(stored, match, head_of(record.key.id), self._logged):
                 # an application still writing to the demoted primary: log it, never overwrite it
                 out[i] = Written(records[i], deferred=True, late=late_change(record, stored))
                 continue

@@ -182,7 +182,7 @@ def _verify_trusts_the_lanes() -> ContextManager[Any]:
 # -- found by the simulation ------------------------------------------------------------------
 
 def _late_writes_overwritten() -> ContextManager[Any]:
-    return _patches(mock.patch("mcrepl.orchestrator.sync.writer.is_late", lambda stored, known, head: False),
+    return _patches(mock.patch("mcrepl.orchestrator.sync.writer.is_late", lambda *args: False),
                     _late_write_watch_off())
 
 
