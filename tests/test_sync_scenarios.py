@@ -776,3 +776,63 @@ def test_12_a_late_write_deleted_again_at_the_rejoined_old_primary_is_settled_no
         assert sync_once(config, endpoints, namespace, verify=True).datasets["customers"].converged
         audit = [e for e in AuditTrail(audit_path(Path(config.state_dir))).entries() if e["kind"] == "late-writes"]
         assert audit and audit[0]["payload"]["replica"] == PRIMARY and audit[0]["payload"]["recovered"] == 2, audit
+
+
+# -- 13: a delete at a listing-captured primary, compared before capture read it -------------
+
+@pytest.mark.parametrize("reverted_fix", [False, True], ids=["fixed", "refilled-at-once"])
+def test_13_a_delete_at_a_gcs_primary_that_capture_has_not_listed_is_not_refilled(
+        tmp_path: Path, endpoints: dict[str, str], namespace: str, reverted_fix: bool) -> None:
+    """GCS is the primary (its capture compares listings). A customer is deleted there just before
+    an operator runs ``mcrepl repair``: to the comparison the object is missing while the log says
+    it is live, which is also what a lost object looks like. Refilling it would hide the delete
+    from every later listing. The repair leaves it (not converged); the next pass lists the delete
+    and it reaches DynamoDB; a key that stays missing through two complete listings is refilled."""
+    config = emulator_config(tmp_path, primary=GCS, replicas=[PRIMARY])
+    # the fix reverted: an absence at the primary is taken for a loss at once, as before
+    at_once = mock.patch.object(AntiEntropy, "_absence_confirmed", lambda self, key_id, head: True)
+    with opened(config, endpoints, namespace) as stores, at_once if reverted_fix else contextlib.nullcontext():
+        gcs, dynamo = stores[GCS], stores[PRIMARY]
+        gcs.write_native(docs(range(3)))
+        assert sync_once(config, endpoints, namespace).ok
+        assert set(live(dynamo)) == {r.key.id for r in docs(range(3))}
+        gcs.delete_native(keys([1]))
+        state = state_of(config)
+        engine = SyncEngine(config, state, local_endpoints=endpoints, namespace=namespace)
+        try:
+            _, verdict = engine.repair("customers")
+        finally:
+            engine.close()
+            state.close()
+        sync_once(config, endpoints, namespace)
+        deleted = keys([1])[0].id not in live(gcs) and keys([1])[0].id not in live(dynamo)
+        if reverted_fix:
+            assert not deleted, "the defect went unnoticed: the delete survived the refill"
+            return
+        assert not verdict.converged and deleted, (verdict, live(gcs), live(dynamo))
+        assert sync_once(config, endpoints, namespace, verify=True).datasets["customers"].converged
+
+
+def test_13_an_object_a_gcs_primary_never_had_is_refilled_once_two_listings_report_no_delete(
+        tmp_path: Path, endpoints: dict[str, str], namespace: str) -> None:
+    """GCS, promoted by force, lacks a customer the log says is live (it was lost there before
+    the promotion). Its listings never report a delete for it, so verify refills it — not on the
+    first comparison, which cannot tell it from a delete not yet listed, but once two complete
+    listings after it have reported none."""
+    config = emulator_config(tmp_path, replicas=[GCS])
+    with opened(config, endpoints, namespace) as stores:
+        dynamo, gcs = stores[PRIMARY], stores[GCS]
+        dynamo.write_native(docs(range(3)))
+        assert sync_once(config, endpoints, namespace).ok
+        gcs.delete_native(keys([2]))                      # lost at the replica, outside mcrepl
+        state = state_of(config)
+        engine = SyncEngine(config, state, local_endpoints=endpoints, namespace=namespace)
+        try:
+            engine.promote("customers", GCS, force=True)
+        finally:
+            engine.close()
+            state.close()
+        verdicts = [sync_once(config, endpoints, namespace, verify=True).datasets["customers"].converged
+                    for _ in range(3)]
+        assert verdicts[0] is False and verdicts[-1] is True, verdicts
+        assert live(gcs) == live(dynamo) and keys([2])[0].id in live(gcs)

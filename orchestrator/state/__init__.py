@@ -192,6 +192,10 @@ class StateStore:
         """Store a named value."""
         self.db.execute("INSERT OR REPLACE INTO meta(name, value) VALUES (?,?)", (name, value))
 
+    def clear_meta(self, name: str) -> None:
+        """Forget a named value."""
+        self.db.execute("DELETE FROM meta WHERE name=?", (name,))
+
     def mark_dataset_purged(self, dataset: str) -> None:
         """Remember when the dataset's tombstones were last purged."""
         with self.db.transaction() as conn:

@@ -82,7 +82,7 @@ CREATE TABLE IF NOT EXISTS partition_leases (
 # columns added since schema 1 (ALTER TABLE ADD COLUMN keeps existing rows and checkpoints)
 _ADDED_COLUMNS: dict[str, list[tuple[str, str]]] = {
     "datasets": [("horizon_seq", "INTEGER NOT NULL DEFAULT 0"), ("origins", "TEXT NOT NULL DEFAULT '[]'"),
-                 ("verify_requested_at", "REAL")],
+                 ("verify_requested_at", "REAL"), ("capture_drains", "INTEGER NOT NULL DEFAULT 0")],
     "capture_log": [("source", "TEXT NOT NULL DEFAULT 'capture'"), ("location", "TEXT"),
                     ("epoch", "INTEGER NOT NULL DEFAULT 0"), ("retract", "TEXT")],
     "heads": [("tombstone", "INTEGER NOT NULL DEFAULT 0"), ("wall_ms", "INTEGER NOT NULL DEFAULT 0"),

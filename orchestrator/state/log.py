@@ -570,6 +570,15 @@ class CaptureLog:
         row = self._db.one("SELECT COUNT(*) AS n FROM capture_log WHERE dataset=?", (dataset,))
         return int(row["n"]) if row else 0
 
+    def note_drained(self, dataset: str) -> None:
+        """Capture read the primary to its end (a page with no more after it)."""
+        self._db.execute("UPDATE datasets SET capture_drains=capture_drains+1 WHERE dataset=?", (dataset,))
+
+    def drains(self, dataset: str) -> int:
+        """How many times capture has read the primary to its end (see :meth:`note_drained`)."""
+        row = self._db.one("SELECT capture_drains FROM datasets WHERE dataset=?", (dataset,))
+        return int(row["capture_drains"]) if row else 0
+
     def totals(self, dataset: str) -> dict[str, Any]:
         """Cumulative capture counters and times for ``dataset``."""
         row = self._db.one("SELECT head_seq, captured_total, echo_total, last_capture_at, last_purge_at "

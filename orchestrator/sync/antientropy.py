@@ -312,6 +312,30 @@ class AntiEntropy:
         return (head is not None and not head.tombstone
                 and self.adapters[self.primary].capabilities.capture_sees_deletes)
 
+    def _absence_confirmed(self, key_id: str, head: ReplicationMeta) -> bool:
+        """Whether an absence at the primary, where the log says live, is a loss and not a delete.
+
+        A store whose capture reads a change log reports a delete there later whatever is
+        written meanwhile, and the delete wins over the refill. A capture that compares
+        listings (GCS, S3) only sees a delete if the object is still gone when it lists it:
+        refilled first, the delete would never be seen. So there the refill waits until two
+        complete listings after the absence was first found have reported no delete (the
+        first may have passed the key before the delete was made); the key stays a
+        difference until then.
+        """
+        if self.adapters[self.primary].capabilities.incremental_capture:
+            return True
+        name = f"absent-at-primary:{self.dataset}:{key_id}"
+        drains = self.state.log.drains(self.dataset)
+        token, _, since = (self.state.get_meta(name) or "").rpartition("@")
+        if token == head.version.token:
+            if drains >= int(since) + 2:
+                self.state.clear_meta(name)
+                return True
+            return False
+        self.state.set_meta(name, f"{head.version.token}@{drains}")
+        return False
+
     @staticmethod
     def _newest(stored: Mapping[str, Record | None], versions: Mapping[str, Record],
                 head: ReplicationMeta | None) -> Record | None:
@@ -349,6 +373,9 @@ class AntiEntropy:
         if ref is None and self._primary_lost(head):
             # the log says live and the primary's capture would have reported a delete: the
             # primary lost the record (restored from a backup, wiped): refill it, never delete it
+            key_id = next((r.key.id for r in stored.values() if r is not None), None)
+            if head is None or key_id is None or not self._absence_confirmed(key_id, head):
+                return None                     # a delete capture has not listed yet, maybe: wait
             found = self._newest(stored, versions, head)
             if found is not None:
                 self._lost_at_primary.append(found.key.id)

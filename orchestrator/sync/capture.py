@@ -132,6 +132,8 @@ class PageCapturer:
             self.state.log.commit_page(ds, location, self.epoch, records, page.cursor, echoes=result.echoes,
                                        allowed=allowed, retract=retract)
             self.state.log.note_read(ds, location, list(read_back.values()))
+            if not page.more:
+                self.state.log.note_drained(ds)
             self.state.save_clock(self.clock.state)
             if records or page.rejected:
                 self.state.audit.add("capture", {"dataset": ds, "location": location, "epoch": self.epoch,
