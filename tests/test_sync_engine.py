@@ -17,7 +17,7 @@ import pytest
 import dataclasses
 import time
 
-from mcrepl.adapters.base import KeyAttribute, KeySchema, Record, Version, document
+from mcrepl.adapters.base import AdapterError, KeyAttribute, KeySchema, Record, Version, document
 from mcrepl.adapters.memory import MemoryAdapter
 from mcrepl.orchestrator.hlc import HybridLogicalClock
 from mcrepl.orchestrator.state import StateStore
@@ -593,5 +593,32 @@ def test_a_late_write_watch_that_lost_its_position_resumes_from_the_current_one(
     new.write_native([document(schema, customer(1, tier=8))])
     assert engine.run_once().ok
     assert [c["key_id"] for c in state.journal.conflicts("customers")] == ["c00001"]
+    engine.close()
+    state.close()
+
+
+def test_a_late_write_watch_that_cannot_read_the_change_log_never_holds_up_the_lane(
+        tmp_path: Path, world: MemoryWorld, caplog: pytest.LogCaptureFixture) -> None:
+    """The old primary's change log refuses to be read (its stream turned off, say): the lane
+    still delivers there, with a warning; late writes are found as the writer meets them."""
+    config = make_config(tmp_path)
+    state = StateStore(tmp_path / "state.db")
+    schema = config.datasets["customers"].key_schema()
+    _seed(config, world, 3)
+    engine = _engine(config, state, world)
+    assert engine.run_once().ok
+    engine.promote("customers", GCS, force=True)
+    assert engine.run_once().ok                          # the old primary rejoins
+    old = world.adapter(config, PRIMARY)
+
+    def stream_off(calls: int) -> None:
+        raise AdapterError("the table has no stream (StreamSpecification.StreamEnabled is false)",
+                           replica=PRIMARY, operation="capture")
+    old.before_capture = stream_off
+    world.adapter(config, GCS).write_native([document(schema, customer(2, tier=5))])
+    with caplog.at_level("WARNING", logger="mcrepl.sync.late_writes"):
+        report = engine.run_once()
+    assert report.ok and report.datasets["customers"].lanes[PRIMARY].applied == 1
+    assert "could not be read" in caplog.text
     engine.close()
     state.close()

@@ -22,7 +22,7 @@ from __future__ import annotations
 
 import logging
 
-from mcrepl.adapters.base import ReplicaAdapter, ReplicaTarget
+from mcrepl.adapters.base import AdapterError, ReplicaAdapter, ReplicaTarget, UnavailableError
 from mcrepl.orchestrator.state import StateStore
 
 from .recovery import drain_change_log
@@ -63,15 +63,26 @@ class LateWriteWatch:
         # on from the location's capture cursor (where its rejoin left it): one position per
         # location, so no change is read twice — a native change read again would be logged again
         cursor = self.state.log.cursor(ds, location)
-        found = None if cursor is None else drain_change_log(self.state, self.target, self.adapter, self.settling,
-                                                             cursor, upto, {}, self.batch_size, audit=LATE_WRITES)
-        if found is None:
-            # the change log no longer reaches back to the cursor (or there is none): read it from
-            # here on; a change made in between is found when a lane meets it, or by anti-entropy
-            with self.state.transaction():
-                self.state.log.save_cursor(ds, location, self.adapter.current_cursor())
-            log.warning("%s at %s: the former primary's change log could not be read from where it was left; "
-                        "late writes are watched from now on (anti-entropy finds what landed before)", ds, location)
+        try:
+            found = None if cursor is None else drain_change_log(
+                self.state, self.target, self.adapter, self.settling, cursor, upto, {}, self.batch_size,
+                audit=LATE_WRITES)
+            if found is None:
+                # the change log no longer reaches back to the cursor (or there is none): read it
+                # from here on; a change made in between is found when a lane meets it, or by anti-entropy
+                with self.state.transaction():
+                    self.state.log.save_cursor(ds, location, self.adapter.current_cursor())
+                log.warning("%s at %s: the former primary's change log could not be read from where it was "
+                            "left; late writes are watched from now on (anti-entropy finds what landed before)",
+                            ds, location)
+                return None
+        except AdapterError as exc:
+            if isinstance(exc, UnavailableError):
+                raise                             # the store does not answer: the lane's write would fail too
+            # otherwise the watch never holds up the lane (its stream turned off, say): this window's
+            # late writes are found as the writer meets them, and the next window reads on
+            log.warning("%s at %s: the former primary's change log could not be read (%s); late writes are "
+                        "found as the lane meets them until it can", ds, location, exc)
             return None
         if found:
             log.warning("%s at %s: %d late writes logged — changes the former primary took after its demotion; "
