@@ -800,6 +800,9 @@ def test_13_a_delete_at_a_gcs_primary_that_capture_has_not_listed_is_not_refille
         state = state_of(config)
         engine = SyncEngine(config, state, local_endpoints=endpoints, namespace=namespace)
         try:
+            engine.repair("customers", dry_run=True)
+            assert not state.db.rows("SELECT name FROM meta WHERE name LIKE 'absent-at-primary:%'"), \
+                "a dry run writes nothing to the state file"
             _, verdict = engine.repair("customers")
         finally:
             engine.close()

@@ -346,13 +346,14 @@ class CaptureLog:
 
         ``upto_seq`` is where the backfilled lane starts, or the log's horizon when that is
         later (the lane cannot deliver entries the log no longer holds); the lane's offset
-        otherwise says the location received every entry up to there. The backfill copies only what the primary holds in the state
-        the log records; a key the primary holds older (a forced promotion onto a location
-        that missed entries the log no longer has) or lacks gets nothing there, and taking it
-        for held would let a write there pass for a successor of a version it never saw, or
-        keep the primary's own lane from delivering it. :meth:`clear_unheld` removes the keys
-        the backfill did write; the rest stay unheld until a later entry of the key is logged
-        (the marks name the head's sequence number, so a newer head makes them void).
+        otherwise says the location received every entry up to there. The backfill copies
+        only what the primary holds in the state the log records; a key the primary holds
+        older (a forced promotion onto a location that missed entries the log no longer has)
+        or lacks gets nothing there, and taking it for held would let a write there pass for
+        a successor of a version it never saw, or keep the primary's own lane from
+        delivering it. :meth:`clear_unheld` removes the keys the backfill did write; the rest
+        stay unheld until a later entry of the key is logged (the marks name the head's
+        sequence number, so a newer head makes them void).
         """
         self._db.execute("DELETE FROM unheld WHERE dataset=? AND location=?", (dataset, location))
         self._db.execute("INSERT INTO unheld(dataset, location, key_id, seq) SELECT dataset, ?, key_id, seq "

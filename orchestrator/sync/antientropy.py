@@ -113,6 +113,8 @@ class AntiEntropy:
         #: asked between keys while planning (a follower's SIGTERM): a stop leaves the rest
         #: unexamined and writes nothing, so a drain never waits on key-by-key reads
         self.should_stop: Callable[[], bool] = lambda: False
+        #: whether planning may write to the state file (not for a dry run)
+        self._writes_state = True
 
     def compare(self) -> Any:
         """The policy-aware verify report of every location against the primary."""
@@ -185,6 +187,7 @@ class AntiEntropy:
         only counted, for a dry run).
         """
         plan = RepairPlan(self.dataset)
+        self._writes_state = log_late
         reasons: dict[str, str] = {}
         for pair in report.pairs:
             for d in pair.divergences:
@@ -329,11 +332,13 @@ class AntiEntropy:
         drains = self.state.log.drains(self.dataset)
         token, _, since = (self.state.get_meta(name) or "").rpartition("@")
         if token == head.version.token:
-            if drains >= int(since) + 2:
+            if drains < int(since) + 2:
+                return False
+            if self._writes_state:
                 self.state.clear_meta(name)
-                return True
-            return False
-        self.state.set_meta(name, f"{head.version.token}@{drains}")
+            return True
+        if self._writes_state:
+            self.state.set_meta(name, f"{head.version.token}@{drains}")
         return False
 
     @staticmethod
