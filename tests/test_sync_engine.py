@@ -545,6 +545,20 @@ def test_a_key_lookup_in_the_log_reads_that_keys_entries_not_the_whole_log(tmp_p
     assert long[1] <= 2 * short[1] + 5, f"latest: {short[1]} → {long[1]} steps for 8× the log"
 
 
+def _rejoined_after_forced_promotion(config, state, world, n: int,  # type: ignore[no-untyped-def]
+                                     before_promotion: Callable[[], None] | None = None) -> SyncEngine:
+    """``n`` customers replicated, GCS promoted by force, and a pass in which the old primary rejoins."""
+    _seed(config, world, n)
+    engine = _engine(config, state, world)
+    assert engine.run_once().ok
+    if before_promotion is not None:
+        before_promotion()
+        assert engine.run_once().ok
+    engine.promote("customers", GCS, force=True)
+    assert engine.run_once().ok                          # the old primary rejoins
+    return engine
+
+
 @pytest.mark.parametrize("window, watched", [("1h", True), ("0s", False)])
 def test_a_former_primarys_change_log_is_read_for_late_writes_only_within_the_watch(
         tmp_path: Path, world: MemoryWorld, window: str, watched: bool) -> None:
@@ -552,11 +566,7 @@ def test_a_former_primarys_change_log_is_read_for_late_writes_only_within_the_wa
     ``sync.late_write_watch`` after the demotion; after that (here: a window of 0) it is not."""
     config = make_config(tmp_path, sync={"late_write_watch": window})
     state = StateStore(tmp_path / "state.db")
-    _seed(config, world, 5)
-    engine = _engine(config, state, world)
-    assert engine.run_once().ok
-    engine.promote("customers", GCS, force=True)
-    assert engine.run_once().ok                          # the old primary rejoins
+    engine = _rejoined_after_forced_promotion(config, state, world, 5)
     old = world.adapter(config, PRIMARY)
     old.capture_calls = 0
     world.adapter(config, GCS).write_native([document(config.datasets["customers"].key_schema(), customer(1, tier=9))])
@@ -575,14 +585,9 @@ def test_a_late_write_watch_that_lost_its_position_resumes_from_the_current_one(
     config = make_config(tmp_path)
     state = StateStore(tmp_path / "state.db")
     schema = config.datasets["customers"].key_schema()
-    _seed(config, world, 3)
-    engine = _engine(config, state, world)
-    assert engine.run_once().ok
     old, new = world.adapter(config, PRIMARY), world.adapter(config, GCS)
-    old.delete_native([document(schema, customer(1)).key])
-    assert engine.run_once().ok
-    engine.promote("customers", GCS, force=True)
-    assert engine.run_once().ok                          # the old primary rejoins
+    engine = _rejoined_after_forced_promotion(
+        config, state, world, 3, before_promotion=lambda: old.delete_native([document(schema, customer(1)).key]))
     state.log.save_cursor("customers", PRIMARY, None)
     new.write_native([document(schema, customer(2, tier=5))])
     with caplog.at_level("WARNING", logger="mcrepl.sync.late_writes"):
@@ -604,11 +609,7 @@ def test_a_late_write_watch_that_cannot_read_the_change_log_never_holds_up_the_l
     config = make_config(tmp_path)
     state = StateStore(tmp_path / "state.db")
     schema = config.datasets["customers"].key_schema()
-    _seed(config, world, 3)
-    engine = _engine(config, state, world)
-    assert engine.run_once().ok
-    engine.promote("customers", GCS, force=True)
-    assert engine.run_once().ok                          # the old primary rejoins
+    engine = _rejoined_after_forced_promotion(config, state, world, 3)
     old = world.adapter(config, PRIMARY)
 
     def stream_off(calls: int) -> None:

@@ -380,6 +380,10 @@ class CaptureLog:
             "ON CONFLICT(dataset, location, key_id) DO UPDATE SET captured=excluded.captured",
             [(dataset, location, r.key.id, _captured_json(location, r)) for r in records if r.meta is not None])
 
+    def holds_version(self, dataset: str, record: Record) -> bool:
+        """Whether the log still holds ``record``'s version (then it is mcrepl's, not a new write)."""
+        return bool(self.logged_versions(dataset, [record]))
+
     def logged_versions(self, dataset: str, records: Sequence[Record]) -> set[tuple[str, str]]:
         """``(key id, version token)`` of each of ``records`` whose version the log still holds."""
         found: set[tuple[str, str]] = set()

@@ -254,7 +254,7 @@ class AntiEntropy:
             if not candidates and stored[loc] is None:
                 continue
             if is_late(stored[loc], state_of(stored[loc], candidates), head,
-                       lambda record: bool(self.state.log.logged_versions(self.dataset, [record]))):
+                       lambda record: self.state.log.holds_version(self.dataset, record)):
                 if not log_late:
                     return True
                 if key.id in (self._catch_up(loc) or ()):

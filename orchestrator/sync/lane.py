@@ -72,7 +72,7 @@ class LaneApplier:
                                      if is_primary else None, is_primary=is_primary,
                                      former_primary=bool(state.epochs_of(ds, location)),
                                      heads=lambda ids: state.log.heads(ds, ids),
-                                     logged=lambda records: state.log.logged_versions(ds, records))
+                                     logged=lambda record: state.log.holds_version(ds, record))
         self.watch = LateWriteWatch(state, target, adapter, settling, batch_size, late_write_watch_s) \
             if self.writer.former_primary else None
 
@@ -229,7 +229,7 @@ class LaneApplier:
         if self.is_primary or self.writer.former_primary or stored.meta is None:
             return False
         ds = self.target.dataset
-        if self.state.log.logged_versions(ds, [stored]):
+        if self.state.log.holds_version(ds, stored):
             return False
         head = self.state.log.heads(ds, [stored.key.id]).get(stored.key.id)
         return head is None or not vector_dominates(head.vector, stored.meta.vector)

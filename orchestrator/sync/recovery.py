@@ -43,18 +43,17 @@ def recover(state: StateStore, target: ReplicaTarget, settling: Settling, change
     heads = state.log.heads(ds, (k.id for k in keys))
     held = state.log.held_at(ds, keys, location, upto) | {
         k.id: recovered_heads[k.id] for k in keys if k.id in recovered_heads}
-    # versions the log holds are mcrepl's own deliveries (or captures) coming back: never new,
-    # even where the key's head has moved to a version that has not seen them (a late write
-    # recovered just before, from the same change log, is not their successor's history)
-    logged = state.log.logged_versions(ds, [c.record for c in changes
-                                            if not c.native_delete and meta_if_valid(c.record) is not None])
     appended: list[Record] = []
     for change in changes:
         key_id = change.record.key.id
         valid = meta_if_valid(change.record)
-        delivered = valid is not None and (key_id, valid.version.token) in logged
-        found = None if delivered else unlogged_version(target, settling, change, heads.get(key_id),
-                                                        change.previous or held.get(key_id))
+        found = unlogged_version(target, settling, change, heads.get(key_id), change.previous or held.get(key_id))
+        if found is not None and valid is not None and not change.native_delete \
+                and state.log.holds_version(ds, change.record):
+            # a version the log holds is one of mcrepl's own deliveries (or captures) coming back:
+            # never new, even where the key's head has moved to a version that has not seen it (a
+            # late write recovered just before, from the same change log, is not its history)
+            found = None
         if found is not None and found.meta is not None:
             appended.append(found)
             heads[key_id] = held[key_id] = recovered_heads[key_id] = found.meta
@@ -151,7 +150,7 @@ def is_late(stored: Record | None, known: Captured | None, head: ReplicationMeta
 
     ``known`` is the state mcrepl recorded there that the item matches, if any (see
     :func:`.writer.state_of`); ``head`` is the log's version of the key; ``logged`` tells
-    whether the log holds a version (asked only when the head cannot tell).
+    whether the log holds a record's version (asked only when the head cannot tell).
     """
     if known is not None:
         return False

@@ -61,8 +61,8 @@ class LocationWriter:
     into the log, newer than anything mcrepl could send; ``delivered`` is told what landed
     there. At a ``former_primary`` it reads each key first too: an item mcrepl did not
     write there is a late write, handed back (:attr:`Written.late`) to be logged, not
-    overwritten; ``heads`` and ``logged`` (the versions the log holds) tell mcrepl's own items
-    apart.
+    overwritten; ``heads`` and ``logged`` (whether the log holds a record's version) tell
+    mcrepl's own items apart.
     """
 
     def __init__(self, dataset: str, location: str, adapter: ReplicaAdapter, router: RecordRouter,
@@ -71,7 +71,7 @@ class LocationWriter:
                  delivered: Callable[[list[Record]], None] | None = None, is_primary: bool = False,
                  former_primary: bool = False,
                  heads: Callable[[list[str]], dict[str, ReplicationMeta]] | None = None,
-                 logged: Callable[[list[Record]], set[tuple[str, str]]] | None = None) -> None:
+                 logged: Callable[[Record], bool] = lambda record: False) -> None:
         self.dataset = dataset
         self.location = location
         self.adapter = adapter
@@ -116,10 +116,6 @@ class LocationWriter:
                             if r.outcome in (ApplyOutcome.APPLIED, ApplyOutcome.REPLAYED)])
         return [w for w in out if w is not None]
 
-    def _logged(self, record: Record) -> bool:
-        """Whether the log holds ``record``'s version (then it is one of mcrepl's own items)."""
-        return self.logged is not None and bool(self.logged([record]))
-
     def _decide_native(self, sending: list[tuple[int, Record]], out: list[Written | None],
                        records: Sequence[Record]) -> list[tuple[int, Record]]:
         """Where this location holds a native item mcrepl read, its version is the one mcrepl gave it.
@@ -157,7 +153,7 @@ class LocationWriter:
                 continue
             stored = found[i]
             match = state_of(stored, candidates)
-            if self.former_primary and is_late(stored, match, head_of(record.key.id), self._logged):
+            if self.former_primary and is_late(stored, match, head_of(record.key.id), self.logged):
                 # an application still writing to the demoted primary: log it, never overwrite it
                 out[i] = Written(records[i], deferred=True, late=late_change(record, stored))
                 continue
