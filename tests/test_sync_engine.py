@@ -412,6 +412,37 @@ def test_a_pass_stops_capturing_from_a_primary_demoted_while_it_runs(tmp_path) -
     assert [e.record.key.id for e in state.log.read("orders", 0, 100)[0]] == ["a"]
 
 
+def test_a_native_delete_at_a_primary_that_held_something_unknown_is_logged_as_its_own(tmp_path: Path) -> None:
+    """The log says deleted, but the new primary (promoted before it received the log) held a
+    version mcrepl knows nothing of, and the application deleted that: a delete of its own,
+    concurrent with what it never saw. Taking it for the logged delete would let a later
+    write it never saw come back over it with no conflict named (simulation seed 4366)."""
+    from mcrepl.adapters.base import Change, ChangePage, ReplicaTarget, tombstone_of
+
+    schema = KeySchema(KeyAttribute("id"))
+    target = ReplicaTarget("dynamodb:eu-central-1", "memory", "eu-central-1", "orders", "document", schema,
+                           "orders", {"namespace": str(tmp_path)})
+    state = StateStore(tmp_path / "state.db")
+    state.set_primary("orders", "dynamodb:eu-west-1")
+    key = schema.parse_id("k08")
+    logged_delete = tombstone_of(schema, key, HybridLogicalClock("dynamodb:eu-west-1").tick("dynamodb:eu-west-1"))
+    state.log.append("orders", [logged_delete], location="dynamodb:eu-west-1", epoch=1)
+    epoch = state.set_primary("orders", target.replica).epoch
+    capturer = PageCapturer(target, state, HybridLogicalClock(target.replica), epoch)
+    assert state.log.held_at("orders", [key], target.replica) == {}, "nothing known held at the new primary"
+
+    native_delete = Change(Record(key, None), native_delete=True)         # no old image (a listing, say)
+    result = capturer.commit(ChangePage([native_delete], {"pos": 1}, more=False))
+    assert result.stamped == 1, "the delete of something unknown there is logged, not dropped as the logged one"
+    (entry,) = [e for e in state.log.read("orders", 1, 10)[0]]
+    assert entry.record.tombstone and entry.record.meta is not None
+    assert target.replica in entry.record.meta.vector and "dynamodb:eu-west-1" not in entry.record.meta.vector, \
+        "it saw nothing of the logged delete"
+
+    again = capturer.commit(ChangePage([native_delete], {"pos": 2}, more=False))
+    assert again.stamped == 0 and again.unchanged == 1, "the same delete read again is the logged state"
+
+
 def test_a_replica_added_later_is_backfilled_with_the_same_versions(tmp_path: Path, world: MemoryWorld) -> None:
     """The log is truncated once every lane has applied it; a new replica still gets everything."""
     two = make_config(tmp_path)

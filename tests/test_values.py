@@ -72,6 +72,19 @@ def test_content_hash_is_independent_of_number_spelling_and_key_order() -> None:
     assert a != content_hash("k", normalize({"x": "1.5", "y": [1, 2]}), False)
 
 
+def test_content_hash_of_every_value_kind_is_pinned() -> None:
+    """Stores keep these hashes in their metadata: a change to the hash form would make every
+    replicated record look edited by an application (its metadata no longer matching)."""
+    from datetime import datetime, timezone
+    body = normalize({"s": "é", "n": 12, "d": Decimal("1.25"), "big": 2**70, "b": b"\x00\x01",
+                      "t": datetime(2026, 1, 2, 3, 4, 5, tzinfo=timezone.utc),
+                      "l": [1, "x", None, True, {"z": 1, "a": [2]}], "set": frozenset({"b", "a"}),
+                      "nset": frozenset({3, Decimal("2.5")}), "m": {"$mcrepl": 1}, "f": False, "none": None})
+    assert content_hash("k1", body, False) == "eedc5070709231b2663ff16e79c43f007e8a13a9e91b23069e1d9a464963c0e3"
+    assert content_hash("k1", None, True) == "77edd707fcde5aa7d95da44c4cd78ffce684fb9904e6c3683bc90e75af142d8f"
+    assert content_hash("blob", b"abc", False) == "4289ba02911a704d0f90be9a89220777af92a451f9d69da03d8240aa656e2c90"
+
+
 def test_tagged_datetime_without_zone_is_refused_on_read() -> None:
     with pytest.raises(RecordError) as info:
         tj.loads(b'{"at": {"$mcrepl": "datetime", "v": "2026-01-01T00:00:00"}}')

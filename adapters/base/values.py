@@ -13,6 +13,7 @@ stores without reading bodies twice.
 
 from __future__ import annotations
 
+import copy
 import hashlib
 import json
 import math
@@ -87,6 +88,24 @@ def normalize(value: Any, field: str = "") -> Value:
                       "replicated", field=field)
 
 
+def copy_value(v: Any) -> Any:
+    """A copy of a canonical value sharing nothing mutable with ``v``.
+
+    Only dicts and lists are mutable in canonical form (scalars, ``bytes``, ``Decimal``,
+    ``datetime`` and ``frozenset`` are not), so copying just those is a deep copy at a
+    fraction of ``copy.deepcopy``'s cost; anything else mutable (a ``bytearray`` or ``set``
+    in an item a foreign writer stored) is copied by ``copy.deepcopy``.
+    """
+    kind = type(v)
+    if kind is dict:
+        return {k: copy_value(x) for k, x in v.items()}
+    if kind is list:
+        return [copy_value(x) for x in v]
+    if kind in (bytearray, set) or isinstance(v, (dict, list)):
+        return copy.deepcopy(v)
+    return v
+
+
 def set_kind(v: Value) -> str | None:
     """The DynamoDB set family a scalar belongs to (``S``, ``N``, ``B``) or ``None``."""
     if isinstance(v, str):
@@ -106,8 +125,14 @@ def number_text(n: int | Decimal) -> str:
 # --- the hash form: one byte string per value, identical whichever store it came from ---
 
 def _hash_form(v: Value) -> Any:
-    if v is None or isinstance(v, (bool, str)):
+    kind = type(v)
+    if kind is str or v is None or kind is bool:
         return v
+    if kind is dict:
+        # strings are most field values: kept inline, they skip a call each
+        return {"m": {k: x if type(x) is str else _hash_form(x) for k, x in v.items()}}   # type: ignore[union-attr]
+    if kind is list:
+        return [x if type(x) is str else _hash_form(x) for x in v]                          # type: ignore[union-attr]
     if isinstance(v, (int, Decimal)):
         return {"n": number_text(v)}
     if isinstance(v, bytes):

@@ -24,6 +24,7 @@ from ..base.digest_ranges import DigestRange, ranges_for
 from ..base.inband import META_FIELD, WRAPPED_FIELDS, split_reserved, user_fields
 from ..base.interface import result_of
 from ..base.record import ReplicationMeta
+from ..base.values import copy_value
 from ..base.reserved import heartbeat_record
 from .settings import SPEC
 
@@ -74,12 +75,12 @@ class MemoryAdapter(ReplicaAdapter):
             if not isinstance(record.body, dict):
                 raise RecordError("bad-body", "a document record's body must be a mapping")
             if not with_meta:                      # as an application writes it: every field as it is
-                item = copy.deepcopy(record.body)
+                item = copy_value(record.body)
             else:
                 top, wrapped = split_reserved(record.body)
-                item = copy.deepcopy(top)
+                item = copy_value(top)
                 if wrapped:
-                    item[WRAPPED_FIELDS] = copy.deepcopy(wrapped)
+                    item[WRAPPED_FIELDS] = copy_value(wrapped)
         if with_meta and record.meta is not None:
             item[META_FIELD] = record.meta.to_dict()
         return item
@@ -90,7 +91,7 @@ class MemoryAdapter(ReplicaAdapter):
             data = item.get("data")
             return Record(self.target.key_schema.parse_id(key_id),
                           bytes(data) if isinstance(data, (bytes, bytearray)) else None, meta)
-        body = copy.deepcopy(user_fields(item, meta, lambda w: w if isinstance(w, dict) else None))
+        body = copy_value(user_fields(item, meta, lambda w: w if isinstance(w, dict) else None))
         try:
             key = self.target.key_schema.key_of(body)
         except RecordError as err:

@@ -214,6 +214,18 @@ def _backfill_claims_what_it_skipped() -> ContextManager[Any]:
     return mock.patch.object(CaptureLog, "mark_unheld", lambda self, dataset, location, upto_seq: None)
 
 
+def _unknown_delete_taken_for_the_logged_one() -> ContextManager[Any]:
+    from mcrepl.orchestrator.sync import capture
+
+    def already_logged(deleted, record, head, previous):  # type: ignore[no-untyped-def]
+        if head is None or head.tombstone != deleted:
+            return False
+        if not deleted:
+            return head.content_hash == record.digest_hash(False)
+        return previous is None or previous.tombstone     # nothing known held there: taken for the logged delete
+    return mock.patch.object(capture, "_already_logged", already_logged)
+
+
 MUTANTS: dict[str, Mutant] = {m.name: m for m in [
     Mutant("1-echo-by-origin", "records carrying another origin's metadata are taken for echoes", _echo_by_origin),
     Mutant("2-no-backfill", "a lane behind the log's horizon starts at the head without a backfill", _no_backfill),
@@ -247,6 +259,11 @@ MUTANTS: dict[str, Mutant] = {m.name: m for m in [
     Mutant("sim-backfill-claims-skipped", "a backfilled lane is taken to hold every key logged before its start, "
            "including those the primary held in another state or not at all", _backfill_claims_what_it_skipped,
            steps=60, seeds=range(320, 335), follow=True),
+    # a location promoted before it received the log holds versions mcrepl knows nothing of; a
+    # native delete there (no old image) is a delete of its own (seed 4366 at 120 steps found it)
+    Mutant("sim-unknown-delete-dropped", "a native delete at a primary that held something mcrepl knows nothing "
+           "of is taken for the log's delete, and late writes come back over it unsettled",
+           _unknown_delete_taken_for_the_logged_one, steps=120, seeds=range(4366, 4367)),
 ]}
 
 
