@@ -22,11 +22,14 @@ once) and one that was is never reported twice.
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Iterator
+from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass
 from typing import Any
 
+from .errors import RecordError
+from .interface import Change
 from .manifest import Manifest
+from .record import Record, RecordKey
 
 
 @dataclass(frozen=True)
@@ -102,3 +105,40 @@ class _Peekable:
     def skip(self, name: str) -> None:
         if self._head == name:
             self._head = next(self._names, None)
+
+
+@dataclass(frozen=True)
+class Fetched:
+    """A changed object read back: its record, the manifest version read, the store's time of it."""
+
+    record: Record
+    version: int
+    observed_ms: int | None = None
+
+
+def record_outcome(manifest: Manifest, event: Event, outcome: Fetched | RecordError | None,
+                   key_of: Callable[[str], RecordKey]) -> Change | None:
+    """Update ``manifest`` for one event and build its :class:`Change` (call in page order).
+
+    ``outcome`` is what reading the event gave: the object (``Fetched``), an object that
+    cannot be decoded (passed over; the caller quarantines it, and a new version is looked
+    at again), or ``None`` for a vanished one. A vanished name the manifest never held, or
+    held as an mcrepl tombstone (a purge), is no delete; neither is one ``key_of`` refuses
+    (a foreign object that was skipped when it appeared).
+    """
+    name = event.name
+    if isinstance(outcome, RecordError):
+        manifest.set(name, event.listed.generation if event.listed else 0)
+        return None
+    if outcome is None:
+        known, purged = name in manifest, manifest.is_tombstone(name)
+        manifest.remove(name)
+        if not known or purged:
+            return None                # created and deleted in between, or a tombstone purge
+        try:
+            key = key_of(name)
+        except RecordError:
+            return None
+        return Change(Record(key, None), native_delete=True)
+    manifest.set(name, outcome.version, tombstone=outcome.record.tombstone)
+    return Change(outcome.record, observed_ms=outcome.observed_ms)

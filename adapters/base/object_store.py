@@ -26,7 +26,7 @@ from .digest_ranges import DigestRange
 from .errors import NotFoundError, RecordError, UnavailableError
 from .interface import (ApplyResult, Change, ChangePage, Cursor, Digest, ReplicaAdapter, ReplicaTarget,
                         conflict_between)
-from .listing import Event, Listed, scan
+from .listing import Event, Fetched, Listed, record_outcome, scan
 from .manifest import Manifest, make_cursor, read_cursor
 from .objects import ObjectLayout, decode_metadata, key_of_name, tombstone_body
 from .record import Record, RecordKey
@@ -335,7 +335,8 @@ class ObjectStoreAdapter(ReplicaAdapter, Generic[Token]):
             if isinstance(outcome, RecordError):
                 rejected.append(outcome.located(dataset=self.target.dataset, key=event.name,
                                                 target=self.target.replica))
-            change = self._record_outcome(manifest, event, outcome)
+            change = record_outcome(manifest, event, outcome,
+                                    lambda name: key_of_name(name, self._kind, self._schema))
             if change is not None:
                 changes.append(change)
         new_cursor = make_cursor(manifest, page.at if page.more else None, full and page.more)
@@ -343,37 +344,19 @@ class ObjectStoreAdapter(ReplicaAdapter, Generic[Token]):
         self._manifests[new_cursor["m"]] = manifest
         return ChangePage(changes, new_cursor, more=page.more, scanned=full, rejected=rejected)
 
-    def _resolve(self, event: Event) -> tuple[Record, StoredObject[Token]] | RecordError | None:
+    def _resolve(self, event: Event) -> Fetched | RecordError | None:
         """Fetch a changed object (``None`` when it vanished); runs on worker threads."""
         if event.listed is None:
             return None
         try:
             key = key_of_name(event.name, self._kind, self._schema)
-            return self._fetch(event.listed.blob, key)
+            fetched = self._fetch(event.listed.blob, key)
         except RecordError as err:
             return err
-
-    def _record_outcome(self, manifest: Manifest, event: Event,
-                        outcome: tuple[Record, StoredObject[Token]] | RecordError | None) -> Change | None:
-        """Update the manifest for one event and build its :class:`Change` (in page order)."""
-        name = event.name
-        if isinstance(outcome, RecordError):
-            # passed over (the caller quarantines it); a new version is looked at again
-            manifest.set(name, event.listed.generation if event.listed else 0)
+        if fetched is None:
             return None
-        if outcome is None:
-            known, purged = name in manifest, manifest.is_tombstone(name)
-            manifest.remove(name)
-            if not known or purged:
-                return None                # created and deleted in between, or a tombstone purge
-            try:
-                key = key_of_name(name, self._kind, self._schema)
-            except RecordError:
-                return None                # a foreign object that was skipped when it appeared
-            return Change(Record(key, None), native_delete=True)
-        record, obj = outcome
-        manifest.set(name, obj.version, tombstone=record.tombstone)
-        return Change(record, observed_ms=obj.updated_ms)
+        record, obj = fetched
+        return Fetched(record, obj.version, obj.updated_ms)
 
     def current_cursor(self) -> Cursor:
         """A manifest of the bucket now: capture from it sees only later changes."""

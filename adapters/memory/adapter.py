@@ -6,6 +6,11 @@ see :mod:`..base.inband`), a change log records every write and delete in order 
 DynamoDB stream), and items that cannot be decoded into records are reported as
 ``rejected`` by capture rather than stalling it. ``write_raw`` puts an arbitrary stored
 item in place, as a foreign writer could.
+
+With ``options['capture'] = "listing"`` capture compares listings with a manifest instead,
+through the same code GCS and S3 capture runs (:mod:`..base.listing`): what the simulation
+needs to put the engine's listing paths (no old images, write-then-delete pairs never seen)
+under the same search as its change-log ones.
 """
 
 from __future__ import annotations
@@ -22,6 +27,8 @@ from ..base import (ApplyOutcome, ApplyResult, Change, ChangePage, Cursor, Diges
                     rejected)
 from ..base.digest_ranges import DigestRange, ranges_for
 from ..base.inband import META_FIELD, WRAPPED_FIELDS, split_reserved, user_fields
+from ..base.listing import Fetched, Listed, record_outcome, scan
+from ..base.manifest import Manifest, make_cursor, read_cursor
 from ..base.interface import result_of
 from ..base.record import ReplicationMeta
 from ..base.values import copy_value
@@ -40,6 +47,9 @@ class _Store:
         self.items: dict[str, Stored] = {}
         # (key id, item after the change (None: deleted), the store's time of the change in ms)
         self.log: list[tuple[str, Stored | None, int]] = []
+        #: key id → (generation, store time in ms) of its current item, as a listing reports them
+        self.listed: dict[str, tuple[int, int]] = {}
+        self.generation = 0
         self.lock = threading.Lock()
         #: the store's clock: the time its change log gives each change (a simulation sets its own)
         self.now_ms: Callable[[], int] = lambda: int(time.time() * 1000)
@@ -61,6 +71,8 @@ class MemoryAdapter(ReplicaAdapter):
 
     def __init__(self, target: ReplicaTarget) -> None:
         super().__init__(target)
+        self._listing = target.options.get("capture") == "listing"
+        self.capabilities = SPEC.capabilities_for(target.options)
         ident = (str(target.options.get("namespace", "")), target.replica, target.resource)
         with _LOCK:
             self._store = _STORES.setdefault(ident, _Store())
@@ -111,6 +123,7 @@ class MemoryAdapter(ReplicaAdapter):
         """Lose every item without logging deletes (a store restored empty outside mcrepl)."""
         with self._store.lock:
             self._store.items.clear()
+            self._store.listed.clear()
 
     # -- native writes (seeding, simulation) ------------------------------------------------
 
@@ -134,11 +147,15 @@ class MemoryAdapter(ReplicaAdapter):
         with self._store.lock:
             for key in keys:
                 self._store.items.pop(key.id, None)
+                self._store.listed.pop(key.id, None)
                 self._store.log.append((key.id, None, self._store.now_ms()))
 
     def _put(self, key_id: str, item: Stored) -> None:
+        now = self._store.now_ms()
         self._store.items[key_id] = item
-        self._store.log.append((key_id, item, self._store.now_ms()))
+        self._store.generation += 1
+        self._store.listed[key_id] = (self._store.generation, now)
+        self._store.log.append((key_id, item, now))
 
     def purge_tombstones(self, older_than_ms: int) -> int:
         with self._store.lock:
@@ -147,11 +164,14 @@ class MemoryAdapter(ReplicaAdapter):
                    and m.version.wall_ms < older_than_ms]
             for k in old:
                 del self._store.items[k]
+                self._store.listed.pop(k, None)
         return len(old)
 
     # -- capture ------------------------------------------------------------------------------
 
     def capture_changes(self, cursor: Cursor | None, limit: int = 500) -> ChangePage:
+        if self._listing:
+            return self._listing_page(cursor, limit)
         if cursor is None and self.target.options.get("initial_capture") == "scan":
             with self._store.lock:
                 cursor = {"phase": "scan", "from": len(self._store.log), "after": ""}
@@ -221,6 +241,33 @@ class MemoryAdapter(ReplicaAdapter):
         return ChangePage(changes, {"pos": int(cursor["from"]), "until": end}, more=True, scanned=True,
                           rejected=bad)
 
+    def _listing_page(self, cursor: Cursor | None, limit: int) -> ChangePage:
+        """The next page of a listing compared with the cursor's manifest (as GCS and S3 capture)."""
+        manifest, at, full = read_cursor(cursor)
+        with self._store.lock:
+            names = sorted((k for k in self._store.items if at is None or k > at), key=lambda k: k.encode())
+            listing = [Listed(k, self._store.listed[k][0], (self._store.items[k], self._store.listed[k][1]))
+                       for k in names]
+        page = scan(manifest, listing, at, limit)
+        changes: list[Change] = []
+        bad: list[RecordError] = []
+        for event in page.events:
+            outcome: Fetched | RecordError | None = None
+            if event.listed is not None:
+                item, at_ms = event.listed.blob
+                try:
+                    record = self._decode(event.name, item)
+                    outcome = Fetched(Record(record.key, record.body, meta_if_valid(record)),
+                                      event.listed.generation, at_ms)
+                except RecordError as err:
+                    bad.append(err)
+                    outcome = err
+            change = record_outcome(manifest, event, outcome, self.target.key_schema.parse_id)
+            if change is not None:
+                changes.append(change)
+        return ChangePage(changes, make_cursor(manifest, page.at if page.more else None, full and page.more),
+                          more=page.more, scanned=full, rejected=bad)
+
     def _delete_change(self, key_id: str) -> Change:
         key = self.target.key_schema.parse_id(key_id)
         body = None if self.target.kind == "blob" else self.target.key_schema.key_body(key)
@@ -228,7 +275,13 @@ class MemoryAdapter(ReplicaAdapter):
 
     def current_cursor(self) -> Cursor:
         with self._store.lock:
-            return {"pos": len(self._store.log)}
+            if not self._listing:
+                return {"pos": len(self._store.log)}
+            manifest = Manifest()
+            for key_id, (generation, _) in self._store.listed.items():
+                meta = _meta_of(self._store.items[key_id].get(META_FIELD))
+                manifest.set(key_id, generation, tombstone=bool(meta and meta.tombstone))
+            return make_cursor(manifest)
 
     # -- apply ---------------------------------------------------------------------------------
 

@@ -2,7 +2,8 @@
 
 from __future__ import annotations
 
-from typing import ClassVar, Literal
+import dataclasses
+from typing import Any, ClassVar, Literal, Mapping
 
 from pydantic import Field
 
@@ -20,9 +21,20 @@ class MemorySettings(AdapterSettings):
     initial_capture: Literal["log", "feed", "scan"] = Field(
         "log", description="what capture from no cursor reads: the whole log, each key's latest change, "
                            "or a key-order scan then the log")
+    capture: Literal["log", "listing"] = Field(
+        "log", description="how capture sees changes: the change log (as a DynamoDB stream), or by "
+                           "comparing listings with a manifest (as GCS and S3 capture: a write deleted "
+                           "again between two listings is never seen, nor is any old image)")
 
 
-SPEC = AdapterSpec(
+class MemorySpec(AdapterSpec):
+    """Capture by listing is no change log: not incremental capture (as GCS and S3)."""
+
+    def capabilities_for(self, options: Mapping[str, Any]) -> Capabilities:
+        return dataclasses.replace(self.capabilities, incremental_capture=options.get("capture") != "listing")
+
+
+SPEC = MemorySpec(
     name="memory", adapter="mcrepl.adapters.memory.adapter:MemoryAdapter", settings=MemorySettings,
     capabilities=Capabilities(incremental_capture=True, transactional_batch=True,
                               max_record_bytes=16 * 1024 * 1024, capture_sees_deletes=True),

@@ -286,9 +286,9 @@ class CaptureLog:
             if head["seq"] and head["seq"] <= upto_seq:
                 held[key.id] = _meta_of(head["meta"])
                 continue
-            row = self._db.one("SELECT meta FROM capture_log WHERE dataset=? AND key=? AND seq<=? "
+            row = self._db.one("SELECT meta, seq FROM capture_log WHERE dataset=? AND key=? AND seq<=? "
                                "ORDER BY seq DESC LIMIT 1", (dataset, dumps(list(key.parts)).decode(), upto_seq))
-            if row is not None:
+            if row is not None and not self._unheld(dataset, location, key.id, row["seq"]):
                 held[key.id] = _meta_of(row["meta"])
         return held
 
@@ -324,15 +324,15 @@ class CaptureLog:
             "ELSE json_extract(meta, '$.h') END, 'm', json(meta)) WHERE dataset=? AND seq>0 AND seq<=? "
             "AND (allowed IS NULL OR EXISTS (SELECT 1 FROM json_each(heads.allowed) WHERE value=?)) "
             "AND NOT EXISTS (SELECT 1 FROM unheld u WHERE u.dataset=heads.dataset AND u.location=? "
-            "AND u.key_id=heads.key_id AND u.seq=heads.seq)",
+            "AND u.key_id=heads.key_id AND u.seq>=heads.seq)",
             (new, dataset, upto_seq, new, new))
         for row in self._db.rows("SELECT key_id FROM heads WHERE dataset=? AND seq>?", (dataset, upto_seq)):
-            entry = self._db.one("SELECT c.meta FROM capture_log c WHERE c.dataset=? AND c.seq<=? AND c.key=("
+            entry = self._db.one("SELECT c.meta, c.seq FROM capture_log c WHERE c.dataset=? AND c.seq<=? AND c.key=("
                                  "SELECT key FROM capture_log WHERE dataset=? AND seq=(SELECT seq FROM heads "
                                  "WHERE dataset=? AND key_id=?)) ORDER BY c.seq DESC LIMIT 1",
                                  (dataset, upto_seq, dataset, dataset, row["key_id"]))
             captured = None
-            if entry is not None:
+            if entry is not None and not self._unheld(dataset, new, row["key_id"], entry["seq"]):
                 meta = _meta_of(entry["meta"])
                 captured = json.dumps({"l": new, "h": "-" if meta.tombstone else meta.content_hash,
                                        "m": meta.to_dict()}, sort_keys=True)
@@ -365,9 +365,24 @@ class CaptureLog:
         self._db.executemany("DELETE FROM unheld WHERE dataset=? AND location=? AND key_id=?",
                              [(dataset, location, key_id) for key_id in key_ids])
 
-    def _unheld(self, dataset: str, location: str, key_id: str, head_seq: int) -> bool:
-        return self._db.one("SELECT 1 AS x FROM unheld WHERE dataset=? AND location=? AND key_id=? AND seq=?",
-                            (dataset, location, key_id, head_seq)) is not None
+    def note_unheld(self, dataset: str, location: str, entries: Sequence[tuple[str, int]]) -> None:
+        """``location`` did not take these ``(key id, seq)`` entries though its lane passed them.
+
+        A lane leaves alone what it must not overwrite (a native state capture has not read
+        yet at the primary, a late write at a former primary) and moves on; its offset then
+        says more than the location holds. Without this mark a rejoin or promotion would take
+        the entry (or an earlier one of the key) for the location's version, and a write
+        there for its successor — a succession that never happened, which silently wins.
+        """
+        self._db.executemany("INSERT INTO unheld(dataset, location, key_id, seq) VALUES (?,?,?,?) ON CONFLICT"
+                             "(dataset, location, key_id) DO UPDATE SET seq=MAX(seq, excluded.seq)",
+                             [(dataset, location, key_id, seq) for key_id, seq in entries])
+
+    def _unheld(self, dataset: str, location: str, key_id: str, seq: int) -> bool:
+        """Whether ``location`` is marked as not holding the key's entry at ``seq`` (a mark at a later
+        entry covers the earlier ones: the location holds none of them)."""
+        return self._db.one("SELECT 1 AS x FROM unheld WHERE dataset=? AND location=? AND key_id=? AND seq>=?",
+                            (dataset, location, key_id, seq)) is not None
 
     def note_held(self, dataset: str, location: str, records: Sequence[Record]) -> None:
         """Remember the versions a former primary's own items were given when a rejoin logged them.

@@ -27,8 +27,8 @@ from dataclasses import dataclass, field
 from datetime import timedelta
 from typing import Any, Callable, Mapping
 
-from mcrepl.adapters.base import (Record, RecordError, ReplicaAdapter, ReplicationMeta, meta_if_valid, tombstone_of,
-                                  vector_dominates)
+from mcrepl.adapters.base import (Record, RecordError, RecordKey, ReplicaAdapter, ReplicationMeta, meta_if_valid,
+                                  tombstone_of, vector_dominates)
 from mcrepl.orchestrator.clock import Clock
 from mcrepl.orchestrator.state import StateStore
 from mcrepl.policies.routing import RecordRouter, allowed_at
@@ -341,6 +341,22 @@ class AntiEntropy:
             self.state.set_meta(name, f"{head.version.token}@{drains}")
         return False
 
+    def _deleted_unlisted(self, key: RecordKey, head: ReplicationMeta) -> bool:
+        """Whether an absence at a listing-captured primary is a delete no listing will report.
+
+        A listing reports a delete only of a name its manifest holds. A version mcrepl itself
+        delivered to the primary (a late write recovered from the old primary, a repair) is
+        not in the manifest until a listing has seen it; deleted there before that, it is
+        gone without a trace in capture. The log knows it was delivered there: the primary
+        held the head. Refilling it would bring a deleted record back, so it is logged as the
+        delete it is, having seen the version it removed. What the primary never held (a
+        location promoted before it received it) is lost there, and refilled.
+        """
+        if self.adapters[self.primary].capabilities.incremental_capture:
+            return False
+        known = self.state.log.known_at(self.dataset, self.primary, [key.id]).get(key.id, [])
+        return any(c.meta.version == head.version and c.content_hash != "-" for c in known)
+
     @staticmethod
     def _newest(stored: Mapping[str, Record | None], versions: Mapping[str, Record],
                 head: ReplicationMeta | None) -> Record | None:
@@ -378,9 +394,12 @@ class AntiEntropy:
         if ref is None and self._primary_lost(head):
             # the log says live and the primary's capture would have reported a delete: the
             # primary lost the record (restored from a backup, wiped): refill it, never delete it
-            key_id = next((r.key.id for r in stored.values() if r is not None), None)
-            if head is None or key_id is None or not self._absence_confirmed(key_id, head):
+            key = next((r.key for r in stored.values() if r is not None), None)
+            if head is None or key is None or not self._absence_confirmed(key.id, head):
                 return None                     # a delete capture has not listed yet, maybe: wait
+            if self._deleted_unlisted(key, head):
+                return tombstone_of(schema, key, self._tick(), head.vector, blob_dataset=target.kind == "blob",
+                                    epoch=self.settling.epoch)
             found = self._newest(stored, versions, head)
             if found is not None:
                 self._lost_at_primary.append(found.key.id)

@@ -109,6 +109,8 @@ class LaneApplier:
             self.state.check_epoch(ds, self.settling.epoch)
             self._quarantine(entries, written)
             merged = self._settle(conflicts, stored, counts)
+            self.state.log.note_unheld(ds, location, [(e.record.key.id, e.seq)
+                                                      for e, w in zip(entries, written) if w.deferred])
             self.state.lanes.commit_batch(ds, location, end, counts)
             self.state.audit.add("batch", {"dataset": ds, "replica": location, "first_seq": offset + 1,
                                            "last_seq": end, "merged": merged, **counts})
@@ -138,12 +140,19 @@ class LaneApplier:
             self.state.check_epoch(self.target.dataset, self.settling.epoch)
             return self._settle(conflicts, stored, counts)
 
-    def _stored(self, conflicts: list[tuple[Record, Written]]) -> dict[str, Record | None]:
-        """The concurrent record at this location per key (read again when the adapter did not return it)."""
-        out: dict[str, Record | None] = {}
+    def _stored(self, conflicts: list[tuple[Record, Written]]) -> list[Record | None]:
+        """The concurrent record each conflict met at this location (read again when the adapter did
+        not return it), in the order of ``conflicts``.
+
+        One per conflict, not per key: two entries of a key in one batch can each meet a different
+        version there (the first the location's own, the second a settlement the batch delivered
+        in between), and each is settled against the one it met.
+        """
+        out: list[Record | None] = []
         for record, written in conflicts:
             assert written.result is not None
             if written.result.outcome is not ApplyOutcome.CONFLICT:
+                out.append(None)
                 continue
             existing = written.result.existing      # the concurrent version as the store answered
             if existing is None or existing.meta is None or (existing.body is None and not existing.tombstone):
@@ -152,10 +161,11 @@ class LaneApplier:
                         and existing.meta.version != written.result.conflict_with.version:
                     # a later entry of the same batch replaced it: settle what the store reported
                     existing = Record(record.key, None, written.result.conflict_with)
-            out[record.key.id] = existing
-        found = [r for r in out.values() if r is not None]
-        for logged in self.state.log.as_logged(self.target.dataset, self.target.replica, found):
-            out[logged.key.id] = logged
+            out.append(existing)
+        found = [(i, r) for i, r in enumerate(out) if r is not None]
+        logged = self.state.log.as_logged(self.target.dataset, self.target.replica, [r for _, r in found])
+        for (i, _), record in zip(found, logged):
+            out[i] = record
         return out
 
     def _quarantine(self, entries: list[LogEntry], written: list[Written]) -> None:
@@ -167,7 +177,7 @@ class LaneApplier:
                                                   w.result.error.located(dataset=ds, key=w.result.key.id,
                                                                          target=location))
 
-    def _settle(self, conflicts: list[tuple[Record, Written]], stored: dict[str, Record | None],
+    def _settle(self, conflicts: list[tuple[Record, Written]], stored: list[Record | None],
                 counts: dict[str, int]) -> int:
         """Log and settle each conflict not settled before; returns how many were merged.
 
@@ -180,7 +190,7 @@ class LaneApplier:
         merged = 0
         latest: dict[str, Record] = {}
         settlements: list[Record] = []
-        for incoming, w in conflicts:
+        for (incoming, w), record in zip(conflicts, stored):
             assert w.result is not None and w.result.conflict_with is not None and incoming.meta is not None
             key_id, found = incoming.key.id, w.result.conflict_with
             if w.result.outcome is not ApplyOutcome.CONFLICT:
@@ -189,7 +199,6 @@ class LaneApplier:
                                                             incoming.meta.version.token, "lww"))
                 counts["conflicts"] += 1
                 continue
-            record = stored.get(key_id)
             if record is None or record.meta is None:
                 continue
             if self.state.journal.pair_logged(ds, key_id, record.meta.version.token, incoming.meta.version.token):

@@ -60,6 +60,8 @@ class Backend:
 
 BACKENDS = [
     Backend("memory", "memory", None, "local", namespace_option="namespace"),
+    # capture by listing, as GCS and S3 capture (the simulation's listing-captured stores)
+    Backend("memory-listing", "memory", None, "local", settings={"capture": "listing"}, namespace_option="namespace"),
     Backend("moto", "dynamodb", "dynamodb", "eu-west-1", rejections=DYNAMODB_LIMITS),
     Backend("dynamodb-local", "dynamodb", "dynamodb-local", "eu-west-1", rejections=DYNAMODB_LIMITS),
     # batches as TransactWriteItems (batch_writes: auto sends one put per record on the local stack)

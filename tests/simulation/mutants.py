@@ -38,6 +38,7 @@ class Mutant:
     #: does not reach names the range where the simulation found it
     seeds: range | None = None
     follow: bool = False                  # draw follow-mode rounds too
+    listing: bool = False                 # capture the GCS locations by listing
 
 
 def _patches(*patches: ContextManager[Any]) -> ContextManager[Any]:
@@ -226,6 +227,16 @@ def _unknown_delete_taken_for_the_logged_one() -> ContextManager[Any]:
     return mock.patch.object(capture, "_already_logged", already_logged)
 
 
+def _deferred_claimed_held() -> ContextManager[Any]:
+    from mcrepl.orchestrator.state.log import CaptureLog
+    return mock.patch.object(CaptureLog, "note_unheld", lambda self, dataset, location, entries: None)
+
+
+def _unlisted_delete_refilled() -> ContextManager[Any]:
+    from mcrepl.orchestrator.sync.antientropy import AntiEntropy
+    return mock.patch.object(AntiEntropy, "_deleted_unlisted", lambda self, key, head: False)
+
+
 MUTANTS: dict[str, Mutant] = {m.name: m for m in [
     Mutant("1-echo-by-origin", "records carrying another origin's metadata are taken for echoes", _echo_by_origin),
     Mutant("2-no-backfill", "a lane behind the log's horizon starts at the head without a backfill", _no_backfill),
@@ -264,6 +275,12 @@ MUTANTS: dict[str, Mutant] = {m.name: m for m in [
     Mutant("sim-unknown-delete-dropped", "a native delete at a primary that held something mcrepl knows nothing "
            "of is taken for the log's delete, and late writes come back over it unsettled",
            _unknown_delete_taken_for_the_logged_one, steps=120, seeds=range(4366, 4367)),
+    Mutant("sim-deferred-claimed-held", "a lane that leaves a native write alone at the primary is taken, once "
+           "that location is demoted, to hold the entry it passed over", _deferred_claimed_held, steps=120,
+           seeds=range(4816, 4817)),
+    Mutant("sim-unlisted-delete-refilled", "a record mcrepl delivered to a listing-captured primary and the "
+           "application deleted there before a listing saw it is refilled", _unlisted_delete_refilled,
+           steps=60, seeds=range(200028, 200029), listing=True),
 ]}
 
 
@@ -273,7 +290,8 @@ def first_failure(mutant: Mutant, seeds: range) -> tuple[int, list[str]] | None:
         for seed in mutant.seeds or seeds:
             with tempfile.TemporaryDirectory() as tmp:
                 try:
-                    violations = Simulation(seed, Path(tmp), steps=mutant.steps, follow=mutant.follow).run()
+                    violations = Simulation(seed, Path(tmp), steps=mutant.steps, follow=mutant.follow,
+                                            listing=mutant.listing).run()
                 except Exception as exc:  # noqa: BLE001 - a defect may also crash the engine: caught too
                     violations = [f"the engine raised {type(exc).__name__}: {exc}"]
             if violations:

@@ -108,16 +108,25 @@ class SimStore(ReplicaAdapter):
         self._gate("capture")
         self.world.writes_during_capture(self.location)
         page = self.inner.capture_changes(cursor, limit)
+        if self.location in self.world.listing:
+            # the names this page's listing went over: from the cursor's position to the new one's
+            start = (cursor or {}).get("at")
+            end = page.cursor.get("at") if page.more else None
+            self.world.looked(self.location, lambda k: (start is None or k > start) and (end is None or k <= end))
         self.world.crash_point(f"capture:{self.location}:after")
         return page
 
     def current_cursor(self) -> Cursor:
         self._gate("current_cursor")
+        self.world.looked(self.location)
         return self.inner.current_cursor()
 
     def apply_batch(self, records: Sequence[Record]) -> list[ApplyResult]:
         self._gate("apply")
+        keys = {r.key.id for r in records}
+        self.world.looked(self.location, keys.__contains__)          # each write reads the key first
         results = self.inner.apply_batch(records)
+        self.world.looked(self.location, keys.__contains__)
         for record, result in zip(records, results):
             if result.outcome is ApplyOutcome.APPLIED:
                 self.world.observe_apply(self.location, record)
@@ -126,10 +135,12 @@ class SimStore(ReplicaAdapter):
 
     def read(self, key: RecordKey) -> Record | None:
         self._gate("read")
+        self.world.looked(self.location, key.id.__eq__)
         return self.inner.read(key)
 
     def list_digests(self) -> Iterator[Digest]:
         self._gate("list_digests")
+        self.world.looked(self.location)
         return self.inner.list_digests()
 
     def write_native(self, records: Sequence[Record]) -> None:
@@ -183,6 +194,12 @@ class Model:
             if op is not None:
                 stack.extend(op.supersedes)
         return frozenset(seen)
+
+
+def _tombstone_item(item: dict[str, Any]) -> bool:
+    from mcrepl.adapters.base.inband import META_FIELD
+    meta = item.get(META_FIELD)
+    return isinstance(meta, dict) and bool(meta.get("t"))
 
 
 def body_ids(body: Any) -> frozenset[int]:
@@ -317,8 +334,17 @@ class App:
 class World:
     """Stores, clocks, faults, the app and the model of one simulated run."""
 
-    def __init__(self, seed: int, namespace: str, locations: Sequence[str], keys: int = 10) -> None:
+    def __init__(self, seed: int, namespace: str, locations: Sequence[str], keys: int = 10,
+                 listing: bool = False) -> None:
         from mcrepl.adapters.base import KeyAttribute, KeySchema
+        #: locations captured by listing, as GCS and S3 are (else a change log, as DynamoDB's stream)
+        self.listing = {loc for loc in locations if listing and loc.startswith("gcs:")}
+        #: (location, key) → acknowledged ops there since mcrepl last looked at the key there, and
+        #: what it found then ("none", "tombstone" or "live")
+        self.unseen_ops: dict[tuple[str, str], list[int]] = {}
+        self.last_seen: dict[tuple[str, str], str] = {}
+        #: ops no listing-based capture can ever see (see :meth:`looked`)
+        self.invisible: set[int] = set()
         self.seed = seed
         self.rng = random.Random(seed)
         self.namespace = namespace
@@ -356,8 +382,10 @@ class World:
 
     def target(self, location: str) -> ReplicaTarget:
         provider, _, region = location.partition(":")
-        return ReplicaTarget(location, "memory", region, "items", "document", self.schema, "items",
-                             {"namespace": self.namespace, "initial_capture": self.capture_modes.get(location, "log")})
+        options = {"namespace": self.namespace, "initial_capture": self.capture_modes.get(location, "log")}
+        if location in self.listing:
+            options["capture"] = "listing"
+        return ReplicaTarget(location, "memory", region, "items", "document", self.schema, "items", options)
 
     def adapter_factory(self, target: ReplicaTarget) -> ReplicaAdapter:
         return SimStore(self, MemoryAdapter(self.target(target.replica)))
@@ -423,8 +451,33 @@ class World:
         if older:
             self.regressions.append((location, record.key.id, new, before))
 
+    def looked(self, location: str, covers: Callable[[str], bool] = lambda key_id: True) -> None:
+        """mcrepl read ``location``'s keys that ``covers`` names (a listing, a read, a write's read).
+
+        At a listing-captured location, the ops since the last look at a key that left it absent,
+        where it was absent or an mcrepl tombstone then, are invisible to any listing (a write
+        deleted again; a tombstone's name gone is a purge): no capture can report them, and the
+        checker does not ask for them (docs/sync.md says so to users).
+        """
+        if location not in self.listing:
+            return
+        for key_id in {k for (loc, k) in self.unseen_ops if loc == location} | \
+                {k for (loc, k) in self.last_seen if loc == location} | set(self.stores[location]._store.items):
+            if not covers(key_id):
+                continue
+            item = self.stores[location]._store.items.get(key_id)
+            now = "none" if item is None else "tombstone" if _tombstone_item(item) else "live"
+            ops = self.unseen_ops.pop((location, key_id), [])
+            if ops and now == "none" and self.last_seen.get((location, key_id), "none") in ("none", "tombstone"):
+                self.invisible.update(ops)
+            self.last_seen[(location, key_id)] = now
+
     def note_body(self, location: str, record: Record, delete_id: int | None = None) -> None:
         """The app wrote ``record`` at ``location``: it is what mcrepl's next write there must not undercut."""
+        if location in self.listing:
+            ops = body_ids(record.body) if not (record.tombstone or record.body is None) else \
+                frozenset({delete_id} if delete_id is not None else ())
+            self.unseen_ops.setdefault((location, record.key.id), []).extend(ops)
         if record.tombstone or record.body is None:
             before = self.applied.pop((location, record.key.id), frozenset())
             self.absence[(location, record.key.id)] = self.model.closure(
