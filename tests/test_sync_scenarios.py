@@ -839,3 +839,50 @@ def test_13_an_object_a_gcs_primary_never_had_is_refilled_once_two_listings_repo
                     for _ in range(3)]
         assert verdicts[0] is False and verdicts[-1] is True, verdicts
         assert live(gcs) == live(dynamo) and keys([2])[0].id in live(gcs)
+
+
+def test_14_a_rejoined_gcs_primary_gives_up_a_write_made_behind_its_listing_position(
+        tmp_path: Path, endpoints: dict[str, str], namespace: str) -> None:
+    """GCS was the primary and its capture stopped in the middle of a listing pass (a crash, a
+    deadline). The application then rewrote an object the pass had already gone over, and GCS
+    was lost and DynamoDB promoted by force. When GCS comes back, its rejoin reads what it took
+    that capture never logged: reading to the end of the pass under way would miss that write (a
+    listing reports a change behind its position only in its next pass), so the rejoin reads on
+    to the end of a second pass, and the write reaches DynamoDB without waiting for verify."""
+    from mcrepl.orchestrator.hlc import HybridLogicalClock
+    from mcrepl.orchestrator.sync.capture import PageCapturer
+
+    config = emulator_config(tmp_path, primary=GCS, replicas=[PRIMARY])
+    with opened(config, endpoints, namespace) as stores:
+        gcs, dynamo = stores[GCS], stores[PRIMARY]
+        gcs.write_native(docs(range(4)))
+        assert sync_once(config, endpoints, namespace).ok
+        gcs.write_native(docs([2, 3], tier=7))
+        state = state_of(config)
+        try:
+            pointer = state.current_primary("customers")
+            assert pointer is not None and pointer.location == GCS
+            capturer = PageCapturer(config.target("customers", GCS, endpoints, namespace), state,
+                                    HybridLogicalClock(GCS), pointer.epoch)
+            page = capturer.capture_page(gcs, limit=1)        # the pass stops after its first change
+            assert page.more and state.log.cursor("customers", GCS).get("at") == keys([2])[0].id
+        finally:
+            state.close()
+        behind = docs([0], tier=9)                             # before the pass's position
+        gcs.write_native(behind)
+        state = state_of(config)
+        engine = SyncEngine(config, state, local_endpoints=endpoints, namespace=namespace)
+        try:
+            engine.promote("customers", PRIMARY, force=True)
+        finally:
+            engine.close()
+            state.close()
+        report = sync_once(config, endpoints, namespace)
+        assert report.ok, report.to_dict()
+        (rejoin,) = [e["payload"] for e in AuditTrail(audit_path(Path(config.state_dir))).entries()
+                     if e["kind"] == "rejoin"]
+        # the rewrite of c00003 ahead of the position and that of c00000 behind it; the verify the
+        # promotion asked for would find c00000 later as a late write, but the rejoin reads it itself
+        assert (rejoin["replica"], rejoin["recovered"]) == (GCS, 2), rejoin
+        assert live(dynamo)[behind[0].key.id] == behind[0].digest_hash(False)
+        assert live(dynamo)[keys([3])[0].id] == docs([3], tier=7)[0].digest_hash(False)

@@ -103,6 +103,8 @@ def _reported_missing(sim: "Simulation") -> set[str]:
 def check_final(sim: "Simulation") -> list[str]:
     """Nothing acknowledged lost, nothing resurrected, every body exactly as written."""
     w = sim.world
+    for location in w.listing:
+        w.settle_listing(location)            # the last capture listings count if they were committed
     found: list[str] = []
     parties = _parties(sim)
     missing = _reported_missing(sim)

@@ -91,6 +91,7 @@ class Simulation:
         self.config = self._config(self.primary, self.replicas)
         self.world.epoch_of = self._epoch
         self.world.pointer = self._pointer
+        self.world.saved_cursor = lambda location: self.state.log.cursor("items", location)
         self._open(fresh=True)
 
     # -- the engine and its state ------------------------------------------------------

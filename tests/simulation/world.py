@@ -107,26 +107,40 @@ class SimStore(ReplicaAdapter):
     def capture_changes(self, cursor: Cursor | None, limit: int = 500) -> ChangePage:
         self._gate("capture")
         self.world.writes_during_capture(self.location)
+        self.world.settle_listing(self.location)
         page = self.inner.capture_changes(cursor, limit)
-        if self.location in self.world.listing:
-            # the names this page's listing went over: from the cursor's position to the new one's
-            start = (cursor or {}).get("at")
-            end = page.cursor.get("at") if page.more else None
-            self.world.looked(self.location, lambda k: (start is None or k > start) and (end is None or k <= end))
+        # the names this page's listing went over: from the cursor's position to the new one's
+        start = (cursor or {}).get("at")
+        end = page.cursor.get("at") if page.more else None
+        self.world.listed(self.location, page.cursor,
+                          lambda k: (start is None or k > start) and (end is None or k <= end))
         self.world.crash_point(f"capture:{self.location}:after")
         return page
 
     def current_cursor(self) -> Cursor:
         self._gate("current_cursor")
-        self.world.looked(self.location)
-        return self.inner.current_cursor()
+        self.world.settle_listing(self.location)
+        cursor = self.inner.current_cursor()
+        self.world.listed(self.location, cursor, lambda k: True)       # a manifest of everything there now
+        return cursor
+
+    def _reading(self) -> bool:
+        """Whether what mcrepl reads here (not capture) can bring a native change to the log.
+
+        At a former primary a read finds late writes and logs them; at the primary only capture
+        logs native changes (the writer leaves what capture has not read alone, anti-entropy
+        waits for capture), so reading there makes nothing visible.
+        """
+        return self.location != self.world.pointer()
 
     def apply_batch(self, records: Sequence[Record]) -> list[ApplyResult]:
         self._gate("apply")
-        keys = {r.key.id for r in records}
-        self.world.looked(self.location, keys.__contains__)          # each write reads the key first
+        if self._reading():
+            self.world.looked(self.location, {r.key.id for r in records}.__contains__)   # each write reads first
         results = self.inner.apply_batch(records)
-        self.world.looked(self.location, keys.__contains__)
+        # what mcrepl wrote there it knows it holds
+        self.world.looked(self.location, {r.key.id for r, res in zip(records, results)
+                                          if res.outcome is ApplyOutcome.APPLIED}.__contains__)
         for record, result in zip(records, results):
             if result.outcome is ApplyOutcome.APPLIED:
                 self.world.observe_apply(self.location, record)
@@ -135,12 +149,14 @@ class SimStore(ReplicaAdapter):
 
     def read(self, key: RecordKey) -> Record | None:
         self._gate("read")
-        self.world.looked(self.location, key.id.__eq__)
+        if self._reading():
+            self.world.looked(self.location, key.id.__eq__)
         return self.inner.read(key)
 
     def list_digests(self) -> Iterator[Digest]:
         self._gate("list_digests")
-        self.world.looked(self.location)
+        if self._reading():
+            self.world.looked(self.location)
         return self.inner.list_digests()
 
     def write_native(self, records: Sequence[Record]) -> None:
@@ -345,6 +361,10 @@ class World:
         self.last_seen: dict[tuple[str, str], str] = {}
         #: ops no listing-based capture can ever see (see :meth:`looked`)
         self.invisible: set[int] = set()
+        #: location → the last capture listing not yet counted: (its manifest, what it read, op ids by then)
+        self.pending_listing: dict[str, tuple[str, dict[str, str], int]] = {}
+        #: the state's saved capture cursor of a location (the simulation sets it)
+        self.saved_cursor: Callable[[str], Cursor | None] = lambda location: None
         self.seed = seed
         self.rng = random.Random(seed)
         self.namespace = namespace
@@ -452,7 +472,8 @@ class World:
             self.regressions.append((location, record.key.id, new, before))
 
     def looked(self, location: str, covers: Callable[[str], bool] = lambda key_id: True) -> None:
-        """mcrepl read ``location``'s keys that ``covers`` names (a listing, a read, a write's read).
+        """mcrepl read ``location``'s keys that ``covers`` names, and acts on what it read (a read
+        at a former primary, a write's read there, a write of its own).
 
         At a listing-captured location, the ops since the last look at a key that left it absent,
         where it was absent or an mcrepl tombstone then, are invisible to any listing (a write
@@ -461,13 +482,41 @@ class World:
         """
         if location not in self.listing:
             return
-        for key_id in {k for (loc, k) in self.unseen_ops if loc == location} | \
-                {k for (loc, k) in self.last_seen if loc == location} | set(self.stores[location]._store.items):
-            if not covers(key_id):
-                continue
-            item = self.stores[location]._store.items.get(key_id)
-            now = "none" if item is None else "tombstone" if _tombstone_item(item) else "live"
-            ops = self.unseen_ops.pop((location, key_id), [])
+        self.settle_listing(location)
+        self._look(location, self._states(location, covers), self._ids)
+
+    def listed(self, location: str, cursor: Cursor | None, covers: Callable[[str], bool]) -> None:
+        """A capture listing read the keys ``covers`` names; it counts once its page is committed
+        (the state's saved cursor is the page's), see :meth:`settle_listing`."""
+        if location not in self.listing or cursor is None:
+            return
+        self.settle_listing(location)
+        self.pending_listing[location] = (str(cursor.get("m")), self._states(location, covers), self._ids)
+
+    def settle_listing(self, location: str) -> None:
+        """Count the last capture listing at ``location`` if its page was committed, else forget it."""
+        pending = self.pending_listing.pop(location, None)
+        if pending is None:
+            return
+        manifest, states, ids_at = pending
+        saved = self.saved_cursor(location)
+        if saved is not None and str(saved.get("m")) == manifest:
+            self._look(location, states, ids_at)
+
+    def _states(self, location: str, covers: Callable[[str], bool]) -> dict[str, str]:
+        """What each key ``covers`` names is at ``location`` now: "none", "tombstone" or "live"."""
+        items = self.stores[location]._store.items
+        keys = {k for (loc, k) in self.unseen_ops if loc == location} | \
+            {k for (loc, k) in self.last_seen if loc == location} | set(items)
+        return {k: "none" if items.get(k) is None else "tombstone" if _tombstone_item(items[k]) else "live"
+                for k in keys if covers(k)}
+
+    def _look(self, location: str, states: dict[str, str], ids_at: int) -> None:
+        for key_id, now in states.items():
+            pending = self.unseen_ops.pop((location, key_id), [])
+            ops = [o for o in pending if o <= ids_at]
+            if pending[len(ops):]:
+                self.unseen_ops[(location, key_id)] = pending[len(ops):]
             if ops and now == "none" and self.last_seen.get((location, key_id), "none") in ("none", "tombstone"):
                 self.invisible.update(ops)
             self.last_seen[(location, key_id)] = now
