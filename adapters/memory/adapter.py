@@ -72,7 +72,9 @@ class MemoryAdapter(ReplicaAdapter):
     def __init__(self, target: ReplicaTarget) -> None:
         super().__init__(target)
         self._listing = target.options.get("capture") == "listing"
-        self.capabilities = SPEC.capabilities_for(target.options)
+        if self._listing:
+            # a listing is no change log (as MemorySpec.capabilities_for says); a subclass keeps its own
+            self.capabilities = dataclasses.replace(type(self).capabilities, incremental_capture=False)
         ident = (str(target.options.get("namespace", "")), target.replica, target.resource)
         with _LOCK:
             self._store = _STORES.setdefault(ident, _Store())

@@ -135,12 +135,13 @@ class SimStore(ReplicaAdapter):
 
     def apply_batch(self, records: Sequence[Record]) -> list[ApplyResult]:
         self._gate("apply")
+        keys = {r.key.id for r in records}
+        before = self.world.states(self.location, keys.__contains__)
         if self._reading():
-            self.world.looked(self.location, {r.key.id for r in records}.__contains__)   # each write reads first
+            self.world.looked(self.location, keys.__contains__)         # each write reads the key first
         results = self.inner.apply_batch(records)
-        # what mcrepl wrote there it knows it holds
-        self.world.looked(self.location, {r.key.id for r, res in zip(records, results)
-                                          if res.outcome is ApplyOutcome.APPLIED}.__contains__)
+        self.world.wrote(self.location, {r.key.id: before.get(r.key.id, "none") for r, res in zip(records, results)
+                                         if res.outcome is ApplyOutcome.APPLIED})
         for record, result in zip(records, results):
             if result.outcome is ApplyOutcome.APPLIED:
                 self.world.observe_apply(self.location, record)
@@ -483,7 +484,7 @@ class World:
         if location not in self.listing:
             return
         self.settle_listing(location)
-        self._look(location, self._states(location, covers), self._ids)
+        self._look(location, self.states(location, covers), self._ids)
 
     def listed(self, location: str, cursor: Cursor | None, covers: Callable[[str], bool]) -> None:
         """A capture listing read the keys ``covers`` names; it counts once its page is committed
@@ -491,7 +492,7 @@ class World:
         if location not in self.listing or cursor is None:
             return
         self.settle_listing(location)
-        self.pending_listing[location] = (str(cursor.get("m")), self._states(location, covers), self._ids)
+        self.pending_listing[location] = (str(cursor.get("m")), self.states(location, covers), self._ids)
 
     def settle_listing(self, location: str) -> None:
         """Count the last capture listing at ``location`` if its page was committed, else forget it."""
@@ -503,7 +504,20 @@ class World:
         if saved is not None and str(saved.get("m")) == manifest:
             self._look(location, states, ids_at)
 
-    def _states(self, location: str, covers: Callable[[str], bool]) -> dict[str, str]:
+    def wrote(self, location: str, replaced: dict[str, str]) -> None:
+        """mcrepl wrote these keys at ``location`` over what ``replaced`` says was there.
+
+        Its write is taken over what its read found (at the primary the writer leaves alone a
+        state capture has not read, so what it overwrites is what mcrepl knew, or an absence):
+        the ops before it are judged against that state, and what it wrote it knows it holds.
+        """
+        if location not in self.listing or not replaced:
+            return
+        self.settle_listing(location)
+        self._look(location, replaced, self._ids)
+        self._look(location, self.states(location, replaced.__contains__), self._ids)
+
+    def states(self, location: str, covers: Callable[[str], bool]) -> dict[str, str]:
         """What each key ``covers`` names is at ``location`` now: "none", "tombstone" or "live"."""
         items = self.stores[location]._store.items
         keys = {k for (loc, k) in self.unseen_ops if loc == location} | \
