@@ -98,6 +98,17 @@ def sync_once(config: McreplConfig, endpoints: dict[str, str], namespace: str, *
         state.close()
 
 
+def promote_by_force(config: McreplConfig, endpoints: dict[str, str], namespace: str, location: str) -> Any:
+    """One ``mcrepl failover promote LOCATION --force``: open the state file, promote, close everything."""
+    state = state_of(config)
+    engine = SyncEngine(config, state, local_endpoints=endpoints, namespace=namespace)
+    try:
+        return engine.promote("customers", location, force=True)
+    finally:
+        engine.close()
+        state.close()
+
+
 class SteppedClock:
     """This host's clock, ``offset`` seconds off (settable): stepped back by NTP, or skewed."""
 
@@ -753,13 +764,7 @@ def test_12_a_late_write_deleted_again_at_the_rejoined_old_primary_is_settled_no
         old.delete_native(keys([1]))
         assert sync_once(config, endpoints, namespace).ok
         assert digests(new)[customer_1[0].key.id][1], "the delete reached GCS as a tombstone"
-        state = state_of(config)
-        engine = SyncEngine(config, state, local_endpoints=endpoints, namespace=namespace)
-        try:
-            assert engine.promote("customers", GCS, force=True).epoch == 2
-        finally:
-            engine.close()
-            state.close()
+        assert promote_by_force(config, endpoints, namespace, GCS).epoch == 2
         rejoined = sync_once(config, endpoints, namespace)
         assert rejoined.datasets["customers"].lanes[PRIMARY].caught_up, rejoined.datasets["customers"].lanes
         old.write_native(docs([1], note="late, at the old primary"))
@@ -828,13 +833,7 @@ def test_13_an_object_a_gcs_primary_never_had_is_refilled_once_two_listings_repo
         dynamo.write_native(docs(range(3)))
         assert sync_once(config, endpoints, namespace).ok
         gcs.delete_native(keys([2]))                      # lost at the replica, outside mcrepl
-        state = state_of(config)
-        engine = SyncEngine(config, state, local_endpoints=endpoints, namespace=namespace)
-        try:
-            engine.promote("customers", GCS, force=True)
-        finally:
-            engine.close()
-            state.close()
+        promote_by_force(config, endpoints, namespace, GCS)
         verdicts = [sync_once(config, endpoints, namespace, verify=True).datasets["customers"].converged
                     for _ in range(3)]
         assert verdicts[0] is False and verdicts[-1] is True, verdicts
@@ -870,13 +869,7 @@ def test_14_a_rejoined_gcs_primary_gives_up_a_write_made_behind_its_listing_posi
             state.close()
         behind = docs([0], tier=9)                             # before the pass's position
         gcs.write_native(behind)
-        state = state_of(config)
-        engine = SyncEngine(config, state, local_endpoints=endpoints, namespace=namespace)
-        try:
-            engine.promote("customers", PRIMARY, force=True)
-        finally:
-            engine.close()
-            state.close()
+        promote_by_force(config, endpoints, namespace, PRIMARY)
         report = sync_once(config, endpoints, namespace)
         assert report.ok, report.to_dict()
         (rejoin,) = [e["payload"] for e in AuditTrail(audit_path(Path(config.state_dir))).entries()

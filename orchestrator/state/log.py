@@ -464,6 +464,15 @@ class CaptureLog:
         """
         self._note("delivered", dataset, location, records)
 
+    def delivered_to(self, dataset: str, location: str, key_id: str) -> "Captured | None":
+        """What mcrepl last delivered to ``location`` for the key while it was the primary (see
+        :meth:`note_delivered`), if anything: a version no capture there has read back yet."""
+        row = self._db.one("SELECT delivered FROM heads WHERE dataset=? AND key_id=?", (dataset, key_id))
+        if row is None or row["delivered"] is None:
+            return None
+        found = _captured_of(row["delivered"])
+        return found if found.location == location else None
+
     def note_read(self, dataset: str, location: str, records: Sequence[Record]) -> None:
         """Remember the state capture last read at ``location`` for keys it logged nothing for
         (its own deliveries coming back, a write of the content already logged)."""

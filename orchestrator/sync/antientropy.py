@@ -347,15 +347,17 @@ class AntiEntropy:
         A listing reports a delete only of a name its manifest holds. A version mcrepl itself
         delivered to the primary (a late write recovered from the old primary, a repair) is
         not in the manifest until a listing has seen it; deleted there before that, it is
-        gone without a trace in capture. The log knows it was delivered there: the primary
-        held the head. Refilling it would bring a deleted record back, so it is logged as the
-        delete it is, having seen the version it removed. What the primary never held (a
-        location promoted before it received it) is lost there, and refilled.
+        gone without a trace in capture. The state knows mcrepl delivered the head there while
+        it was the primary: refilling it would bring a deleted record back, so it is logged as
+        the delete it is, having seen the version it removed. What capture read there is in
+        the manifest (its delete is listed); what the primary never held, or lost before it
+        became primary (a replica holds copies: a delete there is no change), is lost, and
+        refilled.
         """
         if self.adapters[self.primary].capabilities.incremental_capture:
             return False
-        known = self.state.log.known_at(self.dataset, self.primary, [key.id]).get(key.id, [])
-        return any(c.meta.version == head.version and c.content_hash != "-" for c in known)
+        delivered = self.state.log.delivered_to(self.dataset, self.primary, key.id)
+        return delivered is not None and delivered.meta.version == head.version and delivered.content_hash != "-"
 
     @staticmethod
     def _newest(stored: Mapping[str, Record | None], versions: Mapping[str, Record],

@@ -44,7 +44,7 @@ from mcrepl.orchestrator.state import StateStore
 from mcrepl.policies.routing import PassThroughRouter, RecordRouter, allowed_at
 
 from .merge import union_vector
-from .recovery import stamp_native
+from .recovery import repeats_logged_delete, stamp_native
 
 log = logging.getLogger("mcrepl.sync.capture")
 
@@ -230,17 +230,12 @@ def _already_logged(deleted: bool, record: Record, head: ReplicationMeta | None,
                     previous: ReplicationMeta | None) -> bool:
     """Whether a native change leaves its key in the state the log's head records, as nothing new.
 
-    A write of the head's content is. A delete is when the head is a delete and this store is
-    known to have held a delete too. If it held a live version, or nothing mcrepl knows of (no
-    old image, and a location promoted before it received the log, say), it deleted that
-    itself — a delete of its own, beside the logged one (which never reached it), logged so it
-    is settled against what it never saw and named like any conflict.
+    A write of the head's content is; a delete is when it repeats the log's delete
+    (:func:`.recovery.repeats_logged_delete`).
     """
-    if head is None or head.tombstone != deleted:
-        return False
-    if not deleted:
-        return head.content_hash == record.digest_hash(False)
-    return previous is not None and previous.tombstone
+    if deleted:
+        return repeats_logged_delete(head, previous)
+    return head is not None and not head.tombstone and head.content_hash == record.digest_hash(False)
 
 
 def _is_state(change: Change, head: ReplicationMeta | None) -> bool:

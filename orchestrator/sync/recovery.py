@@ -123,10 +123,8 @@ def unlogged_version(target: ReplicaTarget, settling: Settling, change: Change, 
                 valid, vector=union_vector(valid.vector, previous.vector)))
         return record
     if deleted:
-        # nothing the log knows of, or a delete of what already was a delete there; a delete of
-        # something mcrepl does not know the location held is its own (see capture._already_logged)
-        if head is None or (head.tombstone and previous is not None and previous.tombstone):
-            return None
+        if head is None or repeats_logged_delete(head, previous):
+            return None                 # nothing the log knows of, or the log's delete again
     elif head is not None and not head.tombstone and head.content_hash == record.digest_hash(False):
         return None
     base = record.meta or previous
@@ -151,6 +149,17 @@ def stamp_native(target: ReplicaTarget, change: Change, version: Version, vector
     if change.observed_ms is None or stamped.meta is None:
         return stamped
     return dataclasses.replace(stamped, meta=dataclasses.replace(stamped.meta, written_ms=change.observed_ms))
+
+
+def repeats_logged_delete(head: ReplicationMeta | None, previous: ReplicationMeta | None) -> bool:
+    """Whether a native delete leaves its key as the log's head has it: the head is a delete and
+    the location is known to have held a delete too.
+
+    A delete where the location held a live version, or something mcrepl knows nothing of (no
+    old image, and a location promoted before it received the log, say), is a delete of its own,
+    beside the logged one, to be logged and settled against what it never saw.
+    """
+    return head is not None and head.tombstone and previous is not None and previous.tombstone
 
 
 def is_late(stored: Record | None, known: Captured | None, head: ReplicationMeta | None,
@@ -181,4 +190,5 @@ def late_change(key_record: Record, stored: Record | None) -> Change:
     return Change(stored)
 
 
-__all__ = ["drain_change_log", "is_late", "late_change", "recover", "stamp_native", "unlogged_version"]
+__all__ = ["drain_change_log", "is_late", "late_change", "recover", "repeats_logged_delete", "stamp_native",
+           "unlogged_version"]
