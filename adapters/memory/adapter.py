@@ -112,6 +112,11 @@ class MemoryAdapter(ReplicaAdapter):
             raise err.located(dataset=self.target.dataset, key=key_id, target=self.target.replica) from None
         return Record(key, body, meta)
 
+    def _captured(self, key_id: str, item: Stored) -> Record:
+        """``item`` as capture reports it: its metadata only if it still describes the body."""
+        record = self._decode(key_id, item)
+        return Record(record.key, record.body, meta_if_valid(record))
+
     # -- lifecycle ------------------------------------------------------------------------
 
     def ensure_ready(self) -> None:
@@ -216,11 +221,9 @@ class MemoryAdapter(ReplicaAdapter):
                 changes.append(dataclasses.replace(self._delete_change(key_id), observed_ms=at_ms))
                 continue
             try:
-                record = self._decode(key_id, item)
+                changes.append(Change(self._captured(key_id, item), observed_ms=at_ms))
             except RecordError as err:
                 bad.append(err)
-                continue
-            changes.append(Change(Record(record.key, record.body, meta_if_valid(record)), observed_ms=at_ms))
         return changes, bad
 
     def _scan_page(self, cursor: Cursor, limit: int) -> ChangePage:
@@ -232,11 +235,9 @@ class MemoryAdapter(ReplicaAdapter):
         changes, bad = [], []
         for key_id, item in items:
             try:
-                record = self._decode(key_id, item)
+                changes.append(Change(self._captured(key_id, item)))
             except RecordError as err:
                 bad.append(err)
-                continue
-            changes.append(Change(Record(record.key, record.body, meta_if_valid(record))))
         if len(names) == limit:
             return ChangePage(changes, {**cursor, "after": names[-1]}, more=True, scanned=True, rejected=bad)
         # scan done: the log from where it stood before the scan; what was written since overlaps
@@ -258,9 +259,7 @@ class MemoryAdapter(ReplicaAdapter):
             if event.listed is not None:
                 item, at_ms = event.listed.blob
                 try:
-                    record = self._decode(event.name, item)
-                    outcome = Fetched(Record(record.key, record.body, meta_if_valid(record)),
-                                      event.listed.generation, at_ms)
+                    outcome = Fetched(self._captured(event.name, item), event.listed.generation, at_ms)
                 except RecordError as err:
                     bad.append(err)
                     outcome = err
