@@ -537,6 +537,44 @@ def test_the_primary_sends_a_successor_over_a_version_the_log_has_but_never_note
     assert store.read(key).meta == successor.meta
 
 
+
+def test_an_absence_at_a_former_primary_after_a_delivery_that_saw_its_delete_is_a_late_delete() -> None:
+    """mcrepl can know two states of one key at a former primary: the delete the promotion
+    claimed it held, and a later version delivered there while it was primary (a late write
+    recovered from the previous primary) that has seen that delete. An absence there now is
+    that version deleted by an application still writing to it, never the old delete: taken
+    for the old delete, the lane refilled the key over an acknowledged delete (listing seed
+    202762). The lane hands the absence back as a late delete instead."""
+    from mcrepl.adapters.base import KeyAttribute, KeySchema, ReplicaTarget, tombstone_of
+    from mcrepl.orchestrator.state.log import Captured
+    from mcrepl.orchestrator.sync.writer import LocationWriter
+    from mcrepl.policies.routing import PassThroughRouter
+
+    schema = KeySchema(KeyAttribute("id"))
+    former = MemoryAdapter(ReplicaTarget(GCS, "memory", "eu", "acct", "document", schema,
+                                         f"t-{uuid.uuid4().hex[:8]}"))
+    key = schema.parse_id("k1")
+    origin = f"{PRIMARY}/app"
+    deleted = tombstone_of(schema, key, Version(1000, 0, origin), {origin: Version(1000, 0, origin).token})
+    assert deleted.meta is not None
+    late = document(schema, {"id": "k1", "n": 2}).stamped(Version(2000, 0, origin), {**deleted.meta.vector})
+    assert late.meta is not None
+    # the store holds nothing: the delivered version was deleted there after its demotion
+    noted = {"k1": [Captured(GCS, late.meta.content_hash, late.meta), Captured(GCS, "-", deleted.meta)]}
+    again = document(schema, {"id": "k1", "n": 2}).stamped(Version(3000, 0, origin), {**late.meta.vector})
+    writer = LocationWriter("acct", GCS, former, PassThroughRouter(), former_primary=True,
+                            captured=lambda ids: noted, heads=lambda ids: {"k1": again.meta})  # type: ignore[dict-item]
+    [written] = writer.write([again])
+    assert written.outcome == "deferred" and written.late is not None and written.late.native_delete
+    assert former.read(key) is None, "nothing written over the late delete"
+
+    # with only the delete recorded there, an absence is that delete: the lane writes
+    writer = LocationWriter("acct", GCS, former, PassThroughRouter(), former_primary=True,
+                            captured=lambda ids: {"k1": [Captured(GCS, "-", deleted.meta)]},
+                            heads=lambda ids: {"k1": again.meta})  # type: ignore[dict-item]
+    assert [w.outcome for w in writer.write([again])] == ["applied"]
+
+
 def _vm_steps(state: StateStore, work: Callable[[], object]) -> int:
     """SQLite virtual-machine steps (in hundreds) ``work`` costs: a count of rows visited, not a time."""
     steps = [0]

@@ -207,13 +207,18 @@ def state_of(stored: Record | None, candidates: Sequence[Captured]) -> Captured 
     With nothing recorded for the key (new there, or its delete purged), an absence or a
     versioned item is taken as it is and the store's condition decides; otherwise a
     versioned item is known when a recorded version is it or has seen it, a native item
-    when a recorded state has its content, an absence when a recorded state is a delete.
+    when a recorded state has its content, an absence when a recorded state is a delete
+    that no recorded live state has seen: a delete mcrepl recorded there before it
+    delivered a version that succeeds it (a promotion's claim, then a late write
+    recovered onto the new primary) is not what an absence there is now — that version
+    was removed since.
     """
     if stored is None:
-        deleted = next((c for c in candidates if c.content_hash == "-"), None)
-        if deleted is None and not candidates:
+        if not candidates:
             return ABSENT
-        return deleted
+        live = [c.meta for c in candidates if c.content_hash != "-"]
+        return next((c for c in candidates if c.content_hash == "-" and not any(
+            m.version != c.meta.version and vector_dominates(m.vector, c.meta.vector) for m in live)), None)
     meta = meta_if_valid(stored)
     if meta is not None:
         if not candidates:

@@ -237,6 +237,18 @@ def _unlisted_delete_refilled() -> ContextManager[Any]:
     return mock.patch.object(AntiEntropy, "_deleted_unlisted", lambda self, key, head: False)
 
 
+def _superseded_delete_matched() -> ContextManager[Any]:
+    from mcrepl.orchestrator.sync import antientropy, writer
+    original = writer.state_of
+
+    def state_of(stored, candidates):  # type: ignore[no-untyped-def]
+        if stored is None and candidates:          # any recorded delete stands for an absence
+            return next((c for c in candidates if c.content_hash == "-"), None)
+        return original(stored, candidates)
+    return _patches(mock.patch.object(writer, "state_of", state_of),
+                    mock.patch.object(antientropy, "state_of", state_of))
+
+
 MUTANTS: dict[str, Mutant] = {m.name: m for m in [
     Mutant("1-echo-by-origin", "records carrying another origin's metadata are taken for echoes", _echo_by_origin),
     Mutant("2-no-backfill", "a lane behind the log's horizon starts at the head without a backfill", _no_backfill),
@@ -281,6 +293,10 @@ MUTANTS: dict[str, Mutant] = {m.name: m for m in [
     Mutant("sim-unlisted-delete-refilled", "a record mcrepl delivered to a listing-captured primary and the "
            "application deleted there before a listing saw it is refilled", _unlisted_delete_refilled,
            steps=60, seeds=range(200028, 200029), listing=True),
+    Mutant("sim-superseded-delete-matched", "an absence at a former primary is taken for a delete mcrepl recorded "
+           "there, though a version it delivered there later had seen that delete: the application's late delete "
+           "of that version is refilled", _superseded_delete_matched, steps=60, seeds=range(202762, 202763),
+           listing=True),
 ]}
 
 
