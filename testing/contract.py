@@ -38,8 +38,8 @@ import pytest
 from hypothesis import HealthCheck, assume, given, settings
 
 from mcrepl.adapters import adapter_spec
-from mcrepl.adapters.base import (ApplyOutcome, KeySchema, Record, RecordKey, ReplicaAdapter, Version, blob,
-                                  tombstone_of)
+from mcrepl.adapters.base import (ApplyOutcome, ChangePage, KeySchema, Record, RecordKey, ReplicaAdapter, Version,
+                                  blob, tombstone_of)
 from mcrepl.adapters.base.digest_ranges import DigestRange, list_part, ranges_of
 from mcrepl.adapters.base.interface import DatasetKind
 
@@ -371,6 +371,27 @@ class AdapterContract:
         seed(store).write_native([doc(f"s{i}") for i in range(5)])
         changes, _ = drain(store, None, limit=2)
         assert {c.record.key.id for c in changes} >= {f"s{i}" for i in range(5)}
+
+    def test_a_page_going_on_with_a_listing_pass_begun_before_it_says_so(self, store: ReplicaAdapter) -> None:
+        """``ChangePage.mid_pass``: a sync pass says *caught up* only after a pass of the changes it
+        began itself, since a listing sees a change made behind its position in its next pass only."""
+        cursor = store.current_cursor()
+        seed(store).write_native([doc(f"p{i}") for i in range(5)])
+        pages: list[ChangePage] = []
+        for _ in range(20):
+            page = store.capture_changes(cursor, limit=2)
+            pages.append(page)
+            cursor = page.cursor
+            if not page.more:
+                break
+        if store.capabilities.incremental_capture or not any(p.mid_pass for p in pages):
+            # a change log (or a window that only moves forward) has no passes to go on with
+            assert not store.capabilities.incremental_capture or not any(p.mid_pass for p in pages)
+            return
+        assert len(pages) >= 3, "five changes, at most two a page"
+        assert not pages[0].mid_pass and all(p.mid_pass for p in pages[1:]), \
+            "every page after the first of a pass goes on with it"
+        assert not store.capture_changes(cursor, limit=2).mid_pass, "the next pass begins at the start"
 
     # --- deletes and tombstones ------------------------------------------------------------------
 

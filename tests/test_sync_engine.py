@@ -575,6 +575,40 @@ def test_an_absence_at_a_former_primary_after_a_delivery_that_saw_its_delete_is_
     assert [w.outcome for w in writer.write([again])] == ["applied"]
 
 
+
+def test_a_pass_that_goes_on_with_a_listing_begun_before_it_lists_once_more_before_caught_up(
+        tmp_path: Path, world: MemoryWorld) -> None:
+    """A listing (GCS, S3 capture) sees a change made behind its position only in its next pass.
+    A follow round can leave the capture cursor in the middle of a listing; the next sync pass
+    used to go on from there to the end of that listing and say *caught up*, with a delete made
+    behind the cursor before the pass began still unlogged (listing + follow seed 250421). It
+    now reads on to the end of a listing it began itself."""
+    from mcrepl.orchestrator.sync.follow import FollowSession
+    from .test_sync_helpers import ControlledAdapter
+
+    config = make_config(tmp_path, sync={"batch_size": 2})
+    primary_target = config.target("customers", PRIMARY)
+    world.adapters[PRIMARY] = ControlledAdapter(MemoryAdapter(dataclasses.replace(
+        primary_target, provider="memory", options={"namespace": world.namespace, "capture": "listing"})))
+    assert not world.adapters[PRIMARY].capabilities.incremental_capture
+    state = StateStore(tmp_path / "state.db")
+    records = _seed(config, world, 6)
+    assert _engine(config, state, world).run_once().ok
+    _assert_converged(config, world)
+
+    _seed(config, world, 4, start=2, edited=True)   # four changed objects: a listing page holds two
+    session = FollowSession(_engine(config, state, world), "customers")
+    for lane in session.lanes.values():           # lanes attach before a follower captures
+        lane.step()
+    session.capture_step()                        # one page of a new listing: the cursor is mid-listing
+    assert state.log.cursor("customers", PRIMARY).get("at") is not None
+    world.adapter(config, PRIMARY).delete_native([records[0].key])     # behind the cursor
+    report = _engine(config, state, world).run_once()
+    assert report.ok and report.datasets["customers"].caught_up
+    assert records[0].key.id not in live(world.adapter(config, GCS)), "caught up: the delete reached the replicas"
+    _assert_converged(config, world)
+
+
 def _vm_steps(state: StateStore, work: Callable[[], object]) -> int:
     """SQLite virtual-machine steps (in hundreds) ``work`` costs: a count of rows visited, not a time."""
     steps = [0]

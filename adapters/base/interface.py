@@ -114,6 +114,11 @@ class ChangePage:
     They are passed over — the cursor moves past them — and the engine quarantines them,
     so one bad document never stalls a dataset's capture.
     """
+    mid_pass: bool = False
+    """The page goes on with a listing pass begun before its cursor (GCS, S3 capture). A
+    change made behind that cursor shows only in the next pass, so this pass's end is not
+    the end of what the location took before the read began: a reader that must see
+    everything (a sync pass that says *caught up*) reads on to the end of a pass it began."""
 
 
 class ApplyOutcome(str, enum.Enum):

@@ -342,7 +342,8 @@ class ObjectStoreAdapter(ReplicaAdapter, Generic[Token]):
         new_cursor = make_cursor(manifest, page.at if page.more else None, full and page.more)
         self._manifests.clear()
         self._manifests[new_cursor["m"]] = manifest
-        return ChangePage(changes, new_cursor, more=page.more, scanned=full, rejected=rejected)
+        return ChangePage(changes, new_cursor, more=page.more, scanned=full, rejected=rejected,
+                          mid_pass=at is not None)
 
     def _resolve(self, event: Event) -> Fetched | RecordError | None:
         """Fetch a changed object (``None`` when it vanished); runs on worker threads."""

@@ -267,7 +267,7 @@ class MemoryAdapter(ReplicaAdapter):
             if change is not None:
                 changes.append(change)
         return ChangePage(changes, make_cursor(manifest, page.at if page.more else None, full and page.more),
-                          more=page.more, scanned=full, rejected=bad)
+                          more=page.more, scanned=full, rejected=bad, mid_pass=at is not None)
 
     def _delete_change(self, key_id: str) -> Change:
         key = self.target.key_schema.parse_id(key_id)

@@ -60,6 +60,7 @@ class CaptureResult:
     staged: int = 0                             # held back while a scan's overlap window is open
     more: bool = False
     scanned: bool = False
+    mid_pass: bool = False                      # a listing pass begun before this page (ChangePage.mid_pass)
     deposed: bool = False                       # the location stopped being the primary: nothing logged
 
 
@@ -109,7 +110,7 @@ class PageCapturer:
         ds, location = self.target.dataset, self.target.replica
         if not self.still_primary():
             return self.deposed()
-        result = CaptureResult(more=page.more, scanned=page.scanned)
+        result = CaptureResult(more=page.more, scanned=page.scanned, mid_pass=page.mid_pass)
         with self.state.transaction():
             changes = self._past_overlap(page, result)
             heads = self.state.log.heads(ds, (c.record.key.id for c in changes))

@@ -75,6 +75,10 @@ class DatasetPass:
         self.progress = progress
         self.on_lane_progress = on_lane_progress
         self.capture_done = capture_step is None
+        #: whether capture has read a page that began a pass of the primary's changes (always,
+        #: for a change log; for a listing, not while it goes on with a pass begun before this
+        #: one — what changed behind that pass's position shows only in the next)
+        self._pass_begun = False
         self.renew = renew
         self._tasks: dict[str, Any] = {}
 
@@ -203,7 +207,9 @@ class DatasetPass:
         self.report.quarantined += result.quarantined
         if self.metrics is not None and result.echoes:
             self.metrics.changes(self.report.dataset, self.report.primary, "echo_suppressed", result.echoes)
-        self.capture_done = result.deposed or not result.more
+        self._pass_begun = self._pass_begun or not result.mid_pass
+        # caught up means every change the primary took before this pass began is logged
+        self.capture_done = result.deposed or (not result.more and self._pass_begun)
         self._show_progress()
 
     def _capture_failed(self, message: str) -> None:

@@ -249,6 +249,17 @@ def _superseded_delete_matched() -> ContextManager[Any]:
                     mock.patch.object(antientropy, "state_of", state_of))
 
 
+def _pass_ends_mid_listing() -> ContextManager[Any]:
+    from mcrepl.orchestrator.sync.capture import PageCapturer
+    original = PageCapturer.commit
+
+    def commit(self, page):  # type: ignore[no-untyped-def]
+        result = original(self, page)
+        result.mid_pass = False                    # the end of a listing begun earlier ends the pass
+        return result
+    return mock.patch.object(PageCapturer, "commit", commit)
+
+
 MUTANTS: dict[str, Mutant] = {m.name: m for m in [
     Mutant("1-echo-by-origin", "records carrying another origin's metadata are taken for echoes", _echo_by_origin),
     Mutant("2-no-backfill", "a lane behind the log's horizon starts at the head without a backfill", _no_backfill),
@@ -297,6 +308,9 @@ MUTANTS: dict[str, Mutant] = {m.name: m for m in [
            "there, though a version it delivered there later had seen that delete: the application's late delete "
            "of that version is refilled", _superseded_delete_matched, steps=60, seeds=range(202762, 202763),
            listing=True),
+    Mutant("sim-pass-ends-mid-listing", "a sync pass that goes on with a listing a follow round began ends with "
+           "it and says caught up, though a change behind that listing's position is not logged yet",
+           _pass_ends_mid_listing, steps=60, seeds=range(250421, 250422), follow=True, listing=True),
 ]}
 
 
