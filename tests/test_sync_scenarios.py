@@ -819,6 +819,12 @@ def test_13_a_delete_at_a_gcs_primary_that_capture_has_not_listed_is_not_refille
             return
         assert not verdict.converged and deleted, (verdict, live(gcs), live(dynamo))
         assert sync_once(config, endpoints, namespace, verify=True).datasets["customers"].converged
+        state = state_of(config)
+        try:
+            assert not state.db.rows("SELECT name FROM meta WHERE name LIKE 'absent-at-primary:%'"), \
+                "a converged verdict forgets the absence the repair was waiting on (capture listed its delete)"
+        finally:
+            state.close()
 
 
 def test_13_an_object_a_gcs_primary_never_had_is_refilled_once_two_listings_report_no_delete(

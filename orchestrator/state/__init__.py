@@ -196,6 +196,10 @@ class StateStore:
         """Forget a named value."""
         self.db.execute("DELETE FROM meta WHERE name=?", (name,))
 
+    def clear_meta_prefix(self, prefix: str) -> int:
+        """Forget every named value whose name starts with ``prefix``; how many there were."""
+        return self.db.execute("DELETE FROM meta WHERE substr(name, 1, ?)=?", (len(prefix), prefix))
+
     def mark_dataset_purged(self, dataset: str) -> None:
         """Remember when the dataset's tombstones were last purged."""
         with self.db.transaction() as conn:

@@ -43,6 +43,9 @@ from .resolution import settle
 
 log = logging.getLogger("mcrepl.sync.antientropy")
 
+#: the state-file name under which an absence at a listing-captured primary waits for its listings
+_ABSENT_AT_PRIMARY = "absent-at-primary:{dataset}:{key}"
+
 
 @dataclass(frozen=True)
 class AntiEntropySettings:
@@ -168,6 +171,10 @@ class AntiEntropy:
         if not record:
             return summary, plan
         with self.state.transaction():
+            if summary.converged:
+                # no key differs, so no absence at the primary is still waiting for its listings:
+                # a marker left by a key whose delete capture since listed would stay forever
+                self.state.clear_meta_prefix(_ABSENT_AT_PRIMARY.format(dataset=self.dataset, key=""))
             self.state.record_verify(self.dataset, started, summary.converged, summary.divergent, repaired,
                                      detail or ("converged" if summary.converged else f"{summary.remaining} keys differ"))
             self.state.audit.add("anti-entropy", {"dataset": self.dataset, "converged": summary.converged,
@@ -328,7 +335,7 @@ class AntiEntropy:
         """
         if self.adapters[self.primary].capabilities.incremental_capture:
             return True
-        name = f"absent-at-primary:{self.dataset}:{key_id}"
+        name = _ABSENT_AT_PRIMARY.format(dataset=self.dataset, key=key_id)
         drains = self.state.log.drains(self.dataset)
         token, _, since = (self.state.get_meta(name) or "").rpartition("@")
         if token == head.version.token:
