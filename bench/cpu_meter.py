@@ -24,8 +24,22 @@ def _stat(pid: int) -> tuple[int, float] | None:
     return int(fields[1]), (int(fields[11]) + int(fields[12])) / _TICKS
 
 
-def tree_cpu_seconds(root: int | None = None) -> float:
-    """CPU seconds used so far by ``root`` (default: this process) and all its live descendants."""
+#: a process of the local stack, by what its command line runs (the rest is the bench's own)
+ROLES = (("moto_server", "moto"), ("fake-gcs-server", "fake-gcs"), ("cosmosdb-server", "cosmos"),
+         ("DynamoDBLocal", "dynamodb-local"))
+
+
+def _role(pid: int) -> str:
+    try:
+        cmdline = Path(f"/proc/{pid}/cmdline").read_bytes().replace(b"\0", b" ").decode(errors="replace")
+    except OSError:
+        return "bench"
+    return next((role for marker, role in ROLES if marker in cmdline), "bench")
+
+
+def tree_cpu_by_role(root: int | None = None) -> dict[str, float]:
+    """CPU seconds used so far by ``root``'s process tree, per role (``bench``, ``moto``, ``fake-gcs``,
+    ``cosmos``, ``dynamodb-local``): which part of the local stack a figure's CPU went to."""
     root = os.getpid() if root is None else root
     stats: dict[int, tuple[int, float]] = {}
     for entry in Path("/proc").iterdir():
@@ -36,10 +50,22 @@ def tree_cpu_seconds(root: int | None = None) -> float:
     children: dict[int, list[int]] = {}
     for pid, (ppid, _) in stats.items():
         children.setdefault(ppid, []).append(pid)
-    total, todo = 0.0, [root]
+    totals: dict[str, float] = {}
+    todo = [root]
     while todo:
         pid = todo.pop()
         if pid in stats:
-            total += stats[pid][1]
+            role = _role(pid)
+            totals[role] = totals.get(role, 0.0) + stats[pid][1]
         todo += children.get(pid, [])
-    return total
+    return totals
+
+
+def tree_cpu_seconds(root: int | None = None) -> float:
+    """CPU seconds used so far by ``root`` (default: this process) and all its live descendants."""
+    return sum(tree_cpu_by_role(root).values())
+
+
+def per_record_ms(before: dict[str, float], after: dict[str, float], n: int) -> dict[str, float]:
+    """CPU ms per record of each role between two :func:`tree_cpu_by_role` readings."""
+    return {role: (after.get(role, 0.0) - before.get(role, 0.0)) * 1000 / n for role in after}

@@ -20,7 +20,7 @@ from datetime import datetime
 from decimal import Decimal
 from typing import Any, Callable, Sequence
 
-from cpu_meter import tree_cpu_seconds
+from cpu_meter import tree_cpu_by_role, tree_cpu_seconds
 from mcrepl.adapters.base import Record
 
 
@@ -39,6 +39,8 @@ def json_safe(value: Any) -> Any:
 
 #: CPU seconds (this process, its emulators) of the last timed write loop, set by each writer
 last_cpu_seconds = 0.0
+#: CPU seconds per role of the stack (see cpu_meter.tree_cpu_by_role) of the last copier run
+last_cpu_by_role: dict[str, float] = {}
 
 
 def _timed_pool(items: Sequence[Any], write: Callable[[Any], None], threads: int) -> float:
@@ -154,8 +156,9 @@ def copier(dynamodb_endpoint: str, table_name: str, cosmos_endpoint: str, key: s
                             aws_access_key_id="bench", aws_secret_access_key="bench")
     from boto3.dynamodb.types import TypeDeserializer
     plain = TypeDeserializer()
-    global last_cpu_seconds
-    cpu = tree_cpu_seconds()
+    global last_cpu_seconds, last_cpu_by_role
+    by_role = tree_cpu_by_role()
+    cpu = sum(by_role.values())
     started = time.perf_counter()
 
     def segment(n: int) -> list[dict[str, Any]]:
@@ -182,7 +185,9 @@ def copier(dynamodb_endpoint: str, table_name: str, cosmos_endpoint: str, key: s
         for w in waits:
             w.result()
     rate = len(docs) / (time.perf_counter() - started)
-    last_cpu_seconds = tree_cpu_seconds() - cpu
+    after = tree_cpu_by_role()
+    last_cpu_seconds = sum(after.values()) - cpu
+    last_cpu_by_role = {role: after[role] - by_role.get(role, 0.0) for role in after}
     return rate
 
 

@@ -37,7 +37,7 @@ from urllib.parse import urlparse
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 import raw_sinks  # noqa: E402  (bench/ is a folder of scripts, not a package)
-from cpu_meter import tree_cpu_seconds  # noqa: E402
+from cpu_meter import per_record_ms, tree_cpu_by_role, tree_cpu_seconds  # noqa: E402
 from memory_stores import memory_factory  # noqa: E402
 from sync_bench import COSMOS, DATASET, GCS, PRIMARY, _records, _seed  # noqa: E402
 
@@ -88,15 +88,19 @@ def _raw(endpoints: dict[str, str], routed: dict[str, str], table: str, n: int, 
     try:
         initial = raw_sinks.copier(*args)
         initial_cpu = raw_sinks.last_cpu_seconds * 1000 / n
+        initial_roles = {role: s * 1000 / n for role, s in raw_sinks.last_cpu_by_role.items()}
         rewrite = raw_sinks.copier(*args)
         return {"initial": initial, "rewrite": rewrite, "initial_cpu_ms": initial_cpu,
+                "initial_cpu_ms_by_role": initial_roles,
                 "rewrite_cpu_ms": raw_sinks.last_cpu_seconds * 1000 / n}
     finally:
         raw_sinks.drop_copier_targets(endpoints["cosmos"], key, tag, endpoints["gcs"], tag)
 
 
-def _ours_pass(engine: Any, n: int) -> tuple[float, float]:
-    cpu = tree_cpu_seconds()
+def _ours_pass(engine: Any, n: int, by_role: dict[str, float] | None = None) -> tuple[float, float]:
+    """Records/s and whole-stack CPU ms per record of one pass (per role into ``by_role``)."""
+    roles = tree_cpu_by_role()
+    cpu = sum(roles.values())
     started = time.perf_counter()
     report = engine.run_once(DATASET)
     seconds = time.perf_counter() - started
@@ -105,7 +109,10 @@ def _ours_pass(engine: Any, n: int) -> tuple[float, float]:
     applied = {r: lane.applied + lane.replayed for r, lane in lanes.items()}
     if not report.ok or any(a != n for a in applied.values()):
         raise SystemExit(f"pass did not converge: applied {applied} of {n}; {report.to_dict()}")
-    return n / seconds, (tree_cpu_seconds() - cpu) * 1000 / n
+    after = tree_cpu_by_role()
+    if by_role is not None:
+        by_role.update(per_record_ms(roles, after, n))
+    return n / seconds, (sum(after.values()) - cpu) * 1000 / n
 
 
 def compare_with_copier(endpoints: dict[str, str], n: int, rtt_ms: float, threads: int,
@@ -124,9 +131,10 @@ def compare_with_copier(endpoints: dict[str, str], n: int, rtt_ms: float, thread
         try:
             _seed(primary, n, seed=0)
             out["raw"] = _raw(endpoints, routed, primary.target.resource, n, threads)
-            out["ours_initial"], out["ours_initial_cpu_ms"] = _ours_pass(engine, n)
+            out["ours_initial_cpu_ms_by_role"], out["ours_rewrite_cpu_ms_by_role"] = {}, {}
+            out["ours_initial"], out["ours_initial_cpu_ms"] = _ours_pass(engine, n, out["ours_initial_cpu_ms_by_role"])
             _seed(primary, n, seed=1)
-            out["ours_rewrite"], out["ours_rewrite_cpu_ms"] = _ours_pass(engine, n)
+            out["ours_rewrite"], out["ours_rewrite_cpu_ms"] = _ours_pass(engine, n, out["ours_rewrite_cpu_ms_by_role"])
         finally:
             engine.close()
             _drop(config, endpoints, namespace)
@@ -247,6 +255,13 @@ def _print(rows: list[dict[str, Any]], scaled: dict[str, Any] | None, alone: dic
               f"{r['ours_initial'] / raw['initial']:>5.2f}x {raw['rewrite']:>10,.0f} {r['ours_rewrite']:>11,.0f} "
               f"{r['ours_rewrite'] / raw['rewrite']:>5.2f}x   {raw['initial_cpu_ms']:.2f} | "
               f"{r['ours_initial_cpu_ms']:.2f} | {r['ours_rewrite_cpu_ms']:.2f}")
+    for r in rows:
+        raw, ours, rewrite = (r["raw"]["initial_cpu_ms_by_role"], r["ours_initial_cpu_ms_by_role"],
+                              r["ours_rewrite_cpu_ms_by_role"])
+        roles = sorted(set(raw) | set(ours), key=lambda role: -ours.get(role, 0.0))
+        print(f"  CPU ms/rec by process at {r['rtt_ms']:.0f}ms (raw initial | ours initial | ours rewrite): "
+              + "; ".join(f"{role} {raw.get(role, 0.0):.2f} | {ours.get(role, 0.0):.2f} | "
+                          f"{rewrite.get(role, 0.0):.2f}" for role in roles))
     if scaled is not None:
         print(f"\nscale-out, {scaled['rtt_ms']:.0f} ms added RTT, {scaled['threads_per_worker']} units at once per "
               f"worker: dask --workers 1 {scaled['workers_1']:,.0f} rec/s ({scaled['workers_1_cpu_ms']:.2f} ms CPU/rec "
