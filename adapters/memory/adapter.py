@@ -10,7 +10,9 @@ item in place, as a foreign writer could.
 With ``options['capture'] = "listing"`` capture compares listings with a manifest instead,
 through the same code GCS and S3 capture runs (:mod:`..base.listing`): what the simulation
 needs to put the engine's listing paths (no old images, write-then-delete pairs never seen)
-under the same search as its change-log ones.
+under the same search as its change-log ones. With ``"feed"`` it reads the log as a
+latest-version change feed does (Cosmos DB's): each changed item once, in its current state,
+at the place of its last change; deletes and old images never.
 """
 
 from __future__ import annotations
@@ -72,9 +74,13 @@ class MemoryAdapter(ReplicaAdapter):
     def __init__(self, target: ReplicaTarget) -> None:
         super().__init__(target)
         self._listing = target.options.get("capture") == "listing"
-        if self._listing:
-            # a listing is no change log (as MemorySpec.capabilities_for says); a subclass keeps its own
-            self.capabilities = dataclasses.replace(type(self).capabilities, incremental_capture=False)
+        self._feed = target.options.get("capture") == "feed"
+        if self._listing or self._feed:
+            # as MemorySpec.capabilities_for says; a subclass keeps its own
+            caps = type(self).capabilities
+            self.capabilities = dataclasses.replace(caps, incremental_capture=caps.incremental_capture
+                                                    and not self._listing,
+                                                    capture_sees_deletes=caps.capture_sees_deletes and not self._feed)
         ident = (str(target.options.get("namespace", "")), target.replica, target.resource)
         with _LOCK:
             self._store = _STORES.setdefault(ident, _Store())
@@ -179,6 +185,8 @@ class MemoryAdapter(ReplicaAdapter):
     def capture_changes(self, cursor: Cursor | None, limit: int = 500) -> ChangePage:
         if self._listing:
             return self._listing_page(cursor, limit)
+        if self._feed:
+            return self._latest_version_page(cursor, limit)
         if cursor is None and self.target.options.get("initial_capture") == "scan":
             with self._store.lock:
                 cursor = {"phase": "scan", "from": len(self._store.log), "after": ""}
@@ -200,6 +208,18 @@ class MemoryAdapter(ReplicaAdapter):
         overlap = pos < until
         after: Cursor = {"pos": new_pos, "until": until} if new_pos < until else {"pos": new_pos}
         return ChangePage(changes, after, more=new_pos < end or overlap, rejected=bad, overlap=overlap)
+
+    def _latest_version_page(self, cursor: Cursor | None, limit: int) -> ChangePage:
+        """The next ``limit`` items whose last change lies after the cursor, in the order of those
+        changes, each in its current state; a deleted item is not reported at all."""
+        pos = int((cursor or {}).get("pos", 0))
+        with self._store.lock:
+            log = list(self._store.log)
+        last = {key_id: i for i, (key_id, _, _) in enumerate(log)}
+        picked = [i for i in range(pos, len(log)) if last[log[i][0]] == i and log[i][1] is not None][:limit]
+        changes, bad = self._changes([log[i] for i in picked])
+        more = len(picked) == limit and picked[-1] + 1 < len(log)
+        return ChangePage(changes, {"pos": picked[-1] + 1 if more else len(log)}, more=more, rejected=bad)
 
     def _feed_page(self, cursor: Cursor, limit: int) -> ChangePage:
         """From the beginning, each key's latest change only; at ``upto``, the live log."""

@@ -21,17 +21,23 @@ class MemorySettings(AdapterSettings):
     initial_capture: Literal["log", "feed", "scan"] = Field(
         "log", description="what capture from no cursor reads: the whole log, each key's latest change, "
                            "or a key-order scan then the log")
-    capture: Literal["log", "listing"] = Field(
-        "log", description="how capture sees changes: the change log (as a DynamoDB stream), or by "
+    capture: Literal["log", "listing", "feed"] = Field(
+        "log", description="how capture sees changes: the change log (as a DynamoDB stream), by "
                            "comparing listings with a manifest (as GCS and S3 capture: a write deleted "
-                           "again between two listings is never seen, nor is any old image)")
+                           "again between two listings is never seen, nor is any old image), or as a "
+                           "latest-version change feed (as Cosmos DB's: each changed item once, in its "
+                           "state when read, at the place of its last change; no deletes, no old images)")
 
 
 class MemorySpec(AdapterSpec):
-    """Capture by listing is no change log: not incremental capture (as GCS and S3)."""
+    """Capture by listing is no change log: not incremental capture (as GCS and S3); a latest-version
+    feed shows no deletes (as Cosmos DB's)."""
 
     def capabilities_for(self, options: Mapping[str, Any]) -> Capabilities:
-        return dataclasses.replace(self.capabilities, incremental_capture=options.get("capture") != "listing")
+        caps = self.capabilities             # a mode only takes away (a spec built on this one keeps its limits)
+        mode = options.get("capture")
+        return dataclasses.replace(caps, incremental_capture=caps.incremental_capture and mode != "listing",
+                                   capture_sees_deletes=caps.capture_sees_deletes and mode != "feed")
 
 
 SPEC = MemorySpec(

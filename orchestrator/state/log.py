@@ -378,6 +378,17 @@ class CaptureLog:
                              "(dataset, location, key_id) DO UPDATE SET seq=MAX(seq, excluded.seq)",
                              [(dataset, location, key_id, seq) for key_id, seq in entries])
 
+    def note_unheld_heads(self, dataset: str, location: str, key_ids: Sequence[str]) -> None:
+        """``location`` does not hold the logged version of these keys (a backfill's write it left
+        alone): :meth:`note_unheld` at each key's head."""
+        for start in range(0, len(key_ids), 500):
+            chunk = list(key_ids[start:start + 500])
+            marks = ",".join("?" * len(chunk))
+            self._db.execute(f"INSERT INTO unheld(dataset, location, key_id, seq) SELECT dataset, ?, key_id, seq "
+                             f"FROM heads WHERE dataset=? AND key_id IN ({marks}) AND seq>0 ON CONFLICT"
+                             f"(dataset, location, key_id) DO UPDATE SET seq=MAX(seq, excluded.seq)",
+                             (location, dataset, *chunk))
+
     def _unheld(self, dataset: str, location: str, key_id: str, seq: int) -> bool:
         """Whether ``location`` is marked as not holding the key's entry at ``seq`` (a mark at a later
         entry covers the earlier ones: the location holds none of them)."""

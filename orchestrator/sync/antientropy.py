@@ -366,6 +366,24 @@ class AntiEntropy:
         delivered = self.state.log.delivered_to(self.dataset, self.primary, key.id)
         return delivered is not None and delivered.meta.version == head.version and delivered.content_hash != "-"
 
+    def _held_at_unseen_delete(self, key: RecordKey, ref: Record | None,
+                               head: ReplicationMeta | None) -> ReplicationMeta | None:
+        """What the primary held when the application deleted the key there, where its capture shows
+        no deletes (a Cosmos DB change feed); ``None`` when that is not the question.
+
+        Only a comparison finds such a delete, and the delete saw what that primary held — not
+        every version the other copies hold: a write the old primary took that the log learnt
+        only later (a late write recovered at its rejoin) is concurrent with it, and is settled
+        against it and named as a conflict, never silently deleted (feed seed 300015). The last
+        live state mcrepl recorded there stands for it, else the log's live version.
+        """
+        if ref is not None or head is None or head.tombstone or \
+                self.adapters[self.primary].capabilities.capture_sees_deletes:
+            return None
+        known = [c.meta for c in self.state.log.known_at(self.dataset, self.primary, [key.id]).get(key.id, [])
+                 if c.content_hash != "-"]
+        return max(known, key=lambda m: m.version, default=head)
+
     @staticmethod
     def _newest(stored: Mapping[str, Record | None], versions: Mapping[str, Record],
                 head: ReplicationMeta | None) -> Record | None:
@@ -421,8 +439,10 @@ class AntiEntropy:
                 # wins, a concurrent one is settled, exactly as a lane would
                 return self._settle_all(ref, [r for loc, r in versions.items() if loc != self.primary])
             key = next(r.key for r in stored.values() if r is not None)
-            return tombstone_of(schema, key, self._tick(), vector, blob_dataset=target.kind == "blob",
-                                epoch=self.settling.epoch)
+            held = self._held_at_unseen_delete(key, ref, head)
+            deleted = tombstone_of(schema, key, self._tick(), vector if held is None else held.vector,
+                                   blob_dataset=target.kind == "blob", epoch=self.settling.epoch)
+            return deleted if held is None else self._settle_all(deleted, list(versions.values()))
         winner = self._settle_all(ref, [r for loc, r in versions.items() if loc != self.primary])
         return winner
 

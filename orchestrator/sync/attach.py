@@ -39,6 +39,7 @@ from mcrepl.orchestrator.state import StateStore
 
 from .lane import LaneApplier
 from .merge import union_vector
+from .late_writes import LATE_WRITES
 from .recovery import drain_change_log, recover as recover_changes
 from .writer import Written, counts_of
 
@@ -241,9 +242,19 @@ def _write(lane: LaneApplier, records: list[Record], result: AttachResult) -> No
     written = lane.writer.write(records)
     for w in written:
         result.counts[w.outcome] += 1
+    ds, location = lane.target.dataset, lane.target.replica
     with lane.state.transaction():
-        lane.state.log.clear_unheld(lane.target.dataset, lane.target.replica,
-                                    [w.record.key.id for w in written if w.outcome in ("applied", "replayed")])
+        lane.state.log.clear_unheld(ds, location, [w.record.key.id for w in written
+                                                   if w.outcome in ("applied", "replayed")])
+        # what the writer left alone there (a late write or delete at a former primary, a state
+        # capture has not read at the primary) it does not hold, a delete no more than a write:
+        # taken for held, a later write there would pass for a successor of a delete it never saw
+        lane.state.log.note_unheld_heads(ds, location, [w.record.key.id for w in written if w.deferred])
+    late = [w.late for w in written if w.late is not None]
+    if late:
+        # logged as the lane logs them: a late change left alone and forgotten would be lost
+        result.recovered += len(recover_changes(lane.state, lane.target, lane.settling, late, result.start_offset,
+                                                result.recovered_heads, audit=LATE_WRITES))
     conflicts = [(w.record, w) for w in written
                  if w.result is not None and w.result.outcome is ApplyOutcome.CONFLICT]
     if conflicts:

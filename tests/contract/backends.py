@@ -62,6 +62,8 @@ BACKENDS = [
     Backend("memory", "memory", None, "local", namespace_option="namespace"),
     # capture by listing, as GCS and S3 capture (the simulation's listing-captured stores)
     Backend("memory-listing", "memory", None, "local", settings={"capture": "listing"}, namespace_option="namespace"),
+    # a latest-version change feed, as Cosmos DB's (the simulation's feed-captured store)
+    Backend("memory-feed", "memory", None, "local", settings={"capture": "feed"}, namespace_option="namespace"),
     Backend("moto", "dynamodb", "dynamodb", "eu-west-1", rejections=DYNAMODB_LIMITS),
     Backend("dynamodb-local", "dynamodb", "dynamodb-local", "eu-west-1", rejections=DYNAMODB_LIMITS),
     # batches as TransactWriteItems (batch_writes: auto sends one put per record on the local stack)

@@ -103,7 +103,7 @@ def _reported_missing(sim: "Simulation") -> set[str]:
 def check_final(sim: "Simulation") -> list[str]:
     """Nothing acknowledged lost, nothing resurrected, every body exactly as written."""
     w = sim.world
-    for location in w.listing:
+    for location in w.blind:
         w.settle_listing(location)            # the last capture listings count if they were committed
     found: list[str] = []
     parties = _parties(sim)

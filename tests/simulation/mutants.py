@@ -39,6 +39,7 @@ class Mutant:
     seeds: range | None = None
     follow: bool = False                  # draw follow-mode rounds too
     listing: bool = False                 # capture the GCS locations by listing
+    feed: bool = False                    # capture the Cosmos DB location as a latest-version feed
 
 
 def _patches(*patches: ContextManager[Any]) -> ContextManager[Any]:
@@ -260,6 +261,30 @@ def _pass_ends_mid_listing() -> ContextManager[Any]:
     return mock.patch.object(PageCapturer, "commit", commit)
 
 
+def _unseen_delete_saw_everything() -> ContextManager[Any]:
+    from mcrepl.orchestrator.sync.antientropy import AntiEntropy
+    return mock.patch.object(AntiEntropy, "_held_at_unseen_delete", lambda self, key, ref, head: None)
+
+
+def _backfill_forgets_what_it_left() -> ContextManager[Any]:
+    from mcrepl.orchestrator.sync import attach
+
+    def write(lane, records, result):  # type: ignore[no-untyped-def]
+        if not records:
+            return
+        written = lane.writer.write(records)
+        for w in written:
+            result.counts[w.outcome] += 1
+        with lane.state.transaction():          # what it deferred: neither marked unheld nor logged
+            lane.state.log.clear_unheld(lane.target.dataset, lane.target.replica,
+                                        [w.record.key.id for w in written if w.outcome in ("applied", "replayed")])
+        conflicts = [(w.record, w) for w in written
+                     if w.result is not None and w.result.outcome is ApplyOutcome.CONFLICT]
+        if conflicts:
+            lane.settle_found(conflicts, result.counts)
+    return mock.patch.object(attach, "_write", write)
+
+
 MUTANTS: dict[str, Mutant] = {m.name: m for m in [
     Mutant("1-echo-by-origin", "records carrying another origin's metadata are taken for echoes", _echo_by_origin),
     Mutant("2-no-backfill", "a lane behind the log's horizon starts at the head without a backfill", _no_backfill),
@@ -311,6 +336,14 @@ MUTANTS: dict[str, Mutant] = {m.name: m for m in [
     Mutant("sim-pass-ends-mid-listing", "a sync pass that goes on with a listing a follow round began ends with "
            "it and says caught up, though a change behind that listing's position is not logged yet",
            _pass_ends_mid_listing, steps=60, seeds=range(250421, 250422), follow=True, listing=True),
+    Mutant("sim-unseen-delete-saw-everything", "a delete a comparison finds at a primary whose capture shows no "
+           "deletes (a Cosmos DB feed) is taken to have seen every version the copies hold, and a concurrent "
+           "late write recovered from the old primary is deleted unsettled", _unseen_delete_saw_everything,
+           steps=60, seeds=range(300015, 300016), feed=True),
+    Mutant("sim-backfill-forgets-deferred", "a rejoin's backfill counts what the writer left alone at a former "
+           "primary (a late delete) and forgets it: taken for holding the log's delete, the location's next write "
+           "passes for its successor", _backfill_forgets_what_it_left, steps=60, seeds=range(300221, 300222),
+           feed=True),
 ]}
 
 
@@ -321,7 +354,7 @@ def first_failure(mutant: Mutant, seeds: range) -> tuple[int, list[str]] | None:
             with tempfile.TemporaryDirectory() as tmp:
                 try:
                     violations = Simulation(seed, Path(tmp), steps=mutant.steps, follow=mutant.follow,
-                                            listing=mutant.listing).run()
+                                            listing=mutant.listing, feed=mutant.feed).run()
                 except Exception as exc:  # noqa: BLE001 - a defect may also crash the engine: caught too
                     violations = [f"the engine raised {type(exc).__name__}: {exc}"]
             if violations:

@@ -109,11 +109,17 @@ class SimStore(ReplicaAdapter):
         self.world.writes_during_capture(self.location)
         self.world.settle_listing(self.location)
         page = self.inner.capture_changes(cursor, limit)
-        # the names this page's listing went over: from the cursor's position to the new one's
-        start = (cursor or {}).get("at")
-        end = page.cursor.get("at") if page.more else None
-        self.world.listed(self.location, page.cursor,
-                          lambda k: (start is None or k > start) and (end is None or k <= end))
+        if self.location in self.world.feed:
+            # the keys whose changes this page's read went over (a deleted one is reported as nothing)
+            log = self.inner._store.log
+            changed = {key_id for key_id, _, _ in log[int((cursor or {}).get("pos", 0)):int(page.cursor["pos"])]}
+            self.world.listed(self.location, page.cursor, changed.__contains__)
+        else:
+            # the names this page's listing went over: from the cursor's position to the new one's
+            start = (cursor or {}).get("at")
+            end = page.cursor.get("at") if page.more else None
+            self.world.listed(self.location, page.cursor,
+                              lambda k: (start is None or k > start) and (end is None or k <= end))
         self.world.crash_point(f"capture:{self.location}:after")
         return page
 
@@ -121,7 +127,8 @@ class SimStore(ReplicaAdapter):
         self._gate("current_cursor")
         self.world.settle_listing(self.location)
         cursor = self.inner.current_cursor()
-        self.world.listed(self.location, cursor, lambda k: True)       # a manifest of everything there now
+        # a listing's manifest of everything there now; a feed's position reads nothing
+        self.world.listed(self.location, cursor, lambda k: self.location not in self.world.feed)
         return cursor
 
     def _reading(self) -> bool:
@@ -348,14 +355,24 @@ class App:
         return False
 
 
+def _position(cursor: Cursor) -> str:
+    """A capture cursor's identity: a listing's manifest, a feed's position."""
+    return str(cursor.get("m", cursor.get("pos")))
+
+
 class World:
     """Stores, clocks, faults, the app and the model of one simulated run."""
 
     def __init__(self, seed: int, namespace: str, locations: Sequence[str], keys: int = 10,
-                 listing: bool = False) -> None:
+                 listing: bool = False, feed: bool = False) -> None:
         from mcrepl.adapters.base import KeyAttribute, KeySchema
         #: locations captured by listing, as GCS and S3 are (else a change log, as DynamoDB's stream)
         self.listing = {loc for loc in locations if listing and loc.startswith("gcs:")}
+        #: locations captured as a latest-version change feed, as Cosmos DB is (no deletes, no old images)
+        self.feed = {loc for loc in locations if feed and loc.startswith("cosmos:")}
+        #: locations whose capture never sees a write deleted again before it read the key: listings
+        #: and latest-version feeds alike (see :meth:`looked`)
+        self.blind = self.listing | self.feed
         #: (location, key) → acknowledged ops there since mcrepl last looked at the key there, and
         #: what it found then ("none", "tombstone" or "live")
         self.unseen_ops: dict[tuple[str, str], list[int]] = {}
@@ -406,6 +423,8 @@ class World:
         options = {"namespace": self.namespace, "initial_capture": self.capture_modes.get(location, "log")}
         if location in self.listing:
             options["capture"] = "listing"
+        if location in self.feed:
+            options["capture"] = "feed"
         return ReplicaTarget(location, "memory", region, "items", "document", self.schema, "items", options)
 
     def adapter_factory(self, target: ReplicaTarget) -> ReplicaAdapter:
@@ -479,9 +498,11 @@ class World:
         At a listing-captured location, the ops since the last look at a key that left it absent,
         where it was absent or an mcrepl tombstone then, are invisible to any listing (a write
         deleted again; a tombstone's name gone is a purge): no capture can report them, and the
-        checker does not ask for them (docs/sync.md says so to users).
+        checker does not ask for them (docs/sync.md says so to users). The same holds at a
+        location captured by a latest-version feed, which reports a key deleted since it changed
+        not at all.
         """
-        if location not in self.listing:
+        if location not in self.blind:
             return
         self.settle_listing(location)
         self._look(location, self.states(location, covers), self._ids)
@@ -489,10 +510,10 @@ class World:
     def listed(self, location: str, cursor: Cursor | None, covers: Callable[[str], bool]) -> None:
         """A capture listing read the keys ``covers`` names; it counts once its page is committed
         (the state's saved cursor is the page's), see :meth:`settle_listing`."""
-        if location not in self.listing or cursor is None:
+        if location not in self.blind or cursor is None:
             return
         self.settle_listing(location)
-        self.pending_listing[location] = (str(cursor.get("m")), self.states(location, covers), self._ids)
+        self.pending_listing[location] = (_position(cursor), self.states(location, covers), self._ids)
 
     def settle_listing(self, location: str) -> None:
         """Count the last capture listing at ``location`` if its page was committed, else forget it."""
@@ -501,7 +522,7 @@ class World:
             return
         manifest, states, ids_at = pending
         saved = self.saved_cursor(location)
-        if saved is not None and str(saved.get("m")) == manifest:
+        if saved is not None and _position(saved) == manifest:
             self._look(location, states, ids_at)
 
     def wrote(self, location: str, replaced: dict[str, str]) -> None:
@@ -511,7 +532,7 @@ class World:
         state capture has not read, so what it overwrites is what mcrepl knew, or an absence):
         the ops before it are judged against that state, and what it wrote it knows it holds.
         """
-        if location not in self.listing or not replaced:
+        if location not in self.blind or not replaced:
             return
         self.settle_listing(location)
         self._look(location, replaced, self._ids)
@@ -537,7 +558,7 @@ class World:
 
     def note_body(self, location: str, record: Record, delete_id: int | None = None) -> None:
         """The app wrote ``record`` at ``location``: it is what mcrepl's next write there must not undercut."""
-        if location in self.listing:
+        if location in self.blind:
             ops = body_ids(record.body) if not (record.tombstone or record.body is None) else \
                 frozenset({delete_id} if delete_id is not None else ())
             self.unseen_ops.setdefault((location, record.key.id), []).extend(ops)
