@@ -215,8 +215,7 @@ class MemoryAdapter(ReplicaAdapter):
         pos = int((cursor or {}).get("pos", 0))
         with self._store.lock:
             log = list(self._store.log)
-        last = {key_id: i for i, (key_id, _, _) in enumerate(log)}
-        picked = [i for i in range(pos, len(log)) if last[log[i][0]] == i and log[i][1] is not None][:limit]
+        picked = _latest_changes(log, pos, limit, deletes=False)
         changes, bad = self._changes([log[i] for i in picked])
         more = len(picked) == limit and picked[-1] + 1 < len(log)
         return ChangePage(changes, {"pos": picked[-1] + 1 if more else len(log)}, more=more, rejected=bad)
@@ -226,8 +225,7 @@ class MemoryAdapter(ReplicaAdapter):
         pos, upto = int(cursor["pos"]), int(cursor["upto"])
         with self._store.lock:
             history = self._store.log[:upto]
-        last = {key_id: i for i, (key_id, _, _) in enumerate(history)}
-        picked = [i for i in range(pos, upto) if last[history[i][0]] == i][:limit]
+        picked = _latest_changes(history, pos, limit, deletes=True)
         changes, bad = self._changes([history[i] for i in picked])
         if len(picked) == limit and picked[-1] + 1 < upto:
             return ChangePage(changes, {**cursor, "pos": picked[-1] + 1}, more=True, rejected=bad)
@@ -371,6 +369,14 @@ class MemoryAdapter(ReplicaAdapter):
             yield Digest(rec.key.id, meta.version.token if meta else None,
                          meta.comparable_hash if meta else rec.digest_hash(False),
                          rec.tombstone)
+
+
+def _latest_changes(log: Sequence[tuple[str, Stored | None, int]], pos: int, limit: int, *,
+                    deletes: bool) -> list[int]:
+    """Indexes of the first ``limit`` entries from ``pos`` that are their key's last change in
+    ``log`` (a change feed's view: each key once, at its latest change), deletes too or not."""
+    last = {key_id: i for i, (key_id, _, _) in enumerate(log)}
+    return [i for i in range(pos, len(log)) if last[log[i][0]] == i and (deletes or log[i][1] is not None)][:limit]
 
 
 def _meta_of(raw: Any) -> ReplicationMeta | None:
