@@ -125,7 +125,10 @@ def unlogged_version(target: ReplicaTarget, settling: Settling, change: Change, 
     if deleted:
         if head is None or repeats_logged_delete(head, previous):
             return None                 # nothing the log knows of, or the log's delete again
-    elif head is not None and not head.tombstone and head.content_hash == record.digest_hash(False):
+    elif any(m is not None and not m.tombstone and m.content_hash == record.digest_hash(False)
+             for m in (head, previous)):
+        # the log's content, or the state the location is known to hold (a change feed reporting
+        # an item again that nothing changed since capture read it there): no change
         return None
     base = record.meta or previous
     version = settling.clock.tick(target.replica)      # stamped now: it was never captured

@@ -157,7 +157,10 @@ class LocationWriter:
                 # an application still writing to the demoted primary: log it, never overwrite it
                 out[i] = Written(records[i], deferred=True, late=late_change(record, stored))
                 continue
-            if match is None:
+            unknown_version = match is ABSENT and stored is not None and self.is_primary
+            if match is None or unknown_version:
+                # (a versioned item at the primary with nothing recorded there is no exception: an
+                # application's own versioned write there that capture has not read yet is one)
                 if self.is_primary and not _logged(stored, head_of(record.key.id)):
                     # a state capture has not read yet (a native write or delete, or an application's
                     # own versioned write whose origin the store's condition may not know): it is

@@ -285,6 +285,31 @@ def _backfill_forgets_what_it_left() -> ContextManager[Any]:
     return mock.patch.object(attach, "_write", write)
 
 
+def _unknown_version_at_primary_written() -> ContextManager[Any]:
+    from mcrepl.orchestrator.sync import writer
+    original = writer.state_of
+
+    def state_of(stored, candidates):  # type: ignore[no-untyped-def]
+        found = original(stored, candidates)
+        if found is writer.ABSENT and stored is not None:     # "the store's condition decides", at the primary too
+            return writer.Captured(found.location, found.content_hash, found.meta)
+        return found
+    return mock.patch.object(writer, "state_of", state_of)
+
+
+def _redelivered_state_relogged() -> ContextManager[Any]:
+    import dataclasses as dc
+
+    from mcrepl.orchestrator.sync import recovery
+    original = recovery.unlogged_version
+
+    def unlogged_version(target, settling, change, head, previous):  # type: ignore[no-untyped-def]
+        if previous is not None and not change.native_delete:  # only the log's content counts as no change
+            previous = dc.replace(previous, content_hash="mutant")
+        return original(target, settling, change, head, previous)
+    return mock.patch.object(recovery, "unlogged_version", unlogged_version)
+
+
 MUTANTS: dict[str, Mutant] = {m.name: m for m in [
     Mutant("1-echo-by-origin", "records carrying another origin's metadata are taken for echoes", _echo_by_origin),
     Mutant("2-no-backfill", "a lane behind the log's horizon starts at the head without a backfill", _no_backfill),
@@ -344,6 +369,12 @@ MUTANTS: dict[str, Mutant] = {m.name: m for m in [
            "primary (a late delete) and forgets it: taken for holding the log's delete, the location's next write "
            "passes for its successor", _backfill_forgets_what_it_left, steps=60, seeds=range(300221, 300222),
            feed=True),
+    Mutant("sim-unknown-version-at-primary-written", "a lane writes over an application's own versioned write at the "
+           "primary when nothing is recorded there for the key, before capture has read it",
+           _unknown_version_at_primary_written, steps=120, seeds=range(300836, 300837), feed=True),
+    Mutant("sim-redelivered-state-relogged", "a former primary's change feed reporting again an item in the state "
+           "mcrepl knows it holds is logged as a new late write, which comes back over later writes",
+           _redelivered_state_relogged, steps=120, seeds=range(300943, 300944), feed=True),
 ]}
 
 

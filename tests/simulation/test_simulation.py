@@ -70,11 +70,16 @@ FEED_SEEDS = range(300_000, 300_000 + SEEDS // 12)
 #: a concurrent late write the old primary's rejoin had just logged, which it deleted unsettled (see
 #: AntiEntropy._held_at_unseen_delete); 300221, a rejoin's backfill counted a late delete the writer
 #: left alone there and forgot it, so the location was taken to hold the log's delete and a later
-#: write there for its successor (see attach._write)
+#: write there for its successor (see attach._write); 300836 (120 steps), a lane wrote over an
+#: application's versioned write at a primary promoted by force, where nothing was recorded for the
+#: key, before capture read it (see writer.LocationWriter._decide_native); 300943 (120 steps), a
+#: former primary's feed reporting again an item in the state mcrepl knew it held was logged as a
+#: new late write and came back over later writes (see recovery.unlogged_version)
 KNOWN_HARD = [(157, True, STEPS), (157, False, STEPS), (327, True, STEPS), (190, False, STEPS),
               (50977, True, STEPS), (3236, False, 120), (52181, True, 120), (3271, False, 120),
               (4366, False, 120), (4816, False, 120), (200028, False, 60), (200404, False, 120),
-              (200535, False, 120), (202762, False, 60), (250421, True, 60), (300015, False, 60), (300221, False, 60)]
+              (200535, False, 120), (202762, False, 60), (250421, True, 60), (300015, False, 60), (300221, False, 60), (300836, False, 120),
+              (300943, False, 120)]
 
 
 def run_seed(seed: int, tmp: Path, steps: int = STEPS, follow: bool | None = None) -> list[str]:
