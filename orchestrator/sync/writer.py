@@ -157,14 +157,13 @@ class LocationWriter:
                 # an application still writing to the demoted primary: log it, never overwrite it
                 out[i] = Written(records[i], deferred=True, late=late_change(record, stored))
                 continue
-            unknown_version = match is ABSENT and stored is not None and self.is_primary
-            if match is None or unknown_version:
-                # (a versioned item at the primary with nothing recorded there is no exception: an
-                # application's own versioned write there that capture has not read yet is one)
+            # at the primary a versioned item counts as unknown even with nothing recorded for its key
+            unrecorded_version = match is ABSENT and stored is not None and self.is_primary
+            if match is None or unrecorded_version:
                 if self.is_primary and not _logged(stored, head_of(record.key.id)):
                     # a state capture has not read yet (a native write or delete, or an application's
-                    # own versioned write whose origin the store's condition may not know): it is
-                    # newer than anything logged, and only capture may order it
+                    # own versioned write whose origin the store's condition may not know, recorded
+                    # there or not): it is newer than anything logged, and only capture may order it
                     out[i] = Written(records[i], deferred=True)
                     continue
                 keep.append((i, record))          # a replica's own later edit: a replica holds copies
@@ -208,7 +207,8 @@ def state_of(stored: Record | None, candidates: Sequence[Captured]) -> Captured 
     """Which of the states mcrepl knows a location held is the one it holds now, if any.
 
     With nothing recorded for the key (new there, or its delete purged), an absence or a
-    versioned item is taken as it is and the store's condition decides; otherwise a
+    versioned item is taken as it is and the store's condition decides (the writer still
+    leaves alone, at the primary, a version the log has not seen); otherwise a
     versioned item is known when a recorded version is it or has seen it, a native item
     when a recorded state has its content, an absence when a recorded state is a delete
     that no recorded live state has seen: a delete mcrepl recorded there before it
