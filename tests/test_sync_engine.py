@@ -576,6 +576,84 @@ def test_an_absence_at_a_former_primary_after_a_delivery_that_saw_its_delete_is_
 
 
 
+def test_an_absence_at_a_primary_whose_capture_shows_no_deletes_is_handed_back_as_its_delete() -> None:
+    """A Cosmos DB change feed never reports a delete. The primary's lane used to leave an absence
+    there (a live state recorded, nothing stored) for capture to read, which it never did: the
+    application's delete was never logged, and a late write recovered from the old primary,
+    concurrent with it, was never settled against it (feed seed 300979, 120 steps). The writer now
+    hands it back, once per key and batch, as the delete of the last live state recorded there."""
+    from mcrepl.adapters.base import ReplicaTarget
+    from mcrepl.orchestrator.state.log import Captured
+    from mcrepl.orchestrator.sync.writer import LocationWriter
+    from mcrepl.policies.routing import PassThroughRouter
+
+    schema = KeySchema(KeyAttribute("id"))
+    origin = f"{COSMOS}/app"
+    held = document(schema, {"id": "k1", "n": 1}).stamped(Version(1000, 0, origin), {origin: "a"})
+    late = document(schema, {"id": "k1", "n": 2}).stamped(Version(2000, 0, f"{PRIMARY}/app"),
+                                                          {origin: "a", f"{PRIMARY}/app": "b"})
+    assert held.meta is not None and late.meta is not None
+    noted = {"k1": [Captured(COSMOS, held.meta.content_hash, held.meta)]}
+
+    def writer(capture: str) -> LocationWriter:
+        store = MemoryAdapter(ReplicaTarget(COSMOS, "memory", "eu", "acct", "document", schema,
+                                            f"t-{uuid.uuid4().hex[:8]}", options={"capture": capture}))
+        return LocationWriter("acct", COSMOS, store, PassThroughRouter(), is_primary=True,
+                              captured=lambda ids: noted, heads=lambda ids: {"k1": late.meta})  # type: ignore[dict-item]
+
+    first, second = writer("feed").write([late, late])
+    assert first.outcome == second.outcome == "deferred"
+    assert first.late is not None and first.late.native_delete and first.late.previous == held.meta
+    assert second.late is None, "one delete per key and batch"
+    # where capture reports deletes, the absence is a change capture has not read yet: left alone for it
+    [waiting] = writer("log").write([late])
+    assert waiting.outcome == "deferred" and waiting.late is None
+
+
+def test_a_location_promoted_after_a_backfill_that_never_finished_holds_what_it_was_known_to_hold(
+        tmp_path: Path) -> None:
+    """A rejoin marks every key of a former primary as not holding the log's entry before it
+    backfills, and clears the marks of the keys it wrote. Stopped mid-way (a crash, the
+    location failing), the marks stayed; a forced promotion then took the location to hold
+    nothing for those keys, though it held what it held as primary. An application's delete
+    there (one a Cosmos DB change feed never reports) looked like a key it never had, and a
+    late write recovered from the old primary was delivered over it (feed seeds 301480 and
+    301762). The promotion now falls back on what the location held when it was last primary,
+    and a lane that delivers an entry there clears the marks at or before it."""
+    from mcrepl.orchestrator.state.log import Captured
+
+    schema = KeySchema(KeyAttribute("id"))
+    log = StateStore(tmp_path / "state.db").log
+    origin = f"{COSMOS}/app"
+
+    def entry(n: int, wall_ms: int) -> Record:
+        version = Version(wall_ms, 0, origin)
+        return document(schema, {"id": "k1", "n": n}).stamped(version, {origin: version.token})
+
+    def held(location: str) -> list[Captured]:
+        return log.known_at("ds", location, ["k1"]).get("k1", [])
+
+    first = entry(1, 1000)
+    assert first.meta is not None
+    head = log.commit_page("ds", COSMOS, 1, [first], {"pos": 1})
+    log.hand_over("ds", COSMOS, GCS, head)                 # COSMOS demoted, holding the first entry
+    log.mark_unheld("ds", COSMOS, head)                    # its rejoin's backfill began, and stopped
+    log.hand_over("ds", GCS, COSMOS, head)                 # promoted by force before it finished
+    assert [c.meta.version for c in held(COSMOS)] == [first.meta.version]
+
+    second = entry(2, 2000)
+    assert second.meta is not None
+    head = log.commit_page("ds", COSMOS, 2, [second], {"pos": 2})
+    log.hand_over("ds", COSMOS, GCS, head)
+    third = entry(3, 3000)
+    assert third.meta is not None
+    head = log.commit_page("ds", GCS, 3, [third], {"pos": 3})
+    log.mark_unheld("ds", COSMOS, head)                    # a backfill stopped again, before the third ...
+    log.note_taken("ds", COSMOS, [("k1", head)])          # ... which COSMOS's lane then delivered
+    log.hand_over("ds", GCS, COSMOS, head)
+    assert [c.meta.version for c in held(COSMOS)] == [third.meta.version]
+
+
 def test_a_pass_that_goes_on_with_a_listing_begun_before_it_lists_once_more_before_caught_up(
         tmp_path: Path, world: MemoryWorld) -> None:
     """A listing (GCS, S3 capture) sees a change made behind its position only in its next pass.

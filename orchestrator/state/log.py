@@ -338,8 +338,23 @@ class CaptureLog:
                                        "m": meta.to_dict()}, sort_keys=True)
             self._db.execute("UPDATE heads SET captured=? WHERE dataset=? AND key_id=?",
                              (captured, dataset, row["key_id"]))
-        self._db.execute("DELETE FROM held_snapshot WHERE dataset=? AND location=?", (dataset, new))
         self._db.execute("UPDATE heads SET delivered=NULL WHERE dataset=?", (dataset,))
+        self._held_as_primary(dataset, new)
+        self._db.execute("DELETE FROM held_snapshot WHERE dataset=? AND location=?", (dataset, new))
+
+    def _held_as_primary(self, dataset: str, new: str) -> None:
+        """Where ``new`` (being promoted) is not known to hold the log's entry, what it held
+        when it was last primary (its snapshot): a backfill that never finished or a lane that
+        left a key alone leaves it holding that, or a later state mcrepl wrote or an
+        application left there, which the writer tells apart. Knowing nothing instead made an
+        absence there (an application's delete, which no Cosmos DB change feed reports) look
+        like a key it never had, and a delivery overwrote it (feed seeds 301480, 301762)."""
+        self._db.execute(
+            "UPDATE heads SET captured=(SELECT s.captured FROM held_snapshot s WHERE s.dataset=heads.dataset AND "
+            "s.location=? AND s.key_id=heads.key_id), delivered=(SELECT s.delivered FROM held_snapshot s WHERE "
+            "s.dataset=heads.dataset AND s.location=? AND s.key_id=heads.key_id) WHERE dataset=? AND "
+            "(captured IS NULL OR json_extract(captured, '$.l')!=?) AND key_id IN (SELECT key_id FROM held_snapshot "
+            "WHERE dataset=? AND location=?)", (new, new, dataset, new, dataset, new))
 
     def mark_unheld(self, dataset: str, location: str, upto_seq: int) -> None:
         """Before a backfill: every live key logged up to ``upto_seq`` is *not* known held at ``location``.
@@ -364,6 +379,18 @@ class CaptureLog:
         """``location`` now holds the logged version of these keys (see :meth:`mark_unheld`)."""
         self._db.executemany("DELETE FROM unheld WHERE dataset=? AND location=? AND key_id=?",
                              [(dataset, location, key_id) for key_id in key_ids])
+
+    def note_taken(self, dataset: str, location: str, entries: Sequence[tuple[str, int]]) -> None:
+        """``location`` took these ``(key id, seq)`` entries from its lane: the marks of
+        :meth:`note_unheld` and :meth:`mark_unheld` at or before them no longer hold.
+
+        A backfill that stopped before it cleared its marks (a crash, the location failing
+        mid-way) leaves them on keys its lane later delivers; kept, they made a promotion take
+        the location to hold nothing for a key it had just received, and the next write there
+        (an application's delete, say) went unrecorded, overwritten by a later delivery.
+        """
+        self._db.executemany("DELETE FROM unheld WHERE dataset=? AND location=? AND key_id=? AND seq<=?",
+                             [(dataset, location, key_id, seq) for key_id, seq in entries])
 
     def note_unheld(self, dataset: str, location: str, entries: Sequence[tuple[str, int]]) -> None:
         """``location`` did not take these ``(key id, seq)`` entries though its lane passed them.

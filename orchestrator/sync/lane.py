@@ -38,6 +38,10 @@ log = logging.getLogger("mcrepl.sync.lane")
 #: lane counter name → outcome label of ``mcrepl_changes_total`` (every rejected record is quarantined)
 _METRIC_OUTCOME = {"conflicts": "conflict", "rejected": "quarantined"}
 
+#: the audit entry of deletes the primary's lane found there that its capture never reports (a
+#: Cosmos DB change feed shows no deletes), logged as the primary's own
+UNREPORTED_DELETES = "unreported-deletes"
+
 
 @dataclass
 class BatchOutcome:
@@ -95,7 +99,8 @@ class LaneApplier:
             logged = watch.catch_up(offset) if watch is not None else None
             rest = [c for c in late if logged is None or c.record.key.id not in logged]
             if rest:
-                recover(self.state, self.target, self.settling, rest, offset, {}, audit=LATE_WRITES)
+                recover(self.state, self.target, self.settling, rest, offset, {},
+                        audit=UNREPORTED_DELETES if self.is_primary else LATE_WRITES)
         counts = counts_of(written)
         uncount(entries, written, counts)
         self._retract(entries, written, counts)
@@ -109,6 +114,8 @@ class LaneApplier:
             self.state.check_epoch(ds, self.settling.epoch)
             self._quarantine(entries, written)
             merged = self._settle(conflicts, stored, counts)
+            self.state.log.note_taken(ds, location, [(e.record.key.id, e.seq) for e, w in zip(entries, written)
+                                                     if w.outcome in ("applied", "replayed")])
             self.state.log.note_unheld(ds, location, [(e.record.key.id, e.seq)
                                                       for e, w in zip(entries, written) if w.deferred])
             self.state.lanes.commit_batch(ds, location, end, counts)

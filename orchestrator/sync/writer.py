@@ -141,6 +141,7 @@ class LocationWriter:
                 heads = self.heads(ids) if self.heads is not None else {}
             return heads.get(key_id)
         keep = []
+        unseen_deleted: set[str] = set()     # keys whose delete no capture reports was handed back
         reading = [(i, record) for i, record in sending
                    if self.is_primary or self.former_primary or seen.get(record.key.id)]
         # every read of the batch in one call (one BatchGetItem, one read unit): nothing is
@@ -159,6 +160,15 @@ class LocationWriter:
                 continue
             # at the primary a versioned item counts as unknown even with nothing recorded for its key
             unrecorded_version = match is ABSENT and stored is not None and self.is_primary
+            if match is None and stored is None and self._deletes_unreported():
+                # an application's delete capture will never report (a Cosmos DB change feed): left
+                # for capture, it waited forever, and a concurrent version met nothing to settle
+                # against. It is handed back to be logged as the delete of what mcrepl last knew
+                # the primary held, and settled against the rest as any change would be
+                out[i] = Written(records[i], deferred=True, late=None if record.key.id in unseen_deleted
+                                 else unseen_delete(record, candidates))
+                unseen_deleted.add(record.key.id)
+                continue
             if match is None or unrecorded_version:
                 if self.is_primary and not _logged(stored, head_of(record.key.id)):
                     # a state capture has not read yet (a native write or delete, or an application's
@@ -179,6 +189,17 @@ class LocationWriter:
                     continue
             keep.append((i, record))              # a version the log knows: the conditional write decides
         return keep
+
+    def _deletes_unreported(self) -> bool:
+        """Whether this is the primary and its capture shows no deletes (a Cosmos DB change feed)."""
+        return self.is_primary and not self.adapter.capabilities.capture_sees_deletes
+
+
+def unseen_delete(record: Record, candidates: Sequence[Captured]) -> Change:
+    """The delete of ``record``'s key found at a primary whose capture reports no deletes: a delete
+    of the last live state mcrepl recorded there (what it saw), never of versions it never met."""
+    held = max((c.meta for c in candidates if c.content_hash != "-"), key=lambda m: m.version, default=None)
+    return Change(Record(record.key, None), previous=held, native_delete=True)
 
 
 def _logged(stored: Record | None, head: ReplicationMeta | None) -> bool:

@@ -310,6 +310,16 @@ def _redelivered_state_relogged() -> ContextManager[Any]:
     return mock.patch.object(recovery, "unlogged_version", unlogged_version)
 
 
+def _promotion_forgets_what_it_held() -> ContextManager[Any]:
+    from mcrepl.orchestrator.state.log import CaptureLog
+    return mock.patch.object(CaptureLog, "_held_as_primary", lambda self, dataset, new: None)
+
+
+def _unreported_delete_waits_for_capture() -> ContextManager[Any]:
+    from mcrepl.orchestrator.sync.writer import LocationWriter
+    return mock.patch.object(LocationWriter, "_deletes_unreported", lambda self: False)
+
+
 MUTANTS: dict[str, Mutant] = {m.name: m for m in [
     Mutant("1-echo-by-origin", "records carrying another origin's metadata are taken for echoes", _echo_by_origin),
     Mutant("2-no-backfill", "a lane behind the log's horizon starts at the head without a backfill", _no_backfill),
@@ -375,6 +385,14 @@ MUTANTS: dict[str, Mutant] = {m.name: m for m in [
     Mutant("sim-redelivered-state-relogged", "a former primary's change feed reporting again an item in the state "
            "mcrepl knows it holds is logged as a new late write, which comes back over later writes",
            _redelivered_state_relogged, steps=120, seeds=range(300943, 300944), feed=True),
+    Mutant("sim-promotion-forgets-what-it-held", "a location promoted while marked as not holding the log's entries "
+           "(its rejoin's backfill stopped mid-way) is taken to hold nothing, not what it held as primary: an "
+           "application's delete there no feed reports looks like a key it never had, and a delivery overwrites it",
+           _promotion_forgets_what_it_held, steps=60, seeds=range(301762, 301763), feed=True),
+    Mutant("sim-unreported-delete-waits", "the primary's lane leaves an absence at a primary whose capture shows "
+           "no deletes for capture, which never reports it: the delete is never logged, and a concurrent late "
+           "write is never settled against it", _unreported_delete_waits_for_capture, steps=120,
+           seeds=range(300979, 300980), feed=True),
 ]}
 
 

@@ -74,12 +74,19 @@ FEED_SEEDS = range(300_000, 300_000 + SEEDS // 12)
 #: application's versioned write at a primary promoted by force, where nothing was recorded for the
 #: key, before capture read it (see writer.LocationWriter._decide_native); 300943 (120 steps), a
 #: former primary's feed reporting again an item in the state mcrepl knew it held was logged as a
-#: new late write and came back over later writes (see recovery.unlogged_version)
+#: new late write and came back over later writes (see recovery.unlogged_version); 301480 and 301762,
+#: a location promoted by force while its rejoin's backfill, stopped mid-way, had it marked as not
+#: holding the log's entries was taken to hold nothing, and an application's delete there (no feed
+#: reports it) was overwritten by a late write recovered from the old primary (see
+#: CaptureLog._held_as_primary, CaptureLog.note_taken); 300979 (120 steps), the primary's lane left
+#: an absence there for a capture that never reports deletes, so the application's delete was never
+#: logged and a concurrent late write never settled against it (see writer.unseen_delete)
 KNOWN_HARD = [(157, True, STEPS), (157, False, STEPS), (327, True, STEPS), (190, False, STEPS),
               (50977, True, STEPS), (3236, False, 120), (52181, True, 120), (3271, False, 120),
               (4366, False, 120), (4816, False, 120), (200028, False, 60), (200404, False, 120),
               (200535, False, 120), (202762, False, 60), (250421, True, 60), (300015, False, 60), (300221, False, 60), (300836, False, 120),
-              (300943, False, 120)]
+              (300943, False, 120), (301480, False, 60), (301762, False, 60),
+              (300979, False, 120)]
 
 
 def run_seed(seed: int, tmp: Path, steps: int = STEPS, follow: bool | None = None) -> list[str]:
