@@ -17,7 +17,7 @@ import pytest
 import dataclasses
 import time
 
-from mcrepl.adapters.base import AdapterError, KeyAttribute, KeySchema, Record, Version, document
+from mcrepl.adapters.base import AdapterError, KeyAttribute, KeySchema, Record, Version, document, vector_dominates
 from mcrepl.adapters.memory import MemoryAdapter
 from mcrepl.orchestrator.hlc import HybridLogicalClock
 from mcrepl.orchestrator.state import StateStore
@@ -441,6 +441,44 @@ def test_a_native_delete_at_a_primary_that_held_something_unknown_is_logged_as_i
 
     again = capturer.commit(ChangePage([native_delete], {"pos": 2}, more=False))
     assert again.stamped == 0 and again.unchanged == 1, "the same delete read again is the logged state"
+
+
+def test_a_delivery_the_primary_took_over_a_delete_capture_had_not_read_is_settled_against_it(
+        tmp_path: Path) -> None:
+    """The primary's lane reads a key before writing it; an application's delete there that
+    capture has not read leaves nothing, and with nothing recorded there for the key the lane's
+    write (a late write recovered from the old primary) goes through. Capture then reads the
+    write, the delete, and the delivery after them. The delivery used to be taken for an echo of
+    mcrepl's own write: the delete was silently undone, and no conflict named it (log-capture
+    seed 302170). Capture now settles the delivery against the state it replaced there."""
+    from mcrepl.adapters.base import Change, ChangePage, ReplicaTarget
+    from mcrepl.orchestrator.sync.settling import Settling
+
+    schema = KeySchema(KeyAttribute("id"))
+    target = ReplicaTarget("dynamodb:eu-central-1", "memory", "eu-central-1", "orders", "document", schema,
+                           "orders", {"namespace": str(tmp_path)})
+    state = StateStore(tmp_path / "state.db")
+    epoch = state.set_primary("orders", target.replica).epoch
+    clock = HybridLogicalClock(target.replica)
+    old = "cosmos:westeurope/app"
+    late = document(schema, {"id": "k06", "w": 2}).stamped(Version(1000, 0, old), {old: Version(1000, 0, old).token})
+    assert late.meta is not None
+    state.log.append_recovered("orders", [late], location="cosmos:westeurope", epoch=epoch)
+    capturer = PageCapturer(target, state, clock, epoch,
+                            settling=Settling(None, clock, target.replica, epoch))
+
+    write = Change(document(schema, {"id": "k06", "w": 14}))
+    delete = Change(Record(late.key, None), native_delete=True)
+    result = capturer.commit(ChangePage([write, delete, Change(late)], {"pos": 3}, more=False))
+    assert result.stamped == 2
+    entries = state.log.read("orders", 0, 10)[0]
+    assert [e.source for e in entries] == ["capture", "capture", "capture", "engine"]
+    deleted, settlement = entries[2].record, entries[3].record
+    assert deleted.tombstone and deleted.meta is not None and settlement.meta is not None
+    assert vector_dominates(settlement.meta.vector, deleted.meta.vector)
+    assert vector_dominates(settlement.meta.vector, late.meta.vector)
+    [row] = state.journal.conflicts("orders")
+    assert {row["incoming"]["v"], row["stored"]["v"]} == {late.meta.version.token, deleted.meta.version.token}
 
 
 def test_a_replica_added_later_is_backfilled_with_the_same_versions(tmp_path: Path, world: MemoryWorld) -> None:

@@ -45,6 +45,8 @@ from mcrepl.policies.routing import PassThroughRouter, RecordRouter, allowed_at
 
 from .merge import union_vector
 from .recovery import repeats_logged_delete, stamp_native
+from .resolution import settle
+from .settling import Settling
 
 log = logging.getLogger("mcrepl.sync.capture")
 
@@ -72,13 +74,15 @@ class PageCapturer:
     """
 
     def __init__(self, target: ReplicaTarget, state: StateStore, clock: HybridLogicalClock, epoch: int,
-                 router: RecordRouter | None = None, replicas: Sequence[str] = ()) -> None:
+                 router: RecordRouter | None = None, replicas: Sequence[str] = (),
+                 settling: Settling | None = None) -> None:
         self.target = target
         self.state = state
         self.clock = clock
         self.epoch = epoch
         self.router = router
         self.replicas = list(replicas)
+        self.settling = settling          # settles a delivery read back over an unread change
 
     def still_primary(self) -> bool:
         """Whether the durable pointer still names this location under this capturer's epoch.
@@ -118,8 +122,9 @@ class PageCapturer:
             logged = self.state.log.logged_versions(ds, [c.record for c in changes if meta_if_valid(c.record)])
             records: list[Record] = []
             read_back: dict[str, Record] = {}      # keys whose last change here logged nothing
+            overwritten: list[tuple[Record, ReplicationMeta]] = []
             for change in changes:
-                stamped = self._stamp(change, heads, held, logged, result, read_back)
+                stamped = self._stamp(change, heads, held, logged, result, read_back, overwritten)
                 if stamped is not None:
                     assert stamped.meta is not None
                     heads[stamped.key.id] = held[stamped.key.id] = stamped.meta
@@ -133,6 +138,7 @@ class PageCapturer:
             self.state.log.commit_page(ds, location, self.epoch, records, page.cursor, echoes=result.echoes,
                                        allowed=allowed, retract=retract)
             self.state.log.note_read(ds, location, list(read_back.values()))
+            self._settle_overwritten(overwritten, records)
             if not page.more:
                 self.state.log.note_drained(ds)
             self.state.save_clock(self.clock.state)
@@ -143,6 +149,38 @@ class PageCapturer:
         result.stamped = len(records)
         self.state.audit.flush()
         return result
+
+    def _settle_overwritten(self, overwritten: list[tuple[Record, ReplicationMeta]], page: list[Record]) -> None:
+        """Settle each delivery the primary took over a change capture had not read when its lane
+        decided it, against that change; the settlement and its conflict row are logged.
+
+        The lane reads a key at the primary before writing; an application's delete there that
+        capture has not read leaves nothing, and with nothing recorded for the key the write
+        goes through. The store then holds the delivery *after* the delete, which it never saw:
+        taken for an echo, the delete was silently undone — and every later write there, stamped
+        under the primary's origin, claimed to have seen it (log-capture seed 302170). It is the
+        conflict the lane would have settled had capture been ahead, settled here instead.
+        """
+        if self.settling is None or not overwritten:
+            return
+        ds, location = self.target.dataset, self.target.replica
+        in_page = {r.meta.version: r for r in page if r.meta is not None}
+        settlements = []
+        for delivered, known in overwritten:
+            stored = in_page.get(known.version)
+            if stored is None:
+                entry = self.state.log.latest(ds, delivered.key)
+                stored = entry.record if entry is not None and entry.record.meta is not None \
+                    and entry.record.meta.version == known.version else None
+            if stored is None or self.state.journal.pair_logged(ds, delivered.key.id, known.version.token,
+                                                                  delivered.meta.version.token):  # type: ignore[union-attr]
+                continue
+            s = settle(self.target, location, stored, delivered, merge=self.settling.merge_fn,
+                       tick=self.settling.tick, epoch=self.settling.epoch, decrypt=self.settling.decrypt)
+            if self.state.journal.add_conflict(s.row):
+                settlements.append(s.record)
+        if settlements:
+            self.state.log.append(ds, settlements, location=self.settling.primary, epoch=self.settling.epoch)
 
     def _past_overlap(self, page: ChangePage, result: CaptureResult) -> list[Change]:
         """The changes to stamp now: an open overlap window is staged; a closing one is settled.
@@ -191,20 +229,27 @@ class PageCapturer:
         return CaptureResult(deposed=True)
 
     def _stamp(self, change: Change, heads: dict, held: dict, logged: set[tuple[str, str]],  # type: ignore[type-arg]
-               result: CaptureResult, read_back: dict[str, Record]) -> Record | None:
-        """The change as a version to log, or ``None`` (then ``read_back`` records the state read)."""
+               result: CaptureResult, read_back: dict[str, Record],
+               overwritten: list[tuple[Record, ReplicationMeta]]) -> Record | None:
+        """The change as a version to log, or ``None`` (then ``read_back`` records the state read).
+
+        ``overwritten`` collects mcrepl's deliveries read back over a state they never saw (see
+        :meth:`_settle_overwritten`), with that state.
+        """
         record = change.record
         head = heads.get(record.key.id)
         valid = meta_if_valid(record) if record.body is not None or record.tombstone else None
         if valid is not None:
             self.clock.observe(valid.version)
+            known = held.get(record.key.id)
+            if (record.key.id, valid.version.token) in logged and known is not None and not _seen(valid, known):
+                overwritten.append((record, known))
             if (record.key.id, valid.version.token) in logged or \
                     (head is not None and vector_dominates(head.vector, valid.vector)):
                 result.echoes += 1              # the log already holds this version or one that saw it
                 held[record.key.id] = valid     # and the primary held it from here on
                 read_back[record.key.id] = record
                 return None
-            known = held.get(record.key.id)
             if known is not None and not vector_dominates(valid.vector, known.vector):
                 # it replaced what the primary held (the store serialised the two), though its
                 # writer could not tell which version that was (a native item has none): log it
@@ -225,6 +270,13 @@ class PageCapturer:
         version = self.clock.tick(self.target.replica)
         return stamp_native(self.target, change, version, previous.vector if previous is not None else {},
                             self.epoch)
+
+
+def _seen(record: ReplicationMeta, held: ReplicationMeta) -> bool:
+    """Whether the version ``record`` is ``held`` or has seen it (or ``held`` has seen it: an older
+    delivery coming back)."""
+    return record.version == held.version or vector_dominates(record.vector, held.vector) \
+        or vector_dominates(held.vector, record.vector)
 
 
 def _already_logged(deleted: bool, record: Record, head: ReplicationMeta | None,

@@ -421,7 +421,8 @@ class SyncEngine:
 
     def _capture_step(self, primary: ReplicaTarget, pointer: PrimaryPointer) -> Callable[[], CaptureResult]:
         replicas = [r.at for r in self.config.datasets[primary.dataset].locations if r.at != primary.replica]
-        capturer = PageCapturer(primary, self.state, self.hlc, pointer.epoch, self.router, replicas)
+        capturer = PageCapturer(primary, self.state, self.hlc, pointer.epoch, self.router, replicas,
+                                settling=self.settling(primary.dataset, pointer))
 
         return lambda: capturer.capture_page(self.unit_adapter(primary), self.config.sync.batch_size)
 

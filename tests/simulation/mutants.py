@@ -261,9 +261,17 @@ def _pass_ends_mid_listing() -> ContextManager[Any]:
     return mock.patch.object(PageCapturer, "commit", commit)
 
 
+def _unreported_delete_waits_for_capture() -> ContextManager[Any]:
+    from mcrepl.orchestrator.sync.writer import LocationWriter
+    return mock.patch.object(LocationWriter, "_deletes_unreported", lambda self: False)
+
+
 def _unseen_delete_saw_everything() -> ContextManager[Any]:
+    # the primary's lane finds most such deletes first now (see _unreported_delete_waits_for_capture):
+    # with it leaving them to capture, the comparison is what finds them, as before
     from mcrepl.orchestrator.sync.antientropy import AntiEntropy
-    return mock.patch.object(AntiEntropy, "_held_at_unseen_delete", lambda self, key, ref, head: None)
+    return _patches(mock.patch.object(AntiEntropy, "_held_at_unseen_delete", lambda self, key, ref, head: None),
+                    _unreported_delete_waits_for_capture())
 
 
 def _backfill_forgets_what_it_left() -> ContextManager[Any]:
@@ -282,7 +290,9 @@ def _backfill_forgets_what_it_left() -> ContextManager[Any]:
                      if w.result is not None and w.result.outcome is ApplyOutcome.CONFLICT]
         if conflicts:
             lane.settle_found(conflicts, result.counts)
-    return mock.patch.object(attach, "_write", write)
+    # with the primary's lane leaving an absence at a feed-captured primary to capture, as it once did
+    # (it finds the late delete there itself now, when it is that location's next write of the key)
+    return _patches(mock.patch.object(attach, "_write", write), _unreported_delete_waits_for_capture())
 
 
 def _unknown_version_at_primary_written() -> ContextManager[Any]:
@@ -315,9 +325,9 @@ def _promotion_forgets_what_it_held() -> ContextManager[Any]:
     return mock.patch.object(CaptureLog, "_held_as_primary", lambda self, dataset, new: None)
 
 
-def _unreported_delete_waits_for_capture() -> ContextManager[Any]:
-    from mcrepl.orchestrator.sync.writer import LocationWriter
-    return mock.patch.object(LocationWriter, "_deletes_unreported", lambda self: False)
+def _overwritten_delivery_taken_for_an_echo() -> ContextManager[Any]:
+    from mcrepl.orchestrator.sync.capture import PageCapturer
+    return mock.patch.object(PageCapturer, "_settle_overwritten", lambda self, overwritten, page: None)
 
 
 MUTANTS: dict[str, Mutant] = {m.name: m for m in [
@@ -373,11 +383,13 @@ MUTANTS: dict[str, Mutant] = {m.name: m for m in [
            _pass_ends_mid_listing, steps=60, seeds=range(250421, 250422), follow=True, listing=True),
     Mutant("sim-unseen-delete-saw-everything", "a delete a comparison finds at a primary whose capture shows no "
            "deletes (a Cosmos DB feed) is taken to have seen every version the copies hold, and a concurrent "
-           "late write recovered from the old primary is deleted unsettled", _unseen_delete_saw_everything,
+           "late write recovered from the old primary is deleted unsettled (the primary's lane leaving such deletes to "
+           "capture, so that a comparison is what finds them)", _unseen_delete_saw_everything,
            steps=60, seeds=range(300015, 300016), feed=True),
     Mutant("sim-backfill-forgets-deferred", "a rejoin's backfill counts what the writer left alone at a former "
            "primary (a late delete) and forgets it: taken for holding the log's delete, the location's next write "
-           "passes for its successor", _backfill_forgets_what_it_left, steps=60, seeds=range(300221, 300222),
+           "passes for its successor (the primary's lane leaving an absence at a feed-captured primary to capture)",
+           _backfill_forgets_what_it_left, steps=60, seeds=range(300221, 300222),
            feed=True),
     Mutant("sim-unknown-version-at-primary-written", "a lane writes over an application's own versioned write at the "
            "primary when nothing is recorded there for the key, before capture has read it",
@@ -393,6 +405,9 @@ MUTANTS: dict[str, Mutant] = {m.name: m for m in [
            "no deletes for capture, which never reports it: the delete is never logged, and a concurrent late "
            "write is never settled against it", _unreported_delete_waits_for_capture, steps=120,
            seeds=range(300979, 300980), feed=True),
+    Mutant("sim-overwriting-delivery-echoed", "a delivery the primary took over an application's delete capture had "
+           "not read yet is read back as an echo of mcrepl's own write: the delete is silently undone",
+           _overwritten_delivery_taken_for_an_echo, steps=60, seeds=range(302170, 302171), feed=True),
 ]}
 
 
