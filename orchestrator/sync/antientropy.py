@@ -375,14 +375,18 @@ class AntiEntropy:
         every version the other copies hold: a write the old primary took that the log learnt
         only later (a late write recovered at its rejoin) is concurrent with it, and is settled
         against it and named as a conflict, never silently deleted (feed seed 300015). The last
-        live state mcrepl recorded there stands for it, else the log's live version.
+        live state mcrepl recorded there stands for it; else, with only a delete recorded there,
+        that delete (the live version the log holds never reached the primary: its lane left it
+        alone there, for a state capture never read, which this delete removed; taking the delete
+        to have seen the log's version deleted that unsettled, feed seed 302660); else, with
+        nothing recorded, the log's live version.
         """
         if ref is not None or head is None or head.tombstone or \
                 self.adapters[self.primary].capabilities.capture_sees_deletes:
             return None
-        known = [c.meta for c in self.state.log.known_at(self.dataset, self.primary, [key.id]).get(key.id, [])
-                 if c.content_hash != "-"]
-        return max(known, key=lambda m: m.version, default=head)
+        known = self.state.log.known_at(self.dataset, self.primary, [key.id]).get(key.id, [])
+        live = [c.meta for c in known if c.content_hash != "-"]
+        return max(live or [c.meta for c in known], key=lambda m: m.version, default=head)
 
     @staticmethod
     def _newest(stored: Mapping[str, Record | None], versions: Mapping[str, Record],

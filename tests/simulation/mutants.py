@@ -330,6 +330,19 @@ def _overwritten_delivery_taken_for_an_echo() -> ContextManager[Any]:
     return mock.patch.object(PageCapturer, "_settle_overwritten", lambda self, overwritten, page: None)
 
 
+def _unseen_delete_saw_the_undelivered_head() -> ContextManager[Any]:
+    from mcrepl.orchestrator.sync.antientropy import AntiEntropy
+
+    def held(self, key, ref, head):  # type: ignore[no-untyped-def]
+        if ref is not None or head is None or head.tombstone or \
+                self.adapters[self.primary].capabilities.capture_sees_deletes:
+            return None
+        known = [c.meta for c in self.state.log.known_at(self.dataset, self.primary, [key.id]).get(key.id, [])
+                 if c.content_hash != "-"]
+        return max(known, key=lambda m: m.version, default=head)   # a recorded delete ignored
+    return mock.patch.object(AntiEntropy, "_held_at_unseen_delete", held)
+
+
 MUTANTS: dict[str, Mutant] = {m.name: m for m in [
     Mutant("1-echo-by-origin", "records carrying another origin's metadata are taken for echoes", _echo_by_origin),
     Mutant("2-no-backfill", "a lane behind the log's horizon starts at the head without a backfill", _no_backfill),
@@ -408,6 +421,10 @@ MUTANTS: dict[str, Mutant] = {m.name: m for m in [
     Mutant("sim-overwriting-delivery-echoed", "a delivery the primary took over an application's delete capture had "
            "not read yet is read back as an echo of mcrepl's own write: the delete is silently undone",
            _overwritten_delivery_taken_for_an_echo, steps=60, seeds=range(302170, 302171), feed=True),
+    Mutant("sim-unseen-delete-saw-undelivered", "a delete a comparison finds at a primary whose capture shows no "
+           "deletes, where only a delete is recorded, is taken to have seen the log's live version, which never "
+           "reached that primary: that late write is deleted unsettled", _unseen_delete_saw_the_undelivered_head,
+           steps=60, seeds=range(302660, 302661), feed=True),
 ]}
 
 

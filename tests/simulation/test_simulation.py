@@ -83,13 +83,16 @@ FEED_SEEDS = range(300_000, 300_000 + SEEDS // 12)
 #: logged and a concurrent late write never settled against it (see writer.unseen_delete); 302170
 #: (a DynamoDB primary), a late write the primary's lane delivered over an application's delete that
 #: capture had not read yet, read back and taken for an echo: the delete was silently undone (see
-#: PageCapturer._settle_overwritten)
+#: PageCapturer._settle_overwritten); 302660, a delete anti-entropy found at the Cosmos DB primary,
+#: where only a delete was recorded, taken to have seen a late write that never reached it (see
+#: AntiEntropy._held_at_unseen_delete)
 KNOWN_HARD = [(157, True, STEPS), (157, False, STEPS), (327, True, STEPS), (190, False, STEPS),
               (50977, True, STEPS), (3236, False, 120), (52181, True, 120), (3271, False, 120),
               (4366, False, 120), (4816, False, 120), (200028, False, 60), (200404, False, 120),
               (200535, False, 120), (202762, False, 60), (250421, True, 60), (300015, False, 60), (300221, False, 60), (300836, False, 120),
               (300943, False, 120), (301480, False, 60), (301762, False, 60),
-              (300979, False, 120), (302170, False, 60)]
+              (300979, False, 120), (302170, False, 60),
+              (302660, False, 60)]
 
 
 def run_seed(seed: int, tmp: Path, steps: int = STEPS, follow: bool | None = None) -> list[str]:
