@@ -158,10 +158,20 @@ class Simulation:
         self.state.db._conn.close()               # no flush, no goodbye: as SIGKILL leaves it
         self._open()
 
+    def _close_engine(self) -> bool:
+        """Stop the engine as an operator does; ``False`` when the process died doing so (its close
+        flushes the audit outbox, where an armed crash point can fire): then it was restarted."""
+        try:
+            self.engine.close()
+            return True
+        except SimulatedCrash as crash:
+            self._crashed(str(crash))
+            return False
+
     def _restart(self) -> None:
-        self.engine.close()
-        self.state.close()
-        self._open()
+        if self._close_engine():
+            self.state.close()
+            self._open()
 
     def _epoch(self) -> int:
         pointer = self.state.current_primary("items")
@@ -313,8 +323,8 @@ class Simulation:
     def _set_config(self, primary: str, replicas: list[str]) -> None:
         self.replicas = replicas
         self.config = self._config(primary, replicas)
-        self.engine.close()
-        self._new_engine()
+        if self._close_engine():
+            self._new_engine()
 
     def add_replica(self) -> None:
         spare = [loc for loc in LOCATIONS if loc not in self.locations()]
@@ -435,7 +445,8 @@ class Simulation:
         self.violations += check_audit(self) + check_quarantine(self)     # the old state file ends here
         self.retired_conflicts += self.state.journal.conflicts("items", limit=100_000)   # the operator keeps it
         w.junk_at_primary.clear()
-        self.engine.close()
+        if not self._close_engine():
+            return                               # the process died as the operator stopped it
         self.state.close()
         self.replicas = replicas
         self.config = self._config(target, replicas)
