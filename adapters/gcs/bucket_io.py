@@ -8,6 +8,7 @@ request is bounded by :func:`~..base.retry.request_timeouts` (never past that de
 
 from __future__ import annotations
 
+from concurrent.futures import ThreadPoolExecutor
 from datetime import datetime
 
 import threading
@@ -110,20 +111,36 @@ class BucketIO:
     def list_blobs(self, start_offset: str | None = None, end_offset: str | None = None) -> Iterator[storage.Blob]:
         """Every object (with metadata, no content) from ``start_offset`` on, in name order.
 
-        Pages are fetched one call at a time, so a retry repeats one page, not the walk.
+        Pages are fetched one call at a time, so a retry repeats one page, not the walk. The
+        next page is requested while the caller works through the current one: a listing is
+        a chain of requests (each needs the last one's token), and without this the store and
+        the caller took turns waiting for each other.
         """
-        token: str | None = None
-        while True:
-            def fetch(token: str | None = token) -> tuple[list[storage.Blob], str | None]:
+        def fetch(token: str | None) -> tuple[list[storage.Blob], str | None]:
+            def page_of() -> tuple[list[storage.Blob], str | None]:
                 it = self.client.list_blobs(self.name, page_token=token, start_offset=start_offset,
                                             end_offset=end_offset, page_size=LIST_PAGE_SIZE, fields=LIST_FIELDS,
                                             retry=None, timeout=self.timeout)
                 page = next(it.pages, None)
                 return (list(page) if page is not None else []), it.next_page_token
-            blobs, token = self.call(fetch, "list")
+            return self.call(page_of, "list")
+
+        blobs, token = fetch(None)
+        if not token:
             yield from blobs
-            if not token:
-                return
+            return
+        with ThreadPoolExecutor(max_workers=1, thread_name_prefix="gcs-list") as ahead:
+            while True:
+                following = ahead.submit(fetch, token) if token else None
+                try:
+                    yield from blobs
+                except GeneratorExit:             # the caller stopped: the page ahead is not wanted
+                    if following is not None:
+                        following.cancel()
+                    raise
+                if following is None:
+                    return
+                blobs, token = following.result()
 
     def get(self, name: str, key: str | None = None) -> storage.Blob | None:
         """The object's metadata (no content), or ``None`` if it does not exist."""

@@ -24,7 +24,7 @@ import json
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, Collection, Iterable, Iterator, Literal, Mapping, Sequence
 
-from mcrepl.adapters.base import Change, PolicyError, Record, RecordKey, ReplicationMeta
+from mcrepl.adapters.base import Change, PolicyError, Record, RecordKey, ReplicationMeta, vector_dominates
 from mcrepl.adapters.base.tagged_json import dumps, loads
 
 from .db import Database
@@ -258,7 +258,7 @@ class CaptureLog:
         return found
 
     def held_at(self, dataset: str, keys: Iterable[RecordKey], location: str,
-                upto_seq: int | None = None) -> dict[str, ReplicationMeta]:
+                upto_seq: int | None = None, *, delivered: bool = False) -> dict[str, ReplicationMeta]:
         """The version ``location`` is known to hold for each key (what a native write there overwrote).
 
         For the primary, :meth:`captured` (what capture read there or mcrepl delivered
@@ -268,10 +268,25 @@ class CaptureLog:
         no later, else its last entry up to there while the log still has it. Keys absent
         from the result were, as far as the state knows, never held there: a write there
         is then settled as a conflict, never taken for a successor.
+
+        With ``delivered`` (a capture that reads no change log in the store's order: a listing,
+        a latest-version feed), what mcrepl delivered to the primary since capture last read
+        the key counts too, when it has seen what capture read: such a capture may never see
+        the delivery itself, only the native write that replaced it. A change log reports the
+        delivery in its place, and there a delivery noted before capture read the changes
+        preceding it in the store is not what they replaced.
         """
         keys = list({k.id: k for k in keys}.values())
         seen = self.captured(dataset, (k.id for k in keys))
         held = {key_id: c.meta for key_id, c in seen.items() if c.location == location}
+        for key_id, c in (self._delivered(dataset, location, [k.id for k in keys]) if delivered else {}).items():
+            # a delivery capture has not read back is the later state when it has seen the one capture
+            # read (the writer decided it against that): a native write there since replaced it, and
+            # a listing, with no old image, says only that the object changed (listing + follow seed
+            # 251159: taken to succeed the older state, the write lost to a settlement it had seen)
+            known = held.get(key_id)
+            if known is None or (c.meta.version != known.version and vector_dominates(c.meta.vector, known.vector)):
+                held[key_id] = c.meta
         rest = [k for k in keys if k.id not in held]
         for key_id, c in self._snapshot(dataset, location, [k.id for k in rest]).items():
             held[key_id] = c.meta
@@ -291,6 +306,20 @@ class CaptureLog:
             if row is not None and not self._unheld(dataset, location, key.id, row["seq"]):
                 held[key.id] = _meta_of(row["meta"])
         return held
+
+    def _delivered(self, dataset: str, location: str, key_ids: Sequence[str]) -> dict[str, "Captured"]:
+        """What mcrepl last delivered to ``location`` per key while it was the primary (see
+        :meth:`note_delivered`)."""
+        found: dict[str, Captured] = {}
+        for start in range(0, len(key_ids), 500):
+            chunk = key_ids[start:start + 500]
+            marks = ",".join("?" * len(chunk))
+            for row in self._db.rows(f"SELECT key_id, delivered FROM heads WHERE dataset=? AND key_id IN ({marks}) "
+                                     "AND delivered IS NOT NULL", (dataset, *chunk)):
+                c = _captured_of(row["delivered"])
+                if c.location == location:
+                    found[row["key_id"]] = c
+        return found
 
     def _snapshot(self, dataset: str, location: str, key_ids: Sequence[str],
                   column: str = "captured") -> dict[str, "Captured"]:

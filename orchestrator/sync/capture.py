@@ -75,7 +75,7 @@ class PageCapturer:
 
     def __init__(self, target: ReplicaTarget, state: StateStore, clock: HybridLogicalClock, epoch: int,
                  router: RecordRouter | None = None, replicas: Sequence[str] = (),
-                 settling: Settling | None = None) -> None:
+                 settling: Settling | None = None, ordered: bool = True) -> None:
         self.target = target
         self.state = state
         self.clock = clock
@@ -83,6 +83,10 @@ class PageCapturer:
         self.router = router
         self.replicas = list(replicas)
         self.settling = settling          # settles a delivery read back over an unread change
+        #: capture reads a change log in the store's order, deletes and mcrepl's deliveries included
+        #: (a DynamoDB stream); a listing or a latest-version feed does not (see CaptureLog.held_at).
+        #: :meth:`capture_page` takes it from the adapter it reads
+        self.ordered = ordered
 
     def still_primary(self) -> bool:
         """Whether the durable pointer still names this location under this capturer's epoch.
@@ -103,7 +107,9 @@ class PageCapturer:
         """Read the next page from ``adapter`` (the primary) and :meth:`commit` it."""
         if not self.still_primary():
             return self.deposed()
-        return self.commit(adapter.capture_changes(self.cursor(), limit=limit))
+        page = adapter.capture_changes(self.cursor(), limit=limit)
+        self.ordered = adapter.capabilities.incremental_capture and adapter.capabilities.capture_sees_deletes
+        return self.commit(page)
 
     def commit(self, page: ChangePage) -> CaptureResult:
         """Stamp ``page`` and log it with its cursor, atomically; safe after any crash.
@@ -118,7 +124,8 @@ class PageCapturer:
         with self.state.transaction():
             changes = self._past_overlap(page, result)
             heads = self.state.log.heads(ds, (c.record.key.id for c in changes))
-            held = self.state.log.held_at(ds, (c.record.key for c in changes), location)
+            held = self.state.log.held_at(ds, (c.record.key for c in changes), location,
+                                          delivered=not self.ordered)
             logged = self.state.log.logged_versions(ds, [c.record for c in changes if meta_if_valid(c.record)])
             records: list[Record] = []
             read_back: dict[str, Record] = {}      # keys whose last change here logged nothing

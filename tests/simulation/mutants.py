@@ -343,6 +343,11 @@ def _unseen_delete_saw_the_undelivered_head() -> ContextManager[Any]:
     return mock.patch.object(AntiEntropy, "_held_at_unseen_delete", held)
 
 
+def _delivery_not_held() -> ContextManager[Any]:
+    from mcrepl.orchestrator.state.log import CaptureLog
+    return mock.patch.object(CaptureLog, "_delivered", lambda self, dataset, location, key_ids: {})
+
+
 MUTANTS: dict[str, Mutant] = {m.name: m for m in [
     Mutant("1-echo-by-origin", "records carrying another origin's metadata are taken for echoes", _echo_by_origin),
     Mutant("2-no-backfill", "a lane behind the log's horizon starts at the head without a backfill", _no_backfill),
@@ -425,6 +430,10 @@ MUTANTS: dict[str, Mutant] = {m.name: m for m in [
            "deletes, where only a delete is recorded, is taken to have seen the log's live version, which never "
            "reached that primary: that late write is deleted unsettled", _unseen_delete_saw_the_undelivered_head,
            steps=60, seeds=range(302660, 302661), feed=True),
+    Mutant("sim-delivery-not-held", "a native write at a listing-captured primary (no old image) is taken to "
+           "succeed the state capture last read there, not the settlement mcrepl delivered since: the write "
+           "loses to an older body it had seen", _delivery_not_held, steps=60, seeds=range(251159, 251160),
+           follow=True, listing=True),
 ]}
 
 

@@ -68,7 +68,9 @@ FEED_SEEDS = range(300_000, 300_000 + SEEDS // 12)
 #: its position not logged (see ChangePage.mid_pass). From 300000 the Cosmos DB location is captured
 #: as a latest-version feed: 300015, a delete only a comparison could find there taken to have seen
 #: a concurrent late write the old primary's rejoin had just logged, which it deleted unsettled (see
-#: AntiEntropy._held_at_unseen_delete); 300221, a rejoin's backfill counted a late delete the writer
+#: AntiEntropy._held_at_unseen_delete); 251159 (listing + follow), a native write at the
+#: listing-captured primary taken to succeed the state capture had last read there, not the
+#: settlement mcrepl had delivered since, lost to an older body it had seen (see CaptureLog.held_at); 300221, a rejoin's backfill counted a late delete the writer
 #: left alone there and forgot it, so the location was taken to hold the log's delete and a later
 #: write there for its successor (see attach._write); 300836 (120 steps), a lane wrote over an
 #: application's versioned write at a primary promoted by force, where nothing was recorded for the
@@ -92,7 +94,7 @@ KNOWN_HARD = [(157, True, STEPS), (157, False, STEPS), (327, True, STEPS), (190,
               (200535, False, 120), (202762, False, 60), (250421, True, 60), (300015, False, 60), (300221, False, 60), (300836, False, 120),
               (300943, False, 120), (301480, False, 60), (301762, False, 60),
               (300979, False, 120), (302170, False, 60),
-              (302660, False, 60)]
+              (302660, False, 60), (251159, True, 60)]
 
 
 def run_seed(seed: int, tmp: Path, steps: int = STEPS, follow: bool | None = None) -> list[str]:
