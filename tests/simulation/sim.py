@@ -203,7 +203,9 @@ class Simulation:
             return None
         self.violations += check_claims(self, report)
         if report is not None and all(d.converged for d in report.datasets.values()):
-            self.unverified.clear()
+            # only the locations compared: a wiped replica removed from the config meanwhile is still
+            # unverified when it is added back (its lane's offset says it holds what it lost)
+            self.unverified -= set(self.locations())
         return report
 
     def caught_up(self, report: Any) -> bool:
