@@ -245,16 +245,18 @@ class CaptureLog:
                 found[row["key_id"]] = set(json.loads(row["allowed"]))
         return found
 
-    def captured(self, dataset: str, key_ids: Iterable[str]) -> dict[str, "Captured"]:
-        """What capture last read for each key (where it read one): see :class:`Captured`."""
+    def captured(self, dataset: str, key_ids: Iterable[str],
+                 column: Literal["captured", "delivered"] = "captured") -> dict[str, "Captured"]:
+        """What capture last read for each key (where it read one): see :class:`Captured`; with
+        ``column="delivered"``, what mcrepl last delivered to the primary (:meth:`note_delivered`)."""
         ids = list(dict.fromkeys(key_ids))
         found: dict[str, Captured] = {}
         for start in range(0, len(ids), 500):
             chunk = ids[start:start + 500]
             marks = ",".join("?" * len(chunk))
-            for row in self._db.rows(f"SELECT key_id, captured FROM heads WHERE dataset=? AND key_id IN ({marks}) "
-                                     "AND captured IS NOT NULL", (dataset, *chunk)):
-                found[row["key_id"]] = _captured_of(row["captured"])
+            for row in self._db.rows(f"SELECT key_id, {column} AS c FROM heads WHERE dataset=? AND key_id IN "
+                                     f"({marks}) AND {column} IS NOT NULL", (dataset, *chunk)):
+                found[row["key_id"]] = _captured_of(row["c"])
         return found
 
     def held_at(self, dataset: str, keys: Iterable[RecordKey], location: str,
@@ -310,16 +312,8 @@ class CaptureLog:
     def _delivered(self, dataset: str, location: str, key_ids: Sequence[str]) -> dict[str, "Captured"]:
         """What mcrepl last delivered to ``location`` per key while it was the primary (see
         :meth:`note_delivered`)."""
-        found: dict[str, Captured] = {}
-        for start in range(0, len(key_ids), 500):
-            chunk = key_ids[start:start + 500]
-            marks = ",".join("?" * len(chunk))
-            for row in self._db.rows(f"SELECT key_id, delivered FROM heads WHERE dataset=? AND key_id IN ({marks}) "
-                                     "AND delivered IS NOT NULL", (dataset, *chunk)):
-                c = _captured_of(row["delivered"])
-                if c.location == location:
-                    found[row["key_id"]] = c
-        return found
+        return {key_id: c for key_id, c in self.captured(dataset, key_ids, "delivered").items()
+                if c.location == location}
 
     def _snapshot(self, dataset: str, location: str, key_ids: Sequence[str],
                   column: str = "captured") -> dict[str, "Captured"]:
