@@ -314,23 +314,8 @@ class AntiEntropy:
         assert meta is not None
         if head is None or head.version <= meta.version or not vector_dominates(head.vector, meta.vector):
             return record
-        return AntiEntropy._holding_head(stored, head)
-
-    @staticmethod
-    def _holding_head(stored: Mapping[str, Record | None], head: ReplicationMeta) -> Record | None:
-        """The stored copy of the log's head, if a location holds it: its version, or its content as
-        a native item (a former primary holds what capture read there without a version in it;
-        missing that, a key only the old primary still held stayed "in flight" for lanes that had
-        nothing left to deliver, follow seed 54239)."""
-        for rec in stored.values():
-            if rec is not None and rec.meta is not None and rec.meta.version == head.version \
-                    and meta_if_valid(rec) is not None:
-                return rec
-        for held in stored.values():
-            if held is not None and held.body is not None and meta_if_valid(held) is None \
-                    and not head.tombstone and held.digest_hash(False) == head.content_hash:
-                return Record(held.key, held.body, head)
-        return None
+        return next((r for r in stored.values() if r is not None and r.meta is not None
+                     and r.meta.version == head.version and meta_if_valid(r) is not None), None)
 
     def _primary_lost(self, head: ReplicationMeta | None) -> bool:
         """An absence at the primary that capture cannot have missed: lost data, not a delete."""
@@ -411,9 +396,14 @@ class AntiEntropy:
         A former primary may hold the head's content as the native item capture read
         there (no version in the item): that content, with the head's version, is it.
         """
-        found = AntiEntropy._holding_head(stored, head) if head is not None else None
-        if found is not None:
-            return found
+        if head is not None:
+            for rec in versions.values():
+                if rec.meta is not None and rec.meta.version == head.version:
+                    return rec
+            for held in stored.values():
+                if held is not None and held.body is not None and meta_if_valid(held) is None \
+                        and held.digest_hash(False) == head.content_hash:
+                    return Record(held.key, held.body, head)
         return max(versions.values(), key=lambda r: r.meta.version, default=None)  # type: ignore[union-attr]
 
     def _resolve(self, stored: Mapping[str, Record | None], head: ReplicationMeta | None = None) -> Record | None:

@@ -348,16 +348,6 @@ def _delivery_not_held() -> ContextManager[Any]:
     return mock.patch.object(CaptureLog, "_delivered", lambda self, dataset, location, key_ids: {})
 
 
-def _head_held_natively_ignored() -> ContextManager[Any]:
-    from mcrepl.orchestrator.sync.antientropy import AntiEntropy
-    from mcrepl.adapters.base import meta_if_valid as valid
-
-    def holding(stored, head):  # type: ignore[no-untyped-def]
-        return next((r for r in stored.values() if r is not None and r.meta is not None
-                     and r.meta.version == head.version and valid(r) is not None), None)
-    return mock.patch.object(AntiEntropy, "_holding_head", staticmethod(holding))
-
-
 MUTANTS: dict[str, Mutant] = {m.name: m for m in [
     Mutant("1-echo-by-origin", "records carrying another origin's metadata are taken for echoes", _echo_by_origin),
     Mutant("2-no-backfill", "a lane behind the log's horizon starts at the head without a backfill", _no_backfill),
@@ -444,9 +434,6 @@ MUTANTS: dict[str, Mutant] = {m.name: m for m in [
            "succeed the state capture last read there, not the settlement mcrepl delivered since: the write "
            "loses to an older body it had seen", _delivery_not_held, steps=60, seeds=range(251159, 251160),
            follow=True, listing=True),
-    Mutant("sim-head-held-natively-in-flight", "a key whose log version only a former primary still holds, as the "
-           "native item capture read there, is taken for in flight through lanes that have nothing left to deliver",
-           _head_held_natively_ignored, steps=120, seeds=range(54239, 54240), follow=True),
 ]}
 
 

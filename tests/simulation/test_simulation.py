@@ -70,9 +70,7 @@ FEED_SEEDS = range(300_000, 300_000 + SEEDS // 12)
 #: a concurrent late write the old primary's rejoin had just logged, which it deleted unsettled (see
 #: AntiEntropy._held_at_unseen_delete); 251159 (listing + follow), a native write at the
 #: listing-captured primary taken to succeed the state capture had last read there, not the
-#: settlement mcrepl had delivered since, lost to an older body it had seen (see CaptureLog.held_at);
-#: 54239 (follow, 120 steps), a key whose log version only the old primary still held, natively,
-#: reported "in flight" for ever while its writes stayed lost (see AntiEntropy._holding_head); 300221, a rejoin's backfill counted a late delete the writer
+#: settlement mcrepl had delivered since, lost to an older body it had seen (see CaptureLog.held_at); 300221, a rejoin's backfill counted a late delete the writer
 #: left alone there and forgot it, so the location was taken to hold the log's delete and a later
 #: write there for its successor (see attach._write); 300836 (120 steps), a lane wrote over an
 #: application's versioned write at a primary promoted by force, where nothing was recorded for the
@@ -96,8 +94,7 @@ KNOWN_HARD = [(157, True, STEPS), (157, False, STEPS), (327, True, STEPS), (190,
               (200535, False, 120), (202762, False, 60), (250421, True, 60), (300015, False, 60), (300221, False, 60), (300836, False, 120),
               (300943, False, 120), (301480, False, 60), (301762, False, 60),
               (300979, False, 120), (302170, False, 60),
-              (302660, False, 60), (251159, True, 60),
-              (54239, True, 120)]
+              (302660, False, 60), (251159, True, 60)]
 
 
 def run_seed(seed: int, tmp: Path, steps: int = STEPS, follow: bool | None = None) -> list[str]:
